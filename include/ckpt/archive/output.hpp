@@ -1,0 +1,164 @@
+#pragma once
+
+#include <ckpt/archive/path.hpp>
+#include <ckpt/error.hpp>
+#include <ckpt/format/dtype.hpp>
+
+#include <Eigen/Core>
+#include <cereal/cereal.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Tags of the non-tensor values stream; a scalar is tagged with its dtype's code.
+inline constexpr std::uint8_t tag_size = 0x40;
+inline constexpr std::uint8_t tag_bytes = 0x41;
+
+/// One Eigen tensor met while walking a state.
+struct tensor_record {
+    std::string name;
+    dtype type = dtype::u8;
+    bool vector = false; ///< a compile-time vector: stored with rank 1
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    char order = '-'; ///< 'R' or 'C' for rank 2, '-' for rank 1
+    bool fixed_rows = false;
+    bool fixed_cols = false;
+    std::int64_t max_rows = -1; ///< -1: no compile-time bound
+    std::int64_t max_cols = -1;
+    const std::byte* data = nullptr;
+    std::uint64_t bytes = 0;
+
+    /// The row-major shape of the bytes, as written to the file.
+    [[nodiscard]] std::vector<std::uint64_t> shape() const {
+        const auto r = static_cast<std::uint64_t>(rows);
+        const auto c = static_cast<std::uint64_t>(cols);
+        if (vector) return {r * c};
+        if (order == 'R') return {r, c};
+        return {c, r};
+    }
+};
+
+/// Describes an Eigen plain object type for a tensor record.
+template <class Derived>
+tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
+    using scalar = typename Derived::Scalar;
+    static_assert(is_supported_scalar_v<scalar>,
+                  "ckpt: Eigen tensor with an unsupported scalar type (use bool, an integer, "
+                  "float, double, Eigen::half or Eigen::bfloat16)");
+    tensor_record r;
+    r.type = dtype_of<scalar>;
+    r.vector = Derived::IsVectorAtCompileTime;
+    r.rows = static_cast<std::int64_t>(m.rows());
+    r.cols = static_cast<std::int64_t>(m.cols());
+    r.order = r.vector ? '-' : (Derived::IsRowMajor ? 'R' : 'C');
+    r.fixed_rows = Derived::RowsAtCompileTime != Eigen::Dynamic;
+    r.fixed_cols = Derived::ColsAtCompileTime != Eigen::Dynamic;
+    r.max_rows = Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
+    r.max_cols = Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
+    r.data = reinterpret_cast<const std::byte*>(m.data());
+    r.bytes = static_cast<std::uint64_t>(m.size()) * sizeof(scalar);
+    return r;
+}
+
+/// cereal output archive that records every Eigen tensor (by field path, without copying it) and
+/// writes every other value to a compact tagged byte stream.
+class tensor_oarchive : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
+                        public path_tracker {
+public:
+    tensor_oarchive() : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
+
+    template <class T>
+    void write_scalar(const T& v) {
+        static_assert(is_supported_scalar_v<T>,
+                      "ckpt: unsupported arithmetic type (long double and wide characters "
+                      "have no portable representation)");
+        values_.push_back(static_cast<std::byte>(dtype_of<T>));
+        append(&v, sizeof(T));
+    }
+    void write_size(std::uint64_t n) {
+        values_.push_back(static_cast<std::byte>(tag_size));
+        append(&n, sizeof n);
+    }
+    void write_bytes(const void* data, std::size_t n) {
+        values_.push_back(static_cast<std::byte>(tag_bytes));
+        const auto len = static_cast<std::uint64_t>(n);
+        append(&len, sizeof len);
+        append(data, n);
+    }
+    template <class Derived>
+    void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
+        tensor_record r = describe_tensor(m);
+        r.name = path();
+        tensors_.push_back(std::move(r));
+    }
+
+    [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
+    [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
+
+private:
+    void append(const void* data, std::size_t n) {
+        const auto* p = static_cast<const std::byte*>(data);
+        values_.insert(values_.end(), p, p + n);
+    }
+    std::vector<tensor_record> tensors_;
+    std::vector<std::byte> values_;
+};
+
+// Every item but names, sizes and raw bytes is a node of the field path.
+template <class T>
+void prologue(tensor_oarchive& ar, const T&) {
+    ar.push();
+}
+template <class T>
+void epilogue(tensor_oarchive& ar, const T&) {
+    ar.pop();
+}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::BinaryData<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::BinaryData<T>&) {}
+// A base class's fields belong to the derived object's node.
+template <class T>
+void prologue(tensor_oarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::virtual_base_class<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::virtual_base_class<T>&) {}
+
+template <class T>
+    requires std::is_arithmetic_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const T& v) {
+    ar.write_scalar(v);
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::NameValuePair<T>& nvp) {
+    ar.name_next(nvp.name);
+    ar(nvp.value);
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::SizeTag<T>& tag) {
+    ar.write_size(static_cast<std::uint64_t>(tag.size));
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>& bd) {
+    ar.write_bytes(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+} // namespace ckpt::detail

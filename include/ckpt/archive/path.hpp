@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Tracks where an archive is in the state, so tensors and errors get a field path such as
+/// "model.layers.0.weight". Named fields (cereal NVPs) use their name; unnamed ones their
+/// position among their siblings. Paths are built only when asked for.
+class path_tracker {
+public:
+    /// The next item pushed is named `name` (must outlive that item).
+    void name_next(const char* name) noexcept { next_name_ = name; }
+
+    void push() {
+        if (nodes_.empty()) {
+            nodes_.push_back({nullptr, 0, 0});
+        } else {
+            node& parent = nodes_.back();
+            nodes_.push_back({next_name_, parent.children++, 0});
+        }
+        next_name_ = nullptr;
+    }
+    void pop() noexcept {
+        if (!nodes_.empty()) nodes_.pop_back();
+    }
+
+    /// The current item's path; the root state is "" and a bare root tensor is "value".
+    [[nodiscard]] std::string path() const {
+        std::string s;
+        for (std::size_t i = 1; i < nodes_.size(); ++i) {
+            if (i > 1) s += '.';
+            if (nodes_[i].name != nullptr) s += nodes_[i].name;
+            else s += std::to_string(nodes_[i].index);
+        }
+        return s.empty() ? std::string("value") : s;
+    }
+
+private:
+    struct node {
+        const char* name;
+        std::uint64_t index;
+        std::uint64_t children;
+    };
+    std::vector<node> nodes_;
+    const char* next_name_ = nullptr;
+};
+
+} // namespace ckpt::detail

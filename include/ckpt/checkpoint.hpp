@@ -1,0 +1,572 @@
+#pragma once
+
+#include <ckpt/archive/input.hpp>
+#include <ckpt/archive/output.hpp>
+#include <ckpt/concepts.hpp>
+#include <ckpt/detail/hash.hpp>
+#include <ckpt/error.hpp>
+#include <ckpt/format/dtype.hpp>
+#include <ckpt/format/header.hpp>
+#include <ckpt/format/limits.hpp>
+#include <ckpt/format/metadata_codec.hpp>
+#include <ckpt/io/backend.hpp>
+#include <ckpt/io/file.hpp>
+#include <ckpt/metadata.hpp>
+#include <ckpt/types/eigen.hpp>
+#include <ckpt/version.hpp>
+
+#include <cereal/details/helpers.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+/// How save() writes.
+struct save_options {
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+/// How load() reads.
+struct load_options {
+    ckpt::limits limits{};          ///< caps on what the file may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+/// What inspect() reads.
+struct inspect_options {
+    bool verify = false;            ///< also read the whole file and check its checksum
+    ckpt::limits limits{};          ///< caps on what the file may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+namespace detail {
+
+/// A state walked by tensor_oarchive; cereal's errors become ckpt's.
+template <class T>
+void collect(tensor_oarchive& ar, const T& state) {
+    try {
+        ar(state);
+    } catch (const cereal::Exception& e) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 std::string("cereal could not serialize the state: ") + e.what());
+    }
+}
+
+/// The bytes of a checkpoint, ready to stream: the header, then blocks straight from the state.
+struct write_plan {
+    std::string header;
+    std::vector<std::pair<const std::byte*, std::uint64_t>> blocks;
+};
+
+inline std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
+    hasher h;
+    for (const auto& t : tensors) {
+        h.update(t.name.data(), t.name.size() + 1); // with the terminating NUL as a separator
+        const auto type = static_cast<std::uint8_t>(t.type);
+        h.update(&type, 1);
+        for (const std::uint64_t d : t.shape()) h.update(&d, sizeof d);
+        h.update(&t.order, 1);
+    }
+    return to_hex(h.digest());
+}
+
+/// Checks the names, orders the tensors so each is aligned to its element size, and builds the
+/// header. @throws schema_error, usage_error
+inline write_plan make_plan(const std::vector<tensor_record>& tensors,
+                            const std::vector<std::byte>& values, const metadata& meta) {
+    std::vector<schema_problem> problems;
+    std::unordered_set<std::string_view> seen;
+    for (const auto& t : tensors) {
+        if (t.name.starts_with("__")) {
+            problems.push_back({errc::schema_reserved, t.name,
+                                "names starting with '__' are reserved by safetensors and ckpt"});
+        } else if (!seen.insert(t.name).second) {
+            problems.push_back({errc::schema_duplicate, t.name,
+                                "two tensors of the state have this path; name them apart"});
+        } else if (t.name.size() > limits{}.max_name_bytes) {
+            problems.push_back({errc::schema_reserved, t.name.substr(0, 64) + "...",
+                                "the path is longer than the " +
+                                    std::to_string(limits{}.max_name_bytes) + " bytes ckpt reads"});
+        }
+    }
+    if (!problems.empty()) throw_error<schema_error>(std::move(problems));
+
+    std::vector<std::size_t> order(tensors.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return size_of(tensors[a].type) > size_of(tensors[b].type);
+    });
+
+    write_plan plan;
+    std::vector<file_tensor> entries;
+    entries.reserve(tensors.size() + 1);
+    std::string layout;
+    std::uint64_t offset = 0;
+    for (const std::size_t i : order) {
+        const tensor_record& t = tensors[i];
+        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
+        plan.blocks.emplace_back(t.data, t.bytes);
+        layout += t.order;
+        offset += t.bytes;
+    }
+    entries.push_back({std::string(values_entry), dtype::u8, {values.size()}, offset,
+                       offset + values.size(), '-'});
+    plan.blocks.emplace_back(values.data(), values.size());
+    layout += '-';
+
+    metadata m = meta;
+    if (m.time == std::chrono::system_clock::time_point{}) m.time = std::chrono::system_clock::now();
+    if (!parse_time(format_time(m.time))) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 "metadata time " + format_time(m.time) + " is outside years 0 to 9999");
+    }
+    std::vector<std::pair<std::string, std::string>> pairs;
+    pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
+    pairs.emplace_back(key_format_version, std::to_string(format_version));
+    pairs.emplace_back(key_library_version, CKPT_VERSION_STRING);
+    encode_user_metadata(m, pairs);
+    pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
+    pairs.emplace_back(key_layout, std::move(layout));
+    plan.header = build_header(pairs, entries);
+    return plan;
+}
+
+/// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
+template <class Sink>
+void write_checkpoint(Sink& sink, const write_plan& plan) {
+    const std::uint64_t n = plan.header.size();
+    sink.write(&n, sizeof n);
+    sink.write(plan.header.data(), plan.header.size());
+    for (const auto& [data, bytes] : plan.blocks) {
+        if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
+    }
+    const std::string hex = to_hex(sink.digest());
+    sink.patch(checksum_digits_offset, hex.data(), hex.size());
+}
+
+/// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
+class opened_checkpoint {
+public:
+    /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
+    /// @throws corrupt_error, version_error, limit_error
+    opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
+                      const std::string& where, bool verify)
+        : where_(where) {
+        const auto corrupt = [&](int id, const std::string& what) {
+            throw_error<corrupt_error>(id, "'" + where + "': " + what);
+        };
+        if (size < 8) {
+            corrupt(errc::corrupt_too_small, "the file is " + std::to_string(size) +
+                                                 " bytes long, too short to be a checkpoint");
+        }
+        std::uint64_t n = 0;
+        std::memcpy(&n, p, sizeof n);
+        if (n > lim.max_header_bytes) {
+            throw_error<limit_error>(errc::limit_header,
+                                     "'" + where + "': the header declares " + std::to_string(n) +
+                                         " bytes, more than the limit of " +
+                                         std::to_string(lim.max_header_bytes));
+        }
+        if (n > size - 8) {
+            corrupt(errc::corrupt_truncated_header,
+                    "the header declares " + std::to_string(n) + " bytes but only " +
+                        std::to_string(size - 8) + " follow: the file is truncated or damaged");
+        }
+        const std::string_view json(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n));
+        const bool ours = is_ckpt_header(json);
+        if (verify && !ours) {
+            corrupt(errc::corrupt_not_ckpt,
+                    "the header does not start with ckpt's checksum: the file is damaged or was "
+                    "not written by ckpt");
+        }
+        if (ours) {
+            check_version(json, verify ? p : nullptr, size);
+            checksum_ = std::string(json.substr(checksum_prefix.size() - 8, 24));
+        }
+        if (verify) {
+            verify_checksum(json, p, size);
+            verified_ = true;
+        }
+        header_ = parse_header(json, size - 8 - n, lim, where);
+        header_bytes_ = n;
+        data_ = p + 8 + n;
+        const auto v = header_.meta.find(std::string(key_format_version));
+        if (v != header_.meta.end()) version_ = static_cast<int>(parse_int(v->second).value_or(0));
+        meta_ = decode_metadata(header_.meta, where);
+    }
+    opened_checkpoint(const opened_checkpoint&) = delete;
+    opened_checkpoint& operator=(const opened_checkpoint&) = delete;
+
+    [[nodiscard]] const parsed_header& header() const noexcept { return header_; }
+    [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
+    [[nodiscard]] int version() const noexcept { return version_; }
+    [[nodiscard]] const std::string& checksum() const noexcept { return checksum_; }
+    [[nodiscard]] bool verified() const noexcept { return verified_; }
+    [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
+
+    /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
+    void index(tensor_source& src, std::span<const std::byte>& values) const {
+        src.entries = &header_.entries;
+        src.data = data_;
+        bool have_values = false;
+        for (std::size_t i = 0; i < header_.entries.size(); ++i) {
+            const file_tensor& e = header_.entries[i];
+            if (e.begin % size_of(e.type) != 0) {
+                throw_error<corrupt_error>(errc::corrupt_offsets,
+                                           "'" + where_ + "': tensor '" + e.name +
+                                               "' is not aligned to its element size");
+            }
+            if (e.name == values_entry) {
+                if (e.type != dtype::u8 || e.shape.size() != 1) {
+                    throw_error<corrupt_error>(errc::corrupt_header,
+                                               "'" + where_ + "': " + e.name + " is not a U8 vector");
+                }
+                values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
+                have_values = true;
+            } else {
+                src.by_name.emplace(e.name, i);
+            }
+        }
+        if (!have_values) {
+            throw_error<corrupt_error>(errc::corrupt_header,
+                                       "'" + where_ + "': the file has no " +
+                                           std::string(values_entry) + " entry");
+        }
+    }
+
+private:
+    static bool is_ckpt_header(std::string_view json) {
+        return json.size() > checksum_prefix.size() + 16 && json.starts_with(checksum_prefix) &&
+               from_hex(json.substr(checksum_prefix.size(), 16)).has_value() &&
+               json[checksum_prefix.size() + 16] == '"';
+    }
+
+    /// The format version is the second key, at a fixed place, so it is read before anything
+    /// that a newer format might have changed. `p` is null when only the header was read.
+    void check_version(std::string_view json, const std::byte* p, std::uint64_t size) {
+        constexpr std::string_view key = R"(,"ckpt.format_version":")";
+        const std::size_t at = checksum_prefix.size() + 17;
+        const std::size_t end = json.find('"', at + key.size());
+        const auto v = json.substr(at, key.size()) == key && end != std::string_view::npos
+                           ? parse_int(json.substr(at + key.size(), end - at - key.size()))
+                           : std::nullopt;
+        if (!v || *v < 1) {
+            throw_error<version_error>(errc::version_invalid,
+                                       "'" + where_ + "': the header holds no valid format version");
+        }
+        if (*v > format_version) {
+            std::string message = "'" + where_ + "' uses checkpoint format version " +
+                                  std::to_string(*v) + "; this ckpt (" CKPT_VERSION_STRING
+                                  ") reads versions up to " + std::to_string(format_version) +
+                                  ": load it with a newer ckpt";
+            if (p != nullptr && !checksum_matches(json, p, size)) message += " (or the file is damaged)";
+            throw_error<version_error>(errc::version_newer, message);
+        }
+    }
+
+    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size) {
+        hasher h;
+        h.update(p, checksum_digits_offset);
+        static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                           '0', '0', '0', '0', '0', '0', '0', '0'};
+        h.update(zeros, sizeof zeros);
+        h.update(p + checksum_digits_offset + 16,
+                 static_cast<std::size_t>(size - checksum_digits_offset - 16));
+        return h.digest();
+    }
+    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size) {
+        return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
+    }
+    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size) {
+        const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
+        const std::uint64_t actual = content_hash(p, size);
+        if (stored != actual) {
+            throw_error<corrupt_error>(errc::corrupt_checksum,
+                                       "'" + where_ + "': checksum mismatch: the header says " +
+                                           to_hex(stored) + ", the content hashes to " +
+                                           to_hex(actual) + ": the file is damaged");
+        }
+    }
+
+    std::string where_;
+    parsed_header header_;
+    metadata meta_;
+    int version_ = 0;
+    std::string checksum_;
+    bool verified_ = false;
+    std::uint64_t header_bytes_ = 0;
+    const std::byte* data_ = nullptr;
+};
+
+inline std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
+    return std::string(to_string(type)) + " " + shape_string(shape);
+}
+
+inline const char* order_name(char order) {
+    return order == 'R' ? "row-major" : "column-major";
+}
+
+/// Every difference between the state's tensors and the file's, in the state's order.
+inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record>& state,
+                                                 const tensor_source& src) {
+    std::vector<schema_problem> problems;
+    std::unordered_set<std::string_view> expected;
+    for (const tensor_record& r : state) {
+        const std::string mine = describe_side(r.type, r.shape());
+        if (!expected.insert(r.name).second) {
+            problems.push_back({errc::schema_duplicate, r.name,
+                                "two tensors of the state have this path; name them apart"});
+            continue;
+        }
+        const auto it = src.by_name.find(r.name);
+        if (it == src.by_name.end()) {
+            problems.push_back({errc::schema_missing, r.name,
+                                "state expects " + mine + ", the checkpoint has no such tensor"});
+            continue;
+        }
+        const file_tensor& f = (*src.entries)[it->second];
+        std::string theirs = describe_side(f.type, f.shape);
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
+        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
+        if (orders_differ) {
+            theirs += std::string(" (") + order_name(f.order) + ")";
+        }
+        const std::string both = "file has " + theirs + ", state expects " + mine +
+                                 (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+        if (f.type != r.type || !ranks_match) {
+            problems.push_back({errc::schema_mismatch, r.name, both});
+            continue;
+        }
+        const bool fixed = r.fixed_rows && r.fixed_cols;
+        if (fixed && orders_differ) {
+            problems.push_back({errc::schema_storage_order, r.name,
+                                both + ": a fixed-size tensor must keep its storage order"});
+            continue;
+        }
+        if (rows == r.rows && cols == r.cols) continue;
+        // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
+        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
+                          (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
+                          (r.max_cols < 0 || cols <= r.max_cols);
+        if (!fits) problems.push_back({errc::schema_mismatch, r.name, both});
+    }
+    for (const file_tensor& f : *src.entries) {
+        if (f.name == values_entry || expected.count(f.name) != 0) continue;
+        problems.push_back({errc::schema_unexpected, f.name,
+                            "file has " + describe_side(f.type, f.shape) +
+                                ", the state has no such tensor"});
+    }
+    return problems;
+}
+
+inline bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src) {
+    if (state.size() != src.by_name.size()) return false;
+    return std::all_of(state.begin(), state.end(),
+                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+}
+
+/// Runs one input pass; cereal's own errors become ckpt's.
+template <class T>
+void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors) {
+    try {
+        tensor_iarchive ar(values, tensors);
+        ar(obj);
+        ar.finish();
+    } catch (const cereal::Exception& e) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   std::string("cereal could not decode the values: ") + e.what());
+    }
+}
+
+/// Values first (tensors untouched), then a shape check against what the state became, then the
+/// tensors. On failure the values are put back from `backup` when given.
+template <class T>
+void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> values,
+                 const std::vector<std::byte>* backup) {
+    const auto restore = [&]() noexcept {
+        if (backup == nullptr) return;
+        try {
+            read_pass(obj, *backup, nullptr);
+        } catch (...) { // the original error is the one to report
+        }
+    };
+    try {
+        read_pass(obj, values, nullptr);
+    } catch (...) {
+        restore();
+        throw;
+    }
+    tensor_oarchive shaped;
+    collect(shaped, obj);
+    if (auto problems = check_tensors(shaped.tensors(), src); !problems.empty()) {
+        restore();
+        throw_error<schema_error>(std::move(problems));
+    }
+    read_pass(obj, values, &src);
+}
+
+/// Loads into `state` with the strong guarantee: on any error it is left as it was.
+template <class T>
+void load_state(T& state, const tensor_source& src, std::span<const std::byte> values) {
+    tensor_oarchive now;
+    collect(now, state);
+    if (same_tensor_names(now.tensors(), src)) {
+        // Same fields: check every shape before touching anything, then decode in place.
+        if (auto problems = check_tensors(now.tensors(), src); !problems.empty()) {
+            throw_error<schema_error>(std::move(problems));
+        }
+        decode_into(state, src, values, &now.values());
+    } else if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
+        // The file has other fields (say, containers the state holds empty): decode into a copy,
+        // which the values may reshape, and keep it only if everything fits.
+        T staged(state);
+        decode_into(staged, src, values, nullptr);
+        state = std::move(staged);
+    } else {
+        throw_error<schema_error>(check_tensors(now.tensors(), src));
+    }
+}
+
+template <class T>
+metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limits& lim,
+                    const std::string& where) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    opened_checkpoint file(p, size, lim, where, true);
+    tensor_source src;
+    std::span<const std::byte> values;
+    file.index(src, values);
+    load_state(state, src, values);
+    return file.meta();
+}
+
+inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
+    info out;
+    out.format_version = file.version();
+    out.meta = file.meta();
+    out.checksum = file.checksum();
+    out.checksum_verified = file.verified();
+    out.file_bytes = file_bytes;
+    out.header_bytes = file.header_bytes();
+    out.raw_metadata = file.header().meta;
+    if (const auto it = out.raw_metadata.find(std::string(key_library_version));
+        it != out.raw_metadata.end()) {
+        out.library_version = it->second;
+    }
+    if (const auto it = out.raw_metadata.find(std::string(key_fingerprint));
+        it != out.raw_metadata.end()) {
+        out.fingerprint = it->second;
+    }
+    for (const file_tensor& e : file.header().entries) {
+        if (e.name == values_entry) {
+            out.value_bytes = e.end - e.begin;
+            continue;
+        }
+        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
+    }
+    return out;
+}
+
+} // namespace detail
+
+/// Writes `state` to `path` atomically: a crash or error at any point leaves the previous file
+/// at `path` intact and no temporary file behind. Tensors stream straight from their buffers.
+/// @throws io_error, schema_error (duplicate or reserved names), usage_error
+template <class T>
+void save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
+          const save_options& options = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    detail::tensor_oarchive ar;
+    detail::collect(ar, state);
+    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    detail::atomic_file file(io, path);
+    detail::write_checkpoint(file, plan);
+    file.commit();
+}
+
+/// The bytes save() would write, in memory.
+template <class T>
+std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::save_to_memory: T is not checkpointable: give it a cereal "
+                  "serialize(Archive&) member or save()/load() functions");
+    detail::tensor_oarchive ar;
+    detail::collect(ar, state);
+    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
+    detail::memory_sink sink;
+    detail::write_checkpoint(sink, plan);
+    return sink.take();
+}
+
+/// Loads `state` from `path` and returns the checkpoint's metadata. The file's structure and
+/// checksum are verified before anything is decoded; tensors must match the state's shapes
+/// (an empty dynamic tensor takes the file's). On any error `state` is left as it was.
+/// @throws io_error, corrupt_error, version_error, schema_error, limit_error
+template <class T>
+metadata load(const std::filesystem::path& path, T& state, const load_options& options = {}) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    const detail::file_bytes bytes(io, where);
+    return detail::load_bytes(bytes.data(), bytes.size(), state, options.limits, where);
+}
+
+/// load() from bytes in memory.
+template <class T>
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+    return detail::load_bytes(bytes.data(), bytes.size(), state, lim, "<memory>");
+}
+
+/// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.
+/// Reads only the header unless options.verify asks for the checksum to be checked.
+/// Any safetensors file can be inspected; format_version is 0 for one ckpt did not write.
+/// @throws io_error, corrupt_error, version_error, limit_error
+inline info inspect(const std::filesystem::path& path, const inspect_options& options = {}) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    if (options.verify) {
+        const detail::file_bytes bytes(io, where);
+        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where, true);
+        return detail::make_info(file, bytes.size());
+    }
+    detail::fd_guard fd(io, detail::open_for_reading(io, where));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) detail::throw_io(errc::io_stat, "stat", where, errno);
+    // Read the length and the header only; a fake data section stands in for the rest.
+    std::uint64_t n = 0;
+    if (size >= 8) {
+        if (const int e = detail::read_all(io, fd.get(), reinterpret_cast<std::byte*>(&n), 8, 0)) {
+            detail::throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    const std::uint64_t head = size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
+    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
+    if (!bytes.empty()) {
+        if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {
+            detail::throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    const detail::opened_checkpoint file(bytes.data(), size, options.limits, where, false);
+    return detail::make_info(file, size);
+}
+
+} // namespace ckpt

@@ -1,0 +1,26 @@
+#ifndef CKPT_CKPT_HPP
+#define CKPT_CKPT_HPP
+
+/// ckpt: exact, safe, fast checkpoints of training state for C++20.
+/// Include this header; it brings save/load/inspect, the Eigen and <random> support, and the
+/// cereal support for the standard containers a training state usually holds.
+
+#include <ckpt/version.hpp>
+#include <ckpt/error.hpp>
+#include <ckpt/metadata.hpp>
+#include <ckpt/format/dtype.hpp>
+#include <ckpt/format/limits.hpp>
+#include <ckpt/io/backend.hpp>
+#include <ckpt/concepts.hpp>
+#include <ckpt/types/eigen.hpp>
+#include <ckpt/types/random.hpp>
+#include <ckpt/checkpoint.hpp>
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/vector.hpp>
+
+#endif // CKPT_CKPT_HPP

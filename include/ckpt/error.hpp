@@ -1,0 +1,176 @@
+#pragma once
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+/// Base of every exception ckpt throws; what() starts with "[ckpt.<kind>.<id>]".
+class error : public std::runtime_error {
+public:
+    error(int id, std::string_view kind, const std::string& message)
+        : std::runtime_error("[ckpt." + std::string(kind) + "." + std::to_string(id) + "] " +
+                             message),
+          id_(id), kind_(kind) {}
+
+    /// The numeric id listed in the README's table of errors.
+    [[nodiscard]] int id() const noexcept { return id_; }
+    /// "io", "corrupt", "version", "schema", "limit" or "usage".
+    [[nodiscard]] std::string_view kind() const noexcept { return kind_; }
+
+private:
+    int id_;
+    std::string_view kind_;
+};
+
+/// A file-system call failed; the OS error is kept.
+class io_error : public error {
+public:
+    io_error(int id, const std::string& message, std::string operation, std::string path,
+             std::error_code code)
+        : error(id, "io", message), operation_(std::move(operation)), path_(std::move(path)),
+          code_(code) {}
+
+    /// The call that failed: "open", "write", "fsync", "close", "rename", ...
+    [[nodiscard]] const std::string& operation() const noexcept { return operation_; }
+    /// The path the call was made on.
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    /// The OS error (errno) the call returned.
+    [[nodiscard]] std::error_code code() const noexcept { return code_; }
+
+private:
+    std::string operation_;
+    std::string path_;
+    std::error_code code_;
+};
+
+/// The file is damaged or is not a ckpt checkpoint: checksum, structure or encoding is wrong.
+class corrupt_error : public error {
+public:
+    corrupt_error(int id, const std::string& message) : error(id, "corrupt", message) {}
+};
+
+/// The file was written in a format version this build does not read.
+class version_error : public error {
+public:
+    version_error(int id, const std::string& message) : error(id, "version", message) {}
+};
+
+/// One difference between the checkpoint and the state it is loaded into.
+struct schema_problem {
+    int id;            ///< the schema error id of this problem
+    std::string path;  ///< field path, e.g. "model.layers.1.weight"
+    std::string text;  ///< the problem with both sides, without the path
+};
+
+/// The checkpoint does not fit the state: missing, unexpected or mismatched fields.
+/// Every problem is listed; id() is that of the first.
+class schema_error : public error {
+public:
+    explicit schema_error(std::vector<schema_problem> problems)
+        : error(problems.front().id, "schema", describe(problems)), problems_(std::move(problems)) {}
+
+    /// All differences found, in the state's order.
+    [[nodiscard]] const std::vector<schema_problem>& problems() const noexcept { return problems_; }
+
+private:
+    static std::string describe(const std::vector<schema_problem>& problems) {
+        std::string s = problems.front().path + ": " + problems.front().text;
+        if (problems.size() > 1) {
+            s += " (and " + std::to_string(problems.size() - 1) + " more:";
+            for (std::size_t i = 1; i < problems.size(); ++i) {
+                s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " +
+                     problems[i].path + ": " + problems[i].text;
+            }
+            s += ")";
+        }
+        return s;
+    }
+    std::vector<schema_problem> problems_;
+};
+
+/// A size in the file is beyond what ckpt accepts; nothing of that size was allocated.
+class limit_error : public error {
+public:
+    limit_error(int id, const std::string& message) : error(id, "limit", message) {}
+};
+
+/// The library was called wrongly (a bad argument, a name ckpt reserves, ...).
+class usage_error : public error {
+public:
+    usage_error(int id, const std::string& message) : error(id, "usage", message) {}
+};
+
+/// Error ids, one per distinct failure; the README lists them.
+namespace errc {
+// io: a file-system call failed
+inline constexpr int io_open = 101;
+inline constexpr int io_read = 102;
+inline constexpr int io_write = 103;
+inline constexpr int io_fsync = 104;
+inline constexpr int io_close = 105;
+inline constexpr int io_rename = 106;
+inline constexpr int io_sync_directory = 107;
+inline constexpr int io_stat = 108;
+inline constexpr int io_remove = 109;
+// corrupt: the bytes are not a valid checkpoint
+inline constexpr int corrupt_too_small = 201;
+inline constexpr int corrupt_truncated_header = 202;
+inline constexpr int corrupt_not_ckpt = 203;
+inline constexpr int corrupt_checksum = 204;
+inline constexpr int corrupt_json = 205;
+inline constexpr int corrupt_header = 206;
+inline constexpr int corrupt_offsets = 207;
+inline constexpr int corrupt_values = 208;
+// schema: the checkpoint does not fit the state
+inline constexpr int schema_missing = 301;
+inline constexpr int schema_mismatch = 302;
+inline constexpr int schema_unexpected = 303;
+inline constexpr int schema_storage_order = 304;
+inline constexpr int schema_value_type = 305;
+inline constexpr int schema_value_count = 306;
+inline constexpr int schema_duplicate = 307;
+inline constexpr int schema_reserved = 308;
+// version
+inline constexpr int version_newer = 401;
+inline constexpr int version_invalid = 402;
+// limit: a declared size is too large
+inline constexpr int limit_header = 501;
+inline constexpr int limit_tensor_count = 502;
+inline constexpr int limit_rank = 503;
+inline constexpr int limit_tensor_bytes = 504;
+inline constexpr int limit_value_size = 505;
+inline constexpr int limit_name = 506;
+// usage
+inline constexpr int usage_argument = 601;
+} // namespace errc
+
+namespace detail {
+
+/// The one place ckpt throws from.
+template <class Error, class... Args>
+[[noreturn]] void throw_error(Args&&... args) {
+    throw Error(std::forward<Args>(args)...);
+}
+
+/// Throws io_error for a failed call, with the OS error's name and text.
+[[noreturn]] inline void throw_io(int id, std::string_view operation, const std::string& path,
+                                  int err, std::string_view consequence = {}) {
+    std::string message = std::string(operation) + " '" + path + "' failed: " +
+                          std::strerror(err) + " (errno " + std::to_string(err) + ")";
+    if (!consequence.empty()) {
+        message += "; ";
+        message += consequence;
+    }
+    throw_error<io_error>(id, message, std::string(operation), path,
+                          std::error_code(err, std::generic_category()));
+}
+
+} // namespace detail
+} // namespace ckpt

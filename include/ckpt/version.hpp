@@ -1,0 +1,12 @@
+#pragma once
+
+/// ckpt's version; the single source of truth read by CMake.
+#define CKPT_VERSION_MAJOR 0
+#define CKPT_VERSION_MINOR 1
+#define CKPT_VERSION_PATCH 0
+#define CKPT_VERSION_STRING "0.1.0"
+
+namespace ckpt {
+/// The on-disk format version this build writes; files with a newer one are refused.
+inline constexpr int format_version = 1;
+} // namespace ckpt
