@@ -1,0 +1,227 @@
+// The file format: a valid safetensors layout; every structural defect behind a correct
+// checksum is refused with its own id; versions are checked; the golden file keeps loading.
+#include "test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <rapidjson/document.h>
+
+#ifndef CKPT_TEST_DATA_DIR
+#define CKPT_TEST_DATA_DIR "tests/data"
+#endif
+
+namespace {
+
+struct sample {
+    Eigen::Matrix<double, 2, 3, Eigen::RowMajor> a = Eigen::Matrix<double, 2, 3, Eigen::RowMajor>::Constant(0.5);
+    Eigen::VectorXf b = Eigen::VectorXf::LinSpaced(5, 0.0F, 1.0F);
+    Eigen::Matrix<std::int16_t, Eigen::Dynamic, Eigen::Dynamic> c =
+        Eigen::Matrix<std::int16_t, Eigen::Dynamic, Eigen::Dynamic>::Constant(3, 1, 7);
+    std::int64_t step = 99;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(a), CEREAL_NVP(b), CEREAL_NVP(c), CEREAL_NVP(step));
+    }
+};
+
+std::uint64_t le64(const std::vector<std::byte>& f) {
+    std::uint64_t n = 0;
+    std::memcpy(&n, f.data(), 8);
+    return n;
+}
+
+std::string values_entry(std::uint64_t begin, std::uint64_t len) {
+    return R"(,"__ckpt_values__":{"dtype":"U8","shape":[)" + std::to_string(len) +
+           R"(],"data_offsets":[)" + std::to_string(begin) + "," + std::to_string(begin + len) + "]}";
+}
+
+/// A one-tensor file: "t" (F32, `shape`, bytes [0, len)) and an empty values entry.
+std::vector<std::byte> one_tensor(const std::string& extra_meta, const std::string& entry,
+                                  std::uint64_t data_len) {
+    std::string json = test::header_start();
+    json.pop_back(); // reopen __metadata__
+    json += extra_meta + "}" + entry + values_entry(data_len, 0) + "}";
+    return test::craft(json, std::vector<std::byte>(data_len));
+}
+
+struct one_t {
+    Eigen::VectorXf t;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(t));
+    }
+};
+
+int load_id(const std::vector<std::byte>& file) {
+    one_t s;
+    return test::error_id([&] { ckpt::load_from_memory(file, s); });
+}
+
+} // namespace
+
+TEST_CASE("a checkpoint is a valid safetensors file") {
+    const auto file = ckpt::save_to_memory(sample{});
+    const std::uint64_t n = le64(file);
+    CHECK(n % 8 == 0); // the data section starts 8-byte aligned
+    REQUIRE(8 + n <= file.size());
+    const std::string json(reinterpret_cast<const char*>(file.data() + 8), n);
+    CHECK(json.starts_with(ckpt::detail::checksum_prefix));
+    rapidjson::Document doc;
+    doc.Parse(json.c_str());
+    REQUIRE(!doc.HasParseError());
+    const auto& meta = doc["__metadata__"];
+    for (const char* key : {"ckpt.checksum", "ckpt.format_version", "ckpt.library_version", "ckpt.step",
+                            "ckpt.epoch", "ckpt.time", "ckpt.fingerprint", "ckpt.layout"}) {
+        CAPTURE(key);
+        REQUIRE(meta.HasMember(key));
+        CHECK(meta[key].IsString());
+    }
+    CHECK(std::string(meta["ckpt.format_version"].GetString()) == "1");
+    CHECK(std::string(meta["ckpt.library_version"].GetString()) == CKPT_VERSION_STRING);
+    // Largest elements first so that each tensor is aligned; values last.
+    std::vector<std::string> names;
+    std::uint64_t expect = 0;
+    for (auto& m : doc.GetObject()) {
+        const std::string name = m.name.GetString();
+        if (name == "__metadata__") continue;
+        names.push_back(name);
+        CHECK(m.value["data_offsets"][0].GetUint64() == expect);
+        expect = m.value["data_offsets"][1].GetUint64();
+    }
+    CHECK(names == std::vector<std::string>{"a", "b", "c", "__ckpt_values__"});
+    CHECK(8 + n + expect == file.size()); // the tensors tile the data section to the last byte
+    CHECK(std::string(meta["ckpt.layout"].GetString()) == "R-C-");
+    CHECK(doc["a"]["shape"][0].GetUint64() == 2);
+    CHECK(doc["c"]["shape"][0].GetUint64() == 1); // column-major 3x1: row-major view [1, 3]
+    CHECK(doc["c"]["shape"][1].GetUint64() == 3);
+}
+
+TEST_CASE("each structural defect behind a correct checksum has its own error") {
+    const std::string t4 = R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+    CHECK(load_id(one_tensor("", t4, 4)) == 0); // the well-formed base case loads
+
+    SUBCASE("a safetensors file that ckpt did not write") {
+        const std::string json = R"({"__metadata__":{"format":"pt"},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+        CHECK(load_id(test::craft(json, std::vector<std::byte>(4), false)) == ckpt::errc::corrupt_not_ckpt);
+    }
+    SUBCASE("invalid JSON, and invalid UTF-8") {
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32",})", 4)) == ckpt::errc::corrupt_json);
+        CHECK(load_id(one_tensor("", ",\"t\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4)) ==
+              ckpt::errc::corrupt_json);
+    }
+    SUBCASE("header fields") {
+        CHECK(load_id(one_tensor("", t4 + t4, 8)) == ckpt::errc::corrupt_header); // duplicate
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F128","shape":[1],"data_offsets":[0,4]})", 4)) ==
+              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4)) ==
+              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})", 4)) ==
+              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0]})", 4)) ==
+              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1})", 4)) ==
+              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor(R"(,"ckpt.step":7)", t4, 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor(R"(,"ckpt.step":"seven")", t4, 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor(R"(,"ckpt.layout":"RR")", t4, 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor(R"(,"ckpt.layout":"R-")", t4, 4)) == ckpt::errc::corrupt_header);
+    }
+    SUBCASE("offsets: size, gap, overlap, trailing bytes, alignment") {
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 8)) ==
+              ckpt::errc::corrupt_offsets);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})", 8)) ==
+              ckpt::errc::corrupt_offsets);
+        const std::string two = R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})";
+        CHECK(load_id(one_tensor("", two, 8)) == ckpt::errc::corrupt_offsets);
+        std::string json = test::header_start() + t4 + values_entry(4, 0) + "}";
+        CHECK(load_id(test::craft(json, std::vector<std::byte>(5))) == ckpt::errc::corrupt_offsets);
+        const std::string misaligned = R"(,"v":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"t":{"dtype":"F32","shape":[1],"data_offsets":[2,6]})";
+        CHECK(load_id(one_tensor("", misaligned, 6)) == ckpt::errc::corrupt_offsets);
+    }
+    SUBCASE("no values entry") {
+        const std::string json = test::header_start() + t4 + "}";
+        CHECK(load_id(test::craft(json, std::vector<std::byte>(4))) == ckpt::errc::corrupt_header);
+    }
+}
+
+TEST_CASE("format versions: a newer one is refused clearly, a broken one too") {
+    const auto newer = test::craft(test::header_start(2) + values_entry(0, 0) + "}");
+    one_t s;
+    CHECK(test::error_text([&] { ckpt::load_from_memory(newer, s); }) ==
+          "[ckpt.version.401] '<memory>' uses checkpoint format version 2; this ckpt (" CKPT_VERSION_STRING
+          ") reads versions up to 1: load it with a newer ckpt");
+    std::string zero = test::header_start(0) + values_entry(0, 0) + "}";
+    CHECK(load_id(test::craft(zero)) == ckpt::errc::version_invalid);
+    std::string word = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') +
+                       R"(","ckpt.format_version":"one"})" + values_entry(0, 0) + "}";
+    CHECK(load_id(test::craft(word)) == ckpt::errc::version_invalid);
+    std::string missing = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') + R"("})" +
+                          values_entry(0, 0) + "}";
+    CHECK(load_id(test::craft(missing)) == ckpt::errc::version_invalid);
+}
+
+namespace {
+/// The state of tests/data/golden-v1.ckpt, rebuilt from its recipe.
+struct golden_state {
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> weight;
+    Eigen::VectorXd bias;
+    Eigen::Matrix<std::int32_t, 2, 2> fixed;
+    std::mt19937_64 rng;
+    std::normal_distribution<double> noise;
+    std::vector<std::string> names;
+    std::int64_t step = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(weight), CEREAL_NVP(bias), CEREAL_NVP(fixed), CEREAL_NVP(rng), CEREAL_NVP(noise),
+           CEREAL_NVP(names), CEREAL_NVP(step));
+    }
+};
+golden_state golden_recipe() {
+    golden_state g;
+    g.weight.resize(3, 4);
+    for (int i = 0; i < 12; ++i) g.weight.data()[i] = static_cast<float>(i) * 0.25F - 1.0F;
+    g.bias = Eigen::VectorXd::LinSpaced(3, -0.5, 0.5);
+    g.fixed << 1, -2, 3, -4;
+    g.rng.seed(2026);
+    g.rng.discard(10);
+    g.noise = std::normal_distribution<double>(0.0, 0.1);
+    g.noise(g.rng); // leaves a cached second variate
+    g.names = {"alpha", "beta"};
+    g.step = 1000;
+    return g;
+}
+ckpt::metadata golden_meta() {
+    ckpt::metadata m;
+    m.step = 1000;
+    m.epoch = 3;
+    m.metrics["loss"] = 0.125;
+    m.tags["written_by"] = "ckpt 0.1.0";
+    m.time = std::chrono::system_clock::time_point(std::chrono::seconds(1796000000));
+    return m;
+}
+} // namespace
+
+TEST_CASE("the format-version-1 golden file keeps loading, bit for bit") {
+    const std::filesystem::path golden = std::filesystem::path(CKPT_TEST_DATA_DIR) / "golden-v1.ckpt";
+    if (std::getenv("CKPT_WRITE_GOLDEN") != nullptr) {
+        ckpt::save(golden, golden_recipe(), golden_meta());
+    }
+    REQUIRE(std::filesystem::exists(golden));
+    golden_state loaded;
+    const ckpt::metadata meta = ckpt::load(golden, loaded);
+    const golden_state expect = golden_recipe();
+    CHECK(meta == golden_meta());
+    CHECK(test::bits_equal(loaded.weight, expect.weight));
+    CHECK(test::bits_equal(loaded.bias, expect.bias));
+    CHECK(loaded.fixed == expect.fixed);
+    CHECK(loaded.names == expect.names);
+    CHECK(loaded.step == 1000);
+    golden_state e = expect;
+    for (int i = 0; i < 100; ++i) {
+        REQUIRE(loaded.noise(loaded.rng) == e.noise(e.rng));
+    }
+    const ckpt::info info = ckpt::inspect(golden, {.verify = true});
+    CHECK(info.format_version == 1);
+    CHECK(info.checksum_verified);
+    CHECK(info.library_version == "0.1.0");
+}

@@ -1,0 +1,328 @@
+// Schema: a checkpoint that does not fit the state is a clear error naming every field and both
+// sides, and the state is left exactly as it was (strong guarantee), whatever the failure.
+#include "test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+
+namespace {
+
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct layer {
+    row_matrix weight; // [out, in], as torch.nn.Linear
+    Eigen::VectorXf bias;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(weight), CEREAL_NVP(bias));
+    }
+};
+struct net {
+    std::vector<layer> layers;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(layers));
+    }
+};
+struct run_state {
+    net model;
+    std::int64_t step = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(model), CEREAL_NVP(step));
+    }
+};
+
+run_state make_run(std::vector<int> sizes, float fill) {
+    run_state s;
+    for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+        layer l;
+        l.weight = row_matrix::Constant(sizes[i + 1], sizes[i], fill);
+        l.bias = Eigen::VectorXf::Constant(sizes[i + 1], fill);
+        s.model.layers.push_back(l);
+    }
+    s.step = static_cast<std::int64_t>(fill);
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("a changed layer size names the field and both shapes, and changes nothing") {
+    const auto dir = test::scratch("schema-resize");
+    ckpt::save(dir / "c.ckpt", make_run({16, 32, 64}, 1.0F));
+    run_state state = make_run({16, 16, 64}, 2.0F); // layer 1 now has 16 inputs, not 32
+    const auto before = test::state_bytes(state);
+    try {
+        ckpt::load(dir / "c.ckpt", state);
+        FAIL("load accepted a changed architecture");
+    } catch (const ckpt::schema_error& e) {
+        CHECK(std::string(e.what()) ==
+              "[ckpt.schema.302] model.layers.0.weight: file has F32 [32, 16], state expects F32 [16, 16] (and 2 more:\n"
+              "  [ckpt.schema.302] model.layers.0.bias: file has F32 [32], state expects F32 [16]\n"
+              "  [ckpt.schema.302] model.layers.1.weight: file has F32 [64, 32], state expects F32 [64, 16])");
+        CHECK(e.id() == ckpt::errc::schema_mismatch);
+        REQUIRE(e.problems().size() == 3);
+        CHECK(e.problems()[2].path == "model.layers.1.weight");
+        CHECK(e.problems()[2].text == "file has F32 [64, 32], state expects F32 [64, 16]");
+    }
+    CHECK(test::state_bytes(state) == before);
+}
+
+TEST_CASE("a container's length is data: it comes from the checkpoint, its tensors must fit") {
+    const auto dir = test::scratch("schema-containers");
+    const run_state three = make_run({4, 8, 8, 2}, 1.0F);
+    ckpt::save(dir / "three.ckpt", three);
+    ckpt::save(dir / "one.ckpt", make_run({4, 8}, 1.0F));
+
+    run_state grows = make_run({4, 8}, 3.0F); // one layer whose shapes match the file's first
+    ckpt::load(dir / "three.ckpt", grows);
+    CHECK(test::state_bytes(grows) == test::state_bytes(three));
+
+    run_state shrinks = make_run({4, 8, 8, 2}, 3.0F);
+    ckpt::load(dir / "one.ckpt", shrinks);
+    CHECK(shrinks.model.layers.size() == 1);
+
+    run_state clash = make_run({4, 16}, 3.0F); // its first layer does not fit the file's
+    const auto before = test::state_bytes(clash);
+    CHECK(test::error_id([&] { ckpt::load(dir / "three.ckpt", clash); }) == ckpt::errc::schema_mismatch);
+    CHECK(test::state_bytes(clash) == before);
+}
+
+namespace {
+struct abc {
+    Eigen::VectorXf a = Eigen::VectorXf::Constant(2, 1.0F);
+    Eigen::VectorXf b = Eigen::VectorXf::Constant(2, 1.0F);
+    Eigen::VectorXf c = Eigen::VectorXf::Constant(2, 1.0F);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(a), CEREAL_NVP(b), CEREAL_NVP(c));
+    }
+};
+struct bcde {
+    Eigen::VectorXf b = Eigen::VectorXf::Constant(2, 5.0F);
+    Eigen::VectorXf c = Eigen::VectorXf::Constant(2, 5.0F);
+    Eigen::VectorXf d = Eigen::VectorXf::Constant(2, 5.0F);
+    Eigen::MatrixXd e = Eigen::MatrixXd::Constant(2, 2, 5.0);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(b), CEREAL_NVP(c), CEREAL_NVP(d), CEREAL_NVP(e));
+    }
+};
+struct no_copy : bcde {
+    no_copy() = default;
+    no_copy(const no_copy&) = delete;
+    no_copy& operator=(const no_copy&) = delete;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        bcde::serialize(ar);
+    }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or not", State, bcde, no_copy) {
+    const auto dir = test::scratch("schema-listed");
+    ckpt::save(dir / "c.ckpt", abc{});
+    State state;
+    const auto before = test::state_bytes(state);
+    try {
+        ckpt::load(dir / "c.ckpt", state);
+        FAIL("load accepted other fields");
+    } catch (const ckpt::schema_error& e) {
+        CHECK(e.id() == ckpt::errc::schema_missing);
+        REQUIRE(e.problems().size() == 3);
+        CHECK(e.problems()[0].id == ckpt::errc::schema_missing);
+        CHECK(e.problems()[0].path == "d");
+        CHECK(e.problems()[0].text == "state expects F32 [2], the checkpoint has no such tensor");
+        CHECK(e.problems()[1].id == ckpt::errc::schema_missing);
+        CHECK(e.problems()[1].path == "e");
+        CHECK(e.problems()[1].text == "state expects F64 [2, 2], the checkpoint has no such tensor");
+        CHECK(e.problems()[2].id == ckpt::errc::schema_unexpected);
+        CHECK(e.problems()[2].path == "a");
+        CHECK(e.problems()[2].text == "file has F32 [2], the state has no such tensor");
+    }
+    CHECK(test::state_bytes(state) == before);
+}
+
+namespace {
+template <class W>
+struct holder {
+    W w{};
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w));
+    }
+};
+} // namespace
+
+TEST_CASE("dtype, rank and bounds mismatches are errors; nothing is silently converted") {
+    const auto dir = test::scratch("schema-types");
+    holder<Eigen::VectorXd> d;
+    d.w = Eigen::VectorXd::Constant(3, 1.0);
+    ckpt::save(dir / "d.ckpt", d);
+
+    holder<Eigen::VectorXf> f;
+    f.w = Eigen::VectorXf::Constant(3, 2.0F);
+    CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", f); }) ==
+          "[ckpt.schema.302] w: file has F64 [3], state expects F32 [3]");
+    CHECK(f.w == Eigen::VectorXf::Constant(3, 2.0F));
+
+    holder<Eigen::MatrixXd> m;
+    CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", m); }) ==
+          "[ckpt.schema.302] w: file has F64 [3], state expects F64 [0, 0]");
+
+    holder<Eigen::Matrix<double, Eigen::Dynamic, 1, 0, 2, 1>> bounded; // at most 2 rows
+    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", bounded); }) == ckpt::errc::schema_mismatch);
+
+    holder<Eigen::Vector4d> fixed;
+    CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", fixed); }) ==
+          "[ckpt.schema.302] w: file has F64 [3], state expects F64 [4]");
+
+    holder<Eigen::VectorXd> shaped; // a non-empty dynamic tensor keeps its shape: no silent resize
+    shaped.w = Eigen::VectorXd::Zero(5);
+    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", shaped); }) == ckpt::errc::schema_mismatch);
+    CHECK(shaped.w.size() == 5);
+
+    holder<Eigen::VectorXd> empty; // an empty one takes the file's shape
+    ckpt::load(dir / "d.ckpt", empty);
+    CHECK(empty.w == d.w);
+}
+
+TEST_CASE("storage order: dynamic tensors are converted, fixed-size ones must match") {
+    const auto dir = test::scratch("schema-order");
+    holder<Eigen::MatrixXf> col;
+    col.w.resize(3, 4);
+    for (int i = 0; i < 12; ++i) col.w.data()[i] = static_cast<float>(i);
+    ckpt::save(dir / "col.ckpt", col);
+
+    holder<row_matrix> row;
+    ckpt::load(dir / "col.ckpt", row);
+    CHECK(row.w.rows() == 3);
+    CHECK(row.w.cols() == 4);
+    CHECK(row.w == col.w); // same values, element by element
+
+    holder<row_matrix> row_shaped;
+    row_shaped.w = row_matrix::Zero(3, 4);
+    ckpt::load(dir / "col.ckpt", row_shaped);
+    CHECK(row_shaped.w == col.w);
+
+    holder<Eigen::Matrix<float, 2, 2, Eigen::RowMajor>> fixed_row;
+    fixed_row.w << 1, 2, 3, 4;
+    ckpt::save(dir / "fixed.ckpt", fixed_row);
+    holder<Eigen::Matrix2f> fixed_col;
+    fixed_col.w.setZero();
+    CHECK(test::error_text([&] { ckpt::load(dir / "fixed.ckpt", fixed_col); }) ==
+          "[ckpt.schema.304] w: file has F32 [2, 2] (row-major), state expects F32 [2, 2] "
+          "(column-major): a fixed-size tensor must keep its storage order");
+    CHECK(fixed_col.w == Eigen::Matrix2f::Zero());
+}
+
+namespace {
+struct values_a {
+    Eigen::VectorXf w = Eigen::VectorXf::Constant(2, 1.0F);
+    std::vector<int> list{1, 2, 3, 4, 5};
+    std::int32_t n = 7;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list), CEREAL_NVP(n));
+    }
+};
+struct values_b { // n is a double now
+    Eigen::VectorXf w = Eigen::VectorXf::Constant(2, 9.0F);
+    std::vector<int> list{9, 9};
+    double n = 9.0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list), CEREAL_NVP(n));
+    }
+};
+struct values_c { // one more field than the file
+    Eigen::VectorXf w = Eigen::VectorXf::Constant(2, 9.0F);
+    std::vector<int> list{9, 9};
+    std::int32_t n = 9;
+    std::int32_t extra = 9;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list), CEREAL_NVP(n), CEREAL_NVP(extra));
+    }
+};
+struct values_d { // one field fewer than the file
+    Eigen::VectorXf w = Eigen::VectorXf::Constant(2, 9.0F);
+    std::vector<int> list{9, 9};
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list));
+    }
+};
+struct throws_midway { // a user's load that fails after reading part of the values
+    Eigen::VectorXf w = Eigen::VectorXf::Constant(2, 9.0F);
+    std::vector<int> list{9, 9};
+    std::int32_t n = 9;
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list), CEREAL_NVP(n));
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(list), CEREAL_NVP(n));
+        if (n == 7) throw std::invalid_argument("n = 7 is not allowed");
+    }
+};
+} // namespace
+
+TEST_CASE("non-tensor fields: type and count mismatches name the field; the state is restored") {
+    const auto dir = test::scratch("schema-values");
+    ckpt::save(dir / "a.ckpt", values_a{});
+
+    values_b b;
+    const auto before_b = test::state_bytes(b);
+    CHECK(test::error_text([&] { ckpt::load(dir / "a.ckpt", b); }) ==
+          "[ckpt.schema.305] n: file has I32, state expects F64");
+    CHECK(test::state_bytes(b) == before_b); // list was resized to 5, then put back
+
+    values_c c;
+    const auto before_c = test::state_bytes(c);
+    CHECK(test::error_id([&] { ckpt::load(dir / "a.ckpt", c); }) == ckpt::errc::schema_value_count);
+    CHECK(test::error_text([&] { ckpt::load(dir / "a.ckpt", c); })
+              .starts_with("[ckpt.schema.306] extra: the state reads I32 here, but the checkpoint's values end"));
+    CHECK(test::state_bytes(c) == before_c);
+
+    values_d d;
+    const auto before_d = test::state_bytes(d);
+    CHECK(test::error_text([&] { ckpt::load(dir / "a.ckpt", d); }) ==
+          "[ckpt.schema.306] value: 5 bytes of values were not read: the checkpoint holds more "
+          "non-tensor fields than the state");
+    CHECK(test::state_bytes(d) == before_d);
+
+    throws_midway t;
+    const auto before_t = test::state_bytes(t);
+    CHECK_THROWS_WITH_AS(ckpt::load(dir / "a.ckpt", t), "n = 7 is not allowed", std::invalid_argument);
+    CHECK(test::state_bytes(t) == before_t);
+}
+
+namespace {
+struct duplicate_names {
+    Eigen::VectorXf a = Eigen::VectorXf::Ones(1);
+    Eigen::VectorXf b = Eigen::VectorXf::Ones(1);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(cereal::make_nvp("x", a), cereal::make_nvp("x", b));
+    }
+};
+struct reserved_name {
+    Eigen::VectorXf a = Eigen::VectorXf::Ones(1);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(cereal::make_nvp("__metadata__", a));
+    }
+};
+} // namespace
+
+TEST_CASE("save refuses duplicate and reserved tensor names, and writes nothing") {
+    const auto dir = test::scratch("schema-save");
+    CHECK(test::error_text([&] { ckpt::save(dir / "d.ckpt", duplicate_names{}); }) ==
+          "[ckpt.schema.307] x: two tensors of the state have this path; name them apart");
+    CHECK(test::error_text([&] { ckpt::save(dir / "r.ckpt", reserved_name{}); }) ==
+          "[ckpt.schema.308] __metadata__: names starting with '__' are reserved by safetensors and ckpt");
+    CHECK(std::filesystem::is_empty(dir));
+}
