@@ -14,9 +14,9 @@ namespace ckpt {
 struct metadata {
     std::int64_t step = 0;                      ///< training step
     std::int64_t epoch = 0;                     ///< training epoch
-    std::map<std::string, double> metrics;      ///< e.g. {"loss", 0.25}; doubles round-trip exactly
-    std::map<std::string, std::string> tags;    ///< free-form strings
-    std::chrono::system_clock::time_point time; ///< wall clock; save() fills it when left at 0
+    std::map<std::string, double> metrics{};      ///< e.g. {"loss", 0.25}; doubles round-trip exactly
+    std::map<std::string, std::string> tags{};    ///< free-form strings
+    std::chrono::system_clock::time_point time{}; ///< wall clock; save() fills it when left at 0
 
     friend bool operator==(const metadata&, const metadata&) = default;
 };
