@@ -225,3 +225,27 @@ TEST_CASE("the format-version-1 golden file keeps loading, bit for bit") {
     CHECK(info.checksum_verified);
     CHECK(info.library_version == "0.1.0");
 }
+
+namespace {
+struct bools {
+    Eigen::Array<bool, Eigen::Dynamic, 1> t;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(t));
+    }
+};
+} // namespace
+
+TEST_CASE("a BOOL tensor holding a byte other than 0 or 1 is refused before it is copied") {
+    const std::string json = test::header_start() +
+                             R"(,"t":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]})" + values_entry(3, 0) + "}";
+    std::vector<std::byte> data{std::byte{1}, std::byte{0}, std::byte{1}};
+    bools b;
+    ckpt::load_from_memory(test::craft(json, data), b);
+    CHECK(b.t.size() == 3);
+    data[1] = std::byte{2};
+    bools c;
+    CHECK(test::error_id([&] { ckpt::load_from_memory(test::craft(json, data), c); }) ==
+          ckpt::errc::corrupt_values);
+    CHECK(c.t.size() == 0);
+}

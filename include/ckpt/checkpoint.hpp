@@ -230,6 +230,16 @@ public:
                                            "'" + where_ + "': tensor '" + e.name +
                                                "' is not aligned to its element size");
             }
+            if (e.type == dtype::boolean) {
+                // A bool must be 0 or 1: anything else would be undefined once copied in.
+                for (std::uint64_t b = e.begin; b < e.end; ++b) {
+                    if (static_cast<unsigned char>(data_[b]) > 1) {
+                        throw_error<corrupt_error>(errc::corrupt_values,
+                                                   "'" + where_ + "': BOOL tensor '" + e.name +
+                                                       "' holds a byte other than 0 or 1");
+                    }
+                }
+            }
             if (e.name == values_entry) {
                 if (e.type != dtype::u8 || e.shape.size() != 1) {
                     throw_error<corrupt_error>(errc::corrupt_header,

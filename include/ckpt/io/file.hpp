@@ -126,18 +126,27 @@ public:
         : io_(&io), target_(target.string()) {
         const std::filesystem::path dir = target.parent_path();
         dir_ = dir.empty() ? std::string(".") : dir.string();
+        buffer_.reserve(buffer_bytes);
         static std::atomic<std::uint64_t> counter{0};
         for (int attempt = 0;; ++attempt) {
-            temp_ = target_ + ".tmp-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(counter.fetch_add(1));
-            fd_ = io.open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            temp_ = temp_name(target, counter.fetch_add(1));
+            fd_ = io.open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
             if (fd_ >= 0) break;
-            if (errno == EINTR || (errno == EEXIST && attempt < 64)) continue;
             const int e = errno;
+            if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
             temp_.clear();
             throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
         }
-        buffer_.reserve(buffer_bytes);
+    }
+
+    /// "<target>.tmp-<pid>-<n>", with the target's name shortened so that the temporary name
+    /// still fits in NAME_MAX.
+    static std::string temp_name(const std::filesystem::path& target, std::uint64_t n) {
+        const std::string suffix = ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+        constexpr std::size_t name_max = 255;
+        std::string name = target.filename().string();
+        if (name.size() + suffix.size() > name_max) name.resize(name_max - suffix.size());
+        return (target.parent_path() / (name + suffix)).string();
     }
     atomic_file(const atomic_file&) = delete;
     atomic_file& operator=(const atomic_file&) = delete;
@@ -220,13 +229,15 @@ private:
         do {
             fd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
         } while (fd < 0 && errno == EINTR);
+        const int open_errno = errno; // before anything that allocates can change it
         const std::string done = "the file is in place at '" + target_ +
                                  "', but its directory entry may not survive a power loss";
-        if (fd < 0) throw_io(errc::io_sync_directory, "open directory", dir_, errno, done);
+        if (fd < 0) throw_io(errc::io_sync_directory, "open directory", dir_, open_errno, done);
         fd_guard guard(*io_, fd);
         // Some file systems cannot sync a directory (EINVAL): there is nothing more to do there.
         if (io_->fsync(fd) != 0 && errno != EINVAL) {
-            throw_io(errc::io_sync_directory, "fsync directory", dir_, errno, done);
+            const int sync_errno = errno;
+            throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
         }
     }
 
