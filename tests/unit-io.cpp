@@ -279,9 +279,10 @@ struct io_state {
     }
 };
 
-/// A distinct state per seed; `rows` x 400 doubles (400 rows: 1.28 MB, more than the 1 MiB write
-/// buffer, so a save makes several write calls). Holds -0.0, a NaN with a payload and infinity.
-io_state make_state(std::uint64_t seed, Eigen::Index rows = 400) {
+/// A distinct state per seed; `rows` x 400 doubles. With 1400 rows (4.48 MB) a save makes four
+/// writes: the buffered header, the matrix in two slices (up to the 4 MiB mark of the file, then
+/// the rest), and the buffered remainder. Holds -0.0, a NaN with a payload and infinity.
+io_state make_state(std::uint64_t seed, Eigen::Index rows = 1400) {
     io_state s;
     s.rng.seed(seed);
     std::normal_distribution<double> normal;
@@ -482,9 +483,9 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
     faulty_backend b;
     ckpt::save(path, s, fixed_meta(1), ckpt::save_options{.backend = &b});
 
-    // 1 MiB buffer: the header is flushed when the 1.28 MB tensor does not fit; the tensor goes
-    // straight from the matrix in 1 MiB slices; then the rest, and the checksum is patched into
-    // the header last.
+    // 1 MiB buffer: the header is flushed when the 4.48 MB tensor does not fit; the tensor goes
+    // straight from the matrix in slices that end at 4 MiB marks of the file; then the rest, and
+    // the checksum is patched into the header last.
     CHECK(b.ops() == "open write write write write pwrite fsync close rename open fsync close");
     REQUIRE(b.calls().size() == 12);
     CHECK(is_temp(b.calls()[0].target, path));

@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
@@ -70,7 +71,11 @@ void collect(tensor_oarchive& ar, const T& state) {
 struct write_plan {
     std::string header;
     std::vector<std::pair<const std::byte*, std::uint64_t>> blocks;
+    std::uint64_t total_bytes = 0; ///< of the whole file
 };
+
+/// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
+inline constexpr std::uint64_t parallel_hash_bytes = std::uint64_t{8} << 20;
 
 inline std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
     hasher h;
@@ -142,19 +147,37 @@ inline write_plan make_plan(const std::vector<tensor_record>& tensors,
     pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
     pairs.emplace_back(key_layout, std::move(layout));
     plan.header = build_header(pairs, entries);
+    plan.total_bytes = 8 + plan.header.size() + offset + values.size();
     return plan;
 }
 
 /// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
+/// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
+/// (unchanging) memory the writes copy from, and costs no time on the writing thread.
 template <class Sink>
 void write_checkpoint(Sink& sink, const write_plan& plan) {
     const std::uint64_t n = plan.header.size();
+    hasher hash;
+    const auto hash_all = [&]() noexcept {
+        hash.update(&n, sizeof n);
+        hash.update(plan.header.data(), plan.header.size());
+        for (const auto& [data, bytes] : plan.blocks) {
+            if (bytes > 0) hash.update(data, static_cast<std::size_t>(bytes));
+        }
+    };
+    std::jthread hashing;
+    if (plan.total_bytes >= parallel_hash_bytes) {
+        hashing = std::jthread(hash_all);
+    } else {
+        hash_all();
+    }
     sink.write(&n, sizeof n);
     sink.write(plan.header.data(), plan.header.size());
     for (const auto& [data, bytes] : plan.blocks) {
         if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
     }
-    const std::string hex = to_hex(sink.digest());
+    if (hashing.joinable()) hashing.join();
+    const std::string hex = to_hex(hash.digest());
     sink.patch(checksum_digits_offset, hex.data(), hex.size());
 }
 
@@ -336,7 +359,6 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
     std::vector<schema_problem> problems;
     std::unordered_set<std::string_view> expected;
     for (const tensor_record& r : state) {
-        const std::string mine = describe_side(r.type, r.shape());
         if (!expected.insert(r.name).second) {
             problems.push_back({errc::schema_duplicate, r.name,
                                 "two tensors of the state have this path; name them apart"});
@@ -345,28 +367,29 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
         const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
             problems.push_back({errc::schema_missing, r.name,
-                                "state expects " + mine + ", the checkpoint has no such tensor"});
+                                "state expects " + describe_side(r.type, r.shape()) +
+                                    ", the checkpoint has no such tensor"});
             continue;
         }
         const file_tensor& f = (*src.entries)[it->second];
-        std::string theirs = describe_side(f.type, f.shape);
         std::int64_t rows = 0;
         std::int64_t cols = 0;
         const bool ranks_match = eigen_shape_of(f, r, rows, cols);
         const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
-        if (orders_differ) {
-            theirs += std::string(" (") + order_name(f.order) + ")";
-        }
-        const std::string both = "file has " + theirs + ", state expects " + mine +
-                                 (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+        const auto both = [&] { // both sides, built only when there is something to say
+            return "file has " + describe_side(f.type, f.shape) +
+                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
+                   ", state expects " + describe_side(r.type, r.shape()) +
+                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+        };
         if (f.type != r.type || !ranks_match) {
-            problems.push_back({errc::schema_mismatch, r.name, both});
+            problems.push_back({errc::schema_mismatch, r.name, both()});
             continue;
         }
         const bool fixed = r.fixed_rows && r.fixed_cols;
         if (fixed && orders_differ) {
             problems.push_back({errc::schema_storage_order, r.name,
-                                both + ": a fixed-size tensor must keep its storage order"});
+                                both() + ": a fixed-size tensor must keep its storage order"});
             continue;
         }
         if (rows == r.rows && cols == r.cols) continue;
@@ -374,7 +397,7 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
         const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
                           (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
                           (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) problems.push_back({errc::schema_mismatch, r.name, both});
+        if (!fits) problems.push_back({errc::schema_mismatch, r.name, both()});
     }
     for (const file_tensor& f : *src.entries) {
         if (f.name == values_entry || expected.count(f.name) != 0) continue;
@@ -523,7 +546,7 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
     detail::tensor_oarchive ar;
     detail::collect(ar, state);
     const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
-    detail::memory_sink sink;
+    detail::memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
     detail::write_checkpoint(sink, plan);
     return sink.take();
 }

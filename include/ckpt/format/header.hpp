@@ -108,6 +108,11 @@ inline std::string build_header(const std::vector<std::pair<std::string, std::st
 /// Parses and validates a safetensors JSON header against the data section's size: closed dtype
 /// set, caps, overflow-checked sizes, offsets contiguous and covering the data exactly.
 /// @throws corrupt_error, limit_error
+#if defined(__clang__)
+#pragma clang diagnostic push
+// rapidjson's member iterators compare ambiguously under C++20's reversed operators.
+#pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
+#endif
 inline parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
                                   const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
@@ -269,5 +274,8 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
     }
     return h;
 }
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 } // namespace ckpt::detail

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <ckpt/detail/hash.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/io/backend.hpp>
 
@@ -117,10 +116,10 @@ private:
 /// Writes a new file beside `target` and, on commit(), puts it in place atomically and durably:
 /// write all, fsync, close (both checked), rename, fsync the directory. Until commit() succeeds
 /// the target is untouched, and a failed or abandoned attempt removes its temporary file.
-/// Every byte written through write() is hashed; patch() rewrites bytes without hashing them.
 class atomic_file {
 public:
     static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
+    static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
 
     atomic_file(io::backend& io, const std::filesystem::path& target)
         : io_(&io), target_(target.string()) {
@@ -155,17 +154,16 @@ public:
     void write(const void* data, std::size_t n) {
         const auto* p = static_cast<const std::byte*>(data);
         if (buffer_.size() + n <= buffer_bytes) {
-            hash_.update(p, n);
             buffer_.insert(buffer_.end(), p, p + n);
             return;
         }
         flush();
-        // Large blocks go straight from the caller's memory, hashed a slice at a time while
-        // the slice is still in cache.
-        constexpr std::size_t slice = std::size_t{1} << 20;
+        // Large blocks go straight from the caller's memory, in slices that end on multiples of
+        // the slice size in the file: large aligned writes leave large page-cache folios, which
+        // makes mapping the file cheap when it is loaded.
         while (n > 0) {
-            const std::size_t k = n < slice ? n : slice;
-            hash_.update(p, k);
+            const std::size_t room = slice_bytes - static_cast<std::size_t>(written_ % slice_bytes);
+            const std::size_t k = n < room ? n : room;
             put(p, k);
             written_ += k;
             p += k;
@@ -173,7 +171,7 @@ public:
         }
     }
 
-    /// Overwrites bytes already written (not hashed).
+    /// Overwrites bytes already written.
     void patch(std::uint64_t offset, const void* data, std::size_t n) {
         flush();
         const auto* p = static_cast<const std::byte*>(data);
@@ -187,7 +185,6 @@ public:
         }
     }
 
-    [[nodiscard]] std::uint64_t digest() const noexcept { return hash_.digest(); }
     [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_ + buffer_.size(); }
 
     /// Makes the file the target. A failed fsync ends the attempt: the file is never renamed.
@@ -248,26 +245,23 @@ private:
     int fd_ = -1;
     std::vector<std::byte> buffer_;
     std::uint64_t written_ = 0;
-    hasher hash_;
 };
 
-/// Collects a checkpoint in memory (same bytes as a file).
+/// Collects a checkpoint in memory (the same bytes as a file).
 class memory_sink {
 public:
+    explicit memory_sink(std::size_t expected_bytes) { bytes_.reserve(expected_bytes); }
     void write(const void* data, std::size_t n) {
         const auto* p = static_cast<const std::byte*>(data);
-        hash_.update(p, n);
         bytes_.insert(bytes_.end(), p, p + n);
     }
     void patch(std::uint64_t offset, const void* data, std::size_t n) {
         std::memcpy(bytes_.data() + offset, data, n);
     }
-    [[nodiscard]] std::uint64_t digest() const noexcept { return hash_.digest(); }
     std::vector<std::byte> take() noexcept { return std::move(bytes_); }
 
 private:
     std::vector<std::byte> bytes_;
-    hasher hash_;
 };
 
 } // namespace ckpt::detail
