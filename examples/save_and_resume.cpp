@@ -12,10 +12,10 @@
 namespace {
 
 struct train_state {
-    Eigen::MatrixXf weight;  // any dense Eigen Matrix or Array becomes a named tensor
+    Eigen::MatrixXf weight; // any dense Eigen Matrix or Array becomes a named tensor
     Eigen::VectorXf bias;
-    std::mt19937_64 rng;     // engines and distributions continue exactly
-    std::int64_t step = 0;   // everything else goes into a compact value stream
+    std::mt19937_64 rng;   // engines and distributions continue exactly
+    std::int64_t step = 0; // everything else goes into a compact value stream
 
     template <class Archive>
     void serialize(Archive& ar) {
@@ -43,11 +43,11 @@ TEST_CASE("save, stop, resume: the resumed run is the run that never stopped") {
     train_state reference = start; // 20 steps, never interrupted
     for (int i = 0; i < 20; ++i) train_step(reference);
 
-    train_state run = start;       // 10 steps, a checkpoint, then the process "dies"
+    train_state run = start; // 10 steps, a checkpoint, then the process "dies"
     for (int i = 0; i < 10; ++i) train_step(run);
     ckpt::save(dir / "last.ckpt", run, {.step = run.step, .metrics = {{"loss", 0.25}}});
 
-    train_state resumed;           // a new process starts empty: tensors take the file's shapes
+    train_state resumed; // a new process starts empty: tensors take the file's shapes
     const ckpt::metadata meta = ckpt::load(dir / "last.ckpt", resumed);
     CHECK(meta.step == 10);
     CHECK(meta.metrics.at("loss") == 0.25);

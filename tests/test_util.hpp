@@ -28,7 +28,8 @@ bool bits_equal(const Eigen::PlainObjectBase<A>& a, const Eigen::PlainObjectBase
     static_assert(std::is_same_v<typename A::Scalar, typename B::Scalar>);
     return a.rows() == b.rows() && a.cols() == b.cols() &&
            (a.size() == 0 ||
-            std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(typename A::Scalar)) == 0);
+            std::memcmp(a.data(), b.data(),
+                        static_cast<std::size_t>(a.size()) * sizeof(typename A::Scalar)) == 0);
 }
 
 inline std::vector<std::byte> read_file(const std::filesystem::path& p) {
@@ -44,7 +45,7 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& p) {
 inline void write_file(const std::filesystem::path& p, const std::vector<std::byte>& bytes) {
     std::FILE* f = std::fopen(p.c_str(), "wb");
     if (f == nullptr) return;
-    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    if (!bytes.empty()) std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
 }
 
@@ -52,7 +53,8 @@ inline void write_file(const std::filesystem::path& p, const std::vector<std::by
 inline void fix_checksum(std::vector<std::byte>& file) {
     const std::size_t at = ckpt::detail::checksum_digits_offset;
     std::memset(file.data() + at, '0', 16);
-    const std::string hex = ckpt::detail::to_hex(ckpt::detail::hash_bytes(file.data(), file.size()));
+    const std::string hex =
+        ckpt::detail::to_hex(ckpt::detail::hash_bytes(file.data(), file.size()));
     std::memcpy(file.data() + at, hex.data(), 16);
 }
 

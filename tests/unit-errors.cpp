@@ -74,19 +74,40 @@ TEST_CASE("every error is a ckpt::error and a std::runtime_error with an id and 
 }
 
 TEST_CASE("ids are distinct within the table") {
-    const std::vector<int> ids = {
-        ckpt::errc::io_open, ckpt::errc::io_read, ckpt::errc::io_write, ckpt::errc::io_fsync,
-        ckpt::errc::io_close, ckpt::errc::io_rename, ckpt::errc::io_sync_directory,
-        ckpt::errc::io_stat, ckpt::errc::io_remove, ckpt::errc::corrupt_too_small,
-        ckpt::errc::corrupt_truncated_header, ckpt::errc::corrupt_not_ckpt,
-        ckpt::errc::corrupt_checksum, ckpt::errc::corrupt_json, ckpt::errc::corrupt_header,
-        ckpt::errc::corrupt_offsets, ckpt::errc::corrupt_values, ckpt::errc::schema_missing,
-        ckpt::errc::schema_mismatch, ckpt::errc::schema_unexpected, ckpt::errc::schema_storage_order,
-        ckpt::errc::schema_value_type, ckpt::errc::schema_value_count, ckpt::errc::schema_duplicate,
-        ckpt::errc::schema_reserved, ckpt::errc::version_newer, ckpt::errc::version_invalid,
-        ckpt::errc::limit_header, ckpt::errc::limit_tensor_count, ckpt::errc::limit_rank,
-        ckpt::errc::limit_tensor_bytes, ckpt::errc::limit_value_size, ckpt::errc::limit_name,
-        ckpt::errc::usage_argument};
+    const std::vector<int> ids = {ckpt::errc::io_open,
+                                  ckpt::errc::io_read,
+                                  ckpt::errc::io_write,
+                                  ckpt::errc::io_fsync,
+                                  ckpt::errc::io_close,
+                                  ckpt::errc::io_rename,
+                                  ckpt::errc::io_sync_directory,
+                                  ckpt::errc::io_stat,
+                                  ckpt::errc::io_remove,
+                                  ckpt::errc::corrupt_too_small,
+                                  ckpt::errc::corrupt_truncated_header,
+                                  ckpt::errc::corrupt_not_ckpt,
+                                  ckpt::errc::corrupt_checksum,
+                                  ckpt::errc::corrupt_json,
+                                  ckpt::errc::corrupt_header,
+                                  ckpt::errc::corrupt_offsets,
+                                  ckpt::errc::corrupt_values,
+                                  ckpt::errc::schema_missing,
+                                  ckpt::errc::schema_mismatch,
+                                  ckpt::errc::schema_unexpected,
+                                  ckpt::errc::schema_storage_order,
+                                  ckpt::errc::schema_value_type,
+                                  ckpt::errc::schema_value_count,
+                                  ckpt::errc::schema_duplicate,
+                                  ckpt::errc::schema_reserved,
+                                  ckpt::errc::version_newer,
+                                  ckpt::errc::version_invalid,
+                                  ckpt::errc::limit_header,
+                                  ckpt::errc::limit_tensor_count,
+                                  ckpt::errc::limit_rank,
+                                  ckpt::errc::limit_tensor_bytes,
+                                  ckpt::errc::limit_value_size,
+                                  ckpt::errc::limit_name,
+                                  ckpt::errc::usage_argument};
     std::set<int> unique(ids.begin(), ids.end());
     CHECK(unique.size() == ids.size());
 }

@@ -13,7 +13,8 @@
 namespace {
 
 struct sample {
-    Eigen::Matrix<double, 2, 3, Eigen::RowMajor> a = Eigen::Matrix<double, 2, 3, Eigen::RowMajor>::Constant(0.5);
+    Eigen::Matrix<double, 2, 3, Eigen::RowMajor> a =
+        Eigen::Matrix<double, 2, 3, Eigen::RowMajor>::Constant(0.5);
     Eigen::VectorXf b = Eigen::VectorXf::LinSpaced(5, 0.0F, 1.0F);
     Eigen::Matrix<std::int16_t, Eigen::Dynamic, Eigen::Dynamic> c =
         Eigen::Matrix<std::int16_t, Eigen::Dynamic, Eigen::Dynamic>::Constant(3, 1, 7);
@@ -32,7 +33,8 @@ std::uint64_t le64(const std::vector<std::byte>& f) {
 
 std::string values_entry(std::uint64_t begin, std::uint64_t len) {
     return R"(,"__ckpt_values__":{"dtype":"U8","shape":[)" + std::to_string(len) +
-           R"(],"data_offsets":[)" + std::to_string(begin) + "," + std::to_string(begin + len) + "]}";
+           R"(],"data_offsets":[)" + std::to_string(begin) + "," + std::to_string(begin + len) +
+           "]}";
 }
 
 /// A one-tensor file: "t" (F32, `shape`, bytes [0, len)) and an empty values entry.
@@ -70,8 +72,9 @@ TEST_CASE("a checkpoint is a valid safetensors file") {
     doc.Parse(json.c_str());
     REQUIRE(!doc.HasParseError());
     const auto& meta = doc["__metadata__"];
-    for (const char* key : {"ckpt.checksum", "ckpt.format_version", "ckpt.library_version", "ckpt.step",
-                            "ckpt.epoch", "ckpt.time", "ckpt.fingerprint", "ckpt.layout"}) {
+    for (const char* key :
+         {"ckpt.checksum", "ckpt.format_version", "ckpt.library_version", "ckpt.step", "ckpt.epoch",
+          "ckpt.time", "ckpt.fingerprint", "ckpt.layout"}) {
         CAPTURE(key);
         REQUIRE(meta.HasMember(key));
         CHECK(meta[key].IsString());
@@ -101,41 +104,47 @@ TEST_CASE("each structural defect behind a correct checksum has its own error") 
     CHECK(load_id(one_tensor("", t4, 4)) == 0); // the well-formed base case loads
 
     SUBCASE("a safetensors file that ckpt did not write") {
-        const std::string json = R"({"__metadata__":{"format":"pt"},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
-        CHECK(load_id(test::craft(json, std::vector<std::byte>(4), false)) == ckpt::errc::corrupt_not_ckpt);
+        const std::string json =
+            R"({"__metadata__":{"format":"pt"},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+        CHECK(load_id(test::craft(json, std::vector<std::byte>(4), false)) ==
+              ckpt::errc::corrupt_not_ckpt);
     }
     SUBCASE("invalid JSON, and invalid UTF-8") {
         CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32",})", 4)) == ckpt::errc::corrupt_json);
-        CHECK(load_id(one_tensor("", ",\"t\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4)) ==
+        CHECK(load_id(one_tensor(
+                  "", ",\"t\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4)) ==
               ckpt::errc::corrupt_json);
     }
     SUBCASE("header fields") {
         CHECK(load_id(one_tensor("", t4 + t4, 8)) == ckpt::errc::corrupt_header); // duplicate
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F128","shape":[1],"data_offsets":[0,4]})", 4)) ==
-              ckpt::errc::corrupt_header);
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4)) ==
-              ckpt::errc::corrupt_header);
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})", 4)) ==
-              ckpt::errc::corrupt_header);
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0]})", 4)) ==
-              ckpt::errc::corrupt_header);
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1})", 4)) ==
-              ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F128","shape":[1],"data_offsets":[0,4]})",
+                                 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]})",
+                                 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})",
+                                 4)) == ckpt::errc::corrupt_header);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0]})",
+                                 4)) == ckpt::errc::corrupt_header);
+        CHECK(
+            load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1})",
+                               4)) == ckpt::errc::corrupt_header);
         CHECK(load_id(one_tensor(R"(,"ckpt.step":7)", t4, 4)) == ckpt::errc::corrupt_header);
         CHECK(load_id(one_tensor(R"(,"ckpt.step":"seven")", t4, 4)) == ckpt::errc::corrupt_header);
         CHECK(load_id(one_tensor(R"(,"ckpt.layout":"RR")", t4, 4)) == ckpt::errc::corrupt_header);
         CHECK(load_id(one_tensor(R"(,"ckpt.layout":"R-")", t4, 4)) == ckpt::errc::corrupt_header);
     }
     SUBCASE("offsets: size, gap, overlap, trailing bytes, alignment") {
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 8)) ==
-              ckpt::errc::corrupt_offsets);
-        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})", 8)) ==
-              ckpt::errc::corrupt_offsets);
-        const std::string two = R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})";
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,4]})",
+                                 8)) == ckpt::errc::corrupt_offsets);
+        CHECK(load_id(one_tensor("", R"(,"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})",
+                                 8)) == ckpt::errc::corrupt_offsets);
+        const std::string two =
+            R"(,"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})";
         CHECK(load_id(one_tensor("", two, 8)) == ckpt::errc::corrupt_offsets);
         std::string json = test::header_start() + t4 + values_entry(4, 0) + "}";
         CHECK(load_id(test::craft(json, std::vector<std::byte>(5))) == ckpt::errc::corrupt_offsets);
-        const std::string misaligned = R"(,"v":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"t":{"dtype":"F32","shape":[1],"data_offsets":[2,6]})";
+        const std::string misaligned =
+            R"(,"v":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"t":{"dtype":"F32","shape":[1],"data_offsets":[2,6]})";
         CHECK(load_id(one_tensor("", misaligned, 6)) == ckpt::errc::corrupt_offsets);
     }
     SUBCASE("no values entry") {
@@ -148,15 +157,15 @@ TEST_CASE("format versions: a newer one is refused clearly, a broken one too") {
     const auto newer = test::craft(test::header_start(2) + values_entry(0, 0) + "}");
     one_t s;
     CHECK(test::error_text([&] { ckpt::load_from_memory(newer, s); }) ==
-          "[ckpt.version.401] '<memory>' uses checkpoint format version 2; this ckpt (" CKPT_VERSION_STRING
-          ") reads versions up to 1: load it with a newer ckpt");
+          "[ckpt.version.401] '<memory>' uses checkpoint format version 2; this ckpt "
+          "(" CKPT_VERSION_STRING ") reads versions up to 1: load it with a newer ckpt");
     std::string zero = test::header_start(0) + values_entry(0, 0) + "}";
     CHECK(load_id(test::craft(zero)) == ckpt::errc::version_invalid);
     std::string word = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') +
                        R"(","ckpt.format_version":"one"})" + values_entry(0, 0) + "}";
     CHECK(load_id(test::craft(word)) == ckpt::errc::version_invalid);
-    std::string missing = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') + R"("})" +
-                          values_entry(0, 0) + "}";
+    std::string missing = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') +
+                          R"("})" + values_entry(0, 0) + "}";
     CHECK(load_id(test::craft(missing)) == ckpt::errc::version_invalid);
 }
 
@@ -172,8 +181,8 @@ struct golden_state {
     std::int64_t step = 0;
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(CEREAL_NVP(weight), CEREAL_NVP(bias), CEREAL_NVP(fixed), CEREAL_NVP(rng), CEREAL_NVP(noise),
-           CEREAL_NVP(names), CEREAL_NVP(step));
+        ar(CEREAL_NVP(weight), CEREAL_NVP(bias), CEREAL_NVP(fixed), CEREAL_NVP(rng),
+           CEREAL_NVP(noise), CEREAL_NVP(names), CEREAL_NVP(step));
     }
 };
 golden_state golden_recipe() {
@@ -202,7 +211,8 @@ ckpt::metadata golden_meta() {
 } // namespace
 
 TEST_CASE("the format-version-1 golden file keeps loading, bit for bit") {
-    const std::filesystem::path golden = std::filesystem::path(CKPT_TEST_DATA_DIR) / "golden-v1.ckpt";
+    const std::filesystem::path golden =
+        std::filesystem::path(CKPT_TEST_DATA_DIR) / "golden-v1.ckpt";
     if (std::getenv("CKPT_WRITE_GOLDEN") != nullptr) {
         ckpt::save(golden, golden_recipe(), golden_meta());
     }
@@ -238,7 +248,8 @@ struct bools {
 
 TEST_CASE("a BOOL tensor holding a byte other than 0 or 1 is refused before it is copied") {
     const std::string json = test::header_start() +
-                             R"(,"t":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]})" + values_entry(3, 0) + "}";
+                             R"(,"t":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]})" +
+                             values_entry(3, 0) + "}";
     std::vector<std::byte> data{std::byte{1}, std::byte{0}, std::byte{1}};
     bools b;
     ckpt::load_from_memory(test::craft(json, data), b);

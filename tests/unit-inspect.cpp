@@ -5,7 +5,8 @@
 
 namespace {
 struct model {
-    Eigen::Matrix<float, 8, 4, Eigen::RowMajor> weight = Eigen::Matrix<float, 8, 4, Eigen::RowMajor>::Ones();
+    Eigen::Matrix<float, 8, 4, Eigen::RowMajor> weight =
+        Eigen::Matrix<float, 8, 4, Eigen::RowMajor>::Ones();
     Eigen::VectorXd bias = Eigen::VectorXd::Zero(8);
     std::int64_t step = 5;
     template <class Archive>
@@ -59,8 +60,10 @@ TEST_CASE("inspect lists tensors and metadata, and verifies only when asked") {
 
 TEST_CASE("inspect reads any safetensors file; load refuses one ckpt did not write") {
     const auto dir = test::scratch("inspect-foreign");
-    const std::string json = R"({"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]},"n":{"dtype":"F8_E4M3","shape":[3],"data_offsets":[8,11]}})";
-    test::write_file(dir / "model.safetensors", test::craft(json, std::vector<std::byte>(11), false));
+    const std::string json =
+        R"({"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]},"n":{"dtype":"F8_E4M3","shape":[3],"data_offsets":[8,11]}})";
+    test::write_file(dir / "model.safetensors",
+                     test::craft(json, std::vector<std::byte>(11), false));
     const ckpt::info info = ckpt::inspect(dir / "model.safetensors");
     CHECK(info.format_version == 0);
     CHECK(info.library_version.empty());
@@ -72,7 +75,8 @@ TEST_CASE("inspect reads any safetensors file; load refuses one ckpt did not wri
     CHECK(test::error_id([&] { ckpt::inspect(dir / "model.safetensors", {.verify = true}); }) ==
           ckpt::errc::corrupt_not_ckpt);
     Eigen::MatrixXf m;
-    CHECK(test::error_id([&] { ckpt::load(dir / "model.safetensors", m); }) == ckpt::errc::corrupt_not_ckpt);
+    CHECK(test::error_id([&] { ckpt::load(dir / "model.safetensors", m); }) ==
+          ckpt::errc::corrupt_not_ckpt);
 }
 
 TEST_CASE("inspect refuses short, truncated and oversized headers") {
@@ -81,7 +85,8 @@ TEST_CASE("inspect refuses short, truncated and oversized headers") {
     CHECK(test::error_id([&] { ckpt::inspect(dir / "short"); }) == ckpt::errc::corrupt_too_small);
     auto file = ckpt::save_to_memory(model{});
     test::write_file(dir / "cut", std::vector<std::byte>(file.begin(), file.begin() + 100));
-    CHECK(test::error_id([&] { ckpt::inspect(dir / "cut"); }) == ckpt::errc::corrupt_truncated_header);
+    CHECK(test::error_id([&] { ckpt::inspect(dir / "cut"); }) ==
+          ckpt::errc::corrupt_truncated_header);
     const std::uint64_t huge = std::uint64_t{1} << 40;
     std::memcpy(file.data(), &huge, 8);
     test::write_file(dir / "huge", file);

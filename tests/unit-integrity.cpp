@@ -57,7 +57,8 @@ TEST_CASE("every single-bit flip anywhere in the file is detected") {
     CHECK(undetected == 0);
     CHECK(test::state_bytes(target) == before); // not one flip changed the target
     std::string summary;
-    for (const auto& [id, n] : by_id) summary += " [" + std::to_string(id) + "]x" + std::to_string(n);
+    for (const auto& [id, n] : by_id)
+        summary += " [" + std::to_string(id) + "]x" + std::to_string(n);
     const std::size_t flips = good.size() * 8;
     MESSAGE(flips << " flips of a " << good.size() << "-byte file, by error id:" << summary);
     // Most flips are caught by the checksum; the rest break the framing in front of it (length,
@@ -75,7 +76,8 @@ TEST_CASE("every truncation and any trailing byte is detected") {
     const std::vector<std::byte> before = test::state_bytes(target);
     std::size_t undetected = 0;
     for (std::size_t len = 0; len < good.size(); ++len) {
-        const std::vector<std::byte> cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len));
+        const std::vector<std::byte> cut(good.begin(),
+                                         good.begin() + static_cast<std::ptrdiff_t>(len));
         const int id = test::error_id([&] { ckpt::load_from_memory(cut, target); });
         if (id == 0) ++undetected;
         if (len < 8) CHECK(id == ckpt::errc::corrupt_too_small);
@@ -83,7 +85,8 @@ TEST_CASE("every truncation and any trailing byte is detected") {
     CHECK(undetected == 0);
     std::vector<std::byte> longer = good;
     longer.push_back(std::byte{0});
-    CHECK(test::error_id([&] { ckpt::load_from_memory(longer, target); }) == ckpt::errc::corrupt_checksum);
+    CHECK(test::error_id([&] { ckpt::load_from_memory(longer, target); }) ==
+          ckpt::errc::corrupt_checksum);
     CHECK(test::state_bytes(target) == before);
 }
 
@@ -102,7 +105,8 @@ TEST_CASE("flips and truncations of a file on disk are detected through the file
         test::write_file(path, bad);
         REQUIRE(test::error_id([&] { ckpt::load(path, target); }) != 0);
         const std::size_t len = pick() % good.size();
-        test::write_file(path, std::vector<std::byte>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len)));
+        test::write_file(path, std::vector<std::byte>(
+                                   good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len)));
         REQUIRE(test::error_id([&] { ckpt::load(path, target); }) != 0);
     }
     CHECK(test::state_bytes(target) == before);
@@ -117,8 +121,10 @@ TEST_CASE("a damaged file names what is wrong and where") {
     test::write_file(path, bytes);
     small_state s;
     const std::string text = test::error_text([&] { ckpt::load(path, s); });
-    CHECK(text.starts_with("[ckpt.corrupt.204] '" + path.string() + "': checksum mismatch: the header says "));
+    CHECK(text.starts_with("[ckpt.corrupt.204] '" + path.string() +
+                           "': checksum mismatch: the header says "));
     CHECK(text.ends_with(": the file is damaged"));
     CHECK(ckpt::inspect(path).tensors.size() == 3); // without verification the header still reads
-    CHECK(test::error_id([&] { ckpt::inspect(path, {.verify = true}); }) == ckpt::errc::corrupt_checksum);
+    CHECK(test::error_id([&] { ckpt::inspect(path, {.verify = true}); }) ==
+          ckpt::errc::corrupt_checksum);
 }

@@ -10,7 +10,7 @@
 namespace {
 std::atomic<bool> tracking{false};
 std::atomic<std::size_t> largest{0};
-void note(std::size_t n) {
+[[maybe_unused]] void note(std::size_t n) {
     if (tracking.load(std::memory_order_relaxed) && n > largest.load(std::memory_order_relaxed)) {
         largest.store(n, std::memory_order_relaxed);
     }
@@ -68,7 +68,8 @@ struct one_matrix {
 
 std::string values_entry(std::uint64_t begin, std::uint64_t len) {
     return R"(,"__ckpt_values__":{"dtype":"U8","shape":[)" + std::to_string(len) +
-           R"(],"data_offsets":[)" + std::to_string(begin) + "," + std::to_string(begin + len) + "]}";
+           R"(],"data_offsets":[)" + std::to_string(begin) + "," + std::to_string(begin + len) +
+           "]}";
 }
 
 } // namespace
@@ -82,10 +83,12 @@ TEST_CASE("the allocation tracker sees Eigen's buffers (so the checks below can 
     CHECK((!allocations_tracked || largest >= 4 * 1024 * 1024));
 }
 
-TEST_CASE("a tensor declaring 2^60 elements is a limit error, and nothing that large is allocated") {
-    const std::string json = test::header_start() +
-                             R"(,"big":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,4611686018427387904]})" +
-                             values_entry(4611686018427387904ULL, 0) + "}";
+TEST_CASE(
+    "a tensor declaring 2^60 elements is a limit error, and nothing that large is allocated") {
+    const std::string json =
+        test::header_start() +
+        R"(,"big":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,4611686018427387904]})" +
+        values_entry(4611686018427387904ULL, 0) + "}";
     const auto file = test::craft(json.substr(0, json.size() - 1) + "}");
     one_matrix s;
     CHECK(load_tracked(file, s) == ckpt::errc::limit_tensor_bytes);
@@ -97,9 +100,10 @@ TEST_CASE("a tensor declaring 2^60 elements is a limit error, and nothing that l
 }
 
 TEST_CASE("a shape whose byte count overflows 64 bits is a limit error") {
-    const std::string json = test::header_start() +
-                             R"(,"big":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]})" +
-                             values_entry(0, 0) + "}";
+    const std::string json =
+        test::header_start() +
+        R"(,"big":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]})" +
+        values_entry(0, 0) + "}";
     one_matrix s;
     CHECK(load_tracked(test::craft(json), s) == ckpt::errc::limit_tensor_bytes);
     CHECK((!allocations_tracked || largest < max_small_allocation));
@@ -113,7 +117,8 @@ TEST_CASE("a header declaring 2^40 bytes is a limit error, and nothing that larg
     CHECK(load_tracked(file, s) == ckpt::errc::limit_header);
     CHECK((!allocations_tracked || largest < max_small_allocation));
     CHECK(test::error_text([&] { ckpt::load_from_memory(file, s); }) ==
-          "[ckpt.limit.501] '<memory>': the header declares 1099511627776 bytes, more than the limit of 100000000");
+          "[ckpt.limit.501] '<memory>': the header declares 1099511627776 bytes, more than the "
+          "limit of 100000000");
     ckpt::limits small;
     small.max_header_bytes = 64;
     const auto ok = ckpt::save_to_memory(s);
@@ -135,14 +140,16 @@ TEST_CASE("tensor count, rank and name length are capped") {
     one_matrix s;
     CHECK(load_tracked(file, s, lim) == ckpt::errc::limit_tensor_count);
 
-    const std::string deep = test::header_start() +
-                             R"(,"t":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]})" +
-                             values_entry(1, 0) + "}";
+    const std::string deep =
+        test::header_start() +
+        R"(,"t":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]})" +
+        values_entry(1, 0) + "}";
     CHECK(load_tracked(test::craft(deep, std::vector<std::byte>(1)), s) == ckpt::errc::limit_rank);
 
     const std::string name(5000, 'n');
     const std::string longname = test::header_start() + R"(,")" + name +
-                                 R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]})" + values_entry(0, 0) + "}";
+                                 R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]})" +
+                                 values_entry(0, 0) + "}";
     CHECK(load_tracked(test::craft(longname), s) == ckpt::errc::limit_name);
 }
 
@@ -158,7 +165,8 @@ struct with_containers {
 };
 
 /// Replaces the n-th container size in the values entry (at the end of the file) by `size`.
-void set_size_tag(std::vector<std::byte>& file, std::uint64_t values_len, int nth, std::uint64_t size) {
+void set_size_tag(std::vector<std::byte>& file, std::uint64_t values_len, int nth,
+                  std::uint64_t size) {
     const std::size_t begin = file.size() - values_len;
     int seen = 0;
     for (std::size_t i = begin; i + 9 <= file.size(); ++i) {

@@ -164,7 +164,9 @@ TEST_CASE_TEMPLATE("every dtype and shape kind round-trips bit for bit", S, doub
         for (const auto& t : info.tensors) by_name[t.name] = t;
         REQUIRE(by_name.size() == 10);
         const auto dt = ckpt::dtype_of<S>;
-        CHECK(by_name["dyn_col"] == ckpt::tensor_info{"dyn_col", dt, {7, 5}, by_name["dyn_col"].offset, 35 * sizeof(S), 'C'});
+        CHECK(by_name["dyn_col"] ==
+              ckpt::tensor_info{
+                  "dyn_col", dt, {7, 5}, by_name["dyn_col"].offset, 35 * sizeof(S), 'C'});
         CHECK(by_name["dyn_row"].shape == std::vector<std::uint64_t>{5, 7});
         CHECK(by_name["dyn_row"].order == 'R');
         CHECK(by_name["fix_col"].shape == std::vector<std::uint64_t>{2, 3});
@@ -200,8 +202,10 @@ TEST_CASE("special floating-point values keep their exact bits") {
     specials s;
     s.d.resize(static_cast<Eigen::Index>(dbits.size()));
     s.f.resize(static_cast<Eigen::Index>(fbits.size()));
-    for (std::size_t i = 0; i < dbits.size(); ++i) s.d[static_cast<Eigen::Index>(i)] = std::bit_cast<double>(dbits[i]);
-    for (std::size_t i = 0; i < fbits.size(); ++i) s.f[static_cast<Eigen::Index>(i)] = std::bit_cast<float>(fbits[i]);
+    for (std::size_t i = 0; i < dbits.size(); ++i)
+        s.d[static_cast<Eigen::Index>(i)] = std::bit_cast<double>(dbits[i]);
+    for (std::size_t i = 0; i < fbits.size(); ++i)
+        s.f[static_cast<Eigen::Index>(i)] = std::bit_cast<float>(fbits[i]);
     s.sd = std::bit_cast<double>(dbits[0]);
     s.sf = std::bit_cast<float>(fbits[1]);
     ckpt::save(dir / "s.ckpt", s);
@@ -271,7 +275,8 @@ struct model {
     std::string blob;
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(CEREAL_NVP(layers), CEREAL_NVP(named), CEREAL_NVP(note), CEREAL_NVP(pair), CEREAL_NVP(blob));
+        ar(CEREAL_NVP(layers), CEREAL_NVP(named), CEREAL_NVP(note), CEREAL_NVP(pair),
+           CEREAL_NVP(blob));
     }
 };
 struct unnamed_fields {
@@ -358,14 +363,16 @@ TEST_CASE("metadata round-trips exactly") {
     meta.tags["run"] = "baseline";
     meta.tags["unicode"] = "\xce\xbb=0.9 \xe2\x9c\x93";
     meta.tags[""] = "empty key";
-    meta.time = std::chrono::system_clock::time_point(std::chrono::nanoseconds(1764470096123456789LL));
+    meta.time =
+        std::chrono::system_clock::time_point(std::chrono::nanoseconds(1764470096123456789LL));
     const int state = 1;
     ckpt::save(dir / "m.ckpt", state, meta);
     int loaded = 0;
     const ckpt::metadata got = ckpt::load(dir / "m.ckpt", loaded);
     CHECK(got == meta);
     CHECK(std::signbit(got.metrics.at("neg_zero")));
-    CHECK(ckpt::inspect(dir / "m.ckpt").raw_metadata.at("ckpt.time") == "2025-11-30T02:34:56.123456789Z");
+    CHECK(ckpt::inspect(dir / "m.ckpt").raw_metadata.at("ckpt.time") ==
+          "2025-11-30T02:34:56.123456789Z");
 
     SUBCASE("NaN metrics are kept as NaN") {
         ckpt::metadata n;

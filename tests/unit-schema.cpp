@@ -58,9 +58,11 @@ TEST_CASE("a changed layer size names the field and both shapes, and changes not
         FAIL("load accepted a changed architecture");
     } catch (const ckpt::schema_error& e) {
         CHECK(std::string(e.what()) ==
-              "[ckpt.schema.302] model.layers.0.weight: file has F32 [32, 16], state expects F32 [16, 16] (and 2 more:\n"
+              "[ckpt.schema.302] model.layers.0.weight: file has F32 [32, 16], state expects F32 "
+              "[16, 16] (and 2 more:\n"
               "  [ckpt.schema.302] model.layers.0.bias: file has F32 [32], state expects F32 [16]\n"
-              "  [ckpt.schema.302] model.layers.1.weight: file has F32 [64, 32], state expects F32 [64, 16])");
+              "  [ckpt.schema.302] model.layers.1.weight: file has F32 [64, 32], state expects F32 "
+              "[64, 16])");
         CHECK(e.id() == ckpt::errc::schema_mismatch);
         REQUIRE(e.problems().size() == 3);
         CHECK(e.problems()[2].path == "model.layers.1.weight");
@@ -85,7 +87,8 @@ TEST_CASE("a container's length is data: it comes from the checkpoint, its tenso
 
     run_state clash = make_run({4, 16}, 3.0F); // its first layer does not fit the file's
     const auto before = test::state_bytes(clash);
-    CHECK(test::error_id([&] { ckpt::load(dir / "three.ckpt", clash); }) == ckpt::errc::schema_mismatch);
+    CHECK(test::error_id([&] { ckpt::load(dir / "three.ckpt", clash); }) ==
+          ckpt::errc::schema_mismatch);
     CHECK(test::state_bytes(clash) == before);
 }
 
@@ -120,7 +123,8 @@ struct no_copy : bcde {
 };
 } // namespace
 
-TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or not", State, bcde, no_copy) {
+TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or not", State, bcde,
+                   no_copy) {
     const auto dir = test::scratch("schema-listed");
     ckpt::save(dir / "c.ckpt", abc{});
     State state;
@@ -136,7 +140,8 @@ TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or n
         CHECK(e.problems()[0].text == "state expects F32 [2], the checkpoint has no such tensor");
         CHECK(e.problems()[1].id == ckpt::errc::schema_missing);
         CHECK(e.problems()[1].path == "e");
-        CHECK(e.problems()[1].text == "state expects F64 [2, 2], the checkpoint has no such tensor");
+        CHECK(e.problems()[1].text ==
+              "state expects F64 [2, 2], the checkpoint has no such tensor");
         CHECK(e.problems()[2].id == ckpt::errc::schema_unexpected);
         CHECK(e.problems()[2].path == "a");
         CHECK(e.problems()[2].text == "file has F32 [2], the state has no such tensor");
@@ -172,7 +177,8 @@ TEST_CASE("dtype, rank and bounds mismatches are errors; nothing is silently con
           "[ckpt.schema.302] w: file has F64 [3], state expects F64 [0, 0]");
 
     holder<Eigen::Matrix<double, Eigen::Dynamic, 1, 0, 2, 1>> bounded; // at most 2 rows
-    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", bounded); }) == ckpt::errc::schema_mismatch);
+    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", bounded); }) ==
+          ckpt::errc::schema_mismatch);
 
     holder<Eigen::Vector4d> fixed;
     CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", fixed); }) ==
@@ -180,7 +186,8 @@ TEST_CASE("dtype, rank and bounds mismatches are errors; nothing is silently con
 
     holder<Eigen::VectorXd> shaped; // a non-empty dynamic tensor keeps its shape: no silent resize
     shaped.w = Eigen::VectorXd::Zero(5);
-    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", shaped); }) == ckpt::errc::schema_mismatch);
+    CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", shaped); }) ==
+          ckpt::errc::schema_mismatch);
     CHECK(shaped.w.size() == 5);
 
     holder<Eigen::VectorXd> empty; // an empty one takes the file's shape
@@ -284,7 +291,8 @@ TEST_CASE("non-tensor fields: type and count mismatches name the field; the stat
     const auto before_c = test::state_bytes(c);
     CHECK(test::error_id([&] { ckpt::load(dir / "a.ckpt", c); }) == ckpt::errc::schema_value_count);
     CHECK(test::error_text([&] { ckpt::load(dir / "a.ckpt", c); })
-              .starts_with("[ckpt.schema.306] extra: the state reads I32 here, but the checkpoint's values end"));
+              .starts_with("[ckpt.schema.306] extra: the state reads I32 here, but the "
+                           "checkpoint's values end"));
     CHECK(test::state_bytes(c) == before_c);
 
     values_d d;
@@ -296,7 +304,8 @@ TEST_CASE("non-tensor fields: type and count mismatches name the field; the stat
 
     throws_midway t;
     const auto before_t = test::state_bytes(t);
-    CHECK_THROWS_WITH_AS(ckpt::load(dir / "a.ckpt", t), "n = 7 is not allowed", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(ckpt::load(dir / "a.ckpt", t), "n = 7 is not allowed",
+                         std::invalid_argument);
     CHECK(test::state_bytes(t) == before_t);
 }
 
@@ -323,6 +332,7 @@ TEST_CASE("save refuses duplicate and reserved tensor names, and writes nothing"
     CHECK(test::error_text([&] { ckpt::save(dir / "d.ckpt", duplicate_names{}); }) ==
           "[ckpt.schema.307] x: two tensors of the state have this path; name them apart");
     CHECK(test::error_text([&] { ckpt::save(dir / "r.ckpt", reserved_name{}); }) ==
-          "[ckpt.schema.308] __metadata__: names starting with '__' are reserved by safetensors and ckpt");
+          "[ckpt.schema.308] __metadata__: names starting with '__' are reserved by safetensors "
+          "and ckpt");
     CHECK(std::filesystem::is_empty(dir));
 }

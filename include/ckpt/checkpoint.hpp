@@ -128,16 +128,21 @@ inline write_plan make_plan(const std::vector<tensor_record>& tensors,
         layout += t.order;
         offset += t.bytes;
     }
-    entries.push_back({std::string(values_entry), dtype::u8, {values.size()}, offset,
-                       offset + values.size(), '-'});
+    entries.push_back({std::string(values_entry),
+                       dtype::u8,
+                       {values.size()},
+                       offset,
+                       offset + values.size(),
+                       '-'});
     plan.blocks.emplace_back(values.data(), values.size());
     layout += '-';
 
     metadata m = meta;
-    if (m.time == std::chrono::system_clock::time_point{}) m.time = std::chrono::system_clock::now();
+    if (m.time == std::chrono::system_clock::time_point{})
+        m.time = std::chrono::system_clock::now();
     if (!parse_time(format_time(m.time))) {
-        throw_error<usage_error>(errc::usage_argument,
-                                 "metadata time " + format_time(m.time) + " is outside years 0 to 9999");
+        throw_error<usage_error>(errc::usage_argument, "metadata time " + format_time(m.time) +
+                                                           " is outside years 0 to 9999");
     }
     std::vector<std::pair<std::string, std::string>> pairs;
     pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
@@ -199,17 +204,18 @@ public:
         std::uint64_t n = 0;
         std::memcpy(&n, p, sizeof n);
         if (n > lim.max_header_bytes) {
-            throw_error<limit_error>(errc::limit_header,
-                                     "'" + where + "': the header declares " + std::to_string(n) +
-                                         " bytes, more than the limit of " +
-                                         std::to_string(lim.max_header_bytes));
+            throw_error<limit_error>(errc::limit_header, "'" + where + "': the header declares " +
+                                                             std::to_string(n) +
+                                                             " bytes, more than the limit of " +
+                                                             std::to_string(lim.max_header_bytes));
         }
         if (n > size - 8) {
             corrupt(errc::corrupt_truncated_header,
                     "the header declares " + std::to_string(n) + " bytes but only " +
                         std::to_string(size - 8) + " follow: the file is truncated or damaged");
         }
-        const std::string_view json(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n));
+        const std::string_view json(reinterpret_cast<const char*>(p + 8),
+                                    static_cast<std::size_t>(n));
         const bool ours = is_ckpt_header(json);
         if (verify && !ours) {
             corrupt(errc::corrupt_not_ckpt,
@@ -265,8 +271,8 @@ public:
             }
             if (e.name == values_entry) {
                 if (e.type != dtype::u8 || e.shape.size() != 1) {
-                    throw_error<corrupt_error>(errc::corrupt_header,
-                                               "'" + where_ + "': " + e.name + " is not a U8 vector");
+                    throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': " + e.name +
+                                                                         " is not a U8 vector");
                 }
                 values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
                 have_values = true;
@@ -275,9 +281,9 @@ public:
             }
         }
         if (!have_values) {
-            throw_error<corrupt_error>(errc::corrupt_header,
-                                       "'" + where_ + "': the file has no " +
-                                           std::string(values_entry) + " entry");
+            throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
+                                                                 std::string(values_entry) +
+                                                                 " entry");
         }
     }
 
@@ -299,14 +305,16 @@ private:
                            : std::nullopt;
         if (!v || *v < 1) {
             throw_error<version_error>(errc::version_invalid,
-                                       "'" + where_ + "': the header holds no valid format version");
+                                       "'" + where_ +
+                                           "': the header holds no valid format version");
         }
         if (*v > format_version) {
             std::string message = "'" + where_ + "' uses checkpoint format version " +
-                                  std::to_string(*v) + "; this ckpt (" CKPT_VERSION_STRING
-                                  ") reads versions up to " + std::to_string(format_version) +
-                                  ": load it with a newer ckpt";
-            if (p != nullptr && !checksum_matches(json, p, size)) message += " (or the file is damaged)";
+                                  std::to_string(*v) +
+                                  "; this ckpt (" CKPT_VERSION_STRING ") reads versions up to " +
+                                  std::to_string(format_version) + ": load it with a newer ckpt";
+            if (p != nullptr && !checksum_matches(json, p, size))
+                message += " (or the file is damaged)";
             throw_error<version_error>(errc::version_newer, message);
         }
     }
@@ -395,15 +403,16 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
         if (rows == r.rows && cols == r.cols) continue;
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
         const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-                          (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
+                          (!r.fixed_cols || cols == r.cols) &&
+                          (r.max_rows < 0 || rows <= r.max_rows) &&
                           (r.max_cols < 0 || cols <= r.max_cols);
         if (!fits) problems.push_back({errc::schema_mismatch, r.name, both()});
     }
     for (const file_tensor& f : *src.entries) {
         if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        problems.push_back({errc::schema_unexpected, f.name,
-                            "file has " + describe_side(f.type, f.shape) +
-                                ", the state has no such tensor"});
+        problems.push_back(
+            {errc::schema_unexpected, f.name,
+             "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor"});
     }
     return problems;
 }
@@ -578,7 +587,8 @@ inline info inspect(const std::filesystem::path& path, const inspect_options& op
     const std::string where = path.string();
     if (options.verify) {
         const detail::file_bytes bytes(io, where);
-        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where, true);
+        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where,
+                                             true);
         return detail::make_info(file, bytes.size());
     }
     detail::fd_guard fd(io, detail::open_for_reading(io, where));
@@ -591,7 +601,8 @@ inline info inspect(const std::filesystem::path& path, const inspect_options& op
             detail::throw_io(errc::io_read, "read", where, e);
         }
     }
-    const std::uint64_t head = size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
+    const std::uint64_t head =
+        size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
     std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
     if (!bytes.empty()) {
         if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {

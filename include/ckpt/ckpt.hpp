@@ -5,16 +5,16 @@
 /// Include this header; it brings save/load/inspect, the Eigen and <random> support, and the
 /// cereal support for the standard containers a training state usually holds.
 
-#include <ckpt/version.hpp>
+#include <ckpt/checkpoint.hpp>
+#include <ckpt/concepts.hpp>
 #include <ckpt/error.hpp>
-#include <ckpt/metadata.hpp>
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/limits.hpp>
 #include <ckpt/io/backend.hpp>
-#include <ckpt/concepts.hpp>
+#include <ckpt/metadata.hpp>
 #include <ckpt/types/eigen.hpp>
 #include <ckpt/types/random.hpp>
-#include <ckpt/checkpoint.hpp>
+#include <ckpt/version.hpp>
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/map.hpp>

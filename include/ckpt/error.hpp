@@ -64,9 +64,9 @@ public:
 
 /// One difference between the checkpoint and the state it is loaded into.
 struct schema_problem {
-    int id;            ///< the schema error id of this problem
-    std::string path;  ///< field path, e.g. "model.layers.1.weight"
-    std::string text;  ///< the problem with both sides, without the path
+    int id;           ///< the schema error id of this problem
+    std::string path; ///< field path, e.g. "model.layers.1.weight"
+    std::string text; ///< the problem with both sides, without the path
 };
 
 /// The checkpoint does not fit the state: missing, unexpected or mismatched fields.
@@ -74,7 +74,8 @@ struct schema_problem {
 class schema_error : public error {
 public:
     explicit schema_error(std::vector<schema_problem> problems)
-        : error(problems.front().id, "schema", describe(problems)), problems_(std::move(problems)) {}
+        : error(problems.front().id, "schema", describe(problems)), problems_(std::move(problems)) {
+    }
 
     /// All differences found, in the state's order.
     [[nodiscard]] const std::vector<schema_problem>& problems() const noexcept { return problems_; }
@@ -162,8 +163,8 @@ template <class Error, class... Args>
 /// Throws io_error for a failed call, with the OS error's name and text.
 [[noreturn]] inline void throw_io(int id, std::string_view operation, const std::string& path,
                                   int err, std::string_view consequence = {}) {
-    std::string message = std::string(operation) + " '" + path + "' failed: " +
-                          std::strerror(err) + " (errno " + std::to_string(err) + ")";
+    std::string message = std::string(operation) + " '" + path + "' failed: " + std::strerror(err) +
+                          " (errno " + std::to_string(err) + ")";
     if (!consequence.empty()) {
         message += "; ";
         message += consequence;

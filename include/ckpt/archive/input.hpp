@@ -58,8 +58,9 @@ inline bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std:
 
 /// cereal input archive matching tensor_oarchive: reads values from the tagged stream and,
 /// when asked to, copies tensors from a verified file. Shapes were checked before it runs.
-class tensor_iarchive : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
-                        public path_tracker {
+class tensor_iarchive
+    : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
+      public path_tracker {
 public:
     /// `tensors` null: values only, every tensor is left untouched.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors)
@@ -94,11 +95,10 @@ public:
         // Every element takes at least one byte: a count beyond what is left is a lie, and it
         // must not reach a resize().
         if (n > values_.size() - pos_) {
-            throw_error<limit_error>(errc::limit_value_size,
-                                     path() + ": the checkpoint declares " + std::to_string(n) +
-                                         " elements, but only " +
-                                         std::to_string(values_.size() - pos_) +
-                                         " bytes of values remain");
+            throw_error<limit_error>(
+                errc::limit_value_size,
+                path() + ": the checkpoint declares " + std::to_string(n) + " elements, but only " +
+                    std::to_string(values_.size() - pos_) + " bytes of values remain");
         }
         return n;
     }
@@ -109,9 +109,10 @@ public:
         std::memcpy(&len, values_.data() + pos_, sizeof len);
         pos_ += sizeof len;
         if (len != n) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_type, path(),
-                 "file has " + std::to_string(len) + " bytes, state expects " + std::to_string(n)}});
+            throw_error<schema_error>(
+                std::vector<schema_problem>{{errc::schema_value_type, path(),
+                                             "file has " + std::to_string(len) +
+                                                 " bytes, state expects " + std::to_string(n)}});
         }
         need(n);
         if (n > 0) std::memcpy(data, values_.data() + pos_, n);
@@ -230,7 +231,7 @@ template <class T>
 void epilogue(tensor_iarchive&, const cereal::virtual_base_class<T>&) {}
 
 template <class T>
-    requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, T& v) {
     ar.read_scalar(v);
 }

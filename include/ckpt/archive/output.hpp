@@ -60,8 +60,10 @@ tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
     r.order = r.vector ? '-' : (Derived::IsRowMajor ? 'R' : 'C');
     r.fixed_rows = Derived::RowsAtCompileTime != Eigen::Dynamic;
     r.fixed_cols = Derived::ColsAtCompileTime != Eigen::Dynamic;
-    r.max_rows = Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
-    r.max_cols = Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
+    r.max_rows =
+        Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
+    r.max_cols =
+        Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
     r.data = reinterpret_cast<const std::byte*>(m.data());
     r.bytes = static_cast<std::uint64_t>(m.size()) * sizeof(scalar);
     return r;
@@ -69,10 +71,12 @@ tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
 
 /// cereal output archive that records every Eigen tensor (by field path, without copying it) and
 /// writes every other value to a compact tagged byte stream.
-class tensor_oarchive : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
-                        public path_tracker {
+class tensor_oarchive
+    : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
+      public path_tracker {
 public:
-    tensor_oarchive() : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
+    tensor_oarchive()
+        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
 
     template <class T>
     void write_scalar(const T& v) {
@@ -143,7 +147,7 @@ template <class T>
 void epilogue(tensor_oarchive&, const cereal::virtual_base_class<T>&) {}
 
 template <class T>
-    requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const T& v) {
     ar.write_scalar(v);
 }

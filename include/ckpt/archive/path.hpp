@@ -33,8 +33,10 @@ public:
         std::string s;
         for (std::size_t i = 1; i < nodes_.size(); ++i) {
             if (i > 1) s += '.';
-            if (nodes_[i].name != nullptr) s += nodes_[i].name;
-            else s += std::to_string(nodes_[i].index);
+            if (nodes_[i].name != nullptr)
+                s += nodes_[i].name;
+            else
+                s += std::to_string(nodes_[i].index);
         }
         return s.empty() ? std::string("value") : s;
     }

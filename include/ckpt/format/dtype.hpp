@@ -103,11 +103,16 @@ constexpr dtype dtype_of_impl() {
         return dtype::bf16;
     } else if constexpr (std::is_integral_v<U>) {
         constexpr bool s = std::is_signed_v<U>;
-        if constexpr (sizeof(U) == 1) return s ? dtype::i8 : dtype::u8;
-        else if constexpr (sizeof(U) == 2) return s ? dtype::i16 : dtype::u16;
-        else if constexpr (sizeof(U) == 4) return s ? dtype::i32 : dtype::u32;
-        else if constexpr (sizeof(U) == 8) return s ? dtype::i64 : dtype::u64;
-        else static_assert(dependent_false<T>, "ckpt: integer type of unsupported width");
+        if constexpr (sizeof(U) == 1)
+            return s ? dtype::i8 : dtype::u8;
+        else if constexpr (sizeof(U) == 2)
+            return s ? dtype::i16 : dtype::u16;
+        else if constexpr (sizeof(U) == 4)
+            return s ? dtype::i32 : dtype::u32;
+        else if constexpr (sizeof(U) == 8)
+            return s ? dtype::i64 : dtype::u64;
+        else
+            static_assert(dependent_false<T>, "ckpt: integer type of unsupported width");
     } else {
         static_assert(dependent_false<T>,
                       "ckpt: unsupported scalar type (use bool, an integer of 8 to 64 bits, "
@@ -118,12 +123,13 @@ constexpr dtype dtype_of_impl() {
 
 /// True for the scalar types a tensor or value can hold.
 template <class T>
-inline constexpr bool is_supported_scalar_v =
-    std::is_same_v<std::remove_cv_t<T>, bool> || std::is_same_v<std::remove_cv_t<T>, float> ||
-    std::is_same_v<std::remove_cv_t<T>, double> ||
-    std::is_same_v<std::remove_cv_t<T>, Eigen::half> ||
-    std::is_same_v<std::remove_cv_t<T>, Eigen::bfloat16> ||
-    (std::is_integral_v<T> && sizeof(T) <= 8);
+inline constexpr bool
+    is_supported_scalar_v = std::is_same_v<std::remove_cv_t<T>, bool> ||
+                            std::is_same_v<std::remove_cv_t<T>, float> ||
+                            std::is_same_v<std::remove_cv_t<T>, double> ||
+                            std::is_same_v<std::remove_cv_t<T>, Eigen::half> ||
+                            std::is_same_v<std::remove_cv_t<T>, Eigen::bfloat16> ||
+                            (std::is_integral_v<T> && sizeof(T) <= 8);
 
 /// The dtype of a C++ scalar type.
 template <class T>

@@ -46,7 +46,8 @@ struct parsed_header {
 };
 
 /// Overflow-checked a * b; false when it does not fit.
-[[nodiscard]] inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+[[nodiscard]] inline bool checked_mul(std::uint64_t a, std::uint64_t b,
+                                      std::uint64_t& out) noexcept {
     return !__builtin_mul_overflow(a, b, &out);
 }
 
@@ -120,7 +121,7 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
     };
     rapidjson::Document doc;
     doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(),
-                                                                                       json.size());
+                                                                                      json.size());
     if (doc.HasParseError()) {
         corrupt(errc::corrupt_json, std::string("header is not valid JSON: ") +
                                         rapidjson::GetParseError_En(doc.GetParseError()) +
@@ -169,7 +170,8 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
             continue;
         }
         const std::string sname(name);
-        if (!m.value.IsObject()) corrupt(errc::corrupt_header, "entry '" + sname + "' is not an object");
+        if (!m.value.IsObject())
+            corrupt(errc::corrupt_header, "entry '" + sname + "' is not an object");
         const auto& o = m.value;
         if (o.MemberCount() != 3 || !o.HasMember("dtype") || !o.HasMember("shape") ||
             !o.HasMember("data_offsets")) {
@@ -179,25 +181,30 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
         file_tensor t;
         t.name = sname;
         const auto& jd = o["dtype"];
-        if (!jd.IsString()) corrupt(errc::corrupt_header, "entry '" + sname + "': dtype is not a string");
+        if (!jd.IsString())
+            corrupt(errc::corrupt_header, "entry '" + sname + "': dtype is not a string");
         const std::string_view ds(jd.GetString(), jd.GetStringLength());
         const auto dt = dtype_from_string(ds);
-        if (!dt) corrupt(errc::corrupt_header, "entry '" + sname + "': unknown dtype '" + std::string(ds) + "'");
+        if (!dt)
+            corrupt(errc::corrupt_header,
+                    "entry '" + sname + "': unknown dtype '" + std::string(ds) + "'");
         t.type = *dt;
         const auto& js = o["shape"];
-        if (!js.IsArray()) corrupt(errc::corrupt_header, "entry '" + sname + "': shape is not an array");
+        if (!js.IsArray())
+            corrupt(errc::corrupt_header, "entry '" + sname + "': shape is not an array");
         if (js.Size() > lim.max_rank) {
-            throw_error<limit_error>(errc::limit_rank, "'" + where + "': tensor '" + sname +
-                                                           "' has rank " + std::to_string(js.Size()) +
-                                                           ", more than the limit of " +
-                                                           std::to_string(lim.max_rank));
+            throw_error<limit_error>(errc::limit_rank,
+                                     "'" + where + "': tensor '" + sname + "' has rank " +
+                                         std::to_string(js.Size()) + ", more than the limit of " +
+                                         std::to_string(lim.max_rank));
         }
         std::uint64_t count = 1;
         bool overflow = false;
         for (auto& d : js.GetArray()) {
             if (!d.IsUint64()) {
                 corrupt(errc::corrupt_header,
-                        "entry '" + sname + "': shape holds something other than a non-negative integer");
+                        "entry '" + sname +
+                            "': shape holds something other than a non-negative integer");
             }
             t.shape.push_back(d.GetUint64());
             overflow = overflow || !checked_mul(count, d.GetUint64(), count);
@@ -207,23 +214,24 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
         if (overflow || bytes > data_bytes) {
             throw_error<limit_error>(
                 errc::limit_tensor_bytes,
-                "'" + where + "': tensor '" + sname + "' declares " + std::string(to_string(t.type)) +
-                    " " + shape_string(t.shape) + ", " +
+                "'" + where + "': tensor '" + sname + "' declares " +
+                    std::string(to_string(t.type)) + " " + shape_string(t.shape) + ", " +
                     (overflow ? std::string("more bytes than 2^64")
                               : std::to_string(bytes) + " bytes") +
                     ", but the file holds only " + std::to_string(data_bytes) + " bytes of data");
         }
         const auto& jo = o["data_offsets"];
         if (!jo.IsArray() || jo.Size() != 2 || !jo[0].IsUint64() || !jo[1].IsUint64()) {
-            corrupt(errc::corrupt_header, "entry '" + sname + "': data_offsets is not [begin, end]");
+            corrupt(errc::corrupt_header,
+                    "entry '" + sname + "': data_offsets is not [begin, end]");
         }
         t.begin = jo[0].GetUint64();
         t.end = jo[1].GetUint64();
         if (t.end < t.begin || t.end - t.begin != bytes) {
-            corrupt(errc::corrupt_offsets, "tensor '" + sname + "' spans bytes [" +
-                                               std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                                               ") but its dtype and shape need " +
-                                               std::to_string(bytes) + " bytes");
+            corrupt(errc::corrupt_offsets,
+                    "tensor '" + sname + "' spans bytes [" + std::to_string(t.begin) + ", " +
+                        std::to_string(t.end) + ") but its dtype and shape need " +
+                        std::to_string(bytes) + " bytes");
         }
         h.entries.push_back(std::move(t));
     }
@@ -233,8 +241,9 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
     std::vector<const file_tensor*> by_offset;
     by_offset.reserve(h.entries.size());
     for (const auto& t : h.entries) by_offset.push_back(&t);
-    std::stable_sort(by_offset.begin(), by_offset.end(),
-                     [](const file_tensor* a, const file_tensor* b) { return a->begin < b->begin; });
+    std::stable_sort(
+        by_offset.begin(), by_offset.end(),
+        [](const file_tensor* a, const file_tensor* b) { return a->begin < b->begin; });
     std::uint64_t expect = 0;
     for (const file_tensor* t : by_offset) {
         if (t->begin != expect) {
@@ -256,8 +265,8 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
         const std::string& layout = it->second;
         if (layout.size() != h.entries.size()) {
             corrupt(errc::corrupt_header, "ckpt.layout has " + std::to_string(layout.size()) +
-                                              " characters for " + std::to_string(h.entries.size()) +
-                                              " entries");
+                                              " characters for " +
+                                              std::to_string(h.entries.size()) + " entries");
         }
         for (std::size_t i = 0; i < layout.size(); ++i) {
             const char c = layout[i];
@@ -265,9 +274,8 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
                 corrupt(errc::corrupt_header, std::string("ckpt.layout holds '") + c + "'");
             }
             if (c != '-' && h.entries[i].shape.size() != 2) {
-                corrupt(errc::corrupt_header,
-                        "ckpt.layout gives a storage order to '" + h.entries[i].name +
-                            "', which is not a matrix");
+                corrupt(errc::corrupt_header, "ckpt.layout gives a storage order to '" +
+                                                  h.entries[i].name + "', which is not a matrix");
             }
             h.entries[i].order = c;
         }

@@ -58,10 +58,10 @@ inline std::string format_time(std::chrono::system_clock::time_point t) {
     const year_month_day ymd(day);
     const hh_mm_ss<nanoseconds> hms(sys_time<nanoseconds>(ns) - day);
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%09lldZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()),
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%09lldZ",
+                  static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+                  static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()),
                   static_cast<long long>(hms.subseconds().count()));
     return buf;
 }
@@ -99,12 +99,14 @@ inline void encode_user_metadata(const metadata& m,
     out.emplace_back(key_step, std::to_string(m.step));
     out.emplace_back(key_epoch, std::to_string(m.epoch));
     out.emplace_back(key_time, format_time(m.time));
-    for (const auto& [k, v] : m.metrics) out.emplace_back(std::string(metric_prefix) + k, format_double(v));
+    for (const auto& [k, v] : m.metrics)
+        out.emplace_back(std::string(metric_prefix) + k, format_double(v));
     for (const auto& [k, v] : m.tags) out.emplace_back(std::string(tag_prefix) + k, v);
 }
 
 /// The metadata of a ckpt file. @throws corrupt_error
-inline metadata decode_metadata(const std::map<std::string, std::string>& raw, const std::string& where) {
+inline metadata decode_metadata(const std::map<std::string, std::string>& raw,
+                                const std::string& where) {
     const auto bad = [&](std::string_view key, const std::string& value) {
         throw_error<corrupt_error>(errc::corrupt_header, "'" + where + "': __metadata__ " +
                                                              std::string(key) + " = '" + value +

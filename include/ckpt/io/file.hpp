@@ -4,10 +4,10 @@
 #include <ckpt/io/backend.hpp>
 
 #include <atomic>
-#include <cstring>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -92,7 +92,8 @@ public:
             return;
         }
         buffer_ = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(size_));
-        if (const int e = read_all(io, fd.get(), buffer_.get(), static_cast<std::size_t>(size_), 0)) {
+        if (const int e =
+                read_all(io, fd.get(), buffer_.get(), static_cast<std::size_t>(size_), 0)) {
             throw_io(errc::io_read, "read", path, e);
         }
     }
@@ -194,15 +195,14 @@ public:
         if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
         const int fd = std::exchange(fd_, -1);
         if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
-        if (io_->rename(temp_.c_str(), target_.c_str()) != 0) fail(errc::io_rename, "rename", errno);
+        if (io_->rename(temp_.c_str(), target_.c_str()) != 0)
+            fail(errc::io_rename, "rename", errno);
         temp_.clear();
         sync_directory();
     }
 
 private:
-    std::string unchanged() const {
-        return "the file at '" + target_ + "' was not changed";
-    }
+    std::string unchanged() const { return "the file at '" + target_ + "' was not changed"; }
     [[noreturn]] void fail(int id, const char* operation, int err) {
         const std::string where = temp_;
         abandon();

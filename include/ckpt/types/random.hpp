@@ -45,14 +45,14 @@ void load_random(Archive& ar, Random& r) {
 #ifndef CKPT_NO_RANDOM_SERIALIZERS
 namespace cereal {
 
-#define CKPT_RANDOM_SERIALIZERS(TEMPLATE_PARAMS, TYPE)                                          \
-    template <class Archive, TEMPLATE_PARAMS>                                                    \
-    void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const TYPE& r) {                                 \
-        ::ckpt::detail::save_random(ar, r);                                                      \
-    }                                                                                            \
-    template <class Archive, TEMPLATE_PARAMS>                                                    \
-    void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, TYPE& r) {                                       \
-        ::ckpt::detail::load_random(ar, r);                                                      \
+#define CKPT_RANDOM_SERIALIZERS(TEMPLATE_PARAMS, TYPE)                                             \
+    template <class Archive, TEMPLATE_PARAMS>                                                      \
+    void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const TYPE& r) {                                   \
+        ::ckpt::detail::save_random(ar, r);                                                        \
+    }                                                                                              \
+    template <class Archive, TEMPLATE_PARAMS>                                                      \
+    void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, TYPE& r) {                                         \
+        ::ckpt::detail::load_random(ar, r);                                                        \
     }
 #define CKPT_COMMA ,
 
@@ -63,9 +63,9 @@ CKPT_RANDOM_SERIALIZERS(
         std::size_t R CKPT_COMMA U A CKPT_COMMA std::size_t Us CKPT_COMMA U D CKPT_COMMA
             std::size_t S CKPT_COMMA U B CKPT_COMMA std::size_t T CKPT_COMMA U C CKPT_COMMA
                 std::size_t L CKPT_COMMA U F,
-    std::mersenne_twister_engine<U CKPT_COMMA W CKPT_COMMA N CKPT_COMMA M CKPT_COMMA R CKPT_COMMA
-                                     A CKPT_COMMA Us CKPT_COMMA D CKPT_COMMA S CKPT_COMMA B
-                                         CKPT_COMMA T CKPT_COMMA C CKPT_COMMA L CKPT_COMMA F>)
+    std::mersenne_twister_engine<
+        U CKPT_COMMA W CKPT_COMMA N CKPT_COMMA M CKPT_COMMA R CKPT_COMMA A CKPT_COMMA Us CKPT_COMMA
+            D CKPT_COMMA S CKPT_COMMA B CKPT_COMMA T CKPT_COMMA C CKPT_COMMA L CKPT_COMMA F>)
 CKPT_RANDOM_SERIALIZERS(class U CKPT_COMMA std::size_t W CKPT_COMMA std::size_t S CKPT_COMMA
                             std::size_t R,
                         std::subtract_with_carry_engine<U CKPT_COMMA W CKPT_COMMA S CKPT_COMMA R>)

@@ -1,0 +1,2521 @@
+// DO NOT EDIT: generated from include/ by tools/amalgamate.py
+// ckpt 0.1.0
+// SPDX-License-Identifier: MIT
+
+#ifndef CKPT_CKPT_HPP
+#define CKPT_CKPT_HPP
+
+/// ckpt: exact, safe, fast checkpoints of training state for C++20.
+/// Include this header; it brings save/load/inspect, the Eigen and <random> support, and the
+/// cereal support for the standard containers a training state usually holds.
+
+// begin ckpt/checkpoint.hpp
+
+// begin ckpt/archive/input.hpp
+
+// begin ckpt/archive/output.hpp
+
+// begin ckpt/archive/path.hpp
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Tracks where an archive is in the state, so tensors and errors get a field path such as
+/// "model.layers.0.weight". Named fields (cereal NVPs) use their name; unnamed ones their
+/// position among their siblings. Paths are built only when asked for.
+class path_tracker {
+public:
+    /// The next item pushed is named `name` (must outlive that item).
+    void name_next(const char* name) noexcept { next_name_ = name; }
+
+    void push() {
+        if (nodes_.empty()) {
+            nodes_.push_back({nullptr, 0, 0});
+        } else {
+            node& parent = nodes_.back();
+            nodes_.push_back({next_name_, parent.children++, 0});
+        }
+        next_name_ = nullptr;
+    }
+    void pop() noexcept {
+        if (!nodes_.empty()) nodes_.pop_back();
+    }
+
+    /// The current item's path; the root state is "" and a bare root tensor is "value".
+    [[nodiscard]] std::string path() const {
+        std::string s;
+        for (std::size_t i = 1; i < nodes_.size(); ++i) {
+            if (i > 1) s += '.';
+            if (nodes_[i].name != nullptr)
+                s += nodes_[i].name;
+            else
+                s += std::to_string(nodes_[i].index);
+        }
+        return s.empty() ? std::string("value") : s;
+    }
+
+private:
+    struct node {
+        const char* name;
+        std::uint64_t index;
+        std::uint64_t children;
+    };
+    std::vector<node> nodes_;
+    const char* next_name_ = nullptr;
+};
+
+} // namespace ckpt::detail
+// end ckpt/archive/path.hpp
+// begin ckpt/error.hpp
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+/// Base of every exception ckpt throws; what() starts with "[ckpt.<kind>.<id>]".
+class error : public std::runtime_error {
+public:
+    error(int id, std::string_view kind, const std::string& message)
+        : std::runtime_error("[ckpt." + std::string(kind) + "." + std::to_string(id) + "] " +
+                             message),
+          id_(id), kind_(kind) {}
+
+    /// The numeric id listed in the README's table of errors.
+    [[nodiscard]] int id() const noexcept { return id_; }
+    /// "io", "corrupt", "version", "schema", "limit" or "usage".
+    [[nodiscard]] std::string_view kind() const noexcept { return kind_; }
+
+private:
+    int id_;
+    std::string_view kind_;
+};
+
+/// A file-system call failed; the OS error is kept.
+class io_error : public error {
+public:
+    io_error(int id, const std::string& message, std::string operation, std::string path,
+             std::error_code code)
+        : error(id, "io", message), operation_(std::move(operation)), path_(std::move(path)),
+          code_(code) {}
+
+    /// The call that failed: "open", "write", "fsync", "close", "rename", ...
+    [[nodiscard]] const std::string& operation() const noexcept { return operation_; }
+    /// The path the call was made on.
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    /// The OS error (errno) the call returned.
+    [[nodiscard]] std::error_code code() const noexcept { return code_; }
+
+private:
+    std::string operation_;
+    std::string path_;
+    std::error_code code_;
+};
+
+/// The file is damaged or is not a ckpt checkpoint: checksum, structure or encoding is wrong.
+class corrupt_error : public error {
+public:
+    corrupt_error(int id, const std::string& message) : error(id, "corrupt", message) {}
+};
+
+/// The file was written in a format version this build does not read.
+class version_error : public error {
+public:
+    version_error(int id, const std::string& message) : error(id, "version", message) {}
+};
+
+/// One difference between the checkpoint and the state it is loaded into.
+struct schema_problem {
+    int id;           ///< the schema error id of this problem
+    std::string path; ///< field path, e.g. "model.layers.1.weight"
+    std::string text; ///< the problem with both sides, without the path
+};
+
+/// The checkpoint does not fit the state: missing, unexpected or mismatched fields.
+/// Every problem is listed; id() is that of the first.
+class schema_error : public error {
+public:
+    explicit schema_error(std::vector<schema_problem> problems)
+        : error(problems.front().id, "schema", describe(problems)), problems_(std::move(problems)) {
+    }
+
+    /// All differences found, in the state's order.
+    [[nodiscard]] const std::vector<schema_problem>& problems() const noexcept { return problems_; }
+
+private:
+    static std::string describe(const std::vector<schema_problem>& problems) {
+        std::string s = problems.front().path + ": " + problems.front().text;
+        if (problems.size() > 1) {
+            s += " (and " + std::to_string(problems.size() - 1) + " more:";
+            for (std::size_t i = 1; i < problems.size(); ++i) {
+                s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " +
+                     problems[i].path + ": " + problems[i].text;
+            }
+            s += ")";
+        }
+        return s;
+    }
+    std::vector<schema_problem> problems_;
+};
+
+/// A size in the file is beyond what ckpt accepts; nothing of that size was allocated.
+class limit_error : public error {
+public:
+    limit_error(int id, const std::string& message) : error(id, "limit", message) {}
+};
+
+/// The library was called wrongly (a bad argument, a name ckpt reserves, ...).
+class usage_error : public error {
+public:
+    usage_error(int id, const std::string& message) : error(id, "usage", message) {}
+};
+
+/// Error ids, one per distinct failure; the README lists them.
+namespace errc {
+// io: a file-system call failed
+inline constexpr int io_open = 101;
+inline constexpr int io_read = 102;
+inline constexpr int io_write = 103;
+inline constexpr int io_fsync = 104;
+inline constexpr int io_close = 105;
+inline constexpr int io_rename = 106;
+inline constexpr int io_sync_directory = 107;
+inline constexpr int io_stat = 108;
+inline constexpr int io_remove = 109;
+// corrupt: the bytes are not a valid checkpoint
+inline constexpr int corrupt_too_small = 201;
+inline constexpr int corrupt_truncated_header = 202;
+inline constexpr int corrupt_not_ckpt = 203;
+inline constexpr int corrupt_checksum = 204;
+inline constexpr int corrupt_json = 205;
+inline constexpr int corrupt_header = 206;
+inline constexpr int corrupt_offsets = 207;
+inline constexpr int corrupt_values = 208;
+// schema: the checkpoint does not fit the state
+inline constexpr int schema_missing = 301;
+inline constexpr int schema_mismatch = 302;
+inline constexpr int schema_unexpected = 303;
+inline constexpr int schema_storage_order = 304;
+inline constexpr int schema_value_type = 305;
+inline constexpr int schema_value_count = 306;
+inline constexpr int schema_duplicate = 307;
+inline constexpr int schema_reserved = 308;
+// version
+inline constexpr int version_newer = 401;
+inline constexpr int version_invalid = 402;
+// limit: a declared size is too large
+inline constexpr int limit_header = 501;
+inline constexpr int limit_tensor_count = 502;
+inline constexpr int limit_rank = 503;
+inline constexpr int limit_tensor_bytes = 504;
+inline constexpr int limit_value_size = 505;
+inline constexpr int limit_name = 506;
+// usage
+inline constexpr int usage_argument = 601;
+} // namespace errc
+
+namespace detail {
+
+/// The one place ckpt throws from.
+template <class Error, class... Args>
+[[noreturn]] void throw_error(Args&&... args) {
+    throw Error(std::forward<Args>(args)...);
+}
+
+/// Throws io_error for a failed call, with the OS error's name and text.
+[[noreturn]] inline void throw_io(int id, std::string_view operation, const std::string& path,
+                                  int err, std::string_view consequence = {}) {
+    std::string message = std::string(operation) + " '" + path + "' failed: " + std::strerror(err) +
+                          " (errno " + std::to_string(err) + ")";
+    if (!consequence.empty()) {
+        message += "; ";
+        message += consequence;
+    }
+    throw_error<io_error>(id, message, std::string(operation), path,
+                          std::error_code(err, std::generic_category()));
+}
+
+} // namespace detail
+} // namespace ckpt
+// end ckpt/error.hpp
+// begin ckpt/format/dtype.hpp
+
+#include <Eigen/Core>
+
+#include <bit>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+namespace ckpt {
+
+static_assert(std::endian::native == std::endian::little,
+              "ckpt: the checkpoint format is little-endian; big-endian hosts are not supported");
+
+/// Element types of a tensor: the safetensors dtypes ckpt reads and writes.
+enum class dtype : std::uint8_t {
+    boolean = 1,
+    u8,
+    i8,
+    u16,
+    i16,
+    f16,
+    bf16,
+    u32,
+    i32,
+    f32,
+    u64,
+    i64,
+    f64,
+    f8_e4m3,
+    f8_e5m2,
+};
+
+/// The safetensors name of a dtype ("F32", "BOOL", ...).
+[[nodiscard]] constexpr std::string_view to_string(dtype t) noexcept {
+    switch (t) {
+    case dtype::boolean: return "BOOL";
+    case dtype::u8: return "U8";
+    case dtype::i8: return "I8";
+    case dtype::u16: return "U16";
+    case dtype::i16: return "I16";
+    case dtype::f16: return "F16";
+    case dtype::bf16: return "BF16";
+    case dtype::u32: return "U32";
+    case dtype::i32: return "I32";
+    case dtype::f32: return "F32";
+    case dtype::u64: return "U64";
+    case dtype::i64: return "I64";
+    case dtype::f64: return "F64";
+    case dtype::f8_e4m3: return "F8_E4M3";
+    case dtype::f8_e5m2: return "F8_E5M2";
+    }
+    return "?";
+}
+
+/// The dtype named by a safetensors string, or nothing for a name outside the closed set.
+[[nodiscard]] constexpr std::optional<dtype> dtype_from_string(std::string_view s) noexcept {
+    for (int i = 1; i <= static_cast<int>(dtype::f8_e5m2); ++i) {
+        if (to_string(static_cast<dtype>(i)) == s) return static_cast<dtype>(i);
+    }
+    return std::nullopt;
+}
+
+/// Bytes per element.
+[[nodiscard]] constexpr std::uint64_t size_of(dtype t) noexcept {
+    switch (t) {
+    case dtype::boolean:
+    case dtype::u8:
+    case dtype::i8:
+    case dtype::f8_e4m3:
+    case dtype::f8_e5m2: return 1;
+    case dtype::u16:
+    case dtype::i16:
+    case dtype::f16:
+    case dtype::bf16: return 2;
+    case dtype::u32:
+    case dtype::i32:
+    case dtype::f32: return 4;
+    case dtype::u64:
+    case dtype::i64:
+    case dtype::f64: return 8;
+    }
+    return 0;
+}
+
+namespace detail {
+template <class T>
+inline constexpr bool dependent_false = false;
+
+template <class T>
+constexpr dtype dtype_of_impl() {
+    using U = std::remove_cv_t<T>;
+    if constexpr (std::is_same_v<U, bool>) {
+        return dtype::boolean;
+    } else if constexpr (std::is_same_v<U, float>) {
+        return dtype::f32;
+    } else if constexpr (std::is_same_v<U, double>) {
+        return dtype::f64;
+    } else if constexpr (std::is_same_v<U, Eigen::half>) {
+        return dtype::f16;
+    } else if constexpr (std::is_same_v<U, Eigen::bfloat16>) {
+        return dtype::bf16;
+    } else if constexpr (std::is_integral_v<U>) {
+        constexpr bool s = std::is_signed_v<U>;
+        if constexpr (sizeof(U) == 1)
+            return s ? dtype::i8 : dtype::u8;
+        else if constexpr (sizeof(U) == 2)
+            return s ? dtype::i16 : dtype::u16;
+        else if constexpr (sizeof(U) == 4)
+            return s ? dtype::i32 : dtype::u32;
+        else if constexpr (sizeof(U) == 8)
+            return s ? dtype::i64 : dtype::u64;
+        else
+            static_assert(dependent_false<T>, "ckpt: integer type of unsupported width");
+    } else {
+        static_assert(dependent_false<T>,
+                      "ckpt: unsupported scalar type (use bool, an integer of 8 to 64 bits, "
+                      "float, double, Eigen::half or Eigen::bfloat16)");
+    }
+}
+} // namespace detail
+
+/// True for the scalar types a tensor or value can hold.
+template <class T>
+inline constexpr bool
+    is_supported_scalar_v = std::is_same_v<std::remove_cv_t<T>, bool> ||
+                            std::is_same_v<std::remove_cv_t<T>, float> ||
+                            std::is_same_v<std::remove_cv_t<T>, double> ||
+                            std::is_same_v<std::remove_cv_t<T>, Eigen::half> ||
+                            std::is_same_v<std::remove_cv_t<T>, Eigen::bfloat16> ||
+                            (std::is_integral_v<T> && sizeof(T) <= 8);
+
+/// The dtype of a C++ scalar type.
+template <class T>
+inline constexpr dtype dtype_of = detail::dtype_of_impl<T>();
+
+} // namespace ckpt
+// end ckpt/format/dtype.hpp
+
+#include <Eigen/Core>
+#include <cereal/cereal.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Tags of the non-tensor values stream; a scalar is tagged with its dtype's code.
+inline constexpr std::uint8_t tag_size = 0x40;
+inline constexpr std::uint8_t tag_bytes = 0x41;
+
+/// One Eigen tensor met while walking a state.
+struct tensor_record {
+    std::string name;
+    dtype type = dtype::u8;
+    bool vector = false; ///< a compile-time vector: stored with rank 1
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    char order = '-'; ///< 'R' or 'C' for rank 2, '-' for rank 1
+    bool fixed_rows = false;
+    bool fixed_cols = false;
+    std::int64_t max_rows = -1; ///< -1: no compile-time bound
+    std::int64_t max_cols = -1;
+    const std::byte* data = nullptr;
+    std::uint64_t bytes = 0;
+
+    /// The row-major shape of the bytes, as written to the file.
+    [[nodiscard]] std::vector<std::uint64_t> shape() const {
+        const auto r = static_cast<std::uint64_t>(rows);
+        const auto c = static_cast<std::uint64_t>(cols);
+        if (vector) return {r * c};
+        if (order == 'R') return {r, c};
+        return {c, r};
+    }
+};
+
+/// Describes an Eigen plain object type for a tensor record.
+template <class Derived>
+tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
+    using scalar = typename Derived::Scalar;
+    static_assert(is_supported_scalar_v<scalar>,
+                  "ckpt: Eigen tensor with an unsupported scalar type (use bool, an integer, "
+                  "float, double, Eigen::half or Eigen::bfloat16)");
+    tensor_record r;
+    r.type = dtype_of<scalar>;
+    r.vector = Derived::IsVectorAtCompileTime;
+    r.rows = static_cast<std::int64_t>(m.rows());
+    r.cols = static_cast<std::int64_t>(m.cols());
+    r.order = r.vector ? '-' : (Derived::IsRowMajor ? 'R' : 'C');
+    r.fixed_rows = Derived::RowsAtCompileTime != Eigen::Dynamic;
+    r.fixed_cols = Derived::ColsAtCompileTime != Eigen::Dynamic;
+    r.max_rows =
+        Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
+    r.max_cols =
+        Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
+    r.data = reinterpret_cast<const std::byte*>(m.data());
+    r.bytes = static_cast<std::uint64_t>(m.size()) * sizeof(scalar);
+    return r;
+}
+
+/// cereal output archive that records every Eigen tensor (by field path, without copying it) and
+/// writes every other value to a compact tagged byte stream.
+class tensor_oarchive
+    : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
+      public path_tracker {
+public:
+    tensor_oarchive()
+        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
+
+    template <class T>
+    void write_scalar(const T& v) {
+        static_assert(is_supported_scalar_v<T>,
+                      "ckpt: unsupported arithmetic type (long double and wide characters "
+                      "have no portable representation)");
+        values_.push_back(static_cast<std::byte>(dtype_of<T>));
+        append(&v, sizeof(T));
+    }
+    void write_size(std::uint64_t n) {
+        values_.push_back(static_cast<std::byte>(tag_size));
+        append(&n, sizeof n);
+    }
+    void write_bytes(const void* data, std::size_t n) {
+        values_.push_back(static_cast<std::byte>(tag_bytes));
+        const auto len = static_cast<std::uint64_t>(n);
+        append(&len, sizeof len);
+        append(data, n);
+    }
+    template <class Derived>
+    void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
+        tensor_record r = describe_tensor(m);
+        r.name = path();
+        tensors_.push_back(std::move(r));
+    }
+
+    [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
+    [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
+
+private:
+    void append(const void* data, std::size_t n) {
+        const auto* p = static_cast<const std::byte*>(data);
+        values_.insert(values_.end(), p, p + n);
+    }
+    std::vector<tensor_record> tensors_;
+    std::vector<std::byte> values_;
+};
+
+// Every item but names, sizes and raw bytes is a node of the field path.
+template <class T>
+void prologue(tensor_oarchive& ar, const T&) {
+    ar.push();
+}
+template <class T>
+void epilogue(tensor_oarchive& ar, const T&) {
+    ar.pop();
+}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::BinaryData<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::BinaryData<T>&) {}
+// A base class's fields belong to the derived object's node.
+template <class T>
+void prologue(tensor_oarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void prologue(tensor_oarchive&, const cereal::virtual_base_class<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const cereal::virtual_base_class<T>&) {}
+
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const T& v) {
+    ar.write_scalar(v);
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::NameValuePair<T>& nvp) {
+    ar.name_next(nvp.name);
+    ar(nvp.value);
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::SizeTag<T>& tag) {
+    ar.write_size(static_cast<std::uint64_t>(tag.size));
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>& bd) {
+    ar.write_bytes(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+} // namespace ckpt::detail
+// end ckpt/archive/output.hpp
+// begin ckpt/format/header.hpp
+
+// begin ckpt/format/limits.hpp
+
+#include <cstdint>
+
+namespace ckpt {
+
+/// Caps applied to a file before anything it declares is allocated.
+struct limits {
+    /// JSON header bytes (safetensors' own cap).
+    std::uint64_t max_header_bytes = 100'000'000;
+    /// Number of tensors in one file.
+    std::uint64_t max_tensors = 1'000'000;
+    /// Dimensions of one tensor.
+    std::uint64_t max_rank = 8;
+    /// Bytes of one tensor or field name.
+    std::uint64_t max_name_bytes = 4096;
+};
+
+} // namespace ckpt
+// end ckpt/format/limits.hpp
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Name of the entry that holds every non-tensor value of the state.
+inline constexpr std::string_view values_entry = "__ckpt_values__";
+/// Every ckpt file's JSON header starts with these bytes, then 16 hex digits and a quote.
+inline constexpr std::string_view checksum_prefix = R"({"__metadata__":{"ckpt.checksum":"xxh3-64:)";
+/// Offset of the checksum's hex digits in the file.
+inline constexpr std::uint64_t checksum_digits_offset = 8 + checksum_prefix.size();
+
+/// One tensor entry of a safetensors header.
+struct file_tensor {
+    std::string name;
+    dtype type = dtype::u8;
+    std::vector<std::uint64_t> shape;
+    std::uint64_t begin = 0; ///< offset in the data section
+    std::uint64_t end = 0;
+    char order = '-'; ///< from ckpt.layout: 'R', 'C', or '-'
+};
+
+/// A validated safetensors header.
+struct parsed_header {
+    std::map<std::string, std::string> meta;
+    std::vector<file_tensor> entries; ///< every entry (values entry included), header order
+    std::uint64_t data_bytes = 0;
+};
+
+/// Overflow-checked a * b; false when it does not fit.
+[[nodiscard]] inline bool checked_mul(std::uint64_t a, std::uint64_t b,
+                                      std::uint64_t& out) noexcept {
+    return !__builtin_mul_overflow(a, b, &out);
+}
+
+inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i > 0) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    return s + "]";
+}
+
+/// Serializes a header: metadata first (its first pair must be the checksum), then the entries.
+/// The result is padded with spaces so that the data section starts 8-byte aligned.
+inline std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
+                                const std::vector<file_tensor>& entries) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                      rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>
+        w(buf);
+    const auto str = [&w](std::string_view s) {
+        if (s.size() > 0xFFFFFFFFu ||
+            !w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true)) {
+            throw_error<usage_error>(errc::usage_argument,
+                                     "a name or metadata string is not valid UTF-8: '" +
+                                         std::string(s.substr(0, 64)) + "'");
+        }
+    };
+    w.StartObject();
+    str("__metadata__");
+    w.StartObject();
+    for (const auto& [k, v] : meta) {
+        str(k);
+        str(v);
+    }
+    w.EndObject();
+    for (const auto& e : entries) {
+        str(e.name);
+        w.StartObject();
+        str("dtype");
+        str(to_string(e.type));
+        str("shape");
+        w.StartArray();
+        for (auto d : e.shape) w.Uint64(d);
+        w.EndArray();
+        str("data_offsets");
+        w.StartArray();
+        w.Uint64(e.begin);
+        w.Uint64(e.end);
+        w.EndArray();
+        w.EndObject();
+    }
+    w.EndObject();
+    std::string json(buf.GetString(), buf.GetSize());
+    json.append((8 - json.size() % 8) % 8, ' ');
+    return json;
+}
+
+/// Parses and validates a safetensors JSON header against the data section's size: closed dtype
+/// set, caps, overflow-checked sizes, offsets contiguous and covering the data exactly.
+/// @throws corrupt_error, limit_error
+#if defined(__clang__)
+#pragma clang diagnostic push
+// rapidjson's member iterators compare ambiguously under C++20's reversed operators.
+#pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
+#endif
+inline parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
+                                  const limits& lim, const std::string& where) {
+    const auto corrupt = [&](int id, const std::string& what) {
+        throw_error<corrupt_error>(id, "'" + where + "': " + what);
+    };
+    rapidjson::Document doc;
+    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(),
+                                                                                      json.size());
+    if (doc.HasParseError()) {
+        corrupt(errc::corrupt_json, std::string("header is not valid JSON: ") +
+                                        rapidjson::GetParseError_En(doc.GetParseError()) +
+                                        " at byte " + std::to_string(doc.GetErrorOffset()));
+    }
+    if (!doc.IsObject()) corrupt(errc::corrupt_header, "header is not a JSON object");
+
+    parsed_header h;
+    h.data_bytes = data_bytes;
+    const std::uint64_t members = doc.MemberCount();
+    if (members > lim.max_tensors + 1) {
+        throw_error<limit_error>(errc::limit_tensor_count,
+                                 "'" + where + "': header declares " + std::to_string(members) +
+                                     " entries, more than the limit of " +
+                                     std::to_string(lim.max_tensors) + " tensors");
+    }
+    std::unordered_set<std::string_view> seen;
+    bool have_meta = false;
+    for (auto& m : doc.GetObject()) {
+        const std::string_view name(m.name.GetString(), m.name.GetStringLength());
+        if (name.size() > lim.max_name_bytes) {
+            throw_error<limit_error>(errc::limit_name, "'" + where + "': an entry name of " +
+                                                           std::to_string(name.size()) +
+                                                           " bytes exceeds the limit of " +
+                                                           std::to_string(lim.max_name_bytes));
+        }
+        if (!seen.insert(name).second) {
+            corrupt(errc::corrupt_header, "entry '" + std::string(name) + "' appears twice");
+        }
+        if (name == "__metadata__") {
+            have_meta = true;
+            if (!m.value.IsObject()) corrupt(errc::corrupt_header, "__metadata__ is not an object");
+            for (auto& kv : m.value.GetObject()) {
+                if (!kv.value.IsString()) {
+                    corrupt(errc::corrupt_header, "__metadata__ value of '" +
+                                                      std::string(kv.name.GetString()) +
+                                                      "' is not a string");
+                }
+                std::string key(kv.name.GetString(), kv.name.GetStringLength());
+                if (h.meta.count(key) != 0) {
+                    corrupt(errc::corrupt_header, "__metadata__ key '" + key + "' appears twice");
+                }
+                h.meta.emplace(std::move(key),
+                               std::string(kv.value.GetString(), kv.value.GetStringLength()));
+            }
+            continue;
+        }
+        const std::string sname(name);
+        if (!m.value.IsObject())
+            corrupt(errc::corrupt_header, "entry '" + sname + "' is not an object");
+        const auto& o = m.value;
+        if (o.MemberCount() != 3 || !o.HasMember("dtype") || !o.HasMember("shape") ||
+            !o.HasMember("data_offsets")) {
+            corrupt(errc::corrupt_header,
+                    "entry '" + sname + "' must have exactly dtype, shape and data_offsets");
+        }
+        file_tensor t;
+        t.name = sname;
+        const auto& jd = o["dtype"];
+        if (!jd.IsString())
+            corrupt(errc::corrupt_header, "entry '" + sname + "': dtype is not a string");
+        const std::string_view ds(jd.GetString(), jd.GetStringLength());
+        const auto dt = dtype_from_string(ds);
+        if (!dt)
+            corrupt(errc::corrupt_header,
+                    "entry '" + sname + "': unknown dtype '" + std::string(ds) + "'");
+        t.type = *dt;
+        const auto& js = o["shape"];
+        if (!js.IsArray())
+            corrupt(errc::corrupt_header, "entry '" + sname + "': shape is not an array");
+        if (js.Size() > lim.max_rank) {
+            throw_error<limit_error>(errc::limit_rank,
+                                     "'" + where + "': tensor '" + sname + "' has rank " +
+                                         std::to_string(js.Size()) + ", more than the limit of " +
+                                         std::to_string(lim.max_rank));
+        }
+        std::uint64_t count = 1;
+        bool overflow = false;
+        for (auto& d : js.GetArray()) {
+            if (!d.IsUint64()) {
+                corrupt(errc::corrupt_header,
+                        "entry '" + sname +
+                            "': shape holds something other than a non-negative integer");
+            }
+            t.shape.push_back(d.GetUint64());
+            overflow = overflow || !checked_mul(count, d.GetUint64(), count);
+        }
+        std::uint64_t bytes = 0;
+        overflow = overflow || !checked_mul(count, size_of(t.type), bytes);
+        if (overflow || bytes > data_bytes) {
+            throw_error<limit_error>(
+                errc::limit_tensor_bytes,
+                "'" + where + "': tensor '" + sname + "' declares " +
+                    std::string(to_string(t.type)) + " " + shape_string(t.shape) + ", " +
+                    (overflow ? std::string("more bytes than 2^64")
+                              : std::to_string(bytes) + " bytes") +
+                    ", but the file holds only " + std::to_string(data_bytes) + " bytes of data");
+        }
+        const auto& jo = o["data_offsets"];
+        if (!jo.IsArray() || jo.Size() != 2 || !jo[0].IsUint64() || !jo[1].IsUint64()) {
+            corrupt(errc::corrupt_header,
+                    "entry '" + sname + "': data_offsets is not [begin, end]");
+        }
+        t.begin = jo[0].GetUint64();
+        t.end = jo[1].GetUint64();
+        if (t.end < t.begin || t.end - t.begin != bytes) {
+            corrupt(errc::corrupt_offsets,
+                    "tensor '" + sname + "' spans bytes [" + std::to_string(t.begin) + ", " +
+                        std::to_string(t.end) + ") but its dtype and shape need " +
+                        std::to_string(bytes) + " bytes");
+        }
+        h.entries.push_back(std::move(t));
+    }
+    if (!have_meta) corrupt(errc::corrupt_header, "header has no __metadata__");
+
+    // Offsets must tile the data section exactly: no gap, no overlap, nothing after the end.
+    std::vector<const file_tensor*> by_offset;
+    by_offset.reserve(h.entries.size());
+    for (const auto& t : h.entries) by_offset.push_back(&t);
+    std::stable_sort(
+        by_offset.begin(), by_offset.end(),
+        [](const file_tensor* a, const file_tensor* b) { return a->begin < b->begin; });
+    std::uint64_t expect = 0;
+    for (const file_tensor* t : by_offset) {
+        if (t->begin != expect) {
+            corrupt(errc::corrupt_offsets,
+                    "tensor '" + t->name + "' starts at byte " + std::to_string(t->begin) +
+                        " of the data section, expected " + std::to_string(expect) +
+                        (t->begin < expect ? " (it overlaps the previous tensor)" : " (a gap)"));
+        }
+        expect = t->end;
+    }
+    if (expect != data_bytes) {
+        corrupt(errc::corrupt_offsets, "tensors cover " + std::to_string(expect) +
+                                           " bytes but the data section holds " +
+                                           std::to_string(data_bytes));
+    }
+
+    // ckpt.layout: one storage-order character per entry, in header order.
+    if (const auto it = h.meta.find("ckpt.layout"); it != h.meta.end()) {
+        const std::string& layout = it->second;
+        if (layout.size() != h.entries.size()) {
+            corrupt(errc::corrupt_header, "ckpt.layout has " + std::to_string(layout.size()) +
+                                              " characters for " +
+                                              std::to_string(h.entries.size()) + " entries");
+        }
+        for (std::size_t i = 0; i < layout.size(); ++i) {
+            const char c = layout[i];
+            if (c != 'R' && c != 'C' && c != '-') {
+                corrupt(errc::corrupt_header, std::string("ckpt.layout holds '") + c + "'");
+            }
+            if (c != '-' && h.entries[i].shape.size() != 2) {
+                corrupt(errc::corrupt_header, "ckpt.layout gives a storage order to '" +
+                                                  h.entries[i].name + "', which is not a matrix");
+            }
+            h.entries[i].order = c;
+        }
+    }
+    return h;
+}
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
+
+} // namespace ckpt::detail
+// end ckpt/format/header.hpp
+
+#include <Eigen/Core>
+#include <cereal/cereal.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// The tensors of a verified file, by name, with their bytes.
+struct tensor_source {
+    const std::vector<file_tensor>* entries = nullptr;
+    std::unordered_map<std::string_view, std::size_t> by_name;
+    const std::byte* data = nullptr; ///< start of the data section
+};
+
+/// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
+/// tensor; false when the ranks differ.
+inline bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
+                           std::int64_t& cols) {
+    if (want.vector) {
+        if (f.shape.size() != 1) return false;
+        const auto n = static_cast<std::int64_t>(f.shape[0]);
+        // A compile-time vector is one row or one column; which one is fixed by its type.
+        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
+            rows = 1;
+            cols = n;
+        } else {
+            rows = n;
+            cols = 1;
+        }
+        return true;
+    }
+    if (f.shape.size() != 2) return false;
+    const char order = f.order == '-' ? want.order : f.order;
+    if (order == 'R') {
+        rows = static_cast<std::int64_t>(f.shape[0]);
+        cols = static_cast<std::int64_t>(f.shape[1]);
+    } else {
+        rows = static_cast<std::int64_t>(f.shape[1]);
+        cols = static_cast<std::int64_t>(f.shape[0]);
+    }
+    return true;
+}
+
+/// cereal input archive matching tensor_oarchive: reads values from the tagged stream and,
+/// when asked to, copies tensors from a verified file. Shapes were checked before it runs.
+class tensor_iarchive
+    : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
+      public path_tracker {
+public:
+    /// `tensors` null: values only, every tensor is left untouched.
+    tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors)
+        : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
+          values_(values), tensors_(tensors) {}
+
+    template <class T>
+    void read_scalar(T& v) {
+        static_assert(is_supported_scalar_v<T>,
+                      "ckpt: unsupported arithmetic type (long double and wide characters "
+                      "have no portable representation)");
+        expect_tag(static_cast<std::uint8_t>(dtype_of<T>));
+        need(sizeof(T));
+        if constexpr (std::is_same_v<T, bool>) {
+            const auto b = static_cast<std::uint8_t>(values_[pos_]);
+            if (b > 1) {
+                throw_error<corrupt_error>(errc::corrupt_values,
+                                           path() + ": a bool stored as " + std::to_string(b));
+            }
+            v = b == 1;
+        } else {
+            std::memcpy(&v, values_.data() + pos_, sizeof(T));
+        }
+        pos_ += sizeof(T);
+    }
+    std::uint64_t read_size() {
+        expect_tag(tag_size);
+        std::uint64_t n = 0;
+        need(sizeof n);
+        std::memcpy(&n, values_.data() + pos_, sizeof n);
+        pos_ += sizeof n;
+        // Every element takes at least one byte: a count beyond what is left is a lie, and it
+        // must not reach a resize().
+        if (n > values_.size() - pos_) {
+            throw_error<limit_error>(
+                errc::limit_value_size,
+                path() + ": the checkpoint declares " + std::to_string(n) + " elements, but only " +
+                    std::to_string(values_.size() - pos_) + " bytes of values remain");
+        }
+        return n;
+    }
+    void read_bytes(void* data, std::size_t n) {
+        expect_tag(tag_bytes);
+        std::uint64_t len = 0;
+        need(sizeof len);
+        std::memcpy(&len, values_.data() + pos_, sizeof len);
+        pos_ += sizeof len;
+        if (len != n) {
+            throw_error<schema_error>(
+                std::vector<schema_problem>{{errc::schema_value_type, path(),
+                                             "file has " + std::to_string(len) +
+                                                 " bytes, state expects " + std::to_string(n)}});
+        }
+        need(n);
+        if (n > 0) std::memcpy(data, values_.data() + pos_, n);
+        pos_ += n;
+    }
+
+    template <class Derived>
+    void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
+        if (tensors_ == nullptr) return;
+        const std::string name = path();
+        const auto it = tensors_->by_name.find(name);
+        const tensor_record want = describe_tensor(m);
+        if (it == tensors_->by_name.end()) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_missing, name, "the checkpoint has no such tensor"}});
+        }
+        const file_tensor& f = (*tensors_->entries)[it->second];
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        if (f.type != want.type || !eigen_shape_of(f, want, rows, cols)) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_mismatch, name, "the tensor changed while loading"}});
+        }
+        if (rows != m.rows() || cols != m.cols()) {
+            m.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+        }
+        using scalar = typename Derived::Scalar;
+        const std::byte* src = tensors_->data + f.begin;
+        const char order = f.order == '-' ? want.order : f.order;
+        if (want.vector || order == want.order || m.size() == 0) {
+            if (f.end > f.begin) std::memcpy(m.data(), src, f.end - f.begin);
+        } else {
+            // Same values, other storage order: let Eigen transpose the layout.
+            constexpr int other = Derived::IsRowMajor ? Eigen::ColMajor : Eigen::RowMajor;
+            using other_t = Eigen::Matrix<scalar, Eigen::Dynamic, Eigen::Dynamic, other>;
+            m = Eigen::Map<const other_t>(reinterpret_cast<const scalar*>(src), m.rows(), m.cols());
+        }
+    }
+
+    /// Throws when values are left over: the checkpoint holds more than the state reads.
+    void finish() const {
+        if (pos_ != values_.size()) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_value_count, "value",
+                 std::to_string(values_.size() - pos_) +
+                     " bytes of values were not read: the checkpoint holds more non-tensor "
+                     "fields than the state"}});
+        }
+    }
+
+private:
+    static std::string tag_name(std::uint8_t tag) {
+        if (tag == tag_size) return "a container size";
+        if (tag == tag_bytes) return "a byte string";
+        if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
+            tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
+            return std::string(to_string(static_cast<dtype>(tag)));
+        }
+        return "unknown tag " + std::to_string(tag);
+    }
+    void expect_tag(std::uint8_t tag) {
+        if (pos_ >= values_.size()) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_value_count, path(),
+                 "the state reads " + tag_name(tag) +
+                     " here, but the checkpoint's values end: the state has more non-tensor "
+                     "fields than the checkpoint"}});
+        }
+        const auto got = static_cast<std::uint8_t>(values_[pos_]);
+        if (got != tag) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_value_type, path(),
+                 "file has " + tag_name(got) + ", state expects " + tag_name(tag)}});
+        }
+        ++pos_;
+    }
+    void need(std::size_t n) const {
+        if (n > values_.size() - pos_) {
+            throw_error<corrupt_error>(errc::corrupt_values,
+                                       path() + ": the values entry ends inside a value");
+        }
+    }
+
+    std::span<const std::byte> values_;
+    std::size_t pos_ = 0;
+    const tensor_source* tensors_;
+};
+
+template <class T>
+void prologue(tensor_iarchive& ar, const T&) {
+    ar.push();
+}
+template <class T>
+void epilogue(tensor_iarchive& ar, const T&) {
+    ar.pop();
+}
+template <class T>
+void prologue(tensor_iarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const cereal::NameValuePair<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const cereal::SizeTag<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const cereal::BinaryData<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const cereal::BinaryData<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const cereal::base_class<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const cereal::virtual_base_class<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const cereal::virtual_base_class<T>&) {}
+
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, T& v) {
+    ar.read_scalar(v);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::NameValuePair<T>& nvp) {
+    ar.name_next(nvp.name);
+    ar(nvp.value);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::SizeTag<T>& tag) {
+    tag.size = static_cast<std::remove_reference_t<T>>(ar.read_size());
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
+    ar.read_bytes(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+} // namespace ckpt::detail
+
+CEREAL_SETUP_ARCHIVE_TRAITS(ckpt::detail::tensor_iarchive, ckpt::detail::tensor_oarchive)
+// end ckpt/archive/input.hpp
+// begin ckpt/concepts.hpp
+
+
+#include <cereal/details/traits.hpp>
+
+#include <type_traits>
+
+namespace ckpt {
+
+/// True when T round-trips through ckpt's archives: it has a cereal serialize(), or save() and
+/// load(), and so do its members (checked when they are reached).
+template <class T>
+struct is_checkpointable
+    : std::bool_constant<
+          cereal::traits::is_output_serializable<T, detail::tensor_oarchive>::value &&
+          cereal::traits::is_input_serializable<T, detail::tensor_iarchive>::value> {};
+
+/// A state ckpt can save and load: any struct cereal can serialize, with Eigen tensors,
+/// <random> engines and ordinary values as members.
+template <class T>
+concept checkpointable = is_checkpointable<T>::value;
+
+} // namespace ckpt
+// end ckpt/concepts.hpp
+// begin ckpt/detail/hash.hpp
+
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#define CKPT_DEFINED_XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+#ifdef CKPT_DEFINED_XXH_INLINE_ALL
+#undef XXH_INLINE_ALL
+#undef CKPT_DEFINED_XXH_INLINE_ALL
+#endif
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ckpt::detail {
+
+/// Streaming XXH3-64 over everything written or read, in order.
+class hasher {
+public:
+    hasher() noexcept { XXH3_64bits_reset(&state_); }
+    void update(const void* data, std::size_t n) noexcept { XXH3_64bits_update(&state_, data, n); }
+    [[nodiscard]] std::uint64_t digest() const noexcept { return XXH3_64bits_digest(&state_); }
+
+private:
+    XXH3_state_t state_{};
+};
+
+/// XXH3-64 of one buffer.
+[[nodiscard]] inline std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept {
+    return XXH3_64bits(data, n);
+}
+
+/// 16 lowercase hex digits.
+[[nodiscard]] inline std::string to_hex(std::uint64_t v) {
+    std::string s(16, '0');
+    for (int i = 15; i >= 0; --i, v >>= 4) {
+        s[static_cast<std::size_t>(i)] = "0123456789abcdef"[v & 0xF];
+    }
+    return s;
+}
+
+/// Parses exactly 16 lowercase hex digits.
+[[nodiscard]] inline std::optional<std::uint64_t> from_hex(std::string_view s) noexcept {
+    if (s.size() != 16) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : s) {
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return std::nullopt;
+        v = (v << 4) | static_cast<std::uint64_t>(d);
+    }
+    return v;
+}
+
+} // namespace ckpt::detail
+// end ckpt/detail/hash.hpp
+// begin ckpt/format/metadata_codec.hpp
+
+// begin ckpt/metadata.hpp
+
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ckpt {
+
+/// What a checkpoint records besides the state: where the run was, and what it measured.
+struct metadata {
+    std::int64_t step = 0;                     ///< training step
+    std::int64_t epoch = 0;                    ///< training epoch
+    std::map<std::string, double> metrics{};   ///< e.g. {"loss", 0.25}; doubles round-trip exactly
+    std::map<std::string, std::string> tags{}; ///< free-form strings
+    std::chrono::system_clock::time_point time{}; ///< wall clock; save() fills it when left at 0
+
+    friend bool operator==(const metadata&, const metadata&) = default;
+};
+
+/// One tensor of a checkpoint file as inspect() sees it.
+struct tensor_info {
+    std::string name;                 ///< field path, e.g. "model.layers.0.weight"
+    dtype type = dtype::u8;           ///< element type
+    std::vector<std::uint64_t> shape; ///< row-major shape of the bytes, as any safetensors reader
+    std::uint64_t offset = 0;         ///< byte offset in the data section
+    std::uint64_t bytes = 0;          ///< byte length
+    char order = '-';                 ///< 'R' row-major, 'C' column-major, '-' vector or unknown
+
+    friend bool operator==(const tensor_info&, const tensor_info&) = default;
+};
+
+/// Everything a checkpoint file says about itself, read without knowing the state's type.
+struct info {
+    int format_version = 0;                          ///< on-disk format version
+    std::string library_version;                     ///< ckpt version that wrote the file
+    metadata meta;                                   ///< step, epoch, metrics, tags, time
+    std::string fingerprint;                         ///< hash of the state's tensor layout
+    std::string checksum;                            ///< "xxh3-64:<16 hex digits>"
+    bool checksum_verified = false;                  ///< true when inspect() verified it
+    std::uint64_t file_bytes = 0;                    ///< file size
+    std::uint64_t header_bytes = 0;                  ///< JSON header size (padded)
+    std::vector<tensor_info> tensors;                ///< in file order; excludes the values entry
+    std::uint64_t value_bytes = 0;                   ///< bytes of the non-tensor values entry
+    std::map<std::string, std::string> raw_metadata; ///< the __metadata__ table as stored
+};
+
+} // namespace ckpt
+// end ckpt/metadata.hpp
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+// __metadata__ keys. Metrics are "metric.<name>", tags "tag.<name>"; "ckpt." is the library's.
+inline constexpr std::string_view key_format_version = "ckpt.format_version";
+inline constexpr std::string_view key_library_version = "ckpt.library_version";
+inline constexpr std::string_view key_step = "ckpt.step";
+inline constexpr std::string_view key_epoch = "ckpt.epoch";
+inline constexpr std::string_view key_time = "ckpt.time";
+inline constexpr std::string_view key_fingerprint = "ckpt.fingerprint";
+inline constexpr std::string_view key_layout = "ckpt.layout";
+inline constexpr std::string_view metric_prefix = "metric.";
+inline constexpr std::string_view tag_prefix = "tag.";
+
+/// Shortest text that reads back as the same double ("nan", "inf" and "-inf" included).
+inline std::string format_double(double v) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+}
+
+inline std::optional<double> parse_double(std::string_view s) {
+    double v = 0;
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+inline std::optional<std::int64_t> parse_int(std::string_view s) {
+    std::int64_t v = 0;
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+/// "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ", UTC, to the nanosecond.
+inline std::string format_time(std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    const auto ns = duration_cast<nanoseconds>(t.time_since_epoch());
+    const auto day = floor<days>(sys_time<nanoseconds>(ns));
+    const year_month_day ymd(day);
+    const hh_mm_ss<nanoseconds> hms(sys_time<nanoseconds>(ns) - day);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%09lldZ",
+                  static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+                  static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()),
+                  static_cast<long long>(hms.subseconds().count()));
+    return buf;
+}
+
+inline std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view s) {
+    using namespace std::chrono;
+    // Offsets of the fields in the fixed-width form.
+    if (s.size() != 30 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':' || s[19] != '.' || s[29] != 'Z') {
+        return std::nullopt;
+    }
+    const auto field = [&](std::size_t at, std::size_t n) -> std::optional<std::int64_t> {
+        std::int64_t v = 0;
+        for (std::size_t i = at; i < at + n; ++i) {
+            if (s[i] < '0' || s[i] > '9') return std::nullopt;
+            v = v * 10 + (s[i] - '0');
+        }
+        return v;
+    };
+    const auto y = field(0, 4), mo = field(5, 2), d = field(8, 2), h = field(11, 2),
+               mi = field(14, 2), sec = field(17, 2), ns = field(20, 9);
+    if (!y || !mo || !d || !h || !mi || !sec || !ns || *h > 23 || *mi > 59 || *sec > 59) {
+        return std::nullopt;
+    }
+    const year_month_day ymd{year(static_cast<int>(*y)), month(static_cast<unsigned>(*mo)),
+                             day(static_cast<unsigned>(*d))};
+    if (!ymd.ok()) return std::nullopt;
+    const auto tp = sys_days(ymd) + hours(*h) + minutes(*mi) + seconds(*sec) + nanoseconds(*ns);
+    return time_point_cast<system_clock::duration>(tp);
+}
+
+/// The user's part of the metadata as __metadata__ pairs, in a fixed order.
+inline void encode_user_metadata(const metadata& m,
+                                 std::vector<std::pair<std::string, std::string>>& out) {
+    out.emplace_back(key_step, std::to_string(m.step));
+    out.emplace_back(key_epoch, std::to_string(m.epoch));
+    out.emplace_back(key_time, format_time(m.time));
+    for (const auto& [k, v] : m.metrics)
+        out.emplace_back(std::string(metric_prefix) + k, format_double(v));
+    for (const auto& [k, v] : m.tags) out.emplace_back(std::string(tag_prefix) + k, v);
+}
+
+/// The metadata of a ckpt file. @throws corrupt_error
+inline metadata decode_metadata(const std::map<std::string, std::string>& raw,
+                                const std::string& where) {
+    const auto bad = [&](std::string_view key, const std::string& value) {
+        throw_error<corrupt_error>(errc::corrupt_header, "'" + where + "': __metadata__ " +
+                                                             std::string(key) + " = '" + value +
+                                                             "' does not parse");
+    };
+    metadata m;
+    for (const auto& [k, v] : raw) {
+        const std::string_view key(k);
+        if (key == key_step || key == key_epoch) {
+            const auto n = parse_int(v);
+            if (!n) bad(key, v);
+            (key == key_step ? m.step : m.epoch) = *n;
+        } else if (key == key_time) {
+            const auto t = parse_time(v);
+            if (!t) bad(key, v);
+            m.time = *t;
+        } else if (key.starts_with(metric_prefix)) {
+            const auto d = parse_double(v);
+            if (!d) bad(key, v);
+            m.metrics.emplace(std::string(key.substr(metric_prefix.size())), *d);
+        } else if (key.starts_with(tag_prefix)) {
+            m.tags.emplace(std::string(key.substr(tag_prefix.size())), v);
+        }
+    }
+    return m;
+}
+
+} // namespace ckpt::detail
+// end ckpt/format/metadata_codec.hpp
+// begin ckpt/io/backend.hpp
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace ckpt::io {
+
+/// The file-system calls ckpt makes, POSIX-style: a failure returns -1 (or nullptr) and sets
+/// errno. Every byte ckpt reads or writes goes through one of these, so a test can replace the
+/// backend to fail any call, shorten a write, or simulate a crash.
+class backend {
+public:
+    virtual ~backend() = default;
+    virtual int open(const char* path, int flags, ::mode_t mode) = 0;
+    virtual ::ssize_t write(int fd, const void* data, std::size_t n) = 0;
+    virtual ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) = 0;
+    virtual ::ssize_t pread(int fd, void* data, std::size_t n, ::off_t offset) = 0;
+    virtual int fsync(int fd) = 0;
+    virtual int close(int fd) = 0;
+    virtual int rename(const char* from, const char* to) = 0;
+    virtual int unlink(const char* path) = 0;
+    /// Size of an open file in bytes.
+    virtual int file_size(int fd, std::uint64_t& size) = 0;
+    /// A read-only view of a whole file, or nullptr (errno set) when mapping is not possible;
+    /// ckpt then reads the file with pread instead.
+    virtual const void* map(int fd, std::size_t size) = 0;
+    virtual void unmap(const void* data, std::size_t size) = 0;
+};
+
+/// The real thing: direct POSIX calls.
+class posix_backend final : public backend {
+public:
+    int open(const char* path, int flags, ::mode_t mode) override {
+        return ::open(path, flags, mode);
+    }
+    ::ssize_t write(int fd, const void* data, std::size_t n) override {
+        return ::write(fd, data, n);
+    }
+    ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) override {
+        return ::pwrite(fd, data, n, offset);
+    }
+    ::ssize_t pread(int fd, void* data, std::size_t n, ::off_t offset) override {
+        return ::pread(fd, data, n, offset);
+    }
+    int fsync(int fd) override { return ::fsync(fd); }
+    int close(int fd) override { return ::close(fd); }
+    int rename(const char* from, const char* to) override { return ::rename(from, to); }
+    int unlink(const char* path) override { return ::unlink(path); }
+    int file_size(int fd, std::uint64_t& size) override {
+        struct ::stat st {};
+        if (::fstat(fd, &st) != 0) return -1;
+        if (!S_ISREG(st.st_mode)) {
+            errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+            return -1;
+        }
+        size = static_cast<std::uint64_t>(st.st_size);
+        return 0;
+    }
+    const void* map(int fd, std::size_t size) override {
+        void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (p == MAP_FAILED) return nullptr;
+        // A page that is not resident would be read on first touch, and a read error there is
+        // a SIGBUS, not an errno: use the mapping only when every page is already in memory.
+        if (!all_resident(p, size)) {
+            ::munmap(p, size);
+            errno = EAGAIN;
+            return nullptr;
+        }
+        return p;
+    }
+    void unmap(const void* data, std::size_t size) override {
+        ::munmap(const_cast<void*>(data), size);
+    }
+
+private:
+    static bool all_resident(void* p, std::size_t size) {
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t pages = (size + page - 1) / page;
+        constexpr std::size_t batch = 4096;
+        unsigned char flags[batch];
+        for (std::size_t first = 0; first < pages; first += batch) {
+            const std::size_t n = pages - first < batch ? pages - first : batch;
+            auto* start = static_cast<char*>(p) + first * page;
+            const std::size_t len = first + n == pages ? size - first * page : n * page;
+            if (::mincore(start, len, flags) != 0) return false;
+            for (std::size_t i = 0; i < n; ++i) {
+                if ((flags[i] & 1U) == 0) return false;
+            }
+        }
+        return true;
+    }
+};
+
+/// The backend ckpt uses when none is given.
+inline backend& default_backend() {
+    static posix_backend instance;
+    return instance;
+}
+
+} // namespace ckpt::io
+// end ckpt/io/backend.hpp
+// begin ckpt/io/file.hpp
+
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Writes all of `n` bytes at the file position, retrying short writes and EINTR.
+/// @returns 0, or the errno of the failure
+inline int write_all(io::backend& io, int fd, const std::byte* p, std::size_t n) {
+    while (n > 0) {
+        const ::ssize_t w = io.write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (w == 0) return EIO; // no progress and no error: do not spin
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return 0;
+}
+
+/// Reads exactly `n` bytes at `offset`, retrying short reads and EINTR.
+/// @returns 0, or the errno of the failure (EIO for an early end of file)
+inline int read_all(io::backend& io, int fd, std::byte* p, std::size_t n, std::uint64_t offset) {
+    while (n > 0) {
+        const ::ssize_t r = io.pread(fd, p, n, static_cast<::off_t>(offset));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (r == 0) return EIO;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+        offset += static_cast<std::uint64_t>(r);
+    }
+    return 0;
+}
+
+/// An open descriptor, closed on destruction (the close result only matters on the write path,
+/// where it is checked explicitly).
+class fd_guard {
+public:
+    fd_guard(io::backend& io, int fd) noexcept : io_(&io), fd_(fd) {}
+    fd_guard(const fd_guard&) = delete;
+    fd_guard& operator=(const fd_guard&) = delete;
+    ~fd_guard() { reset(); }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset() noexcept {
+        if (fd_ >= 0) io_->close(std::exchange(fd_, -1));
+    }
+
+private:
+    io::backend* io_;
+    int fd_;
+};
+
+/// Opens a file for reading. @throws io_error
+inline int open_for_reading(io::backend& io, const std::string& path) {
+    for (;;) {
+        const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+        if (fd >= 0) return fd;
+        if (errno != EINTR) throw_io(errc::io_open, "open", path, errno);
+    }
+}
+
+/// The whole content of a file: mapped when every page is in memory, read otherwise.
+class file_bytes {
+public:
+    file_bytes(io::backend& io, const std::string& path) : io_(&io) {
+        fd_guard fd(io, open_for_reading(io, path));
+        if (io.file_size(fd.get(), size_) != 0) throw_io(errc::io_stat, "stat", path, errno);
+        if (size_ == 0) return;
+        if (size_ > static_cast<std::uint64_t>(PTRDIFF_MAX)) {
+            throw_io(errc::io_read, "read", path, EFBIG);
+        }
+        if (const void* m = io.map(fd.get(), static_cast<std::size_t>(size_)); m != nullptr) {
+            mapped_ = static_cast<const std::byte*>(m);
+            return;
+        }
+        buffer_ = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(size_));
+        if (const int e =
+                read_all(io, fd.get(), buffer_.get(), static_cast<std::size_t>(size_), 0)) {
+            throw_io(errc::io_read, "read", path, e);
+        }
+    }
+    file_bytes(const file_bytes&) = delete;
+    file_bytes& operator=(const file_bytes&) = delete;
+    ~file_bytes() {
+        if (mapped_ != nullptr) io_->unmap(mapped_, static_cast<std::size_t>(size_));
+    }
+    [[nodiscard]] const std::byte* data() const noexcept {
+        return mapped_ != nullptr ? mapped_ : buffer_.get();
+    }
+    [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+
+private:
+    io::backend* io_;
+    std::uint64_t size_ = 0;
+    const std::byte* mapped_ = nullptr;
+    std::unique_ptr<std::byte[]> buffer_;
+};
+
+/// Writes a new file beside `target` and, on commit(), puts it in place atomically and durably:
+/// write all, fsync, close (both checked), rename, fsync the directory. Until commit() succeeds
+/// the target is untouched, and a failed or abandoned attempt removes its temporary file.
+class atomic_file {
+public:
+    static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
+    static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
+
+    atomic_file(io::backend& io, const std::filesystem::path& target)
+        : io_(&io), target_(target.string()) {
+        const std::filesystem::path dir = target.parent_path();
+        dir_ = dir.empty() ? std::string(".") : dir.string();
+        buffer_.reserve(buffer_bytes);
+        static std::atomic<std::uint64_t> counter{0};
+        for (int attempt = 0;; ++attempt) {
+            temp_ = temp_name(target, counter.fetch_add(1));
+            fd_ = io.open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            if (fd_ >= 0) break;
+            const int e = errno;
+            if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
+            temp_.clear();
+            throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
+        }
+    }
+
+    /// "<target>.tmp-<pid>-<n>", with the target's name shortened so that the temporary name
+    /// still fits in NAME_MAX.
+    static std::string temp_name(const std::filesystem::path& target, std::uint64_t n) {
+        const std::string suffix = ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+        constexpr std::size_t name_max = 255;
+        std::string name = target.filename().string();
+        if (name.size() + suffix.size() > name_max) name.resize(name_max - suffix.size());
+        return (target.parent_path() / (name + suffix)).string();
+    }
+    atomic_file(const atomic_file&) = delete;
+    atomic_file& operator=(const atomic_file&) = delete;
+    ~atomic_file() { abandon(); }
+
+    void write(const void* data, std::size_t n) {
+        const auto* p = static_cast<const std::byte*>(data);
+        if (buffer_.size() + n <= buffer_bytes) {
+            buffer_.insert(buffer_.end(), p, p + n);
+            return;
+        }
+        flush();
+        // Large blocks go straight from the caller's memory, in slices that end on multiples of
+        // the slice size in the file: large aligned writes leave large page-cache folios, which
+        // makes mapping the file cheap when it is loaded.
+        while (n > 0) {
+            const std::size_t room = slice_bytes - static_cast<std::size_t>(written_ % slice_bytes);
+            const std::size_t k = n < room ? n : room;
+            put(p, k);
+            written_ += k;
+            p += k;
+            n -= k;
+        }
+    }
+
+    /// Overwrites bytes already written.
+    void patch(std::uint64_t offset, const void* data, std::size_t n) {
+        flush();
+        const auto* p = static_cast<const std::byte*>(data);
+        while (n > 0) {
+            const ::ssize_t w = io_->pwrite(fd_, p, n, static_cast<::off_t>(offset));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) fail(errc::io_write, "write", w < 0 ? errno : EIO);
+            p += w;
+            n -= static_cast<std::size_t>(w);
+            offset += static_cast<std::uint64_t>(w);
+        }
+    }
+
+    [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_ + buffer_.size(); }
+
+    /// Makes the file the target. A failed fsync ends the attempt: the file is never renamed.
+    /// @throws io_error
+    void commit() {
+        flush();
+        if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
+        const int fd = std::exchange(fd_, -1);
+        if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
+        if (io_->rename(temp_.c_str(), target_.c_str()) != 0)
+            fail(errc::io_rename, "rename", errno);
+        temp_.clear();
+        sync_directory();
+    }
+
+private:
+    std::string unchanged() const { return "the file at '" + target_ + "' was not changed"; }
+    [[noreturn]] void fail(int id, const char* operation, int err) {
+        const std::string where = temp_;
+        abandon();
+        throw_io(id, operation, where, err, unchanged());
+    }
+    void abandon() noexcept {
+        if (fd_ >= 0) io_->close(std::exchange(fd_, -1));
+        if (!temp_.empty()) io_->unlink(std::exchange(temp_, std::string()).c_str());
+    }
+    void put(const std::byte* p, std::size_t n) {
+        if (const int e = write_all(*io_, fd_, p, n)) fail(errc::io_write, "write", e);
+    }
+    void flush() {
+        if (buffer_.empty()) return;
+        put(buffer_.data(), buffer_.size());
+        written_ += buffer_.size();
+        buffer_.clear();
+    }
+    void sync_directory() {
+        int fd = -1;
+        do {
+            fd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } while (fd < 0 && errno == EINTR);
+        const int open_errno = errno; // before anything that allocates can change it
+        const std::string done = "the file is in place at '" + target_ +
+                                 "', but its directory entry may not survive a power loss";
+        if (fd < 0) throw_io(errc::io_sync_directory, "open directory", dir_, open_errno, done);
+        fd_guard guard(*io_, fd);
+        // Some file systems cannot sync a directory (EINVAL): there is nothing more to do there.
+        if (io_->fsync(fd) != 0 && errno != EINVAL) {
+            const int sync_errno = errno;
+            throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
+        }
+    }
+
+    io::backend* io_;
+    std::string target_;
+    std::string dir_;
+    std::string temp_;
+    int fd_ = -1;
+    std::vector<std::byte> buffer_;
+    std::uint64_t written_ = 0;
+};
+
+/// Collects a checkpoint in memory (the same bytes as a file).
+class memory_sink {
+public:
+    explicit memory_sink(std::size_t expected_bytes) { bytes_.reserve(expected_bytes); }
+    void write(const void* data, std::size_t n) {
+        const auto* p = static_cast<const std::byte*>(data);
+        bytes_.insert(bytes_.end(), p, p + n);
+    }
+    void patch(std::uint64_t offset, const void* data, std::size_t n) {
+        std::memcpy(bytes_.data() + offset, data, n);
+    }
+    std::vector<std::byte> take() noexcept { return std::move(bytes_); }
+
+private:
+    std::vector<std::byte> bytes_;
+};
+
+} // namespace ckpt::detail
+// end ckpt/io/file.hpp
+// begin ckpt/types/eigen.hpp
+
+
+#include <Eigen/Core>
+
+namespace ckpt::detail {
+
+// Every dense Eigen Matrix and Array (dynamic or fixed, either storage order) is a named tensor
+// of the checkpoint. Expressions, Map and Block must be evaluated into a plain object first.
+
+template <class S, int R, int C, int O, int MR, int MC>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const Eigen::Matrix<S, R, C, O, MR, MC>& m) {
+    ar.write_tensor(m);
+}
+template <class S, int R, int C, int O, int MR, int MC>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Matrix<S, R, C, O, MR, MC>& m) {
+    ar.read_tensor(m);
+}
+template <class S, int R, int C, int O, int MR, int MC>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const Eigen::Array<S, R, C, O, MR, MC>& m) {
+    ar.write_tensor(m);
+}
+template <class S, int R, int C, int O, int MR, int MC>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Array<S, R, C, O, MR, MC>& m) {
+    ar.read_tensor(m);
+}
+
+} // namespace ckpt::detail
+// end ckpt/types/eigen.hpp
+// begin ckpt/version.hpp
+
+/// ckpt's version; the single source of truth read by CMake.
+#define CKPT_VERSION_MAJOR 0
+#define CKPT_VERSION_MINOR 1
+#define CKPT_VERSION_PATCH 0
+#define CKPT_VERSION_STRING "0.1.0"
+
+namespace ckpt {
+/// The on-disk format version this build writes; files with a newer one are refused.
+inline constexpr int format_version = 1;
+} // namespace ckpt
+// end ckpt/version.hpp
+
+#include <cereal/details/helpers.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+/// How save() writes.
+struct save_options {
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+/// How load() reads.
+struct load_options {
+    ckpt::limits limits{};          ///< caps on what the file may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+/// What inspect() reads.
+struct inspect_options {
+    bool verify = false;            ///< also read the whole file and check its checksum
+    ckpt::limits limits{};          ///< caps on what the file may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+namespace detail {
+
+/// A state walked by tensor_oarchive; cereal's errors become ckpt's.
+template <class T>
+void collect(tensor_oarchive& ar, const T& state) {
+    try {
+        ar(state);
+    } catch (const cereal::Exception& e) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 std::string("cereal could not serialize the state: ") + e.what());
+    }
+}
+
+/// The bytes of a checkpoint, ready to stream: the header, then blocks straight from the state.
+struct write_plan {
+    std::string header;
+    std::vector<std::pair<const std::byte*, std::uint64_t>> blocks;
+    std::uint64_t total_bytes = 0; ///< of the whole file
+};
+
+/// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
+inline constexpr std::uint64_t parallel_hash_bytes = std::uint64_t{8} << 20;
+
+inline std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
+    hasher h;
+    for (const auto& t : tensors) {
+        h.update(t.name.data(), t.name.size() + 1); // with the terminating NUL as a separator
+        const auto type = static_cast<std::uint8_t>(t.type);
+        h.update(&type, 1);
+        for (const std::uint64_t d : t.shape()) h.update(&d, sizeof d);
+        h.update(&t.order, 1);
+    }
+    return to_hex(h.digest());
+}
+
+/// Checks the names, orders the tensors so each is aligned to its element size, and builds the
+/// header. @throws schema_error, usage_error
+inline write_plan make_plan(const std::vector<tensor_record>& tensors,
+                            const std::vector<std::byte>& values, const metadata& meta) {
+    std::vector<schema_problem> problems;
+    std::unordered_set<std::string_view> seen;
+    for (const auto& t : tensors) {
+        if (t.name.starts_with("__")) {
+            problems.push_back({errc::schema_reserved, t.name,
+                                "names starting with '__' are reserved by safetensors and ckpt"});
+        } else if (!seen.insert(t.name).second) {
+            problems.push_back({errc::schema_duplicate, t.name,
+                                "two tensors of the state have this path; name them apart"});
+        } else if (t.name.size() > limits{}.max_name_bytes) {
+            problems.push_back({errc::schema_reserved, t.name.substr(0, 64) + "...",
+                                "the path is longer than the " +
+                                    std::to_string(limits{}.max_name_bytes) + " bytes ckpt reads"});
+        }
+    }
+    if (!problems.empty()) throw_error<schema_error>(std::move(problems));
+
+    std::vector<std::size_t> order(tensors.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return size_of(tensors[a].type) > size_of(tensors[b].type);
+    });
+
+    write_plan plan;
+    std::vector<file_tensor> entries;
+    entries.reserve(tensors.size() + 1);
+    std::string layout;
+    std::uint64_t offset = 0;
+    for (const std::size_t i : order) {
+        const tensor_record& t = tensors[i];
+        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
+        plan.blocks.emplace_back(t.data, t.bytes);
+        layout += t.order;
+        offset += t.bytes;
+    }
+    entries.push_back({std::string(values_entry),
+                       dtype::u8,
+                       {values.size()},
+                       offset,
+                       offset + values.size(),
+                       '-'});
+    plan.blocks.emplace_back(values.data(), values.size());
+    layout += '-';
+
+    metadata m = meta;
+    if (m.time == std::chrono::system_clock::time_point{})
+        m.time = std::chrono::system_clock::now();
+    if (!parse_time(format_time(m.time))) {
+        throw_error<usage_error>(errc::usage_argument, "metadata time " + format_time(m.time) +
+                                                           " is outside years 0 to 9999");
+    }
+    std::vector<std::pair<std::string, std::string>> pairs;
+    pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
+    pairs.emplace_back(key_format_version, std::to_string(format_version));
+    pairs.emplace_back(key_library_version, CKPT_VERSION_STRING);
+    encode_user_metadata(m, pairs);
+    pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
+    pairs.emplace_back(key_layout, std::move(layout));
+    plan.header = build_header(pairs, entries);
+    plan.total_bytes = 8 + plan.header.size() + offset + values.size();
+    return plan;
+}
+
+/// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
+/// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
+/// (unchanging) memory the writes copy from, and costs no time on the writing thread.
+template <class Sink>
+void write_checkpoint(Sink& sink, const write_plan& plan) {
+    const std::uint64_t n = plan.header.size();
+    hasher hash;
+    const auto hash_all = [&]() noexcept {
+        hash.update(&n, sizeof n);
+        hash.update(plan.header.data(), plan.header.size());
+        for (const auto& [data, bytes] : plan.blocks) {
+            if (bytes > 0) hash.update(data, static_cast<std::size_t>(bytes));
+        }
+    };
+    std::jthread hashing;
+    if (plan.total_bytes >= parallel_hash_bytes) {
+        hashing = std::jthread(hash_all);
+    } else {
+        hash_all();
+    }
+    sink.write(&n, sizeof n);
+    sink.write(plan.header.data(), plan.header.size());
+    for (const auto& [data, bytes] : plan.blocks) {
+        if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
+    }
+    if (hashing.joinable()) hashing.join();
+    const std::string hex = to_hex(hash.digest());
+    sink.patch(checksum_digits_offset, hex.data(), hex.size());
+}
+
+/// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
+class opened_checkpoint {
+public:
+    /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
+    /// @throws corrupt_error, version_error, limit_error
+    opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
+                      const std::string& where, bool verify)
+        : where_(where) {
+        const auto corrupt = [&](int id, const std::string& what) {
+            throw_error<corrupt_error>(id, "'" + where + "': " + what);
+        };
+        if (size < 8) {
+            corrupt(errc::corrupt_too_small, "the file is " + std::to_string(size) +
+                                                 " bytes long, too short to be a checkpoint");
+        }
+        std::uint64_t n = 0;
+        std::memcpy(&n, p, sizeof n);
+        if (n > lim.max_header_bytes) {
+            throw_error<limit_error>(errc::limit_header, "'" + where + "': the header declares " +
+                                                             std::to_string(n) +
+                                                             " bytes, more than the limit of " +
+                                                             std::to_string(lim.max_header_bytes));
+        }
+        if (n > size - 8) {
+            corrupt(errc::corrupt_truncated_header,
+                    "the header declares " + std::to_string(n) + " bytes but only " +
+                        std::to_string(size - 8) + " follow: the file is truncated or damaged");
+        }
+        const std::string_view json(reinterpret_cast<const char*>(p + 8),
+                                    static_cast<std::size_t>(n));
+        const bool ours = is_ckpt_header(json);
+        if (verify && !ours) {
+            corrupt(errc::corrupt_not_ckpt,
+                    "the header does not start with ckpt's checksum: the file is damaged or was "
+                    "not written by ckpt");
+        }
+        if (ours) {
+            check_version(json, verify ? p : nullptr, size);
+            checksum_ = std::string(json.substr(checksum_prefix.size() - 8, 24));
+        }
+        if (verify) {
+            verify_checksum(json, p, size);
+            verified_ = true;
+        }
+        header_ = parse_header(json, size - 8 - n, lim, where);
+        header_bytes_ = n;
+        data_ = p + 8 + n;
+        const auto v = header_.meta.find(std::string(key_format_version));
+        if (v != header_.meta.end()) version_ = static_cast<int>(parse_int(v->second).value_or(0));
+        meta_ = decode_metadata(header_.meta, where);
+    }
+    opened_checkpoint(const opened_checkpoint&) = delete;
+    opened_checkpoint& operator=(const opened_checkpoint&) = delete;
+
+    [[nodiscard]] const parsed_header& header() const noexcept { return header_; }
+    [[nodiscard]] const metadata& meta() const noexcept { return meta_; }
+    [[nodiscard]] int version() const noexcept { return version_; }
+    [[nodiscard]] const std::string& checksum() const noexcept { return checksum_; }
+    [[nodiscard]] bool verified() const noexcept { return verified_; }
+    [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
+
+    /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
+    void index(tensor_source& src, std::span<const std::byte>& values) const {
+        src.entries = &header_.entries;
+        src.data = data_;
+        bool have_values = false;
+        for (std::size_t i = 0; i < header_.entries.size(); ++i) {
+            const file_tensor& e = header_.entries[i];
+            if (e.begin % size_of(e.type) != 0) {
+                throw_error<corrupt_error>(errc::corrupt_offsets,
+                                           "'" + where_ + "': tensor '" + e.name +
+                                               "' is not aligned to its element size");
+            }
+            if (e.type == dtype::boolean) {
+                // A bool must be 0 or 1: anything else would be undefined once copied in.
+                for (std::uint64_t b = e.begin; b < e.end; ++b) {
+                    if (static_cast<unsigned char>(data_[b]) > 1) {
+                        throw_error<corrupt_error>(errc::corrupt_values,
+                                                   "'" + where_ + "': BOOL tensor '" + e.name +
+                                                       "' holds a byte other than 0 or 1");
+                    }
+                }
+            }
+            if (e.name == values_entry) {
+                if (e.type != dtype::u8 || e.shape.size() != 1) {
+                    throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': " + e.name +
+                                                                         " is not a U8 vector");
+                }
+                values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
+                have_values = true;
+            } else {
+                src.by_name.emplace(e.name, i);
+            }
+        }
+        if (!have_values) {
+            throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
+                                                                 std::string(values_entry) +
+                                                                 " entry");
+        }
+    }
+
+private:
+    static bool is_ckpt_header(std::string_view json) {
+        return json.size() > checksum_prefix.size() + 16 && json.starts_with(checksum_prefix) &&
+               from_hex(json.substr(checksum_prefix.size(), 16)).has_value() &&
+               json[checksum_prefix.size() + 16] == '"';
+    }
+
+    /// The format version is the second key, at a fixed place, so it is read before anything
+    /// that a newer format might have changed. `p` is null when only the header was read.
+    void check_version(std::string_view json, const std::byte* p, std::uint64_t size) {
+        constexpr std::string_view key = R"(,"ckpt.format_version":")";
+        const std::size_t at = checksum_prefix.size() + 17;
+        const std::size_t end = json.find('"', at + key.size());
+        const auto v = json.substr(at, key.size()) == key && end != std::string_view::npos
+                           ? parse_int(json.substr(at + key.size(), end - at - key.size()))
+                           : std::nullopt;
+        if (!v || *v < 1) {
+            throw_error<version_error>(errc::version_invalid,
+                                       "'" + where_ +
+                                           "': the header holds no valid format version");
+        }
+        if (*v > format_version) {
+            std::string message = "'" + where_ + "' uses checkpoint format version " +
+                                  std::to_string(*v) +
+                                  "; this ckpt (" CKPT_VERSION_STRING ") reads versions up to " +
+                                  std::to_string(format_version) + ": load it with a newer ckpt";
+            if (p != nullptr && !checksum_matches(json, p, size))
+                message += " (or the file is damaged)";
+            throw_error<version_error>(errc::version_newer, message);
+        }
+    }
+
+    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size) {
+        hasher h;
+        h.update(p, checksum_digits_offset);
+        static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                           '0', '0', '0', '0', '0', '0', '0', '0'};
+        h.update(zeros, sizeof zeros);
+        h.update(p + checksum_digits_offset + 16,
+                 static_cast<std::size_t>(size - checksum_digits_offset - 16));
+        return h.digest();
+    }
+    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size) {
+        return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
+    }
+    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size) {
+        const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
+        const std::uint64_t actual = content_hash(p, size);
+        if (stored != actual) {
+            throw_error<corrupt_error>(errc::corrupt_checksum,
+                                       "'" + where_ + "': checksum mismatch: the header says " +
+                                           to_hex(stored) + ", the content hashes to " +
+                                           to_hex(actual) + ": the file is damaged");
+        }
+    }
+
+    std::string where_;
+    parsed_header header_;
+    metadata meta_;
+    int version_ = 0;
+    std::string checksum_;
+    bool verified_ = false;
+    std::uint64_t header_bytes_ = 0;
+    const std::byte* data_ = nullptr;
+};
+
+inline std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
+    return std::string(to_string(type)) + " " + shape_string(shape);
+}
+
+inline const char* order_name(char order) {
+    return order == 'R' ? "row-major" : "column-major";
+}
+
+/// Every difference between the state's tensors and the file's, in the state's order.
+inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record>& state,
+                                                 const tensor_source& src) {
+    std::vector<schema_problem> problems;
+    std::unordered_set<std::string_view> expected;
+    for (const tensor_record& r : state) {
+        if (!expected.insert(r.name).second) {
+            problems.push_back({errc::schema_duplicate, r.name,
+                                "two tensors of the state have this path; name them apart"});
+            continue;
+        }
+        const auto it = src.by_name.find(r.name);
+        if (it == src.by_name.end()) {
+            problems.push_back({errc::schema_missing, r.name,
+                                "state expects " + describe_side(r.type, r.shape()) +
+                                    ", the checkpoint has no such tensor"});
+            continue;
+        }
+        const file_tensor& f = (*src.entries)[it->second];
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
+        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
+        const auto both = [&] { // both sides, built only when there is something to say
+            return "file has " + describe_side(f.type, f.shape) +
+                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
+                   ", state expects " + describe_side(r.type, r.shape()) +
+                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+        };
+        if (f.type != r.type || !ranks_match) {
+            problems.push_back({errc::schema_mismatch, r.name, both()});
+            continue;
+        }
+        const bool fixed = r.fixed_rows && r.fixed_cols;
+        if (fixed && orders_differ) {
+            problems.push_back({errc::schema_storage_order, r.name,
+                                both() + ": a fixed-size tensor must keep its storage order"});
+            continue;
+        }
+        if (rows == r.rows && cols == r.cols) continue;
+        // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
+        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
+                          (!r.fixed_cols || cols == r.cols) &&
+                          (r.max_rows < 0 || rows <= r.max_rows) &&
+                          (r.max_cols < 0 || cols <= r.max_cols);
+        if (!fits) problems.push_back({errc::schema_mismatch, r.name, both()});
+    }
+    for (const file_tensor& f : *src.entries) {
+        if (f.name == values_entry || expected.count(f.name) != 0) continue;
+        problems.push_back(
+            {errc::schema_unexpected, f.name,
+             "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor"});
+    }
+    return problems;
+}
+
+inline bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src) {
+    if (state.size() != src.by_name.size()) return false;
+    return std::all_of(state.begin(), state.end(),
+                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+}
+
+/// Runs one input pass; cereal's own errors become ckpt's.
+template <class T>
+void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors) {
+    try {
+        tensor_iarchive ar(values, tensors);
+        ar(obj);
+        ar.finish();
+    } catch (const cereal::Exception& e) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   std::string("cereal could not decode the values: ") + e.what());
+    }
+}
+
+/// Values first (tensors untouched), then a shape check against what the state became, then the
+/// tensors. On failure the values are put back from `backup` when given.
+template <class T>
+void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> values,
+                 const std::vector<std::byte>* backup) {
+    const auto restore = [&]() noexcept {
+        if (backup == nullptr) return;
+        try {
+            read_pass(obj, *backup, nullptr);
+        } catch (...) { // the original error is the one to report
+        }
+    };
+    try {
+        read_pass(obj, values, nullptr);
+    } catch (...) {
+        restore();
+        throw;
+    }
+    tensor_oarchive shaped;
+    collect(shaped, obj);
+    if (auto problems = check_tensors(shaped.tensors(), src); !problems.empty()) {
+        restore();
+        throw_error<schema_error>(std::move(problems));
+    }
+    read_pass(obj, values, &src);
+}
+
+/// Loads into `state` with the strong guarantee: on any error it is left as it was.
+template <class T>
+void load_state(T& state, const tensor_source& src, std::span<const std::byte> values) {
+    tensor_oarchive now;
+    collect(now, state);
+    if (same_tensor_names(now.tensors(), src)) {
+        // Same fields: check every shape before touching anything, then decode in place.
+        if (auto problems = check_tensors(now.tensors(), src); !problems.empty()) {
+            throw_error<schema_error>(std::move(problems));
+        }
+        decode_into(state, src, values, &now.values());
+    } else if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
+        // The file has other fields (say, containers the state holds empty): decode into a copy,
+        // which the values may reshape, and keep it only if everything fits.
+        T staged(state);
+        decode_into(staged, src, values, nullptr);
+        state = std::move(staged);
+    } else {
+        throw_error<schema_error>(check_tensors(now.tensors(), src));
+    }
+}
+
+template <class T>
+metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limits& lim,
+                    const std::string& where) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    opened_checkpoint file(p, size, lim, where, true);
+    tensor_source src;
+    std::span<const std::byte> values;
+    file.index(src, values);
+    load_state(state, src, values);
+    return file.meta();
+}
+
+inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
+    info out;
+    out.format_version = file.version();
+    out.meta = file.meta();
+    out.checksum = file.checksum();
+    out.checksum_verified = file.verified();
+    out.file_bytes = file_bytes;
+    out.header_bytes = file.header_bytes();
+    out.raw_metadata = file.header().meta;
+    if (const auto it = out.raw_metadata.find(std::string(key_library_version));
+        it != out.raw_metadata.end()) {
+        out.library_version = it->second;
+    }
+    if (const auto it = out.raw_metadata.find(std::string(key_fingerprint));
+        it != out.raw_metadata.end()) {
+        out.fingerprint = it->second;
+    }
+    for (const file_tensor& e : file.header().entries) {
+        if (e.name == values_entry) {
+            out.value_bytes = e.end - e.begin;
+            continue;
+        }
+        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
+    }
+    return out;
+}
+
+} // namespace detail
+
+/// Writes `state` to `path` atomically: a crash or error at any point leaves the previous file
+/// at `path` intact and no temporary file behind. Tensors stream straight from their buffers.
+/// @throws io_error, schema_error (duplicate or reserved names), usage_error
+template <class T>
+void save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
+          const save_options& options = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    detail::tensor_oarchive ar;
+    detail::collect(ar, state);
+    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    detail::atomic_file file(io, path);
+    detail::write_checkpoint(file, plan);
+    file.commit();
+}
+
+/// The bytes save() would write, in memory.
+template <class T>
+std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::save_to_memory: T is not checkpointable: give it a cereal "
+                  "serialize(Archive&) member or save()/load() functions");
+    detail::tensor_oarchive ar;
+    detail::collect(ar, state);
+    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
+    detail::memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
+    detail::write_checkpoint(sink, plan);
+    return sink.take();
+}
+
+/// Loads `state` from `path` and returns the checkpoint's metadata. The file's structure and
+/// checksum are verified before anything is decoded; tensors must match the state's shapes
+/// (an empty dynamic tensor takes the file's). On any error `state` is left as it was.
+/// @throws io_error, corrupt_error, version_error, schema_error, limit_error
+template <class T>
+metadata load(const std::filesystem::path& path, T& state, const load_options& options = {}) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    const detail::file_bytes bytes(io, where);
+    return detail::load_bytes(bytes.data(), bytes.size(), state, options.limits, where);
+}
+
+/// load() from bytes in memory.
+template <class T>
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+    return detail::load_bytes(bytes.data(), bytes.size(), state, lim, "<memory>");
+}
+
+/// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.
+/// Reads only the header unless options.verify asks for the checksum to be checked.
+/// Any safetensors file can be inspected; format_version is 0 for one ckpt did not write.
+/// @throws io_error, corrupt_error, version_error, limit_error
+inline info inspect(const std::filesystem::path& path, const inspect_options& options = {}) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    if (options.verify) {
+        const detail::file_bytes bytes(io, where);
+        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where,
+                                             true);
+        return detail::make_info(file, bytes.size());
+    }
+    detail::fd_guard fd(io, detail::open_for_reading(io, where));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) detail::throw_io(errc::io_stat, "stat", where, errno);
+    // Read the length and the header only; a fake data section stands in for the rest.
+    std::uint64_t n = 0;
+    if (size >= 8) {
+        if (const int e = detail::read_all(io, fd.get(), reinterpret_cast<std::byte*>(&n), 8, 0)) {
+            detail::throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    const std::uint64_t head =
+        size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
+    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
+    if (!bytes.empty()) {
+        if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {
+            detail::throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    const detail::opened_checkpoint file(bytes.data(), size, options.limits, where, false);
+    return detail::make_info(file, size);
+}
+
+} // namespace ckpt
+// end ckpt/checkpoint.hpp
+// begin ckpt/types/random.hpp
+
+
+#include <cereal/cereal.hpp>
+#include <cereal/types/string.hpp>
+
+#include <cstddef>
+#include <locale>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace ckpt::detail {
+
+// The standard guarantees that `os << x` then `is >> y` gives y == x for every engine and
+// distribution, so the text form is an exact, portable state. A distribution's text includes
+// its cached values (normal_distribution keeps a second variate), so sequences continue exactly.
+
+template <class Archive, class Random>
+void save_random(Archive& ar, const Random& r) {
+    std::ostringstream os;
+    os.imbue(std::locale::classic());
+    os << r;
+    ar(cereal::make_nvp("state", os.str()));
+}
+
+template <class Archive, class Random>
+void load_random(Archive& ar, Random& r) {
+    std::string text;
+    ar(cereal::make_nvp("state", text));
+    std::istringstream is(text);
+    is.imbue(std::locale::classic());
+    Random loaded;
+    is >> loaded;
+    if (is.fail()) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   "a random engine or distribution state does not parse");
+    }
+    r = loaded;
+}
+
+} // namespace ckpt::detail
+
+#ifndef CKPT_NO_RANDOM_SERIALIZERS
+namespace cereal {
+
+#define CKPT_RANDOM_SERIALIZERS(TEMPLATE_PARAMS, TYPE)                                             \
+    template <class Archive, TEMPLATE_PARAMS>                                                      \
+    void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const TYPE& r) {                                   \
+        ::ckpt::detail::save_random(ar, r);                                                        \
+    }                                                                                              \
+    template <class Archive, TEMPLATE_PARAMS>                                                      \
+    void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, TYPE& r) {                                         \
+        ::ckpt::detail::load_random(ar, r);                                                        \
+    }
+#define CKPT_COMMA ,
+
+CKPT_RANDOM_SERIALIZERS(class U CKPT_COMMA U A CKPT_COMMA U C CKPT_COMMA U M,
+                        std::linear_congruential_engine<U CKPT_COMMA A CKPT_COMMA C CKPT_COMMA M>)
+CKPT_RANDOM_SERIALIZERS(
+    class U CKPT_COMMA std::size_t W CKPT_COMMA std::size_t N CKPT_COMMA std::size_t M CKPT_COMMA
+        std::size_t R CKPT_COMMA U A CKPT_COMMA std::size_t Us CKPT_COMMA U D CKPT_COMMA
+            std::size_t S CKPT_COMMA U B CKPT_COMMA std::size_t T CKPT_COMMA U C CKPT_COMMA
+                std::size_t L CKPT_COMMA U F,
+    std::mersenne_twister_engine<
+        U CKPT_COMMA W CKPT_COMMA N CKPT_COMMA M CKPT_COMMA R CKPT_COMMA A CKPT_COMMA Us CKPT_COMMA
+            D CKPT_COMMA S CKPT_COMMA B CKPT_COMMA T CKPT_COMMA C CKPT_COMMA L CKPT_COMMA F>)
+CKPT_RANDOM_SERIALIZERS(class U CKPT_COMMA std::size_t W CKPT_COMMA std::size_t S CKPT_COMMA
+                            std::size_t R,
+                        std::subtract_with_carry_engine<U CKPT_COMMA W CKPT_COMMA S CKPT_COMMA R>)
+CKPT_RANDOM_SERIALIZERS(class E CKPT_COMMA std::size_t P CKPT_COMMA std::size_t R,
+                        std::discard_block_engine<E CKPT_COMMA P CKPT_COMMA R>)
+CKPT_RANDOM_SERIALIZERS(class E CKPT_COMMA std::size_t W CKPT_COMMA class U,
+                        std::independent_bits_engine<E CKPT_COMMA W CKPT_COMMA U>)
+CKPT_RANDOM_SERIALIZERS(class E CKPT_COMMA std::size_t K, std::shuffle_order_engine<E CKPT_COMMA K>)
+
+// Distributions whose state has a fixed size (discrete and piecewise ones read a count from the
+// text and would allocate by it, so they are left out).
+CKPT_RANDOM_SERIALIZERS(class T, std::uniform_int_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::uniform_real_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::binomial_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::geometric_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::negative_binomial_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::poisson_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::exponential_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::gamma_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::weibull_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::extreme_value_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::normal_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::lognormal_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::chi_squared_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::cauchy_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::fisher_f_distribution<T>)
+CKPT_RANDOM_SERIALIZERS(class T, std::student_t_distribution<T>)
+
+template <class Archive>
+void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const std::bernoulli_distribution& r) {
+    ::ckpt::detail::save_random(ar, r);
+}
+template <class Archive>
+void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, std::bernoulli_distribution& r) {
+    ::ckpt::detail::load_random(ar, r);
+}
+
+#undef CKPT_COMMA
+#undef CKPT_RANDOM_SERIALIZERS
+
+} // namespace cereal
+#endif
+// end ckpt/types/random.hpp
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/vector.hpp>
+
+#endif // CKPT_CKPT_HPP
