@@ -50,7 +50,8 @@ enum class op : std::uint8_t {
     unlink,
     file_size,
     map,
-    unmap
+    unmap,
+    allocate
 };
 
 std::string op_name(op o) {
@@ -58,6 +59,7 @@ std::string op_name(op o) {
     case op::open: return "open";
     case op::write: return "write";
     case op::pwrite: return "pwrite";
+    case op::allocate: return "allocate";
     case op::pread: return "pread";
     case op::fsync: return "fsync";
     case op::close: return "close";
@@ -141,6 +143,13 @@ public:
         const ::ssize_t r = real_.pread(fd, data, n, offset);
         const int e = errno;
         return done(op::pread, name(fd), r, e);
+    }
+    int allocate(int fd, std::uint64_t size) override {
+        const auto [act, err] = next(op::allocate);
+        if (act == action::fail) return failed(op::allocate, name(fd), err);
+        const int r = real_.allocate(fd, size);
+        const int e = errno;
+        return done(op::allocate, name(fd), r, e);
     }
     int fsync(int fd) override {
         const auto [act, err] = next(op::fsync);
@@ -406,6 +415,7 @@ expected_failure expectation_for(const call& c, const fs::path& path) {
     case op::open:
         return temp ? expected_failure{true, ckpt::errc::io_open, "create", false}
                     : expected_failure{true, ckpt::errc::io_sync_directory, "open directory", true};
+    case op::allocate: return {true, ckpt::errc::io_write, "allocate", false};
     case op::write:
     case op::pwrite: return {true, ckpt::errc::io_write, "write", false};
     case op::fsync:
@@ -510,14 +520,15 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
     // 1 MiB buffer: the header is flushed when the 4.48 MB tensor does not fit; the tensor goes
     // straight from the matrix in slices that end at 4 MiB marks of the file; then the rest, and
     // the checksum is patched into the header last.
-    CHECK(b.ops() == "open write write write write pwrite fsync close rename open fsync close");
-    REQUIRE(b.calls().size() == 12);
+    CHECK(b.ops() ==
+          "open allocate write write write write pwrite fsync close rename open fsync close");
+    REQUIRE(b.calls().size() == 13);
     CHECK(is_temp(b.calls()[0].target, path));
     CHECK(b.calls()[0].result >= 0);
-    CHECK(b.calls()[8].target == b.calls()[0].target); // the temp file is what gets renamed
-    CHECK(b.calls()[9].target == dir.string());
+    CHECK(b.calls()[9].target == b.calls()[0].target); // the temp file is what gets renamed
     CHECK(b.calls()[10].target == dir.string());
     CHECK(b.calls()[11].target == dir.string());
+    CHECK(b.calls()[12].target == dir.string());
     for (const call& c : b.calls()) {
         INFO(op_name(c.what), " ", c.target);
         CHECK(c.err == 0);
@@ -527,7 +538,7 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
         if (c.what == op::write) streamed += c.result;
     }
     CHECK(streamed == static_cast<std::int64_t>(fs::file_size(path)));
-    CHECK(b.calls()[5].result == 16); // the checksum's 16 hex digits
+    CHECK(b.calls()[6].result == 16); // the checksum's 16 hex digits
 
     CHECK(file_bytes(path) == memory_bytes(s, fixed_meta(1)));
     CHECK(identical(load_fresh(path), s));
@@ -545,7 +556,7 @@ TEST_CASE("every call of a save fails in turn with ENOSPC, EIO and EDQUOT") {
     REQUIRE(old_bytes == memory_bytes(old_state, fixed_meta(1)));
 
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    REQUIRE(calls.size() == 12);
+    REQUIRE(calls.size() == 13);
 
     for (const int err : {ENOSPC, EIO, EDQUOT}) {
         for (std::size_t k = 0; k < calls.size(); ++k) {
@@ -631,14 +642,14 @@ TEST_CASE("a failed fsync abandons the attempt: close, unlink, and nothing else"
     CHECK(e->operation() == "fsync");
     CHECK(e->code() == std::error_code(EIO, std::generic_category()));
 
-    CHECK(b.ops() == "open write pwrite fsync close unlink");
-    REQUIRE(b.calls().size() == 6);
+    CHECK(b.ops() == "open allocate write pwrite fsync close unlink");
+    REQUIRE(b.calls().size() == 7);
     const std::string temp = b.calls()[0].target;
     CHECK(is_temp(temp, path));
     CHECK(e->path() == temp);
-    CHECK(b.calls()[4].target == temp);
     CHECK(b.calls()[5].target == temp);
-    CHECK(b.calls()[5].result == 0);
+    CHECK(b.calls()[6].target == temp);
+    CHECK(b.calls()[6].result == 0);
 
     CHECK(file_bytes(path) == old_bytes);
     CHECK(identical(load_fresh(path), old_state));
@@ -736,7 +747,7 @@ TEST_CASE("a write that returns 0 is an error (EIO), not a retry loop") {
     CHECK(e->operation() == "write");
     CHECK(e->code() == std::error_code(EIO, std::generic_category()));
     CHECK(b.count(op::write) == 1);
-    CHECK(b.ops() == "open write close unlink");
+    CHECK(b.ops() == "open allocate write close unlink");
 
     CHECK(file_bytes(path) == old_bytes);
     CHECK(temp_files(path).empty());
@@ -893,7 +904,7 @@ TEST_CASE("the errno a failed save reports survives the allocations on its error
     const io_state new_state = make_state(2, 4);
     ckpt::save(path, old_state, fixed_meta(1));
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    REQUIRE(calls.size() == 9); // open write pwrite fsync close rename open fsync close
+    REQUIRE(calls.size() == 10); // open allocate write pwrite fsync close rename open fsync close
 
     for (std::size_t k = 0; k < calls.size(); ++k) {
         const expected_failure want = expectation_for(calls[k], path);

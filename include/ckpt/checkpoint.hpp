@@ -542,6 +542,7 @@ void save(const std::filesystem::path& path, const T& state, const metadata& met
     const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     detail::atomic_file file(io, path);
+    file.allocate(plan.total_bytes);
     detail::write_checkpoint(file, plan);
     file.commit();
 }

@@ -1417,6 +1417,12 @@ public:
     /// ckpt then reads the file with pread instead.
     virtual const void* map(int fd, std::size_t size) = 0;
     virtual void unmap(const void* data, std::size_t size) = 0;
+    /// Reserves `size` bytes for a new file, so a full disk shows before anything is written;
+    /// a file system that cannot (EOPNOTSUPP, EINVAL) is no error. Default: nothing.
+    virtual int allocate(int /*fd*/, std::uint64_t /*size*/) { return 0; }
+    /// Starts writing a range back to the disk without waiting, so the final fsync has less to
+    /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
+    virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
 };
 
 /// The real thing: direct POSIX calls.
@@ -1462,6 +1468,22 @@ public:
     }
     void unmap(const void* data, std::size_t size) override {
         ::munmap(const_cast<void*>(data), size);
+    }
+    int allocate(int fd, std::uint64_t size) override {
+        const int e = ::posix_fallocate(fd, 0, static_cast<::off_t>(size));
+        if (e == 0 || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS) return 0;
+        errno = e;
+        return -1;
+    }
+    void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override {
+#if defined(__linux__)
+        ::sync_file_range(fd, static_cast<::off_t>(offset), static_cast<::off_t>(size),
+                          SYNC_FILE_RANGE_WRITE);
+#else
+        (void)fd;
+        (void)offset;
+        (void)size;
+#endif
     }
 
 private:
@@ -1612,6 +1634,7 @@ class atomic_file {
 public:
     static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
     static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
+    static constexpr std::uint64_t writeback_bytes = std::uint64_t{32} << 20;
 
     atomic_file(io::backend& io, const std::filesystem::path& target)
         : io_(&io), target_(target.string()) {
@@ -1660,7 +1683,17 @@ public:
             written_ += k;
             p += k;
             n -= k;
+            // Let the disk start on what is written while the rest is copied in.
+            if (written_ - written_back_ >= writeback_bytes) {
+                io_->start_writeback(fd_, written_back_, written_ - written_back_);
+                written_back_ = written_;
+            }
         }
+    }
+
+    /// Reserves the file's final size: a full disk fails here, before a byte is written.
+    void allocate(std::uint64_t bytes) {
+        if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
     }
 
     /// Overwrites bytes already written.
@@ -1736,6 +1769,7 @@ private:
     int fd_ = -1;
     std::vector<std::byte> buffer_;
     std::uint64_t written_ = 0;
+    std::uint64_t written_back_ = 0;
 };
 
 /// Collects a checkpoint in memory (the same bytes as a file).
@@ -2327,6 +2361,7 @@ void save(const std::filesystem::path& path, const T& state, const metadata& met
     const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     detail::atomic_file file(io, path);
+    file.allocate(plan.total_bytes);
     detail::write_checkpoint(file, plan);
     file.commit();
 }

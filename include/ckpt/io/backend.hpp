@@ -33,6 +33,12 @@ public:
     /// ckpt then reads the file with pread instead.
     virtual const void* map(int fd, std::size_t size) = 0;
     virtual void unmap(const void* data, std::size_t size) = 0;
+    /// Reserves `size` bytes for a new file, so a full disk shows before anything is written;
+    /// a file system that cannot (EOPNOTSUPP, EINVAL) is no error. Default: nothing.
+    virtual int allocate(int /*fd*/, std::uint64_t /*size*/) { return 0; }
+    /// Starts writing a range back to the disk without waiting, so the final fsync has less to
+    /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
+    virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
 };
 
 /// The real thing: direct POSIX calls.
@@ -78,6 +84,22 @@ public:
     }
     void unmap(const void* data, std::size_t size) override {
         ::munmap(const_cast<void*>(data), size);
+    }
+    int allocate(int fd, std::uint64_t size) override {
+        const int e = ::posix_fallocate(fd, 0, static_cast<::off_t>(size));
+        if (e == 0 || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS) return 0;
+        errno = e;
+        return -1;
+    }
+    void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override {
+#if defined(__linux__)
+        ::sync_file_range(fd, static_cast<::off_t>(offset), static_cast<::off_t>(size),
+                          SYNC_FILE_RANGE_WRITE);
+#else
+        (void)fd;
+        (void)offset;
+        (void)size;
+#endif
     }
 
 private:

@@ -121,6 +121,7 @@ class atomic_file {
 public:
     static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
     static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
+    static constexpr std::uint64_t writeback_bytes = std::uint64_t{32} << 20;
 
     atomic_file(io::backend& io, const std::filesystem::path& target)
         : io_(&io), target_(target.string()) {
@@ -169,7 +170,17 @@ public:
             written_ += k;
             p += k;
             n -= k;
+            // Let the disk start on what is written while the rest is copied in.
+            if (written_ - written_back_ >= writeback_bytes) {
+                io_->start_writeback(fd_, written_back_, written_ - written_back_);
+                written_back_ = written_;
+            }
         }
+    }
+
+    /// Reserves the file's final size: a full disk fails here, before a byte is written.
+    void allocate(std::uint64_t bytes) {
+        if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
     }
 
     /// Overwrites bytes already written.
@@ -245,6 +256,7 @@ private:
     int fd_ = -1;
     std::vector<std::byte> buffer_;
     std::uint64_t written_ = 0;
+    std::uint64_t written_back_ = 0;
 };
 
 /// Collects a checkpoint in memory (the same bytes as a file).
