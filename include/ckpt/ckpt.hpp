@@ -11,7 +11,10 @@
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/limits.hpp>
 #include <ckpt/io/backend.hpp>
+#include <ckpt/manager.hpp>
 #include <ckpt/metadata.hpp>
+#include <ckpt/policy/retention.hpp>
+#include <ckpt/policy/save_policy.hpp>
 #include <ckpt/types/eigen.hpp>
 #include <ckpt/types/random.hpp>
 #include <ckpt/version.hpp>

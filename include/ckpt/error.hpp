@@ -150,6 +150,8 @@ inline constexpr int limit_value_size = 505;
 inline constexpr int limit_name = 506;
 // usage
 inline constexpr int usage_argument = 601;
+inline constexpr int usage_missing_metric = 602;
+inline constexpr int usage_directory_locked = 603;
 } // namespace errc
 
 namespace detail {

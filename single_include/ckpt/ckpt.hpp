@@ -222,6 +222,8 @@ inline constexpr int limit_value_size = 505;
 inline constexpr int limit_name = 506;
 // usage
 inline constexpr int usage_argument = 601;
+inline constexpr int usage_missing_metric = 602;
+inline constexpr int usage_directory_locked = 603;
 } // namespace errc
 
 namespace detail {
@@ -2435,6 +2437,906 @@ inline info inspect(const std::filesystem::path& path, const inspect_options& op
 
 } // namespace ckpt
 // end ckpt/checkpoint.hpp
+// begin ckpt/manager.hpp
+
+// begin ckpt/policy/retention.hpp
+
+// begin ckpt/policy/save_policy.hpp
+
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace ckpt {
+
+/// Which way a metric improves.
+enum class goal { minimize, maximize };
+
+/// True when `v` is better than `than` by more than `min_delta`; NaN is never better.
+[[nodiscard]] inline bool improves(double v, double than, goal g, double min_delta = 0.0) noexcept {
+    if (std::isnan(v)) return false;
+    if (std::isnan(than)) return true;
+    return g == goal::minimize ? v < than - min_delta : v > than + min_delta;
+}
+
+namespace detail {
+
+struct rule_every_steps {
+    std::int64_t n;
+    std::int64_t last = 0; ///< step of this rule's last save
+};
+struct rule_every_time {
+    std::chrono::nanoseconds period;
+    std::chrono::system_clock::time_point last{}; ///< time of this rule's last save (or start)
+};
+struct rule_on_best {
+    std::string metric;
+    goal direction;
+    double min_delta;
+    std::optional<double> best{}; ///< best value saved so far
+    std::int64_t best_step = 0;
+};
+struct rule_at_steps {
+    std::vector<std::int64_t> steps; ///< sorted
+};
+struct rule_on_request {
+    std::atomic<bool>* flag;
+};
+using save_rule =
+    std::variant<rule_every_steps, rule_every_time, rule_on_best, rule_at_steps, rule_on_request>;
+
+/// A rule's identity in a checkpoint's metadata: its kind and parameters, so that state saved
+/// under one configuration is never applied to another.
+inline std::string rule_key(const save_rule& r) {
+    return std::visit(
+        [](const auto& x) -> std::string {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, rule_every_steps>) {
+                return "every_steps(" + std::to_string(x.n) + ")";
+            } else if constexpr (std::is_same_v<T, rule_every_time>) {
+                return "every(" + std::to_string(x.period.count()) + "ns)";
+            } else if constexpr (std::is_same_v<T, rule_on_best>) {
+                return "on_best(" + x.metric + "," +
+                       (x.direction == goal::minimize ? "min" : "max") + "," +
+                       format_double(x.min_delta) + ")";
+            } else if constexpr (std::is_same_v<T, rule_at_steps>) {
+                return "at_steps";
+            } else {
+                return "on_request";
+            }
+        },
+        r);
+}
+
+} // namespace detail
+
+/// When to save: a union of rules, each of which can fire on a step. Build one with
+/// every_steps(), every(), on_best(), at_steps(), on_request(), and combine with | or any_of().
+class save_policy {
+public:
+    save_policy() = default;
+    explicit save_policy(detail::save_rule r) { rules_.push_back(std::move(r)); }
+
+    /// Fires when either fires.
+    friend save_policy operator|(save_policy a, const save_policy& b) {
+        a.rules_.insert(a.rules_.end(), b.rules_.begin(), b.rules_.end());
+        return a;
+    }
+
+    [[nodiscard]] const std::vector<detail::save_rule>& rules() const noexcept { return rules_; }
+    [[nodiscard]] std::vector<detail::save_rule>& rules() noexcept { return rules_; }
+
+private:
+    std::vector<detail::save_rule> rules_;
+};
+
+/// Every `n` steps: at steps n, 2n, ... counted from this rule's last save (n > 0).
+/// @throws usage_error
+inline save_policy every_steps(std::int64_t n) {
+    if (n <= 0) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "every_steps(" + std::to_string(n) + "): n must be > 0");
+    }
+    return save_policy(detail::rule_every_steps{n});
+}
+
+/// Every `period` of wall-clock time since this rule's last save (or the manager's start).
+/// @throws usage_error
+template <class Rep, class Period>
+save_policy every(std::chrono::duration<Rep, Period> period) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period);
+    if (ns.count() <= 0) {
+        detail::throw_error<usage_error>(errc::usage_argument, "every(): the period must be > 0");
+    }
+    return save_policy(detail::rule_every_time{ns});
+}
+
+/// When metric `name` improves on the best value saved so far by more than `min_delta`
+/// ("best loss"). NaN never improves. The best value survives restarts.
+inline save_policy on_best(std::string name, goal direction = goal::minimize,
+                           double min_delta = 0.0) {
+    return save_policy(detail::rule_on_best{std::move(name), direction, min_delta});
+}
+
+/// At exactly these steps.
+inline save_policy at_steps(std::vector<std::int64_t> steps) {
+    std::sort(steps.begin(), steps.end());
+    return save_policy(detail::rule_at_steps{std::move(steps)});
+}
+
+/// When `flag` is set (say, by a SIGTERM or SIGUSR1 handler before preemption); the manager
+/// clears it when it saves. The flag must outlive the manager.
+inline save_policy on_request(std::atomic<bool>& flag) {
+    return save_policy(detail::rule_on_request{&flag});
+}
+
+/// Fires when any of `policies` fires.
+template <class... Policies>
+save_policy any_of(save_policy first, const Policies&... rest) {
+    ((first = first | rest), ...);
+    return first;
+}
+
+} // namespace ckpt
+// end ckpt/policy/save_policy.hpp
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace ckpt {
+
+namespace detail {
+struct keep_last_rule {
+    std::size_t k;
+};
+struct keep_best_rule {
+    std::size_t k;
+    std::string metric;
+    goal direction;
+};
+struct keep_every_steps_rule {
+    std::int64_t n;
+};
+struct keep_every_time_rule {
+    std::chrono::nanoseconds period;
+};
+struct keep_all_rule {};
+using keep_rule = std::variant<keep_last_rule, keep_best_rule, keep_every_steps_rule,
+                               keep_every_time_rule, keep_all_rule>;
+} // namespace detail
+
+/// What to keep: a union of rules; a checkpoint that no rule keeps is deleted once a newer one
+/// is committed. The newest checkpoint and the best one are always kept as well.
+class retention {
+public:
+    retention() = default;
+    explicit retention(detail::keep_rule r) { rules_.push_back(std::move(r)); }
+
+    /// Keeps what either keeps.
+    friend retention operator|(retention a, const retention& b) {
+        a.rules_.insert(a.rules_.end(), b.rules_.begin(), b.rules_.end());
+        return a;
+    }
+
+    [[nodiscard]] const std::vector<detail::keep_rule>& rules() const noexcept { return rules_; }
+
+private:
+    std::vector<detail::keep_rule> rules_;
+};
+
+/// The `k` newest checkpoints (by the step recorded in them).
+inline retention keep_last(std::size_t k) {
+    return retention(detail::keep_last_rule{k});
+}
+
+/// The `k` best by metric `name`; checkpoints without it, or with NaN, never rank.
+inline retention keep_best(std::size_t k, std::string name, goal direction = goal::minimize) {
+    return retention(detail::keep_best_rule{k, std::move(name), direction});
+}
+
+/// One checkpoint per `n` steps: the earliest in each span [i*n, (i+1)*n). @throws usage_error
+inline retention keep_every_steps(std::int64_t n) {
+    if (n <= 0) {
+        detail::throw_error<usage_error>(
+            errc::usage_argument, "keep_every_steps(" + std::to_string(n) + "): n must be > 0");
+    }
+    return retention(detail::keep_every_steps_rule{n});
+}
+
+/// One checkpoint per `period` of wall-clock time: the earliest in each span. @throws usage_error
+template <class Rep, class Period>
+retention keep_every(std::chrono::duration<Rep, Period> period) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period);
+    if (ns.count() <= 0) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "keep_every(): the period must be > 0");
+    }
+    return retention(detail::keep_every_time_rule{ns});
+}
+
+/// Every checkpoint.
+inline retention keep_all() {
+    return retention(detail::keep_all_rule{});
+}
+
+} // namespace ckpt
+// end ckpt/policy/retention.hpp
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace ckpt {
+
+/// One checkpoint in a manager's directory.
+struct checkpoint_entry {
+    std::filesystem::path path{};
+    std::int64_t step = 0;
+    std::int64_t epoch = 0;
+    std::chrono::system_clock::time_point time{};
+    std::map<std::string, double> metrics{};
+    std::uint64_t bytes = 0;
+    bool latest = false; ///< the newest, by the step recorded in it
+    bool best = false;   ///< the best by a metric a policy or retention ranks
+
+    friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
+};
+
+/// A checkpoint restore passed over, and why.
+struct skipped_checkpoint {
+    std::filesystem::path path{};
+    int error_id = 0;   ///< the ckpt error id loading it gave
+    std::string reason; ///< the error's message
+};
+
+/// What step() or save_now() did.
+struct save_result {
+    bool saved = false;
+    std::vector<std::string> reasons{};           ///< the rules that fired, e.g. "every_steps(5)"
+    std::filesystem::path path{};                 ///< the checkpoint written
+    std::vector<std::filesystem::path> deleted{}; ///< what retention removed after it
+
+    explicit operator bool() const noexcept { return saved; }
+};
+
+/// The tradeoff made visible: what checkpointing costs, and what a crash now would lose.
+struct manager_stats {
+    std::uint64_t checkpoints_written = 0; ///< by this manager
+    std::uint64_t checkpoints_on_disk = 0;
+    std::uint64_t bytes_on_disk = 0;
+    double total_save_seconds = 0; ///< spent in saves by this manager
+    double last_save_seconds = 0;
+    std::int64_t steps_at_risk = 0;    ///< steps since the last committed checkpoint
+    double seconds_at_risk = 0;        ///< wall-clock seconds since then
+    std::uint64_t delete_failures = 0; ///< retention could not remove a file (kept, retried)
+};
+
+/// How a manager names, times and reads its checkpoints.
+struct manager_options {
+    std::string prefix = "ckpt"; ///< files are <prefix>-<step>.ckpt
+    /// Wall clock for time-based policies and retention; nullptr: system_clock::now.
+    std::function<std::chrono::system_clock::time_point()> clock{};
+    /// Called for every checkpoint a restore passes over (they are also in skipped()).
+    std::function<void(const skipped_checkpoint&)> on_skipped{};
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    ckpt::limits limits{};
+};
+
+namespace detail {
+
+inline constexpr std::string_view policy_tag_prefix = "ckpt.policy.";
+
+/// Step of a file named <prefix>-<digits><suffix>, or nothing.
+inline std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                                std::string_view suffix) {
+    if (name.size() <= prefix.size() + 1 + suffix.size() || !name.starts_with(prefix) ||
+        name[prefix.size()] != '-' || !name.ends_with(suffix)) {
+        return std::nullopt;
+    }
+    const std::string_view digits =
+        name.substr(prefix.size() + 1, name.size() - prefix.size() - 1 - suffix.size());
+    if (digits.empty() || digits.size() > 18) return std::nullopt;
+    std::int64_t v = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
+/// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
+inline std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
+                                       const std::string& metric, goal direction) {
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const auto it = entries[i].metrics.find(metric);
+        if (it != entries[i].metrics.end() && !std::isnan(it->second)) idx.push_back(i);
+    }
+    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) {
+        const double va = entries[a].metrics.at(metric);
+        const double vb = entries[b].metrics.at(metric);
+        if (va != vb) return direction == goal::minimize ? va < vb : va > vb;
+        return entries[a].step > entries[b].step; // a tie goes to the newer
+    });
+    return idx;
+}
+
+/// Which entries retention keeps: the union of its rules, the newest, and the best by every
+/// ranked metric. Pure: the same files give the same answer, before and after a restart.
+inline std::vector<bool>
+select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
+            const std::vector<std::pair<std::string, goal>>& ranked_metrics) {
+    std::vector<bool> kept(entries.size(), false);
+    if (entries.empty()) return kept;
+    std::vector<std::size_t> by_step(entries.size());
+    for (std::size_t i = 0; i < by_step.size(); ++i) by_step[i] = i;
+    std::stable_sort(by_step.begin(), by_step.end(), [&](std::size_t a, std::size_t b) {
+        return entries[a].step > entries[b].step;
+    });
+    kept[by_step.front()] = true; // the newest, always
+    for (const auto& [metric, direction] : ranked_metrics) {
+        const auto order = ranked(entries, metric, direction);
+        if (!order.empty()) kept[order.front()] = true; // the best, always
+    }
+    const auto earliest_per_bucket = [&](auto bucket_of) {
+        std::map<std::int64_t, std::size_t> first;
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            const std::int64_t b = bucket_of(entries[i]);
+            const auto it = first.find(b);
+            if (it == first.end() || entries[i].step < entries[it->second].step) first[b] = i;
+        }
+        for (const auto& [b, i] : first) kept[i] = true;
+    };
+    for (const auto& rule : keep.rules()) {
+        std::visit(
+            [&](const auto& r) {
+                using R = std::decay_t<decltype(r)>;
+                if constexpr (std::is_same_v<R, keep_last_rule>) {
+                    for (std::size_t i = 0; i < r.k && i < by_step.size(); ++i)
+                        kept[by_step[i]] = true;
+                } else if constexpr (std::is_same_v<R, keep_best_rule>) {
+                    const auto order = ranked(entries, r.metric, r.direction);
+                    for (std::size_t i = 0; i < r.k && i < order.size(); ++i) kept[order[i]] = true;
+                } else if constexpr (std::is_same_v<R, keep_every_steps_rule>) {
+                    earliest_per_bucket([&](const checkpoint_entry& e) { return e.step / r.n; });
+                } else if constexpr (std::is_same_v<R, keep_every_time_rule>) {
+                    earliest_per_bucket([&](const checkpoint_entry& e) {
+                        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            e.time.time_since_epoch());
+                        const auto q = ns.count() / r.period.count();
+                        return ns.count() < 0 && ns.count() % r.period.count() != 0 ? q - 1 : q;
+                    });
+                } else {
+                    std::fill(kept.begin(), kept.end(), true);
+                }
+            },
+            rule);
+    }
+    return kept;
+}
+
+/// The state a rule carries from one run to the next, as text; empty for none.
+inline std::string encode_rule_state(const save_rule& r) {
+    if (const auto* s = std::get_if<rule_every_steps>(&r)) return std::to_string(s->last);
+    if (const auto* t = std::get_if<rule_every_time>(&r)) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t->last.time_since_epoch())
+                .count());
+    }
+    if (const auto* b = std::get_if<rule_on_best>(&r)) {
+        return b->best ? format_double(*b->best) + " " + std::to_string(b->best_step) : "none";
+    }
+    return {};
+}
+
+/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
+inline bool decode_rule_state(save_rule& r, std::string_view text) {
+    if (auto* s = std::get_if<rule_every_steps>(&r)) {
+        const auto v = parse_int(text);
+        if (!v) return false;
+        s->last = *v;
+        return true;
+    }
+    if (auto* t = std::get_if<rule_every_time>(&r)) {
+        const auto v = parse_int(text);
+        if (!v) return false;
+        t->last = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::nanoseconds(*v)));
+        return true;
+    }
+    if (auto* b = std::get_if<rule_on_best>(&r)) {
+        if (text == "none") {
+            b->best.reset();
+            return true;
+        }
+        const auto space = text.find(' ');
+        if (space == std::string_view::npos) return false;
+        const auto v = parse_double(text.substr(0, space));
+        const auto step = parse_int(text.substr(space + 1));
+        if (!v || !step) return false;
+        b->best = *v;
+        b->best_step = *step;
+        return true;
+    }
+    return true;
+}
+
+} // namespace detail
+
+/// Checkpoints in one directory: decides when to save (a save_policy), what to keep (a
+/// retention), and resumes from the newest good checkpoint. Holds a lock on the directory.
+///
+///     ckpt::manager m("run", ckpt::every_steps(500) | ckpt::on_best("val_loss"),
+///                     ckpt::keep_last(3) | ckpt::keep_best(1, "val_loss"));
+///     if (auto meta = m.restore_latest(state)) first_step = meta->step + 1;
+///     for (...) { train(state); m.step(state, {.step = s, .metrics = {{"val_loss", v}}}); }
+class manager {
+public:
+    /// Opens (creating it if needed) and locks `dir`, removes temporary files a crashed save of
+    /// this manager's naming left, and indexes the checkpoints there.
+    /// @throws io_error (the directory cannot be created or written), usage_error 603 (another
+    /// manager holds the directory)
+    manager(std::filesystem::path dir, save_policy when, retention keep = keep_all(),
+            manager_options options = {})
+        : dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)),
+          options_(std::move(options)),
+          io_(options_.backend != nullptr ? options_.backend : &io::default_backend()) {
+        if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos) {
+            detail::throw_error<usage_error>(errc::usage_argument,
+                                             "manager: the prefix must be a non-empty file name");
+        }
+        for (const auto& rule : policy_.rules()) {
+            if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+                add_ranked(b->metric, b->direction);
+            }
+            uses_clock_ = uses_clock_ || std::holds_alternative<detail::rule_every_time>(rule);
+        }
+        for (const auto& rule : keep_.rules()) {
+            if (const auto* b = std::get_if<detail::keep_best_rule>(&rule)) {
+                add_ranked(b->metric, b->direction);
+            }
+        }
+        fired_.resize(policy_.rules().size());
+        lock();
+        scan();
+        const auto start = now();
+        for (auto& rule : policy_.rules()) {
+            if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = start;
+        }
+        if (const checkpoint_entry* latest = newest()) {
+            committed_step_ = latest->step;
+            committed_time_ = latest->time;
+            seen_step_ = latest->step;
+        } else {
+            committed_time_ = start;
+        }
+    }
+    manager(const manager&) = delete;
+    manager& operator=(const manager&) = delete;
+    ~manager() {
+        if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
+    }
+
+    /// Call once per training step: saves when the policy fires, then applies retention. Without
+    /// a save this is a few comparisons: no system call, no allocation.
+    /// @throws usage_error 602 (a metric a policy or retention ranks by is missing), and what
+    /// save() throws
+    template <class State>
+    save_result step(const State& state, const metadata& meta) {
+        seen_step_ = meta.step;
+        for (const auto& [metric, direction] : ranked_metrics_) {
+            if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
+        }
+        const auto t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
+        bool any = false;
+        for (std::size_t i = 0; i < fired_.size(); ++i) {
+            fired_[i] = fires(policy_.rules()[i], meta, t);
+            any = any || fired_[i];
+        }
+        if (!any) return {};
+        return commit(state, meta, t, {});
+    }
+
+    /// Saves now, whatever the policy says (the policy's state still advances for no rule).
+    template <class State>
+    save_result save_now(const State& state, const metadata& meta) {
+        seen_step_ = meta.step;
+        std::fill(fired_.begin(), fired_.end(), false);
+        return commit(state, meta, now(), "save_now");
+    }
+
+    /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
+    /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
+    /// disk: nullopt, and `state` is untouched.
+    /// @throws schema_error, version_error (the state or the library does not fit the newest
+    /// readable checkpoint: falling back past that would hide a bug)
+    template <class State>
+    std::optional<metadata> restore_latest(State& state) {
+        std::vector<std::size_t> order(index_.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+            return index_[a].step > index_[b].step;
+        });
+        return restore_first(state, order);
+    }
+
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    template <class State>
+    std::optional<metadata> restore_best(State& state, const std::string& metric,
+                                         goal direction = goal::minimize) {
+        return restore_first(state, detail::ranked(index_, metric, direction));
+    }
+
+    /// The checkpoints in the directory, oldest first.
+    [[nodiscard]] std::vector<checkpoint_entry> list() const {
+        std::vector<checkpoint_entry> out = index_;
+        std::sort(out.begin(), out.end(), [](const checkpoint_entry& a, const checkpoint_entry& b) {
+            return a.step < b.step;
+        });
+        if (!out.empty()) out.back().latest = true;
+        for (const auto& [metric, direction] : ranked_metrics_) {
+            const auto order = detail::ranked(out, metric, direction);
+            if (!order.empty()) out[order.front()].best = true;
+        }
+        return out;
+    }
+
+    /// What the last restore (and the scan at start) passed over.
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return skipped_;
+    }
+
+    /// Temporary files of a crashed save removed at start.
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return cleaned_;
+    }
+
+    [[nodiscard]] manager_stats stats() const {
+        manager_stats s = stats_;
+        s.checkpoints_on_disk = index_.size();
+        s.bytes_on_disk = 0;
+        for (const auto& e : index_) s.bytes_on_disk += e.bytes;
+        s.steps_at_risk = seen_step_ - committed_step_;
+        s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+        return s;
+    }
+
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+
+    /// The path a checkpoint of `step` has.
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const {
+        std::string digits = std::to_string(step);
+        if (digits.size() < 12) digits.insert(0, 12 - digits.size(), '0');
+        return dir_ / (options_.prefix + "-" + digits + ".ckpt");
+    }
+
+private:
+    std::chrono::system_clock::time_point now() const {
+        return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+    }
+
+    void add_ranked(const std::string& metric, goal direction) {
+        for (const auto& [m, d] : ranked_metrics_) {
+            if (m == metric) {
+                if (d != direction) {
+                    detail::throw_error<usage_error>(
+                        errc::usage_argument, "manager: metric '" + metric +
+                                                  "' is ranked both ways (minimize and maximize)");
+                }
+                return;
+            }
+        }
+        ranked_metrics_.emplace_back(metric, direction);
+    }
+
+    [[noreturn]] static void missing_metric(const metadata& meta, const std::string& metric) {
+        std::string given;
+        for (const auto& [k, v] : meta.metrics) given += (given.empty() ? "" : ", ") + k;
+        detail::throw_error<usage_error>(
+            errc::usage_missing_metric,
+            "step " + std::to_string(meta.step) + " supplies no metric '" + metric +
+                "', which the save policy or retention ranks checkpoints by (metrics given: " +
+                (given.empty() ? std::string("none") : given) +
+                "); pass its latest value on every step");
+    }
+
+    static bool fires(const detail::save_rule& rule, const metadata& meta,
+                      std::chrono::system_clock::time_point t) {
+        if (const auto* s = std::get_if<detail::rule_every_steps>(&rule)) {
+            return meta.step - s->last >= s->n;
+        }
+        if (const auto* e = std::get_if<detail::rule_every_time>(&rule)) {
+            return t - e->last >= e->period;
+        }
+        if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+            const double v = meta.metrics.find(b->metric)->second;
+            return !std::isnan(v) &&
+                   (!b->best || improves(v, *b->best, b->direction, b->min_delta));
+        }
+        if (const auto* a = std::get_if<detail::rule_at_steps>(&rule)) {
+            return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
+        }
+        return std::get<detail::rule_on_request>(rule).flag->load(std::memory_order_relaxed);
+    }
+
+    /// Saves, then on success advances the fired rules, indexes the file and applies retention.
+    template <class State>
+    save_result commit(const State& state, const metadata& meta,
+                       std::chrono::system_clock::time_point t, const char* forced) {
+        if (meta.step < 0) {
+            detail::throw_error<usage_error>(errc::usage_argument, "manager: step " +
+                                                                       std::to_string(meta.step) +
+                                                                       " is negative");
+        }
+        save_result result;
+        std::vector<detail::save_rule> after = policy_.rules();
+        for (std::size_t i = 0; i < after.size(); ++i) {
+            if (!fired_[i]) continue;
+            result.reasons.push_back(detail::rule_key(after[i]));
+            advance(after[i], meta, t);
+        }
+        if (forced != nullptr) result.reasons.emplace_back(forced);
+        metadata stored = meta;
+        if (stored.time == std::chrono::system_clock::time_point{}) stored.time = now();
+        for (const auto& rule : after) {
+            const std::string text = detail::encode_rule_state(rule);
+            if (!text.empty()) {
+                stored.tags[std::string(detail::policy_tag_prefix) + detail::rule_key(rule)] = text;
+            }
+        }
+        result.path = path_of(meta.step);
+        const auto started = std::chrono::steady_clock::now();
+        ckpt::save(result.path, state, stored, save_options{io_});
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        policy_.rules() = std::move(after);
+        for (auto& rule : policy_.rules()) {
+            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
+                if (forced == nullptr) r->flag->store(false);
+            }
+        }
+        stats_.checkpoints_written += 1;
+        stats_.last_save_seconds = seconds;
+        stats_.total_save_seconds += seconds;
+        committed_step_ = meta.step;
+        committed_time_ = stored.time;
+
+        checkpoint_entry entry;
+        entry.path = result.path;
+        entry.step = meta.step;
+        entry.epoch = meta.epoch;
+        entry.time = stored.time;
+        entry.metrics = meta.metrics;
+        std::error_code ec;
+        entry.bytes = std::filesystem::file_size(result.path, ec);
+        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
+        index_.push_back(std::move(entry));
+        result.deleted = apply_retention();
+        result.saved = true;
+        return result;
+    }
+
+    static void advance(detail::save_rule& rule, const metadata& meta,
+                        std::chrono::system_clock::time_point t) {
+        if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
+        if (auto* e = std::get_if<detail::rule_every_time>(&rule)) e->last = t;
+        if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+            b->best = meta.metrics.at(b->metric);
+            b->best_step = meta.step;
+        }
+    }
+
+    /// Deletes what retention does not keep; only indexed files (this manager's names with a
+    /// valid ckpt header), and only after the newest save is committed.
+    std::vector<std::filesystem::path> apply_retention() {
+        const std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
+        std::vector<std::filesystem::path> deleted;
+        std::vector<checkpoint_entry> remaining;
+        for (std::size_t i = 0; i < index_.size(); ++i) {
+            if (kept[i]) {
+                remaining.push_back(std::move(index_[i]));
+            } else if (io_->unlink(index_[i].path.c_str()) == 0 || errno == ENOENT) {
+                deleted.push_back(index_[i].path);
+            } else {
+                stats_.delete_failures += 1;
+                remaining.push_back(std::move(index_[i]));
+            }
+        }
+        index_ = std::move(remaining);
+        return deleted;
+    }
+
+    const checkpoint_entry* newest() const {
+        const checkpoint_entry* best = nullptr;
+        for (const auto& e : index_) {
+            if (best == nullptr || e.step > best->step) best = &e;
+        }
+        return best;
+    }
+
+    template <class State>
+    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order) {
+        skipped_ = unreadable_;
+        for (const auto& s : unreadable_) {
+            if (options_.on_skipped) options_.on_skipped(s);
+        }
+        for (const std::size_t i : order) {
+            const checkpoint_entry& e = index_[i];
+            try {
+                metadata meta = ckpt::load(e.path, state, load_options{options_.limits, io_});
+                restore_policy(meta);
+                committed_step_ = meta.step;
+                committed_time_ = meta.time;
+                seen_step_ = meta.step;
+                return meta;
+            } catch (const schema_error&) {
+                throw;
+            } catch (const version_error&) {
+                throw;
+            } catch (const error& err) {
+                skipped_.push_back({e.path, err.id(), err.what()});
+                if (options_.on_skipped) options_.on_skipped(skipped_.back());
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// Puts the policy where it was when `meta` was saved; a rule the checkpoint holds no state
+    /// for (a policy that changed) starts from the checkpoint's step, time and best file.
+    void restore_policy(const metadata& meta) {
+        for (auto& rule : policy_.rules()) {
+            const auto tag =
+                meta.tags.find(std::string(detail::policy_tag_prefix) + detail::rule_key(rule));
+            if (tag != meta.tags.end() && detail::decode_rule_state(rule, tag->second)) continue;
+            if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
+            if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = meta.time;
+            if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+                const auto order = detail::ranked(index_, b->metric, b->direction);
+                if (!order.empty()) {
+                    b->best = index_[order.front()].metrics.at(b->metric);
+                    b->best_step = index_[order.front()].step;
+                }
+            }
+        }
+    }
+
+    void lock() {
+        std::error_code ec;
+        std::filesystem::create_directories(dir_, ec);
+        if (ec) {
+            detail::throw_io(errc::io_open, "create directory", dir_.string(), ec.value());
+        }
+        const std::string path = (dir_ / (options_.prefix + ".lock")).string();
+        int fd = -1;
+        do {
+            fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        } while (fd < 0 && errno == EINTR);
+        if (fd < 0) {
+            const int e = errno;
+            detail::throw_io(errc::io_open, "create lock file", path, e,
+                             "the directory cannot be written");
+        }
+        // flock is released by the kernel when its holder dies: a lock file left by a dead
+        // process is no obstacle. The pid inside is for the message below.
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            char buf[32] = {};
+            const ::ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+            ::close(fd);
+            const std::string owner = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+            detail::throw_error<usage_error>(
+                errc::usage_directory_locked,
+                "directory '" + dir_.string() + "' is in use by another ckpt::manager (pid " +
+                    owner + (owner == std::to_string(::getpid()) ? ", this process" : "") +
+                    "); two managers on one directory would delete each other's checkpoints");
+        }
+        const std::string pid = std::to_string(::getpid());
+        if (::ftruncate(fd, 0) != 0 ||
+            ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<::ssize_t>(pid.size())) {
+            const int e = errno;
+            ::close(fd);
+            detail::throw_io(errc::io_write, "write lock file", path, e,
+                             "the directory cannot be written");
+        }
+        lock_fd_ = fd;
+    }
+
+    void scan() {
+        const std::string& prefix = options_.prefix;
+        std::error_code ec;
+        for (const auto& de : std::filesystem::directory_iterator(dir_, ec)) {
+            std::error_code type_ec;
+            if (!de.is_regular_file(type_ec) || de.is_symlink(type_ec)) continue;
+            const std::string name = de.path().filename().string();
+            // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
+            if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
+                if (detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt") &&
+                    io_->unlink(de.path().c_str()) == 0) {
+                    cleaned_.push_back(de.path());
+                }
+                continue;
+            }
+            if (!detail::step_of_name(name, prefix, ".ckpt")) continue;
+            try {
+                const info inf =
+                    ckpt::inspect(de.path(), inspect_options{false, options_.limits, io_});
+                if (inf.format_version < 1) {
+                    unreadable_.push_back(
+                        {de.path(), errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+                    continue;
+                }
+                checkpoint_entry e;
+                e.path = de.path();
+                e.step = inf.meta.step;
+                e.epoch = inf.meta.epoch;
+                e.time = inf.meta.time;
+                e.metrics = inf.meta.metrics;
+                e.bytes = inf.file_bytes;
+                index_.push_back(std::move(e));
+            } catch (const error& err) {
+                // Unreadable: never deleted (it may not be ours), reported by restore.
+                unreadable_.push_back({de.path(), err.id(), err.what()});
+            }
+        }
+        if (ec) detail::throw_io(errc::io_read, "list directory", dir_.string(), ec.value());
+        skipped_ = unreadable_;
+    }
+
+    std::filesystem::path dir_;
+    save_policy policy_;
+    retention keep_;
+    manager_options options_;
+    io::backend* io_;
+    std::vector<std::pair<std::string, goal>> ranked_metrics_;
+    std::vector<char> fired_;
+    bool uses_clock_ = false;
+    int lock_fd_ = -1;
+    std::vector<checkpoint_entry> index_;
+    std::vector<skipped_checkpoint> unreadable_;
+    std::vector<skipped_checkpoint> skipped_;
+    std::vector<std::filesystem::path> cleaned_;
+    manager_stats stats_;
+    std::int64_t seen_step_ = 0;
+    std::int64_t committed_step_ = 0;
+    std::chrono::system_clock::time_point committed_time_{};
+};
+
+} // namespace ckpt
+// end ckpt/manager.hpp
 // begin ckpt/types/random.hpp
 
 
