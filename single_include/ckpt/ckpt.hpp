@@ -3337,6 +3337,599 @@ private:
 
 } // namespace ckpt
 // end ckpt/manager.hpp
+// begin ckpt/nn.hpp
+
+/// The built-in reference user of ckpt: a small MLP, Adam and SGD, synthetic data sets, a
+/// resumable sampler and a train_state whose checkpoints resume bit for bit.
+
+// begin ckpt/nn/data.hpp
+
+// begin ckpt/nn/mlp.hpp
+
+
+#include <Eigen/Core>
+#include <cereal/cereal.hpp>
+#include <cereal/types/common.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt::nn {
+
+/// Row-major matrices throughout: a weight is stored [out, in], as torch.nn.Linear's, so a
+/// checkpoint's tensors load into torch with no transpose.
+template <class Scalar>
+using matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class Scalar>
+using vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+/// The nonlinearity after a hidden layer (the output layer has none).
+enum class activation : std::uint8_t { relu, tanh, identity };
+
+/// One fully connected layer: y = x W^T + b.
+template <class Scalar>
+struct linear {
+    matrix<Scalar> weight; ///< [out, in]
+    vector<Scalar> bias;   ///< [out]
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(weight), CEREAL_NVP(bias));
+    }
+    friend bool operator==(const linear& a, const linear& b) {
+        return a.weight == b.weight && a.bias == b.bias;
+    }
+};
+
+/// What forward() keeps for backward(): each layer's input and pre-activation.
+template <class Scalar>
+struct forward_cache {
+    std::vector<matrix<Scalar>> inputs; ///< [batch, in] per layer
+    std::vector<matrix<Scalar>> pre;    ///< [batch, out] per layer, before the activation
+};
+
+/// A multilayer perceptron: layer sizes, one activation for the hidden layers, He or Xavier
+/// initialization from a seeded std::mt19937_64, batched forward and backward.
+template <class Scalar>
+class mlp {
+public:
+    static_assert(std::is_floating_point_v<Scalar>,
+                  "ckpt::nn::mlp: Scalar must be float or double");
+
+    mlp() = default;
+
+    /// Layers of `sizes` (input first), `hidden` after each hidden layer. He initialization for
+    /// relu, Xavier (Glorot uniform) otherwise; biases start at zero.
+    /// @throws usage_error
+    mlp(std::vector<std::int64_t> sizes, activation hidden, std::uint64_t seed)
+        : sizes_(std::move(sizes)), hidden_(hidden) {
+        if (sizes_.size() < 2) {
+            detail::throw_error<usage_error>(errc::usage_argument,
+                                             "mlp: give at least an input and an output size");
+        }
+        std::mt19937_64 rng(seed);
+        for (std::size_t i = 0; i + 1 < sizes_.size(); ++i) {
+            const auto in = static_cast<Eigen::Index>(sizes_[i]);
+            const auto out = static_cast<Eigen::Index>(sizes_[i + 1]);
+            if (in <= 0 || out <= 0) {
+                detail::throw_error<usage_error>(errc::usage_argument,
+                                                 "mlp: layer sizes must be > 0");
+            }
+            linear<Scalar> l;
+            l.weight.resize(out, in);
+            l.bias = vector<Scalar>::Zero(out);
+            if (hidden_ == activation::relu) {
+                std::normal_distribution<double> he(0.0, std::sqrt(2.0 / static_cast<double>(in)));
+                for (Eigen::Index k = 0; k < l.weight.size(); ++k) {
+                    l.weight.data()[k] = static_cast<Scalar>(he(rng));
+                }
+            } else {
+                const double a = std::sqrt(6.0 / static_cast<double>(in + out));
+                std::uniform_real_distribution<double> glorot(-a, a);
+                for (Eigen::Index k = 0; k < l.weight.size(); ++k) {
+                    l.weight.data()[k] = static_cast<Scalar>(glorot(rng));
+                }
+            }
+            layers_.push_back(std::move(l));
+        }
+    }
+
+    /// Outputs for a batch of inputs [batch, in]; fills `cache` for backward().
+    matrix<Scalar> forward(const matrix<Scalar>& x, forward_cache<Scalar>& cache) const {
+        cache.inputs.resize(layers_.size());
+        cache.pre.resize(layers_.size());
+        matrix<Scalar> a = x;
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+            cache.inputs[i] = a;
+            matrix<Scalar> z = a * layers_[i].weight.transpose();
+            z.rowwise() += layers_[i].bias.transpose();
+            cache.pre[i] = z;
+            a = i + 1 < layers_.size() ? activate(z) : z;
+        }
+        return a;
+    }
+
+    /// Outputs without keeping a cache.
+    matrix<Scalar> predict(const matrix<Scalar>& x) const {
+        forward_cache<Scalar> cache;
+        return forward(x, cache);
+    }
+
+    /// Gradients of the loss with respect to every parameter, given d loss / d output.
+    std::vector<linear<Scalar>> backward(const forward_cache<Scalar>& cache,
+                                         const matrix<Scalar>& d_out) const {
+        std::vector<linear<Scalar>> grads(layers_.size());
+        matrix<Scalar> d = d_out;
+        for (std::size_t j = layers_.size(); j-- > 0;) {
+            if (j + 1 < layers_.size()) d = d.cwiseProduct(activate_derivative(cache.pre[j]));
+            grads[j].weight = d.transpose() * cache.inputs[j];
+            grads[j].bias = d.colwise().sum().transpose();
+            if (j > 0) d = d * layers_[j].weight;
+        }
+        return grads;
+    }
+
+    [[nodiscard]] std::vector<linear<Scalar>>& layers() noexcept { return layers_; }
+    [[nodiscard]] const std::vector<linear<Scalar>>& layers() const noexcept { return layers_; }
+    [[nodiscard]] const std::vector<std::int64_t>& sizes() const noexcept { return sizes_; }
+    [[nodiscard]] activation hidden_activation() const noexcept { return hidden_; }
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(cereal::make_nvp("sizes", sizes_), cereal::make_nvp("activation", hidden_),
+           cereal::make_nvp("layers", layers_));
+    }
+    friend bool operator==(const mlp& a, const mlp& b) {
+        return a.sizes_ == b.sizes_ && a.hidden_ == b.hidden_ && a.layers_ == b.layers_;
+    }
+
+private:
+    matrix<Scalar> activate(const matrix<Scalar>& z) const {
+        switch (hidden_) {
+        case activation::relu: return z.cwiseMax(Scalar(0));
+        case activation::tanh: return z.array().tanh().matrix();
+        case activation::identity: break;
+        }
+        return z;
+    }
+    matrix<Scalar> activate_derivative(const matrix<Scalar>& z) const {
+        switch (hidden_) {
+        case activation::relu: return (z.array() > Scalar(0)).template cast<Scalar>().matrix();
+        case activation::tanh: return (Scalar(1) - z.array().tanh().square()).matrix();
+        case activation::identity: break;
+        }
+        return matrix<Scalar>::Ones(z.rows(), z.cols());
+    }
+
+    std::vector<std::int64_t> sizes_;
+    activation hidden_ = activation::relu;
+    std::vector<linear<Scalar>> layers_;
+};
+
+/// Mean squared error over a batch, and its gradient with respect to the predictions.
+template <class Scalar>
+std::pair<Scalar, matrix<Scalar>> mse_loss(const matrix<Scalar>& pred,
+                                           const matrix<Scalar>& target) {
+    const matrix<Scalar> diff = pred - target;
+    const auto n = static_cast<Scalar>(diff.size());
+    return {diff.squaredNorm() / n, diff * (Scalar(2) / n)};
+}
+
+/// Softmax cross-entropy of logits [batch, classes] against class labels, averaged over the
+/// batch (torch.nn.CrossEntropyLoss), and its gradient with respect to the logits.
+template <class Scalar>
+std::pair<Scalar, matrix<Scalar>> cross_entropy_loss(const matrix<Scalar>& logits,
+                                                     const std::vector<std::int32_t>& labels) {
+    const Eigen::Index batch = logits.rows();
+    matrix<Scalar> grad(batch, logits.cols());
+    Scalar loss = 0;
+    for (Eigen::Index i = 0; i < batch; ++i) {
+        const Scalar m = logits.row(i).maxCoeff(); // subtract the max: no overflow in exp
+        const auto e = (logits.row(i).array() - m).exp();
+        const Scalar sum = e.sum();
+        const auto label = static_cast<Eigen::Index>(labels[static_cast<std::size_t>(i)]);
+        loss += std::log(sum) - (logits(i, label) - m);
+        grad.row(i) = (e / sum).matrix();
+        grad(i, label) -= Scalar(1);
+    }
+    const auto n = static_cast<Scalar>(batch);
+    return {loss / n, grad / n};
+}
+
+} // namespace ckpt::nn
+// end ckpt/nn/mlp.hpp
+
+#include <cereal/cereal.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace ckpt::nn {
+
+/// Inputs [n, features] and either class labels or regression targets [n, outputs].
+template <class Scalar>
+struct dataset {
+    matrix<Scalar> inputs;
+    std::vector<std::int32_t> labels; ///< classification
+    matrix<Scalar> targets;           ///< regression
+
+    [[nodiscard]] std::int64_t size() const noexcept { return inputs.rows(); }
+
+    /// The rows `idx` as a batch.
+    [[nodiscard]] dataset batch(const std::vector<std::int64_t>& idx) const {
+        dataset b;
+        b.inputs.resize(static_cast<Eigen::Index>(idx.size()), inputs.cols());
+        if (!labels.empty()) b.labels.resize(idx.size());
+        if (targets.size() > 0)
+            b.targets.resize(static_cast<Eigen::Index>(idx.size()), targets.cols());
+        for (std::size_t i = 0; i < idx.size(); ++i) {
+            const auto r = static_cast<Eigen::Index>(idx[i]);
+            const auto k = static_cast<Eigen::Index>(i);
+            b.inputs.row(k) = inputs.row(r);
+            if (!labels.empty()) b.labels[i] = labels[static_cast<std::size_t>(r)];
+            if (targets.size() > 0) b.targets.row(k) = targets.row(r);
+        }
+        return b;
+    }
+};
+
+/// Two interleaved spirals, `per_class` points each, labels 0 and 1, with Gaussian noise:
+/// a small problem an MLP needs a few thousand steps to learn.
+template <class Scalar>
+dataset<Scalar> two_spirals(std::int64_t per_class, double noise, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> jitter(0.0, noise);
+    dataset<Scalar> d;
+    d.inputs.resize(static_cast<Eigen::Index>(2 * per_class), 2);
+    d.labels.resize(static_cast<std::size_t>(2 * per_class));
+    constexpr double pi = 3.14159265358979323846;
+    for (std::int64_t c = 0; c < 2; ++c) {
+        for (std::int64_t i = 0; i < per_class; ++i) {
+            const double r = static_cast<double>(i) / static_cast<double>(per_class) * 5.0 + 0.25;
+            const double angle = 1.75 * r + static_cast<double>(c) * pi;
+            const auto row = static_cast<Eigen::Index>(c * per_class + i);
+            d.inputs(row, 0) = static_cast<Scalar>(r * std::cos(angle) / 5.25 + jitter(rng));
+            d.inputs(row, 1) = static_cast<Scalar>(r * std::sin(angle) / 5.25 + jitter(rng));
+            d.labels[static_cast<std::size_t>(row)] = static_cast<std::int32_t>(c);
+        }
+    }
+    return d;
+}
+
+/// y = sin(x) + noise for `n` points with x uniform in [-pi, pi].
+template <class Scalar>
+dataset<Scalar> noisy_sine(std::int64_t n, double noise, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    constexpr double pi = 3.14159265358979323846;
+    std::uniform_real_distribution<double> x(-pi, pi);
+    std::normal_distribution<double> jitter(0.0, noise);
+    dataset<Scalar> d;
+    d.inputs.resize(static_cast<Eigen::Index>(n), 1);
+    d.targets.resize(static_cast<Eigen::Index>(n), 1);
+    for (Eigen::Index i = 0; i < static_cast<Eigen::Index>(n); ++i) {
+        const double v = x(rng);
+        d.inputs(i, 0) = static_cast<Scalar>(v);
+        d.targets(i, 0) = static_cast<Scalar>(std::sin(v) + jitter(rng));
+    }
+    return d;
+}
+
+/// Mini-batches in an order that depends only on (seed, epoch), with a cursor that is part of
+/// the checkpoint: a run resumed in the middle of an epoch continues with the very next batch,
+/// without replaying or skipping any. The last batch of an epoch may be short.
+class sampler {
+public:
+    sampler() = default;
+    /// @throws usage_error
+    sampler(std::int64_t size, std::int64_t batch_size, std::uint64_t seed)
+        : size_(size), batch_size_(batch_size), seed_(seed) {
+        if (size <= 0 || batch_size <= 0) {
+            detail::throw_error<usage_error>(errc::usage_argument,
+                                             "sampler: size and batch size must be > 0");
+        }
+        shuffle();
+    }
+
+    /// The indices of the next batch; moves to the next epoch after the last one.
+    std::vector<std::int64_t> next() {
+        if (cursor_ >= size_) {
+            ++epoch_;
+            cursor_ = 0;
+            shuffle();
+        }
+        const std::int64_t end = std::min(size_, cursor_ + batch_size_);
+        std::vector<std::int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
+        cursor_ = end;
+        return idx;
+    }
+
+    [[nodiscard]] std::int64_t epoch() const noexcept { return epoch_; }
+    [[nodiscard]] std::int64_t cursor() const noexcept { return cursor_; }
+    [[nodiscard]] std::int64_t batches_per_epoch() const noexcept {
+        return (size_ + batch_size_ - 1) / batch_size_;
+    }
+
+    /// The order is derived from (seed, epoch), so only those and the cursor are stored.
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(cereal::make_nvp("size", size_), cereal::make_nvp("batch_size", batch_size_),
+           cereal::make_nvp("seed", seed_), cereal::make_nvp("epoch", epoch_),
+           cereal::make_nvp("cursor", cursor_));
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        sampler s;
+        ar(cereal::make_nvp("size", s.size_), cereal::make_nvp("batch_size", s.batch_size_),
+           cereal::make_nvp("seed", s.seed_), cereal::make_nvp("epoch", s.epoch_),
+           cereal::make_nvp("cursor", s.cursor_));
+        if (s.size_ < 0 || s.batch_size_ <= 0 || s.cursor_ < 0 || s.cursor_ > s.size_ ||
+            s.size_ > (std::int64_t{1} << 31)) { // the order is rebuilt: bound what it allocates
+            detail::throw_error<corrupt_error>(
+                errc::corrupt_values, "sampler: stored size, batch size or cursor is invalid");
+        }
+        s.shuffle();
+        *this = std::move(s);
+    }
+    friend bool operator==(const sampler& a, const sampler& b) {
+        return a.size_ == b.size_ && a.batch_size_ == b.batch_size_ && a.seed_ == b.seed_ &&
+               a.epoch_ == b.epoch_ && a.cursor_ == b.cursor_;
+    }
+
+private:
+    /// Fisher-Yates with its own integer draws, so the order is the same on every standard
+    /// library (std::shuffle's is not specified).
+    void shuffle() {
+        order_.resize(static_cast<std::size_t>(size_));
+        std::iota(order_.begin(), order_.end(), std::int64_t{0});
+        std::mt19937_64 rng(seed_ ^
+                            (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(epoch_ + 1)));
+        for (std::size_t i = order_.size(); i > 1; --i) {
+            const std::size_t j = static_cast<std::size_t>(rng() % i);
+            std::swap(order_[i - 1], order_[j]);
+        }
+    }
+
+    std::int64_t size_ = 0;
+    std::int64_t batch_size_ = 1;
+    std::uint64_t seed_ = 0;
+    std::int64_t epoch_ = 0;
+    std::int64_t cursor_ = 0;
+    std::vector<std::int64_t> order_;
+};
+
+} // namespace ckpt::nn
+// end ckpt/nn/data.hpp
+// begin ckpt/nn/optim.hpp
+
+
+#include <cereal/cereal.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace ckpt::nn {
+
+/// Adam's settings, with torch.optim.Adam's defaults.
+struct adam_options {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0; ///< L2 (added to the gradient), or decoupled when `decoupled`
+    bool decoupled = false;  ///< AdamW: decay the weights directly, lr * weight_decay * p
+    bool amsgrad = false;    ///< keep the running maximum of the second moment
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(lr), CEREAL_NVP(beta1), CEREAL_NVP(beta2), CEREAL_NVP(eps),
+           CEREAL_NVP(weight_decay), CEREAL_NVP(decoupled), CEREAL_NVP(amsgrad));
+    }
+    friend bool operator==(const adam_options&, const adam_options&) = default;
+};
+
+/// Adam (and AdamW, and AMSGrad) with torch.optim.Adam's update, step for step. For each
+/// parameter p with gradient g, at step t (counted from 1):
+///
+///     g  = g + weight_decay * p                 (L2: Adam)   or
+///     p  = p * (1 - lr * weight_decay)          (decoupled: AdamW)
+///     m  = m + (1 - beta1) * (g - m)            (torch: exp_avg.lerp_(g, 1 - beta1))
+///     v  = beta2 * v + (1 - beta2) * g * g      (exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2))
+///     vmax = max(vmax, v)                       (amsgrad only; then v below is vmax)
+///     denom = sqrt(v) / sqrt(1 - beta2^t) + eps (eps after the bias correction, as torch)
+///     p  = p - (lr / (1 - beta1^t)) * m / denom
+///
+/// Its state is everything that update reads: m (exp_avg), v (exp_avg_sq), vmax
+/// (max_exp_avg_sq, only with amsgrad) per parameter, and the step count.
+template <class Scalar>
+class adam {
+public:
+    adam() = default;
+    /// State shaped like `model`'s parameters, at zero.
+    adam(const mlp<Scalar>& model, adam_options options) : options_(options) {
+        for (const auto& l : model.layers()) {
+            exp_avg_.push_back(zeros_like(l));
+            exp_avg_sq_.push_back(zeros_like(l));
+            if (options_.amsgrad) max_exp_avg_sq_.push_back(zeros_like(l));
+        }
+    }
+
+    /// One update of every parameter of `model` from `grads` (as mlp::backward gives them).
+    void step(mlp<Scalar>& model, const std::vector<linear<Scalar>>& grads) {
+        ++step_;
+        // In double, then rounded once, as torch computes its Python-float scalars.
+        const auto t = static_cast<double>(step_);
+        const auto step_size = Scalar(options_.lr / (1 - std::pow(options_.beta1, t)));
+        const auto bias_correction2_sqrt = Scalar(std::sqrt(1 - std::pow(options_.beta2, t)));
+        auto& layers = model.layers();
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            update(layers[i].weight, grads[i].weight, exp_avg_[i].weight, exp_avg_sq_[i].weight,
+                   options_.amsgrad ? &max_exp_avg_sq_[i].weight : nullptr, step_size,
+                   bias_correction2_sqrt);
+            update(layers[i].bias, grads[i].bias, exp_avg_[i].bias, exp_avg_sq_[i].bias,
+                   options_.amsgrad ? &max_exp_avg_sq_[i].bias : nullptr, step_size,
+                   bias_correction2_sqrt);
+        }
+    }
+
+    [[nodiscard]] std::int64_t steps() const noexcept { return step_; }
+    [[nodiscard]] const adam_options& options() const noexcept { return options_; }
+    [[nodiscard]] const std::vector<linear<Scalar>>& exp_avg() const noexcept { return exp_avg_; }
+    [[nodiscard]] const std::vector<linear<Scalar>>& exp_avg_sq() const noexcept {
+        return exp_avg_sq_;
+    }
+    [[nodiscard]] const std::vector<linear<Scalar>>& max_exp_avg_sq() const noexcept {
+        return max_exp_avg_sq_;
+    }
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(cereal::make_nvp("options", options_), cereal::make_nvp("step", step_),
+           cereal::make_nvp("exp_avg", exp_avg_), cereal::make_nvp("exp_avg_sq", exp_avg_sq_),
+           cereal::make_nvp("max_exp_avg_sq", max_exp_avg_sq_));
+    }
+    friend bool operator==(const adam& a, const adam& b) {
+        return a.options_ == b.options_ && a.step_ == b.step_ && a.exp_avg_ == b.exp_avg_ &&
+               a.exp_avg_sq_ == b.exp_avg_sq_ && a.max_exp_avg_sq_ == b.max_exp_avg_sq_;
+    }
+
+private:
+    static linear<Scalar> zeros_like(const linear<Scalar>& l) {
+        return {matrix<Scalar>::Zero(l.weight.rows(), l.weight.cols()),
+                vector<Scalar>::Zero(l.bias.size())};
+    }
+
+    template <class P>
+    void update(P& p, const P& grad, P& m, P& v, P* vmax, Scalar step_size,
+                Scalar bias_correction2_sqrt) const {
+        const auto lr = Scalar(options_.lr);
+        const auto wd = Scalar(options_.weight_decay);
+        P g = grad;
+        if (options_.weight_decay != 0) {
+            if (options_.decoupled) {
+                p *= Scalar(1) - lr * wd;
+            } else {
+                g += wd * p;
+            }
+        }
+        m += Scalar(1 - options_.beta1) * (g - m);
+        v = Scalar(options_.beta2) * v + Scalar(1 - options_.beta2) * g.cwiseProduct(g);
+        const P& second = vmax != nullptr ? (*vmax = vmax->cwiseMax(v)) : v;
+        const P denom = (second.cwiseSqrt() / bias_correction2_sqrt).array() + Scalar(options_.eps);
+        p -= step_size * m.cwiseQuotient(denom);
+    }
+
+    adam_options options_;
+    std::int64_t step_ = 0;
+    std::vector<linear<Scalar>> exp_avg_;
+    std::vector<linear<Scalar>> exp_avg_sq_;
+    std::vector<linear<Scalar>> max_exp_avg_sq_;
+};
+
+/// SGD's settings, with torch.optim.SGD's meaning.
+struct sgd_options {
+    double lr = 1e-2;
+    double momentum = 0;
+    double dampening = 0;
+    double weight_decay = 0;
+    bool nesterov = false;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(lr), CEREAL_NVP(momentum), CEREAL_NVP(dampening), CEREAL_NVP(weight_decay),
+           CEREAL_NVP(nesterov));
+    }
+    friend bool operator==(const sgd_options&, const sgd_options&) = default;
+};
+
+/// SGD with momentum (and Nesterov), torch.optim.SGD's update:
+///
+///     g = g + weight_decay * p
+///     b = g                                   (first step)
+///     b = momentum * b + (1 - dampening) * g  (after)
+///     g = g + momentum * b  (nesterov)   or   g = b
+///     p = p - lr * g
+///
+/// Its state is the momentum buffer b per parameter and whether it has started.
+template <class Scalar>
+class sgd {
+public:
+    sgd() = default;
+    sgd(const mlp<Scalar>& model, sgd_options options) : options_(options) {
+        if (options_.nesterov && (options_.momentum <= 0 || options_.dampening != 0)) {
+            detail::throw_error<usage_error>(
+                errc::usage_argument, "sgd: Nesterov momentum needs momentum > 0 and no dampening");
+        }
+        for (const auto& l : model.layers()) {
+            momentum_buffer_.push_back({matrix<Scalar>::Zero(l.weight.rows(), l.weight.cols()),
+                                        vector<Scalar>::Zero(l.bias.size())});
+        }
+    }
+
+    void step(mlp<Scalar>& model, const std::vector<linear<Scalar>>& grads) {
+        auto& layers = model.layers();
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            update(layers[i].weight, grads[i].weight, momentum_buffer_[i].weight);
+            update(layers[i].bias, grads[i].bias, momentum_buffer_[i].bias);
+        }
+        ++step_;
+    }
+
+    [[nodiscard]] std::int64_t steps() const noexcept { return step_; }
+    [[nodiscard]] const std::vector<linear<Scalar>>& momentum_buffer() const noexcept {
+        return momentum_buffer_;
+    }
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(cereal::make_nvp("options", options_), cereal::make_nvp("step", step_),
+           cereal::make_nvp("momentum_buffer", momentum_buffer_));
+    }
+    friend bool operator==(const sgd& a, const sgd& b) {
+        return a.options_ == b.options_ && a.step_ == b.step_ &&
+               a.momentum_buffer_ == b.momentum_buffer_;
+    }
+
+private:
+    template <class P>
+    void update(P& p, const P& grad, P& buf) const {
+        P g = grad;
+        if (options_.weight_decay != 0) g += Scalar(options_.weight_decay) * p;
+        if (options_.momentum != 0) {
+            if (step_ == 0) {
+                buf = g;
+            } else {
+                buf = Scalar(options_.momentum) * buf + Scalar(1 - options_.dampening) * g;
+            }
+            if (options_.nesterov) {
+                g += Scalar(options_.momentum) * buf;
+            } else {
+                g = buf;
+            }
+        }
+        p -= Scalar(options_.lr) * g;
+    }
+
+    sgd_options options_;
+    std::int64_t step_ = 0;
+    std::vector<linear<Scalar>> momentum_buffer_;
+};
+
+} // namespace ckpt::nn
+// end ckpt/nn/optim.hpp
+// begin ckpt/nn/train.hpp
+
 // begin ckpt/types/random.hpp
 
 
@@ -3447,6 +4040,88 @@ void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, std::bernoulli_distribution& r) {
 } // namespace cereal
 #endif
 // end ckpt/types/random.hpp
+
+#include <cereal/cereal.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace ckpt::nn {
+
+/// Everything a training run needs to continue exactly: the model, the optimizer's moments and
+/// step count, the data order and position, the random engine (input noise), the step and epoch,
+/// and every logged loss. Its tensors read well in ckpt::inspect and in Python:
+/// model.layers.0.weight, optimizer.exp_avg.0.weight, ...
+template <class Scalar, class Optimizer = adam<Scalar>>
+struct train_state {
+    mlp<Scalar> model;
+    Optimizer optimizer;
+    nn::sampler sampler;
+    std::mt19937_64 rng;
+    std::int64_t step = 0;
+    std::int64_t epoch = 0;
+    std::vector<double> losses; ///< training loss of every step so far
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(model), CEREAL_NVP(optimizer), CEREAL_NVP(sampler), CEREAL_NVP(rng),
+           CEREAL_NVP(step), CEREAL_NVP(epoch), CEREAL_NVP(losses));
+    }
+    friend bool operator==(const train_state& a, const train_state& b) {
+        return a.model == b.model && a.optimizer == b.optimizer && a.sampler == b.sampler &&
+               a.rng == b.rng && a.step == b.step && a.epoch == b.epoch && a.losses == b.losses;
+    }
+};
+
+/// The loss of `model` on `data`: cross-entropy when it has labels, MSE otherwise.
+template <class Scalar>
+Scalar evaluate(const mlp<Scalar>& model, const dataset<Scalar>& data) {
+    const matrix<Scalar> out = model.predict(data.inputs);
+    return data.labels.empty() ? mse_loss(out, data.targets).first
+                               : cross_entropy_loss(out, data.labels).first;
+}
+
+/// The share of `data` a classifier gets right.
+template <class Scalar>
+double accuracy(const mlp<Scalar>& model, const dataset<Scalar>& data) {
+    const matrix<Scalar> out = model.predict(data.inputs);
+    std::int64_t right = 0;
+    for (Eigen::Index i = 0; i < out.rows(); ++i) {
+        Eigen::Index k = 0;
+        out.row(i).maxCoeff(&k);
+        right += k == data.labels[static_cast<std::size_t>(i)] ? 1 : 0;
+    }
+    return static_cast<double>(right) / static_cast<double>(out.rows());
+}
+
+/// One step: the sampler's next batch, Gaussian input noise from the state's engine, forward,
+/// loss, backward, optimizer update. Returns the batch's loss (also appended to `losses`).
+template <class Scalar, class Optimizer>
+Scalar train_step(train_state<Scalar, Optimizer>& s, const dataset<Scalar>& data,
+                  double input_noise = 0.01) {
+    dataset<Scalar> b = data.batch(s.sampler.next());
+    if (input_noise > 0) {
+        std::normal_distribution<double> noise(0.0, input_noise);
+        for (Eigen::Index i = 0; i < b.inputs.size(); ++i) {
+            b.inputs.data()[i] += static_cast<Scalar>(noise(s.rng));
+        }
+    }
+    forward_cache<Scalar> cache;
+    const matrix<Scalar> out = s.model.forward(b.inputs, cache);
+    const auto [loss, d_out] =
+        b.labels.empty() ? mse_loss(out, b.targets) : cross_entropy_loss(out, b.labels);
+    s.optimizer.step(s.model, s.model.backward(cache, d_out));
+    ++s.step;
+    s.epoch = s.sampler.epoch();
+    s.losses.push_back(static_cast<double>(loss));
+    return loss;
+}
+
+} // namespace ckpt::nn
+// end ckpt/nn/train.hpp
+// end ckpt/nn.hpp
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/map.hpp>
