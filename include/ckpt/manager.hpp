@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -105,6 +106,26 @@ inline std::optional<std::int64_t> step_of_name(std::string_view name, std::stri
         v = v * 10 + (c - '0');
     }
     return v;
+}
+
+/// "<pid>-<n>", the tail of atomic_file's temporary names.
+inline bool is_temp_suffix(std::string_view s) {
+    const auto dash = s.find('-');
+    const auto digits = [](std::string_view d) {
+        return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    return dash != std::string_view::npos && digits(s.substr(0, dash)) &&
+           digits(s.substr(dash + 1));
+}
+
+/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
+inline bool has_ckpt_prefix(const std::filesystem::path& p) {
+    std::FILE* f = std::fopen(p.c_str(), "rb");
+    if (f == nullptr) return false;
+    char buf[8 + checksum_prefix.size()];
+    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+    std::fclose(f);
+    return n == sizeof buf && std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
 }
 
 /// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
@@ -287,10 +308,10 @@ public:
     /// save() throws
     template <class State>
     save_result step(const State& state, const metadata& meta) {
-        seen_step_ = meta.step;
         for (const auto& [metric, direction] : ranked_metrics_) {
             if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
         }
+        seen_step_ = meta.step;
         const auto t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
         bool any = false;
         for (std::size_t i = 0; i < fired_.size(); ++i) {
@@ -449,6 +470,15 @@ private:
             }
         }
         result.path = path_of(meta.step);
+        if (std::find(foreign_.begin(), foreign_.end(), result.path) != foreign_.end()) {
+            detail::throw_error<usage_error>(
+                errc::usage_foreign_file,
+                "'" + result.path.string() +
+                    "' has this manager's name but was not written by ckpt; it is left alone, so "
+                    "step " +
+                    std::to_string(meta.step) +
+                    " cannot be saved there: move the file or use another prefix");
+        }
         const auto started = std::chrono::steady_clock::now();
         ckpt::save(result.path, state, stored, save_options{io_});
         const double seconds =
@@ -613,19 +643,24 @@ private:
             const std::string name = de.path().filename().string();
             // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
             if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
-                if (detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt") &&
+                const auto step = detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt");
+                if (step && path_of(*step).filename() == name.substr(0, at + 5) &&
+                    detail::is_temp_suffix(std::string_view(name).substr(at + 10)) &&
                     io_->unlink(de.path().c_str()) == 0) {
                     cleaned_.push_back(de.path());
                 }
                 continue;
             }
-            if (!detail::step_of_name(name, prefix, ".ckpt")) continue;
+            // Only the exact names this manager writes (path_of): "ckpt-7.ckpt" is someone else's.
+            const auto step = detail::step_of_name(name, prefix, ".ckpt");
+            if (!step || path_of(*step).filename() != name) continue;
             try {
                 const info inf =
                     ckpt::inspect(de.path(), inspect_options{false, options_.limits, io_});
                 if (inf.format_version < 1) {
                     unreadable_.push_back(
                         {de.path(), errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+                    foreign_.push_back(de.path());
                     continue;
                 }
                 checkpoint_entry e;
@@ -637,8 +672,11 @@ private:
                 e.bytes = inf.file_bytes;
                 index_.push_back(std::move(e));
             } catch (const error& err) {
-                // Unreadable: never deleted (it may not be ours), reported by restore.
+                // Unreadable: never deleted, reported by restore. A damaged file ckpt wrote (its
+                // header starts with ckpt's checksum) may be replaced by a new save of its step;
+                // anything else is never written over.
                 unreadable_.push_back({de.path(), err.id(), err.what()});
+                if (!detail::has_ckpt_prefix(de.path())) foreign_.push_back(de.path());
             }
         }
         if (ec) detail::throw_io(errc::io_read, "list directory", dir_.string(), ec.value());
@@ -656,6 +694,7 @@ private:
     int lock_fd_ = -1;
     std::vector<checkpoint_entry> index_;
     std::vector<skipped_checkpoint> unreadable_;
+    std::vector<std::filesystem::path> foreign_; ///< our names, not ckpt's files: never touched
     std::vector<skipped_checkpoint> skipped_;
     std::vector<std::filesystem::path> cleaned_;
     manager_stats stats_;
