@@ -283,7 +283,12 @@ public:
         }
         fired_.resize(policy_.rules().size());
         lock();
-        scan();
+        try {
+            scan();
+        } catch (...) {
+            ::close(std::exchange(lock_fd_, -1)); // no destructor runs: give the lock back here
+            throw;
+        }
         const auto start = now();
         for (auto& rule : policy_.rules()) {
             if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = start;
@@ -504,8 +509,11 @@ private:
         std::error_code ec;
         entry.bytes = std::filesystem::file_size(result.path, ec);
         std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
+        // A damaged file this save replaced is damaged no more.
+        std::erase_if(unreadable_,
+                      [&](const skipped_checkpoint& u) { return u.path == entry.path; });
         index_.push_back(std::move(entry));
-        result.deleted = apply_retention();
+        result.deleted = apply_retention(result.path);
         result.saved = true;
         return result;
     }
@@ -522,8 +530,11 @@ private:
 
     /// Deletes what retention does not keep; only indexed files (this manager's names with a
     /// valid ckpt header), and only after the newest save is committed.
-    std::vector<std::filesystem::path> apply_retention() {
-        const std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
+    std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& just_written) {
+        std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
+        for (std::size_t i = 0; i < index_.size(); ++i) {
+            if (index_[i].path == just_written) kept[i] = true; // never the newest save
+        }
         std::vector<std::filesystem::path> deleted;
         std::vector<checkpoint_entry> remaining;
         for (std::size_t i = 0; i < index_.size(); ++i) {
@@ -554,24 +565,38 @@ private:
         for (const auto& s : unreadable_) {
             if (options_.on_skipped) options_.on_skipped(s);
         }
+        std::vector<std::filesystem::path> damaged;
+        const auto forget_damaged = [&] {
+            // A checkpoint that does not load is no longer the newest or the best: retention
+            // must neither count it nor delete it, and later restores report it.
+            std::erase_if(index_, [&](const checkpoint_entry& e) {
+                return std::find(damaged.begin(), damaged.end(), e.path) != damaged.end();
+            });
+        };
         for (const std::size_t i : order) {
             const checkpoint_entry& e = index_[i];
             try {
                 metadata meta = ckpt::load(e.path, state, load_options{options_.limits, io_});
+                forget_damaged();
                 restore_policy(meta);
                 committed_step_ = meta.step;
                 committed_time_ = meta.time;
                 seen_step_ = meta.step;
                 return meta;
             } catch (const schema_error&) {
+                forget_damaged();
                 throw;
             } catch (const version_error&) {
+                forget_damaged();
                 throw;
             } catch (const error& err) {
                 skipped_.push_back({e.path, err.id(), err.what()});
+                unreadable_.push_back(skipped_.back());
+                damaged.push_back(e.path);
                 if (options_.on_skipped) options_.on_skipped(skipped_.back());
             }
         }
+        forget_damaged();
         return std::nullopt;
     }
 
