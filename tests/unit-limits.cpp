@@ -207,3 +207,22 @@ TEST_CASE("a container size beyond the bytes left is refused before any resize")
     CHECK(test::error_text([&] { ckpt::load_from_memory(bad, s); }) ==
           "[ckpt.schema.305] text: file has 3 bytes, state expects 4");
 }
+
+TEST_CASE("a container of tensor-only elements loads: its elements take tensors, not value bytes") {
+    const std::vector<Eigen::VectorXf> saved{Eigen::VectorXf::Ones(3), Eigen::VectorXf::Ones(4)};
+    const auto file = ckpt::save_to_memory(saved);
+    std::vector<Eigen::VectorXf> same{Eigen::VectorXf::Zero(3), Eigen::VectorXf::Zero(4)};
+    ckpt::load_from_memory(file, same);
+    CHECK(same == saved);
+    std::vector<Eigen::VectorXf> empty;
+    ckpt::load_from_memory(file, empty);
+    CHECK(empty == saved);
+
+    // The bound still holds: one more element than there are tensors and value bytes is a lie.
+    ckpt::detail::tensor_oarchive ar;
+    ar(saved);
+    auto bad = file;
+    set_size_tag(bad, ar.values().size(), 0, 2 + ar.values().size());
+    std::vector<Eigen::VectorXf> target;
+    CHECK(load_tracked(bad, target) == ckpt::errc::limit_value_size);
+}

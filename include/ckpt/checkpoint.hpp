@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <string>
@@ -425,9 +426,10 @@ inline bool same_tensor_names(const std::vector<tensor_record>& state, const ten
 
 /// Runs one input pass; cereal's own errors become ckpt's.
 template <class T>
-void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors) {
+void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors,
+               std::uint64_t tensor_entries) {
     try {
-        tensor_iarchive ar(values, tensors);
+        tensor_iarchive ar(values, tensors, tensor_entries);
         ar(obj);
         ar.finish();
     } catch (const cereal::Exception& e) {
@@ -444,12 +446,13 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
-            read_pass(obj, *backup, nullptr);
+            // The backup came from this very state: its counts need no bound.
+            read_pass(obj, *backup, nullptr, std::numeric_limits<std::uint64_t>::max());
         } catch (...) { // the original error is the one to report
         }
     };
     try {
-        read_pass(obj, values, nullptr);
+        read_pass(obj, values, nullptr, src.by_name.size());
     } catch (...) {
         restore();
         throw;
@@ -460,7 +463,7 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
         restore();
         throw_error<schema_error>(std::move(problems));
     }
-    read_pass(obj, values, &src);
+    read_pass(obj, values, &src, src.by_name.size());
 }
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.

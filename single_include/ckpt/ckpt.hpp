@@ -918,10 +918,12 @@ class tensor_iarchive
     : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    /// `tensors` null: values only, every tensor is left untouched.
-    tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors)
+    /// `tensors` null: values only, every tensor is left untouched. `tensor_entries` is how
+    /// many tensors the file holds: a container's elements may consist of tensors alone.
+    tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
+                    std::uint64_t tensor_entries)
         : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
-          values_(values), tensors_(tensors) {}
+          values_(values), tensors_(tensors), tensor_entries_(tensor_entries) {}
 
     template <class T>
     void read_scalar(T& v) {
@@ -948,13 +950,16 @@ public:
         need(sizeof n);
         std::memcpy(&n, values_.data() + pos_, sizeof n);
         pos_ += sizeof n;
-        // Every element takes at least one byte: a count beyond what is left is a lie, and it
-        // must not reach a resize().
-        if (n > values_.size() - pos_) {
-            throw_error<limit_error>(
-                errc::limit_value_size,
-                path() + ": the checkpoint declares " + std::to_string(n) + " elements, but only " +
-                    std::to_string(values_.size() - pos_) + " bytes of values remain");
+        // Every element takes at least one byte of values or one tensor: a count beyond what is
+        // left is a lie, and it must not reach a resize(). (Elements that store nothing at all,
+        // empty structs, are bounded the same way.)
+        const std::uint64_t left = values_.size() - pos_;
+        if (n > left && n - left > tensor_entries_) {
+            throw_error<limit_error>(errc::limit_value_size,
+                                     path() + ": the checkpoint declares " + std::to_string(n) +
+                                         " elements, but only " + std::to_string(left) +
+                                         " bytes of values and " + std::to_string(tensor_entries_) +
+                                         " tensors remain");
         }
         return n;
     }
@@ -1055,6 +1060,7 @@ private:
     std::span<const std::byte> values_;
     std::size_t pos_ = 0;
     const tensor_source* tensors_;
+    std::uint64_t tensor_entries_;
 };
 
 template <class T>
@@ -1845,6 +1851,7 @@ inline constexpr int format_version = 1;
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <string>
@@ -2247,9 +2254,10 @@ inline bool same_tensor_names(const std::vector<tensor_record>& state, const ten
 
 /// Runs one input pass; cereal's own errors become ckpt's.
 template <class T>
-void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors) {
+void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors,
+               std::uint64_t tensor_entries) {
     try {
-        tensor_iarchive ar(values, tensors);
+        tensor_iarchive ar(values, tensors, tensor_entries);
         ar(obj);
         ar.finish();
     } catch (const cereal::Exception& e) {
@@ -2266,12 +2274,13 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
-            read_pass(obj, *backup, nullptr);
+            // The backup came from this very state: its counts need no bound.
+            read_pass(obj, *backup, nullptr, std::numeric_limits<std::uint64_t>::max());
         } catch (...) { // the original error is the one to report
         }
     };
     try {
-        read_pass(obj, values, nullptr);
+        read_pass(obj, values, nullptr, src.by_name.size());
     } catch (...) {
         restore();
         throw;
@@ -2282,7 +2291,7 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
         restore();
         throw_error<schema_error>(std::move(problems));
     }
-    read_pass(obj, values, &src);
+    read_pass(obj, values, &src, src.by_name.size());
 }
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.

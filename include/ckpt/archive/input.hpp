@@ -62,10 +62,12 @@ class tensor_iarchive
     : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    /// `tensors` null: values only, every tensor is left untouched.
-    tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors)
+    /// `tensors` null: values only, every tensor is left untouched. `tensor_entries` is how
+    /// many tensors the file holds: a container's elements may consist of tensors alone.
+    tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
+                    std::uint64_t tensor_entries)
         : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
-          values_(values), tensors_(tensors) {}
+          values_(values), tensors_(tensors), tensor_entries_(tensor_entries) {}
 
     template <class T>
     void read_scalar(T& v) {
@@ -92,13 +94,16 @@ public:
         need(sizeof n);
         std::memcpy(&n, values_.data() + pos_, sizeof n);
         pos_ += sizeof n;
-        // Every element takes at least one byte: a count beyond what is left is a lie, and it
-        // must not reach a resize().
-        if (n > values_.size() - pos_) {
-            throw_error<limit_error>(
-                errc::limit_value_size,
-                path() + ": the checkpoint declares " + std::to_string(n) + " elements, but only " +
-                    std::to_string(values_.size() - pos_) + " bytes of values remain");
+        // Every element takes at least one byte of values or one tensor: a count beyond what is
+        // left is a lie, and it must not reach a resize(). (Elements that store nothing at all,
+        // empty structs, are bounded the same way.)
+        const std::uint64_t left = values_.size() - pos_;
+        if (n > left && n - left > tensor_entries_) {
+            throw_error<limit_error>(errc::limit_value_size,
+                                     path() + ": the checkpoint declares " + std::to_string(n) +
+                                         " elements, but only " + std::to_string(left) +
+                                         " bytes of values and " + std::to_string(tensor_entries_) +
+                                         " tensors remain");
         }
         return n;
     }
@@ -199,6 +204,7 @@ private:
     std::span<const std::byte> values_;
     std::size_t pos_ = 0;
     const tensor_source* tensors_;
+    std::uint64_t tensor_entries_;
 };
 
 template <class T>
