@@ -114,11 +114,15 @@ private:
                 g += wd * p;
             }
         }
+        // Products grouped left to right, as the formula above and torch's addcmul_/addcdiv_.
         m += Scalar(1 - options_.beta1) * (g - m);
-        v = Scalar(options_.beta2) * v + Scalar(1 - options_.beta2) * g.cwiseProduct(g);
+        v = Scalar(options_.beta2) * v + (Scalar(1 - options_.beta2) * g).cwiseProduct(g);
         const P& second = vmax != nullptr ? (*vmax = vmax->cwiseMax(v)) : v;
-        const P denom = (second.cwiseSqrt() / bias_correction2_sqrt).array() + Scalar(options_.eps);
-        p -= step_size * m.cwiseQuotient(denom);
+        // std::sqrt, correctly rounded: Eigen's vectorized float sqrt is an approximation
+        // (rsqrtps and a Newton step) that differs between CPUs and between a tensor's elements.
+        const P root = second.unaryExpr([](Scalar x) { return std::sqrt(x); });
+        const P denom = (root / bias_correction2_sqrt).array() + Scalar(options_.eps);
+        p -= (step_size * m).cwiseQuotient(denom);
     }
 
     adam_options options_;
