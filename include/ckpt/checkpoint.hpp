@@ -533,10 +533,11 @@ inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
 
 /// Writes `state` to `path` atomically: a crash or error at any point leaves the previous file
 /// at `path` intact and no temporary file behind. Tensors stream straight from their buffers.
+/// @returns the size of the file written, in bytes
 /// @throws io_error, schema_error (duplicate or reserved names), usage_error
 template <class T>
-void save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
-          const save_options& options = {}) {
+std::uint64_t save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
+                   const save_options& options = {}) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
                   "member or save()/load() functions (see ckpt::checkpointable)");
@@ -548,6 +549,7 @@ void save(const std::filesystem::path& path, const T& state, const metadata& met
     file.allocate(plan.total_bytes);
     detail::write_checkpoint(file, plan);
     file.commit();
+    return plan.total_bytes;
 }
 
 /// The bytes save() would write, in memory.

@@ -485,7 +485,7 @@ private:
                     " cannot be saved there: move the file or use another prefix");
         }
         const auto started = std::chrono::steady_clock::now();
-        ckpt::save(result.path, state, stored, save_options{io_});
+        const std::uint64_t bytes = ckpt::save(result.path, state, stored, save_options{io_});
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         policy_.rules() = std::move(after);
@@ -506,8 +506,7 @@ private:
         entry.epoch = meta.epoch;
         entry.time = stored.time;
         entry.metrics = meta.metrics;
-        std::error_code ec;
-        entry.bytes = std::filesystem::file_size(result.path, ec);
+        entry.bytes = bytes;
         std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
         // A damaged file this save replaced is damaged no more.
         std::erase_if(unreadable_,

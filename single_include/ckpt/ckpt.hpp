@@ -2361,10 +2361,11 @@ inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
 
 /// Writes `state` to `path` atomically: a crash or error at any point leaves the previous file
 /// at `path` intact and no temporary file behind. Tensors stream straight from their buffers.
+/// @returns the size of the file written, in bytes
 /// @throws io_error, schema_error (duplicate or reserved names), usage_error
 template <class T>
-void save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
-          const save_options& options = {}) {
+std::uint64_t save(const std::filesystem::path& path, const T& state, const metadata& meta = {},
+                   const save_options& options = {}) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
                   "member or save()/load() functions (see ckpt::checkpointable)");
@@ -2376,6 +2377,7 @@ void save(const std::filesystem::path& path, const T& state, const metadata& met
     file.allocate(plan.total_bytes);
     detail::write_checkpoint(file, plan);
     file.commit();
+    return plan.total_bytes;
 }
 
 /// The bytes save() would write, in memory.
@@ -3166,7 +3168,7 @@ private:
                     " cannot be saved there: move the file or use another prefix");
         }
         const auto started = std::chrono::steady_clock::now();
-        ckpt::save(result.path, state, stored, save_options{io_});
+        const std::uint64_t bytes = ckpt::save(result.path, state, stored, save_options{io_});
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         policy_.rules() = std::move(after);
@@ -3187,8 +3189,7 @@ private:
         entry.epoch = meta.epoch;
         entry.time = stored.time;
         entry.metrics = meta.metrics;
-        std::error_code ec;
-        entry.bytes = std::filesystem::file_size(result.path, ec);
+        entry.bytes = bytes;
         std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
         // A damaged file this save replaced is damaged no more.
         std::erase_if(unreadable_,
