@@ -779,6 +779,9 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
                         "entry '" + sname +
                             "': shape holds something other than a non-negative integer");
             }
+            // Dimensions become Eigen's signed sizes: one beyond 2^63 - 1 is refused even when
+            // another dimension is 0 and the byte count comes out small.
+            overflow = overflow || d.GetUint64() > static_cast<std::uint64_t>(INT64_MAX);
             t.shape.push_back(d.GetUint64());
             overflow = overflow || !checked_mul(count, d.GetUint64(), count);
         }
@@ -1344,8 +1347,17 @@ inline std::optional<std::chrono::system_clock::time_point> parse_time(std::stri
     const year_month_day ymd{year(static_cast<int>(*y)), month(static_cast<unsigned>(*mo)),
                              day(static_cast<unsigned>(*d))};
     if (!ymd.ok()) return std::nullopt;
-    const auto tp = sys_days(ymd) + hours(*h) + minutes(*mi) + seconds(*sec) + nanoseconds(*ns);
-    return time_point_cast<system_clock::duration>(tp);
+    // The clock counts nanoseconds in 64 bits (years 1677 to 2262): refuse what it cannot hold
+    // instead of overflowing.
+    const std::int64_t secs =
+        static_cast<std::int64_t>(sys_days(ymd).time_since_epoch().count()) * 86400 + *h * 3600 +
+        *mi * 60 + *sec;
+    std::int64_t total = 0;
+    if (__builtin_mul_overflow(secs, std::int64_t{1'000'000'000}, &total) ||
+        __builtin_add_overflow(total, *ns, &total)) {
+        return std::nullopt;
+    }
+    return system_clock::time_point(duration_cast<system_clock::duration>(nanoseconds(total)));
 }
 
 /// The user's part of the metadata as __metadata__ pairs, in a fixed order.
@@ -3712,7 +3724,6 @@ public:
             detail::throw_error<usage_error>(errc::usage_argument,
                                              "sampler: size and batch size must be > 0");
         }
-        shuffle();
     }
 
     /// The indices of the next batch; moves to the next epoch after the last one.
@@ -3720,8 +3731,11 @@ public:
         if (cursor_ >= size_) {
             ++epoch_;
             cursor_ = 0;
-            shuffle();
+            order_.clear();
         }
+        // Built when first needed, never by load(): a stored size allocates nothing until the
+        // data set it describes is really being sampled.
+        if (static_cast<std::int64_t>(order_.size()) != size_) shuffle();
         const std::int64_t end = std::min(size_, cursor_ + batch_size_);
         std::vector<std::int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
         cursor_ = end;
@@ -3752,7 +3766,6 @@ public:
             detail::throw_error<corrupt_error>(
                 errc::corrupt_values, "sampler: stored size, batch size or cursor is invalid");
         }
-        s.shuffle();
         *this = std::move(s);
     }
     friend bool operator==(const sampler& a, const sampler& b) {

@@ -206,6 +206,9 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
                         "entry '" + sname +
                             "': shape holds something other than a non-negative integer");
             }
+            // Dimensions become Eigen's signed sizes: one beyond 2^63 - 1 is refused even when
+            // another dimension is 0 and the byte count comes out small.
+            overflow = overflow || d.GetUint64() > static_cast<std::uint64_t>(INT64_MAX);
             t.shape.push_back(d.GetUint64());
             overflow = overflow || !checked_mul(count, d.GetUint64(), count);
         }

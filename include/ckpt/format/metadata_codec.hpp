@@ -89,8 +89,17 @@ inline std::optional<std::chrono::system_clock::time_point> parse_time(std::stri
     const year_month_day ymd{year(static_cast<int>(*y)), month(static_cast<unsigned>(*mo)),
                              day(static_cast<unsigned>(*d))};
     if (!ymd.ok()) return std::nullopt;
-    const auto tp = sys_days(ymd) + hours(*h) + minutes(*mi) + seconds(*sec) + nanoseconds(*ns);
-    return time_point_cast<system_clock::duration>(tp);
+    // The clock counts nanoseconds in 64 bits (years 1677 to 2262): refuse what it cannot hold
+    // instead of overflowing.
+    const std::int64_t secs =
+        static_cast<std::int64_t>(sys_days(ymd).time_since_epoch().count()) * 86400 + *h * 3600 +
+        *mi * 60 + *sec;
+    std::int64_t total = 0;
+    if (__builtin_mul_overflow(secs, std::int64_t{1'000'000'000}, &total) ||
+        __builtin_add_overflow(total, *ns, &total)) {
+        return std::nullopt;
+    }
+    return system_clock::time_point(duration_cast<system_clock::duration>(nanoseconds(total)));
 }
 
 /// The user's part of the metadata as __metadata__ pairs, in a fixed order.

@@ -95,7 +95,6 @@ public:
             detail::throw_error<usage_error>(errc::usage_argument,
                                              "sampler: size and batch size must be > 0");
         }
-        shuffle();
     }
 
     /// The indices of the next batch; moves to the next epoch after the last one.
@@ -103,8 +102,11 @@ public:
         if (cursor_ >= size_) {
             ++epoch_;
             cursor_ = 0;
-            shuffle();
+            order_.clear();
         }
+        // Built when first needed, never by load(): a stored size allocates nothing until the
+        // data set it describes is really being sampled.
+        if (static_cast<std::int64_t>(order_.size()) != size_) shuffle();
         const std::int64_t end = std::min(size_, cursor_ + batch_size_);
         std::vector<std::int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
         cursor_ = end;
@@ -135,7 +137,6 @@ public:
             detail::throw_error<corrupt_error>(
                 errc::corrupt_values, "sampler: stored size, batch size or cursor is invalid");
         }
-        s.shuffle();
         *this = std::move(s);
     }
     friend bool operator==(const sampler& a, const sampler& b) {

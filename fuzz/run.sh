@@ -1,0 +1,70 @@
+#!/bin/sh
+# Runs each fuzz target for a time budget or a number of executions, on a temporary copy of the
+# committed corpus (which never grows), and prints executions, exec/s, coverage and findings.
+#   fuzz/run.sh 60            # 60 seconds per target (the CI smoke)
+#   fuzz/run.sh -runs=1000000 # a count per target (the long mode)
+# Environment: CKPT_FUZZ_BIN (default build/fuzz/fuzz), CKPT_FUZZ_OUT (findings, default
+# build/fuzz/findings), CKPT_FUZZ_TARGETS (default: both),
+# CKPT_FUZZ_PARALLEL=1 runs the targets at the same time (under nice).
+# Exit status: non-zero when any target found something (crash, sanitizer report, allocation
+# above the bound, timeout, leak).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${CKPT_FUZZ_BIN:-build/fuzz/fuzz}
+out=${CKPT_FUZZ_OUT:-$PWD/build/fuzz/findings}
+budget=${1:?usage: fuzz/run.sh <seconds|-runs=N>}
+case $budget in
+    -runs=*) limit=$budget ;;
+    *[!0-9]*) echo "run.sh: budget must be seconds or -runs=N" >&2; exit 2 ;;
+    *) limit=-max_total_time=$budget ;;
+esac
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Inputs are small (the seeds are < 20 KB), so -max_len=65536. One allocation above 2 MiB is a
+# finding (libFuzzer's -malloc_limit_mb); inside each input the targets also abort on one above
+# 2 * input + 1 MiB (fuzz_common.hpp). RSS above 2 GiB is a finding too.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$here/ubsan.supp}
+
+run_one() { # target
+    mkdir -p "$work/$1" "$out/$1"
+    cp "$here"/corpus/* "$work/$1/"
+    before=$(ls "$work/$1" | wc -l)
+    ls "$out/$1" | wc -l >"$work/$1.found0"
+    nice "$bin/ckpt_$1" "$work/$1" -max_len=65536 -malloc_limit_mb=2 -rss_limit_mb=2048 \
+        -timeout=10 -dict="$here/ckpt.dict" -print_final_stats=1 -artifact_prefix="$out/$1/" "$limit" \
+        >"$work/$1.log" 2>&1
+    echo $? >"$work/$1.rc"
+    echo $(( $(ls "$work/$1" | wc -l) - before )) >"$work/$1.grew"
+}
+
+targets=${CKPT_FUZZ_TARGETS:-load_fuzzer mutate_fuzzer}
+if [ "${CKPT_FUZZ_PARALLEL:-0}" = 1 ]; then
+    for t in $targets; do run_one "$t" & done
+    wait
+else
+    for t in $targets; do run_one "$t"; done
+fi
+
+status=0
+printf '%-14s %12s %8s %7s %7s %9s %8s %s\n' target executions exec/s cov ft corpus+ findings rc
+for t in $targets; do
+    log=$work/$t.log
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    found=$(( $(ls "$out/$t" | wc -l) - $(cat "$work/$t.found0") ))
+    rc=$(cat "$work/$t.rc")
+    printf '%-14s %12s %8s %7s %7s %9s %8s %s\n' "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}" \
+        "${ft:-?}" "$(cat "$work/$t.grew")" "$found" "$rc"
+    if [ "$rc" != 0 ] || [ "$found" != 0 ]; then
+        status=1
+        cp "$log" "$out/$t.log"
+        echo "--- $t: see $out/$t.log and $out/$t/" >&2
+        grep -E 'ERROR|SUMMARY|==ckpt-fuzz==|runtime error|deadly signal' "$log" | head -5 >&2
+    fi
+done
+exit $status
