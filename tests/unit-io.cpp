@@ -897,6 +897,41 @@ TEST_CASE("a really full disk (a 1 MiB tmpfs): ENOSPC, the old checkpoint surviv
     CHECK(open_fds() == fds);
 }
 
+TEST_CASE("a read-only directory (a tmpfs remounted read-only): EROFS, the old checkpoint loads") {
+    const fs::path dir = scratch("readonly");
+    const fs::path mnt = dir / "mnt";
+    fs::create_directories(mnt);
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+        const int e = errno;
+        MESSAGE("skipped: cannot mount a tmpfs at " << mnt.string() << ": " << std::strerror(e)
+                                                    << " (it needs root with CAP_SYS_ADMIN)");
+        return;
+    }
+    struct unmount_guard {
+        fs::path at;
+        ~unmount_guard() { ::umount2(at.c_str(), MNT_DETACH); }
+    } guard{mnt};
+    const fs::path path = mnt / "state.ckpt";
+    const io_state old_state = make_state(1, 10);
+    ckpt::save(path, old_state, fixed_meta(1));
+    const std::vector<char> old_bytes = file_bytes(path);
+    // Root ignores permission bits, so the directory is made read-only at the file system.
+    REQUIRE(::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m") == 0);
+    const std::size_t fds = open_fds();
+
+    const auto e = io_error_of([&] { ckpt::save(path, make_state(2, 10), fixed_meta(2)); });
+    REQUIRE(e.has_value());
+    CHECK(e->id() == ckpt::errc::io_open);
+    CHECK(e->operation() == "create");
+    CHECK(e->code() == std::error_code(EROFS, std::generic_category()));
+    CHECK(std::string(e->what()).find("the file at '" + path.string() + "' was not changed") !=
+          std::string::npos);
+    CHECK(file_bytes(path) == old_bytes);
+    CHECK(identical(load_fresh(path), old_state));
+    CHECK(listing(mnt) == std::vector<std::string>{"state.ckpt"});
+    CHECK(open_fds() == fds);
+}
+
 TEST_CASE("the errno a failed save reports survives the allocations on its error path") {
     const fs::path dir = scratch("errno");
     const fs::path path = dir / "state.ckpt";
