@@ -1,5 +1,6 @@
 // Inputs found by the fuzz targets (fuzz/): each must be refused with a ckpt::error, without
 // undefined behaviour, before it reaches anything it could damage.
+#include "new_hook.hpp"
 #include "test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -11,55 +12,14 @@
 #define CKPT_TEST_DATA_DIR "tests/data"
 #endif
 
-// The largest single operator new while `armed` (Eigen's buffers use malloc and are not counted).
+// The largest single operator new while the hook is set (Eigen's buffers use malloc and are not
+// counted).
 namespace {
-bool armed = false;
 std::size_t largest = 0;
+void note_largest(std::size_t n) {
+    if (n > largest) largest = n;
+}
 } // namespace
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// new and delete below are a matching pair over malloc and free; GCC cannot see that.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    if (armed && n > largest) largest = n;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-// Every other unaligned form too, so that no allocation pairs this file's delete with another
-// allocator (the sanitizers bring their own).
-void* operator new[](std::size_t n) {
-    return operator new(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    if (armed && n > largest) largest = n;
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept {
-    return operator new(n, t);
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace {
 struct nothing {
@@ -112,9 +72,9 @@ TEST_CASE("loading a train_state allocates no more than its file's size suggests
     REQUIRE(file.size() < 16 * 1024);
     ckpt::nn::train_state<float> state;
     largest = 0;
-    armed = true;
+    test::new_hook = note_largest;
     (void)ckpt::load_from_memory(file, state);
-    armed = false;
+    test::new_hook = nullptr;
     CHECK(largest <= 2 * file.size() + (std::size_t{1} << 20));
 }
 

@@ -2,6 +2,8 @@
 // backend), short and interrupted writes, missing paths, read fallbacks and a really full disk.
 // Whatever fails, the previous checkpoint stays loadable, no temporary file is left behind and
 // no descriptor leaks.
+#include "new_hook.hpp"
+
 #include <ckpt/ckpt.hpp>
 
 #include <doctest/doctest.h>
@@ -447,63 +449,19 @@ std::vector<call> calls_of_clean_save(const fs::path& path, const io_state& s,
     return calls;
 }
 
-/// While true, every operator new sets errno to 0 (see the test that uses it).
-bool clobber_errno = false;
-
+/// While alive, every operator new sets errno to 0. C and POSIX let a function that succeeds
+/// change errno, and C++ promises nothing about it for operator new: this one changes it on
+/// purpose, so an error path that reads errno too late reports the wrong cause.
 struct errno_clobbering {
-    errno_clobbering() { clobber_errno = true; }
-    ~errno_clobbering() { clobber_errno = false; }
+    errno_clobbering() {
+        test::new_hook = [](std::size_t) { errno = 0; };
+    }
+    ~errno_clobbering() { test::new_hook = nullptr; }
     errno_clobbering(const errno_clobbering&) = delete;
     errno_clobbering& operator=(const errno_clobbering&) = delete;
 };
 
 } // namespace
-
-// C and POSIX let a function that succeeds change errno, and C++ promises nothing about it for
-// operator new: this one changes it on purpose while asked to.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// new and delete below are a matching pair over malloc and free; GCC cannot see that.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    if (clobber_errno) errno = 0;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-// Every other unaligned form too, so that no allocation pairs this file's operator delete with
-// another allocator (the sanitizers bring their own).
-void* operator new[](std::size_t n) {
-    return operator new(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    if (clobber_errno) errno = 0;
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept {
-    return operator new(n, t);
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // ---------------------------------------------------------------------------------------------
 
