@@ -1,7 +1,7 @@
 // Retention: after every step of a long scripted run, exactly the expected checkpoints are on disk
 // and in list(); the newest and the best are always among them; the manager never deletes a file
 // it does not own; list() entries and stats() are exact.
-#include "test_util.hpp"
+#include "manager_test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -33,40 +33,13 @@ struct StringMaker<std::vector<std::int64_t>> {
 namespace {
 
 namespace fs = std::filesystem;
-using time_point = std::chrono::system_clock::time_point;
+using test::at;
+using test::fake_clock;
+using test::qnan;
+using test::time_point;
+using test::train_state;
+using test::with_clock;
 using steps = std::vector<std::int64_t>;
-
-constexpr double qnan = std::numeric_limits<double>::quiet_NaN();
-
-struct train_state {
-    Eigen::VectorXf weights = Eigen::VectorXf::LinSpaced(6, 0.0F, 5.0F);
-    std::int64_t step = 0;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(CEREAL_NVP(weights), CEREAL_NVP(step));
-    }
-};
-
-/// A wall clock the test moves by hand: no sleeping.
-struct fake_clock {
-    time_point now = time_point(std::chrono::seconds(1'700'000'000));
-    std::function<time_point()> fn() {
-        return [this] { return now; };
-    }
-};
-
-ckpt::manager_options with_clock(fake_clock& clock) {
-    ckpt::manager_options o;
-    o.clock = clock.fn();
-    return o;
-}
-
-ckpt::metadata at(std::int64_t step, std::map<std::string, double> metrics = {}) {
-    ckpt::metadata m;
-    m.step = step;
-    m.metrics = std::move(metrics);
-    return m;
-}
 
 /// Steps of the files named ckpt-<12 digits>.ckpt in `dir`, ascending; -1 for any other .ckpt.
 steps steps_on_disk(const fs::path& dir) {
