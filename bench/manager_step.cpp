@@ -18,9 +18,11 @@
 //     clock is read through the vDSO, which is no system call. (The same can be seen from the
 //     outside with `perf stat -e raw_syscalls:sys_enter` or `strace -f -c` on a run with a large
 //     --steps: the count does not grow with it.)
+// With --async the managers save in the background (manager_options::async); step() then also
+// checks, with one atomic load, whether a background save has finished.
 // The program always exits 0 unless it cannot run at all: it is a benchmark, not a test.
 //
-// Usage: manager_step [--steps N] [--runs R]
+// Usage: manager_step [--steps N] [--runs R] [--async]
 
 #include <ckpt/ckpt.hpp>
 
@@ -174,24 +176,30 @@ struct fixture {
     std::unique_ptr<ckpt::manager> with_clock;
     std::int64_t next_step = 1;
 
-    explicit fixture(const fs::path& dir) {
+    fixture(const fs::path& dir, bool async) {
         state.weight = Eigen::MatrixXf::Constant(512, 512, 0.5F);
         state.bias = Eigen::VectorXf::Zero(512);
         meta.metrics["val_loss"] = 1.0;
         loss = &meta.metrics["val_loss"];
         const auto keep = [] { return ckpt::keep_last(3) | ckpt::keep_best(1, "val_loss"); };
+        ckpt::manager_options o;
+        if (async) o.async = ckpt::async_options{};
         no_clock = std::make_unique<ckpt::manager>(
-            dir / "no-clock", ckpt::every_steps(1'000'000'000) | ckpt::on_best("val_loss"), keep());
+            dir / "no-clock", ckpt::every_steps(1'000'000'000) | ckpt::on_best("val_loss"), keep(),
+            o);
         with_clock = std::make_unique<ckpt::manager>(dir / "clock",
                                                      ckpt::every_steps(1'000'000'000) |
                                                          ckpt::on_best("val_loss") |
                                                          ckpt::every(std::chrono::hours(1)),
-                                                     keep());
+                                                     keep(), o);
         // Warm-up: on_best fires on the first value, 1.0; nothing after it improves on it.
         meta.step = next_step++;
         if (!no_clock->step(state, meta) || !with_clock->step(state, meta)) {
             throw std::runtime_error("the warm-up step did not save");
         }
+        // Async: the warm-up saves are committed, and the step that sees it has run.
+        no_clock->wait();
+        with_clock->wait();
     }
 
     /// Runs `n` steps of one variant. 0: baseline, 1: no clock, 2: baseline + clock, 3: clock.
@@ -263,7 +271,7 @@ bool install_trap_all(char* error, std::size_t size) {
 }
 
 /// Runs `n` steps of each manager variant in a child under the filter. @returns what it saw
-syscall_probe count_syscalls(const fs::path& dir, std::int64_t n) {
+syscall_probe count_syscalls(const fs::path& dir, std::int64_t n, bool async) {
     void* shared = ::mmap(nullptr, sizeof(syscall_probe), PROT_READ | PROT_WRITE,
                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     syscall_probe result;
@@ -276,7 +284,7 @@ syscall_probe count_syscalls(const fs::path& dir, std::int64_t n) {
     const ::pid_t pid = ::fork();
     if (pid == 0) {
         try {
-            fixture f(dir);
+            fixture f(dir, async);
             f.run(1, 1000); // fault the code and data in before the filter
             f.run(3, 1000);
             if (install_trap_all(g_probe->error, sizeof g_probe->error)) {
@@ -343,13 +351,15 @@ std::vector<double> combine(const std::vector<double>& a, const std::vector<doub
 struct options {
     std::int64_t steps = 10'000'000;
     int runs = 7;
+    bool async = false;
 };
 
 [[noreturn]] void usage(int status) {
     std::fprintf(status == 0 ? stdout : stderr,
-                 "usage: manager_step [--steps N] [--runs R]\n"
+                 "usage: manager_step [--steps N] [--runs R] [--async]\n"
                  "  --steps N  step() calls per timed loop (default 10000000)\n"
-                 "  --runs R   timed runs of each variant (default 7)\n");
+                 "  --runs R   timed runs of each variant (default 7)\n"
+                 "  --async    managers that save in the background (manager_options::async)\n");
     std::exit(status);
 }
 
@@ -371,6 +381,8 @@ options parse(int argc, char** argv) {
             const long n = std::strtol(value().c_str(), nullptr, 10);
             if (n < 1 || n > 1000) usage(2);
             o.runs = static_cast<int>(n);
+        } else if (a == "--async") {
+            o.async = true;
         } else {
             usage(2);
         }
@@ -400,8 +412,8 @@ int main(int argc, char** argv) {
 
     std::printf(
         "ckpt bench/manager_step: manager::step without a save, %lld steps per loop, %d "
-        "runs\nclock source: %s\n\n",
-        static_cast<long long>(opt.steps), opt.runs,
+        "runs%s\nclock source: %s\n\n",
+        static_cast<long long>(opt.steps), opt.runs, opt.async ? ", managers in async mode" : "",
         first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource").c_str());
 
     std::vector<double> ns[variants];
@@ -413,7 +425,7 @@ int main(int argc, char** argv) {
     try {
         {
             const std::uint64_t before = g_allocations.load(std::memory_order_relaxed);
-            fixture f(dir / "timed");
+            fixture f(dir / "timed", opt.async);
             setup_allocations = g_allocations.load(std::memory_order_relaxed) - before;
             for (int v = 0; v < variants; ++v) f.run(v, opt.steps / 10); // warm-up
             for (int r = 0; r < opt.runs; ++r) {
@@ -430,7 +442,7 @@ int main(int argc, char** argv) {
                 }
             }
         }
-        probe = count_syscalls(dir / "seccomp", probe_steps);
+        probe = count_syscalls(dir / "seccomp", probe_steps, opt.async);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "manager_step: ckpt failed: %s\n", e.what());
         std::error_code ec;

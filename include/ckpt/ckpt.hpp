@@ -2,9 +2,11 @@
 #define CKPT_CKPT_HPP
 
 /// ckpt: exact, safe, fast checkpoints of training state for C++20.
-/// Include this header; it brings save/load/inspect, the Eigen and <random> support, and the
-/// cereal support for the standard containers a training state usually holds.
+/// Include this header; it brings save/load/inspect, asynchronous save, the manager, the Eigen
+/// and <random> support, the built-in nn, and the cereal support for the standard containers a
+/// training state usually holds.
 
+#include <ckpt/async.hpp>
 #include <ckpt/checkpoint.hpp>
 #include <ckpt/concepts.hpp>
 #include <ckpt/error.hpp>

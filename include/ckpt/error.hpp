@@ -153,6 +153,7 @@ inline constexpr int usage_argument = 601;
 inline constexpr int usage_missing_metric = 602;
 inline constexpr int usage_directory_locked = 603;
 inline constexpr int usage_foreign_file = 604;
+inline constexpr int usage_staging_cap = 605;
 } // namespace errc
 
 namespace detail {

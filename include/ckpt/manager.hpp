@@ -1,5 +1,6 @@
 #pragma once
 
+#include <ckpt/async.hpp>
 #include <ckpt/checkpoint.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/metadata_codec.hpp>
@@ -9,6 +10,7 @@
 #include <ckpt/policy/save_policy.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +18,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,26 +57,35 @@ struct skipped_checkpoint {
     std::string reason; ///< the error's message
 };
 
-/// What step() or save_now() did.
+/// What step(), save_now() or wait() did.
 struct save_result {
-    bool saved = false;
-    std::vector<std::string> reasons{};           ///< the rules that fired, e.g. "every_steps(5)"
-    std::filesystem::path path{};                 ///< the checkpoint written
-    std::vector<std::filesystem::path> deleted{}; ///< what retention removed after it
+    bool saved = false;   ///< a checkpoint was written (or, async, its snapshot taken)
+    bool pending = false; ///< async: the snapshot is taken; the file is written in the background
+    std::string
+        skipped{}; ///< async, when_full::skip: why the save the policy asked for was not taken
+    std::vector<std::string> reasons{};             ///< the rules that fired, e.g. "every_steps(5)"
+    std::filesystem::path path{};                   ///< the checkpoint written (or being written)
+    std::vector<std::filesystem::path> committed{}; ///< checkpoints committed during this call
+    std::vector<std::filesystem::path> deleted{};   ///< what retention removed after them
 
     explicit operator bool() const noexcept { return saved; }
 };
 
 /// The tradeoff made visible: what checkpointing costs, and what a crash now would lose.
 struct manager_stats {
-    std::uint64_t checkpoints_written = 0; ///< by this manager
+    std::uint64_t checkpoints_written = 0; ///< committed by this manager
     std::uint64_t checkpoints_on_disk = 0;
     std::uint64_t bytes_on_disk = 0;
-    double total_save_seconds = 0; ///< spent in saves by this manager
+    /// Time the caller spent in saves (async: taking the snapshots).
+    double total_save_seconds = 0;
     double last_save_seconds = 0;
-    std::int64_t steps_at_risk = 0;    ///< steps since the last committed checkpoint
-    double seconds_at_risk = 0;        ///< wall-clock seconds since then
-    std::uint64_t delete_failures = 0; ///< retention could not remove a file (kept, retried)
+    double total_background_seconds = 0; ///< async: writing, syncing and committing
+    std::uint64_t saves_in_flight = 0;   ///< async: staged, not yet committed
+    std::uint64_t saves_skipped = 0;     ///< async, when_full::skip: not taken
+    std::uint64_t saves_failed = 0;      ///< async: failed in the background (and raised)
+    std::int64_t steps_at_risk = 0;      ///< steps since the last committed checkpoint
+    double seconds_at_risk = 0;          ///< wall-clock seconds since then
+    std::uint64_t delete_failures = 0;   ///< retention could not remove a file (kept, retried)
 };
 
 /// How a manager names, times and reads its checkpoints.
@@ -84,6 +97,11 @@ struct manager_options {
     std::function<void(const skipped_checkpoint&)> on_skipped{};
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
     ckpt::limits limits{};
+    /// Save in the background (see async_saver; its backend is the one above): step() returns
+    /// once the snapshot is taken. Retention, list() and restores see a checkpoint only once it
+    /// is committed; a background error is raised by the next step(), save_now(), wait(),
+    /// restore or the destructor.
+    std::optional<async_options> async{};
 };
 
 namespace detail {
@@ -300,11 +318,52 @@ public:
         } else {
             committed_time_ = start;
         }
+        if (options_.async) {
+            async_options async = *options_.async;
+            async.backend = io_;
+            try {
+                engine_ = std::make_unique<detail::async_engine>(
+                    async, [this, user = std::move(async.on_done)](async_done&& d) {
+                        if (user) {
+                            try {
+                                user(d);
+                            } catch (...) {
+                                if (d.error == nullptr) d.error = std::current_exception();
+                            }
+                        }
+                        std::lock_guard lock(done_mutex_);
+                        done_.push_back(std::move(d));
+                        done_count_.fetch_add(1, std::memory_order_release);
+                    });
+            } catch (...) {
+                ::close(std::exchange(lock_fd_, -1));
+                throw;
+            }
+        }
     }
     manager(const manager&) = delete;
     manager& operator=(const manager&) = delete;
-    ~manager() {
+
+    /// Async: waits for the saves in flight and applies retention after them; raises a
+    /// background error unless the destructor runs during stack unwinding (then it goes to
+    /// stderr). Releases the directory's lock.
+    ~manager() noexcept(false) {
+        std::exception_ptr error;
+        if (engine_) {
+            try {
+                wait();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            engine_.reset();
+        }
         if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
+        // One error can be raised, and only outside stack unwinding; the others go to stderr
+        // (options.async->on_done saw every one).
+        const bool can_throw = std::uncaught_exceptions() <= unwinding_;
+        if (error != nullptr && !can_throw) detail::report_unraised("ckpt::manager", error);
+        for (const auto& e : errors_) detail::report_unraised("ckpt::manager", e);
+        if (error != nullptr && can_throw) std::rethrow_exception(error);
     }
 
     /// Call once per training step: saves when the policy fires, then applies retention. Without
@@ -316,6 +375,11 @@ public:
         for (const auto& [metric, direction] : ranked_metrics_) {
             if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
         }
+        save_result result;
+        if ((engine_ && done_count_.load(std::memory_order_acquire) != applied_) ||
+            !errors_.empty()) {
+            collect_finished(result);
+        }
         seen_step_ = meta.step;
         const auto t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
         bool any = false;
@@ -323,16 +387,29 @@ public:
             fired_[i] = fires(policy_.rules()[i], meta, t);
             any = any || fired_[i];
         }
-        if (!any) return {};
-        return commit(state, meta, t, {});
+        if (any) commit(result, state, meta, t, {});
+        return result;
     }
 
     /// Saves now, whatever the policy says (the policy's state still advances for no rule).
     template <class State>
     save_result save_now(const State& state, const metadata& meta) {
+        save_result result;
+        if (engine_) collect_finished(result);
         seen_step_ = meta.step;
         std::fill(fired_.begin(), fired_.end(), false);
-        return commit(state, meta, now(), "save_now");
+        commit(result, state, meta, now(), "save_now");
+        return result;
+    }
+
+    /// Async: blocks until every save so far is committed, then applies retention after them.
+    /// Sync: returns at once. @returns what was committed and deleted
+    /// @throws the first error of a background save
+    save_result wait() {
+        save_result result;
+        if (engine_) engine_->drain();
+        collect_finished(result);
+        return result;
     }
 
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
@@ -342,6 +419,7 @@ public:
     /// readable checkpoint: falling back past that would hide a bug)
     template <class State>
     std::optional<metadata> restore_latest(State& state) {
+        wait();
         std::vector<std::size_t> order(index_.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
         std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -354,6 +432,7 @@ public:
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
                                          goal direction = goal::minimize) {
+        wait();
         return restore_first(state, detail::ranked(index_, metric, direction));
     }
 
@@ -388,6 +467,7 @@ public:
         for (const auto& e : index_) s.bytes_on_disk += e.bytes;
         s.steps_at_risk = seen_step_ - committed_step_;
         s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+        s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
         return s;
     }
 
@@ -450,15 +530,15 @@ private:
     }
 
     /// Saves, then on success advances the fired rules, indexes the file and applies retention.
+    /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
     template <class State>
-    save_result commit(const State& state, const metadata& meta,
-                       std::chrono::system_clock::time_point t, const char* forced) {
+    void commit(save_result& result, const State& state, const metadata& meta,
+                std::chrono::system_clock::time_point t, const char* forced) {
         if (meta.step < 0) {
             detail::throw_error<usage_error>(errc::usage_argument, "manager: step " +
                                                                        std::to_string(meta.step) +
                                                                        " is negative");
         }
-        save_result result;
         std::vector<detail::save_rule> after = policy_.rules();
         for (std::size_t i = 0; i < after.size(); ++i) {
             if (!fired_[i]) continue;
@@ -484,37 +564,103 @@ private:
                     std::to_string(meta.step) +
                     " cannot be saved there: move the file or use another prefix");
         }
-        const auto started = std::chrono::steady_clock::now();
-        const std::uint64_t bytes = ckpt::save(result.path, state, stored, save_options{io_});
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        policy_.rules() = std::move(after);
-        for (auto& rule : policy_.rules()) {
-            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
-                if (forced == nullptr) r->flag->store(false);
-            }
-        }
-        stats_.checkpoints_written += 1;
-        stats_.last_save_seconds = seconds;
-        stats_.total_save_seconds += seconds;
-        committed_step_ = meta.step;
-        committed_time_ = stored.time;
-
         checkpoint_entry entry;
         entry.path = result.path;
         entry.step = meta.step;
         entry.epoch = meta.epoch;
         entry.time = stored.time;
         entry.metrics = meta.metrics;
-        entry.bytes = bytes;
-        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
-        // A damaged file this save replaced is damaged no more.
-        std::erase_if(unreadable_,
-                      [&](const skipped_checkpoint& u) { return u.path == entry.path; });
-        index_.push_back(std::move(entry));
-        result.deleted = apply_retention(result.path);
+
+        const auto started = std::chrono::steady_clock::now();
+        if (engine_) {
+            const async_ticket ticket = engine_->stage(result.path, state, stored);
+            stats_.last_save_seconds = ticket.stall_seconds;
+            stats_.total_save_seconds += ticket.stall_seconds;
+            if (!ticket) {
+                // The policy still wants this save: its rules do not advance, so it fires again.
+                stats_.saves_skipped += 1;
+                result.skipped = ticket.skipped;
+                return;
+            }
+            pending_.push_back({ticket.id, std::move(entry), policy_.rules(), fired_});
+            advance_policy(std::move(after), forced);
+            result.saved = true;
+            result.pending = true;
+            return;
+        }
+        entry.bytes = ckpt::save(result.path, state, stored, save_options{io_});
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        advance_policy(std::move(after), forced);
+        stats_.last_save_seconds = seconds;
+        stats_.total_save_seconds += seconds;
         result.saved = true;
-        return result;
+        record_committed(std::move(entry), result);
+    }
+
+    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced) {
+        policy_.rules() = std::move(after);
+        for (auto& rule : policy_.rules()) {
+            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
+                if (forced == nullptr) r->flag->store(false);
+            }
+        }
+    }
+
+    /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
+    void record_committed(checkpoint_entry&& entry, save_result& result) {
+        stats_.checkpoints_written += 1;
+        committed_step_ = entry.step;
+        committed_time_ = entry.time;
+        const std::filesystem::path path = entry.path;
+        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
+        // A damaged file this save replaced is damaged no more.
+        std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
+        index_.push_back(std::move(entry));
+        result.committed.push_back(path);
+        std::vector<std::filesystem::path> deleted = apply_retention(path);
+        result.deleted.insert(result.deleted.end(), std::make_move_iterator(deleted.begin()),
+                              std::make_move_iterator(deleted.end()));
+    }
+
+    /// Async: indexes what the background committed, in order, with retention after each; a
+    /// failed save puts the policy back where it was before it, when no later save was taken,
+    /// so that the policy asks again. @throws the first background error not raised yet
+    void collect_finished(save_result& result) {
+        std::vector<async_done> done;
+        {
+            std::lock_guard lock(done_mutex_);
+            done.swap(done_);
+            applied_ = done_count_.load(std::memory_order_acquire);
+        }
+        for (async_done& d : done) {
+            const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                         [&](const pending_save& p) { return p.id == d.id; });
+            if (it == pending_.end()) continue; // not ours: cannot happen
+            pending_save p = std::move(*it);
+            const bool newest = std::next(it) == pending_.end();
+            pending_.erase(it);
+            if (d.error != nullptr) {
+                stats_.saves_failed += 1;
+                if (newest) {
+                    policy_.rules() = std::move(p.policy_before);
+                    for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
+                        auto* r = std::get_if<detail::rule_on_request>(&policy_.rules()[i]);
+                        if (r != nullptr && p.fired[i]) r->flag->store(true);
+                    }
+                }
+                errors_.push_back(d.error);
+                continue;
+            }
+            stats_.total_background_seconds += d.write_seconds;
+            p.entry.bytes = d.bytes;
+            record_committed(std::move(p.entry), result);
+        }
+        if (!errors_.empty()) {
+            std::exception_ptr e = errors_.front();
+            errors_.erase(errors_.begin());
+            std::rethrow_exception(e);
+        }
     }
 
     static void advance(detail::save_rule& rule, const metadata& meta,
@@ -533,6 +679,10 @@ private:
         std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
         for (std::size_t i = 0; i < index_.size(); ++i) {
             if (index_[i].path == just_written) kept[i] = true; // never the newest save
+            // Nor a file a save in flight replaces: the unlink could land after its rename.
+            for (const auto& p : pending_) {
+                if (p.entry.path == index_[i].path) kept[i] = true;
+            }
         }
         std::vector<std::filesystem::path> deleted;
         std::vector<checkpoint_entry> remaining;
@@ -725,6 +875,22 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+
+    // Async mode.
+    struct pending_save {
+        std::uint64_t id = 0;
+        checkpoint_entry entry;
+        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
+        std::vector<char> fired;
+    };
+    std::vector<pending_save> pending_;      ///< staged, oldest first
+    std::vector<std::exception_ptr> errors_; ///< background errors not raised yet
+    int unwinding_ = std::uncaught_exceptions();
+    std::uint64_t applied_ = 0; ///< done_count_ when collect_finished last ran
+    std::mutex done_mutex_;
+    std::vector<async_done> done_; ///< finished in the background, not yet applied
+    std::atomic<std::uint64_t> done_count_{0};
+    std::unique_ptr<detail::async_engine> engine_; // last: its thread uses the members above
 };
 
 } // namespace ckpt

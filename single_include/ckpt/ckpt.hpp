@@ -6,8 +6,11 @@
 #define CKPT_CKPT_HPP
 
 /// ckpt: exact, safe, fast checkpoints of training state for C++20.
-/// Include this header; it brings save/load/inspect, the Eigen and <random> support, and the
-/// cereal support for the standard containers a training state usually holds.
+/// Include this header; it brings save/load/inspect, asynchronous save, the manager, the Eigen
+/// and <random> support, the built-in nn, and the cereal support for the standard containers a
+/// training state usually holds.
+
+// begin ckpt/async.hpp
 
 // begin ckpt/checkpoint.hpp
 
@@ -225,6 +228,7 @@ inline constexpr int usage_argument = 601;
 inline constexpr int usage_missing_metric = 602;
 inline constexpr int usage_directory_locked = 603;
 inline constexpr int usage_foreign_file = 604;
+inline constexpr int usage_staging_cap = 605;
 } // namespace errc
 
 namespace detail {
@@ -2461,6 +2465,468 @@ inline info inspect(const std::filesystem::path& path, const inspect_options& op
 
 } // namespace ckpt
 // end ckpt/checkpoint.hpp
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <sys/mman.h>
+
+namespace ckpt {
+
+/// What an asynchronous save does when the saves in flight or the staging memory are at their cap.
+enum class when_full {
+    wait, ///< block until an earlier save is committed and there is room
+    skip  ///< take no snapshot and say why (async_ticket::skipped)
+};
+
+/// One background save, finished: committed, or failed with `error`.
+struct async_done {
+    std::uint64_t id = 0;
+    std::filesystem::path path{};
+    std::uint64_t bytes = 0;    ///< of the file
+    double write_seconds = 0;   ///< in the background: hash, write, fsync, rename
+    std::exception_ptr error{}; ///< null when the checkpoint is committed
+};
+
+/// How an async_saver (or a manager with manager_options::async) saves in the background.
+struct async_options {
+    /// Saves staged or being written at once; a save beyond it waits or is skipped.
+    std::size_t max_in_flight = 1;
+    /// Cap on the staging memory held for snapshots, in bytes; 0: max_in_flight snapshots.
+    std::uint64_t max_staging_bytes = 0;
+    when_full on_full = when_full::wait;
+    io::backend* backend = nullptr; ///< file-system calls, made on the background thread
+    /// Called on the background thread after each save, committed or failed. An exception it
+    /// throws is raised like a failed save's.
+    std::function<void(const async_done&)> on_done{};
+};
+
+/// What async_saver::save() did.
+struct async_ticket {
+    bool staged = false;       ///< the snapshot is taken; the file is written in the background
+    std::string skipped{};     ///< why no snapshot was taken (when_full::skip); empty if staged
+    std::uint64_t id = 0;      ///< increasing from 1; async_done::id of the same save
+    std::uint64_t bytes = 0;   ///< of the file it writes
+    double stall_seconds = 0;  ///< how long save() held the caller
+    double waited_seconds = 0; ///< of that, waiting for room (when_full::wait)
+
+    explicit operator bool() const noexcept { return staged; }
+};
+
+namespace detail {
+
+/// Page-aligned anonymous memory for a snapshot. It asks for transparent huge pages: the first
+/// copy into it then faults once per 2 MiB instead of once per 4 KiB.
+class staging_buffer {
+public:
+    explicit staging_buffer(std::uint64_t bytes) : capacity_(capacity_for(bytes)) {
+        void* p = ::mmap(nullptr, static_cast<std::size_t>(capacity_), PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+        ::madvise(p, static_cast<std::size_t>(capacity_), MADV_HUGEPAGE); // a hint; may fail
+#endif
+        data_ = static_cast<std::byte*>(p);
+    }
+    staging_buffer(const staging_buffer&) = delete;
+    staging_buffer& operator=(const staging_buffer&) = delete;
+    ~staging_buffer() {
+        ::munmap(data_, static_cast<std::size_t>(capacity_));
+    }
+    /// Whole pages, at least one.
+    static std::uint64_t capacity_for(std::uint64_t bytes) noexcept {
+        constexpr std::uint64_t page = 4096;
+        return std::max<std::uint64_t>((bytes + page - 1) / page * page, page);
+    }
+    [[nodiscard]] std::byte* data() const noexcept {
+        return data_;
+    }
+    [[nodiscard]] std::uint64_t capacity() const noexcept {
+        return capacity_;
+    }
+
+private:
+    std::byte* data_ = nullptr;
+    std::uint64_t capacity_ = 0;
+};
+
+/// For an error a destructor cannot raise (a second one, or one during stack unwinding).
+inline void report_unraised(const char* who, const std::exception_ptr& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        std::fprintf(stderr, "%s: a background save failed: %s\n", who, x.what());
+    } catch (...) {
+        std::fprintf(stderr, "%s: a background save failed\n", who);
+    }
+}
+
+inline std::string mib_text(std::uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+    return buf;
+}
+
+/// The machinery under async_saver and the manager's async mode: snapshots into a pool of
+/// reused staging buffers on the caller's thread, one background thread that writes them in
+/// order, and a completion callback. Errors go to the callback only; callers decide how to
+/// raise them.
+class async_engine {
+public:
+    using done_fn = std::function<void(async_done&&)>;
+
+    async_engine(const async_options& options, done_fn done)
+        : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
+          on_full_(options.on_full),
+          io_(options.backend != nullptr ? options.backend : &io::default_backend()),
+          done_(std::move(done)) {
+        if (max_in_flight_ == 0) {
+            throw_error<usage_error>(errc::usage_argument,
+                                     "async_options::max_in_flight must be at least 1");
+        }
+        worker_ = std::thread([this] { run(); });
+    }
+    async_engine(const async_engine&) = delete;
+    async_engine& operator=(const async_engine&) = delete;
+    ~async_engine() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        work_.notify_all();
+        worker_.join(); // the worker finishes every staged save first
+    }
+
+    /// Takes a snapshot of `state` and queues it. @throws usage_error (605: one snapshot is
+    /// larger than the staging cap; what save() throws for a state it cannot serialize)
+    template <class T>
+    async_ticket stage(const std::filesystem::path& path, const T& state, const metadata& meta) {
+        const auto started = std::chrono::steady_clock::now();
+        const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+        };
+        async_ticket ticket;
+        if (on_full_ == when_full::skip) {
+            // The common refusal costs no snapshot: say so before walking the state.
+            std::lock_guard lock(mutex_);
+            if (in_flight_ >= max_in_flight_) {
+                ticket.skipped = in_flight_text();
+                ticket.stall_seconds = seconds_since(started);
+                return ticket;
+            }
+        }
+        tensor_oarchive ar;
+        collect(ar, state);
+        write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
+        const std::uint64_t data_bytes = plan.total_bytes - 8 - plan.header.size();
+        if (cap_ != 0 && data_bytes > cap_) {
+            throw_error<usage_error>(
+                errc::usage_staging_cap,
+                "the snapshot for '" + path.string() + "' needs " + mib_text(data_bytes) +
+                    " of staging memory, more than async_options::max_staging_bytes = " +
+                    mib_text(cap_) + "; raise the cap or save synchronously");
+        }
+
+        job j;
+        j.path = path;
+        j.header = std::move(plan.header);
+        j.data_bytes = data_bytes;
+        j.total_bytes = plan.total_bytes;
+        {
+            std::unique_lock lock(mutex_);
+            const auto wait_started = std::chrono::steady_clock::now();
+            for (;;) {
+                std::string why;
+                j.buffer = acquire(data_bytes, why);
+                if (j.buffer != nullptr) break;
+                if (on_full_ == when_full::skip) {
+                    ticket.skipped = std::move(why);
+                    ticket.stall_seconds = seconds_since(started);
+                    return ticket;
+                }
+                room_.wait(lock);
+            }
+            ticket.waited_seconds = seconds_since(wait_started);
+            j.id = ticket.id = ++last_id_;
+            ++in_flight_;
+        }
+
+        // The copy: the only part of a save that must hold the caller. The checksum is computed
+        // in the background, from the snapshot.
+        std::byte* out = j.buffer->data();
+        for (const auto& [data, bytes] : plan.blocks) {
+            if (bytes == 0) continue;
+            std::memcpy(out, data, static_cast<std::size_t>(bytes));
+            out += bytes;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            try {
+                queue_.push_back(std::move(j));
+            } catch (...) { // out of memory for the queue: give the slot back
+                release(j.buffer);
+                --in_flight_;
+                room_.notify_all();
+                throw;
+            }
+        }
+        work_.notify_one();
+        ticket.staged = true;
+        ticket.bytes = plan.total_bytes;
+        ticket.stall_seconds = seconds_since(started);
+        return ticket;
+    }
+
+    /// Blocks until every staged save is committed or failed (its callback has run).
+    void drain() {
+        std::unique_lock lock(mutex_);
+        room_.wait(lock, [&] { return in_flight_ == 0; });
+    }
+
+    [[nodiscard]] std::size_t in_flight() const {
+        std::lock_guard lock(mutex_);
+        return in_flight_;
+    }
+
+    /// Staging memory held, in use or kept for the next snapshot.
+    [[nodiscard]] std::uint64_t staging_bytes() const {
+        std::lock_guard lock(mutex_);
+        return held_bytes();
+    }
+
+private:
+    struct job {
+        std::uint64_t id = 0;
+        std::filesystem::path path;
+        std::string header;
+        staging_buffer* buffer = nullptr;
+        std::uint64_t data_bytes = 0;
+        std::uint64_t total_bytes = 0;
+    };
+    struct slot {
+        std::unique_ptr<staging_buffer> buffer;
+        bool in_use = false;
+    };
+
+    std::string in_flight_text() const {
+        return std::to_string(in_flight_) + (in_flight_ == 1 ? " save is" : " saves are") +
+               " in flight (async_options::max_in_flight = " + std::to_string(max_in_flight_) + ")";
+    }
+    std::string saves_text() const {
+        return std::to_string(in_flight_) + (in_flight_ == 1 ? " save" : " saves") + " in flight";
+    }
+
+    std::uint64_t held_bytes() const {
+        std::uint64_t n = 0;
+        for (const auto& s : pool_) n += s.buffer->capacity();
+        return n;
+    }
+
+    /// A buffer of at least `bytes` for a new snapshot, or nullptr and why not. Holds the mutex.
+    /// The pool keeps at most max_in_flight buffers and, with a cap, at most the cap's bytes.
+    staging_buffer* acquire(std::uint64_t bytes, std::string& why) {
+        if (in_flight_ >= max_in_flight_) {
+            why = in_flight_text();
+            return nullptr;
+        }
+        slot* fit = nullptr;
+        for (auto& s : pool_) {
+            if (!s.in_use && s.buffer->capacity() >= bytes &&
+                (fit == nullptr || s.buffer->capacity() < fit->buffer->capacity())) {
+                fit = &s;
+            }
+        }
+        if (fit != nullptr) {
+            fit->in_use = true;
+            return fit->buffer.get();
+        }
+        // No free buffer fits: give back the free ones (too small), then see if a new one fits.
+        std::erase_if(pool_, [](const slot& s) { return !s.in_use; });
+        const std::uint64_t held = held_bytes();
+        if (cap_ != 0 && held > 0 && held + staging_buffer::capacity_for(bytes) > cap_) {
+            why = "the snapshot needs " + mib_text(bytes) + " of staging memory and " +
+                  mib_text(held) + " are held by the " + saves_text() +
+                  ", at async_options::max_staging_bytes = " + mib_text(cap_);
+            return nullptr;
+        }
+        pool_.push_back({std::make_unique<staging_buffer>(bytes), true});
+        return pool_.back().buffer.get();
+    }
+
+    void release(const staging_buffer* buffer) noexcept {
+        for (auto& s : pool_) {
+            if (s.buffer.get() == buffer) s.in_use = false;
+        }
+    }
+
+    void run() {
+        for (;;) {
+            job j;
+            {
+                std::unique_lock lock(mutex_);
+                work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+                if (queue_.empty()) return; // stopping, and nothing left to write
+                j = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            async_done done;
+            done.id = j.id;
+            done.path = j.path;
+            done.bytes = j.total_bytes;
+            const auto started = std::chrono::steady_clock::now();
+            try {
+                write_plan plan;
+                plan.header = std::move(j.header);
+                plan.blocks.emplace_back(j.buffer->data(), j.data_bytes);
+                plan.total_bytes = j.total_bytes;
+                atomic_file file(*io_, j.path);
+                file.allocate(plan.total_bytes);
+                write_checkpoint(file, plan);
+                file.commit();
+            } catch (...) {
+                done.error = std::current_exception();
+            }
+            done.write_seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            {
+                std::lock_guard lock(mutex_);
+                release(j.buffer);
+            }
+            // Before the save stops counting as in flight: once drain() returns, every
+            // callback has run, and this thread holds no reference to the error any more.
+            done_(std::move(done));
+            done.error = nullptr;
+            {
+                std::lock_guard lock(mutex_);
+                --in_flight_;
+            }
+            room_.notify_all();
+        }
+    }
+
+    const std::size_t max_in_flight_;
+    const std::uint64_t cap_;
+    const when_full on_full_;
+    io::backend* io_;
+    done_fn done_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_; ///< a job was queued, or stop
+    std::condition_variable room_; ///< a save finished: a slot and maybe memory are free
+    std::deque<job> queue_;
+    std::vector<slot> pool_;
+    std::size_t in_flight_ = 0;
+    std::uint64_t last_id_ = 0;
+    bool stop_ = false;
+    std::thread worker_; // last: started after everything it uses exists
+};
+
+} // namespace detail
+
+/// Saves in the background: save() copies the state into a staging buffer (the only time it
+/// holds the caller) and returns; a background thread hashes, writes, fsyncs and commits the
+/// file exactly as ckpt::save does. Changing the state after save() returns does not change what
+/// is written. An error in the background is raised by the next save(), wait() or the
+/// destructor; none is lost.
+///
+///     ckpt::async_saver saver;                       // one save in flight, the next one waits
+///     saver.save("run/step-100.ckpt", state, {.step = 100});
+///     train_more(state);                             // safe: the snapshot is already taken
+///     saver.wait();                                  // committed (or throws the save's error)
+class async_saver {
+public:
+    explicit async_saver(async_options options = {})
+        : on_done_(std::move(options.on_done)), unwinding_(std::uncaught_exceptions()),
+          engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
+    async_saver(const async_saver&) = delete;
+    async_saver& operator=(const async_saver&) = delete;
+
+    /// Waits for the saves in flight, then raises the first background error not raised yet,
+    /// unless the destructor runs during stack unwinding. Errors it cannot raise go to stderr
+    /// (on_done saw every one).
+    ~async_saver() noexcept(false) {
+        engine_.drain();
+        std::exception_ptr e = take_error();
+        const bool can_throw = std::uncaught_exceptions() <= unwinding_;
+        if (e != nullptr && !can_throw) detail::report_unraised("ckpt::async_saver", e);
+        for (const auto& other : errors_) detail::report_unraised("ckpt::async_saver", other);
+        if (e != nullptr && can_throw) std::rethrow_exception(e);
+    }
+
+    /// Snapshots `state` for `path` and returns once the copy is taken. First raises the error
+    /// of an earlier save, if any (this save is then not taken).
+    /// @throws what ckpt::save throws (from this or an earlier save), usage_error 605
+    template <class T>
+    async_ticket save(const std::filesystem::path& path, const T& state,
+                      const metadata& meta = {}) {
+        static_assert(is_checkpointable<T>::value,
+                      "ckpt::async_saver::save: T is not checkpointable: give it a cereal "
+                      "serialize(Archive&) member or save()/load() functions");
+        rethrow_pending();
+        return engine_.stage(path, state, meta);
+    }
+
+    /// Blocks until every save so far is committed. @throws the first error of a background save
+    void wait() {
+        engine_.drain();
+        rethrow_pending();
+    }
+
+    /// Saves staged or being written.
+    [[nodiscard]] std::size_t in_flight() const { return engine_.in_flight(); }
+
+    /// Staging memory held, in bytes (kept between saves, so later snapshots do not fault).
+    [[nodiscard]] std::uint64_t staging_bytes() const { return engine_.staging_bytes(); }
+
+private:
+    void finished(async_done&& d) {
+        if (on_done_) {
+            try {
+                on_done_(d);
+            } catch (...) {
+                if (d.error == nullptr) d.error = std::current_exception();
+            }
+        }
+        if (d.error != nullptr) {
+            std::lock_guard lock(errors_mutex_);
+            errors_.push_back(d.error);
+        }
+    }
+    std::exception_ptr take_error() {
+        std::lock_guard lock(errors_mutex_);
+        if (errors_.empty()) return nullptr;
+        std::exception_ptr e = errors_.front();
+        errors_.pop_front();
+        return e;
+    }
+    void rethrow_pending() {
+        if (std::exception_ptr e = take_error()) std::rethrow_exception(e);
+    }
+
+    std::function<void(const async_done&)> on_done_;
+    int unwinding_;
+    std::mutex errors_mutex_;
+    std::deque<std::exception_ptr> errors_;
+    detail::async_engine engine_; // last: its thread calls finished(), which uses the above
+};
+
+} // namespace ckpt
+// end ckpt/async.hpp
 // begin ckpt/manager.hpp
 
 // begin ckpt/policy/retention.hpp
@@ -2704,6 +3170,7 @@ inline retention keep_all() {
 // end ckpt/policy/retention.hpp
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -2711,6 +3178,8 @@ inline retention keep_all() {
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -2748,26 +3217,35 @@ struct skipped_checkpoint {
     std::string reason; ///< the error's message
 };
 
-/// What step() or save_now() did.
+/// What step(), save_now() or wait() did.
 struct save_result {
-    bool saved = false;
-    std::vector<std::string> reasons{};           ///< the rules that fired, e.g. "every_steps(5)"
-    std::filesystem::path path{};                 ///< the checkpoint written
-    std::vector<std::filesystem::path> deleted{}; ///< what retention removed after it
+    bool saved = false;   ///< a checkpoint was written (or, async, its snapshot taken)
+    bool pending = false; ///< async: the snapshot is taken; the file is written in the background
+    std::string
+        skipped{}; ///< async, when_full::skip: why the save the policy asked for was not taken
+    std::vector<std::string> reasons{};             ///< the rules that fired, e.g. "every_steps(5)"
+    std::filesystem::path path{};                   ///< the checkpoint written (or being written)
+    std::vector<std::filesystem::path> committed{}; ///< checkpoints committed during this call
+    std::vector<std::filesystem::path> deleted{};   ///< what retention removed after them
 
     explicit operator bool() const noexcept { return saved; }
 };
 
 /// The tradeoff made visible: what checkpointing costs, and what a crash now would lose.
 struct manager_stats {
-    std::uint64_t checkpoints_written = 0; ///< by this manager
+    std::uint64_t checkpoints_written = 0; ///< committed by this manager
     std::uint64_t checkpoints_on_disk = 0;
     std::uint64_t bytes_on_disk = 0;
-    double total_save_seconds = 0; ///< spent in saves by this manager
+    /// Time the caller spent in saves (async: taking the snapshots).
+    double total_save_seconds = 0;
     double last_save_seconds = 0;
-    std::int64_t steps_at_risk = 0;    ///< steps since the last committed checkpoint
-    double seconds_at_risk = 0;        ///< wall-clock seconds since then
-    std::uint64_t delete_failures = 0; ///< retention could not remove a file (kept, retried)
+    double total_background_seconds = 0; ///< async: writing, syncing and committing
+    std::uint64_t saves_in_flight = 0;   ///< async: staged, not yet committed
+    std::uint64_t saves_skipped = 0;     ///< async, when_full::skip: not taken
+    std::uint64_t saves_failed = 0;      ///< async: failed in the background (and raised)
+    std::int64_t steps_at_risk = 0;      ///< steps since the last committed checkpoint
+    double seconds_at_risk = 0;          ///< wall-clock seconds since then
+    std::uint64_t delete_failures = 0;   ///< retention could not remove a file (kept, retried)
 };
 
 /// How a manager names, times and reads its checkpoints.
@@ -2779,6 +3257,11 @@ struct manager_options {
     std::function<void(const skipped_checkpoint&)> on_skipped{};
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
     ckpt::limits limits{};
+    /// Save in the background (see async_saver; its backend is the one above): step() returns
+    /// once the snapshot is taken. Retention, list() and restores see a checkpoint only once it
+    /// is committed; a background error is raised by the next step(), save_now(), wait(),
+    /// restore or the destructor.
+    std::optional<async_options> async{};
 };
 
 namespace detail {
@@ -2995,11 +3478,52 @@ public:
         } else {
             committed_time_ = start;
         }
+        if (options_.async) {
+            async_options async = *options_.async;
+            async.backend = io_;
+            try {
+                engine_ = std::make_unique<detail::async_engine>(
+                    async, [this, user = std::move(async.on_done)](async_done&& d) {
+                        if (user) {
+                            try {
+                                user(d);
+                            } catch (...) {
+                                if (d.error == nullptr) d.error = std::current_exception();
+                            }
+                        }
+                        std::lock_guard lock(done_mutex_);
+                        done_.push_back(std::move(d));
+                        done_count_.fetch_add(1, std::memory_order_release);
+                    });
+            } catch (...) {
+                ::close(std::exchange(lock_fd_, -1));
+                throw;
+            }
+        }
     }
     manager(const manager&) = delete;
     manager& operator=(const manager&) = delete;
-    ~manager() {
+
+    /// Async: waits for the saves in flight and applies retention after them; raises a
+    /// background error unless the destructor runs during stack unwinding (then it goes to
+    /// stderr). Releases the directory's lock.
+    ~manager() noexcept(false) {
+        std::exception_ptr error;
+        if (engine_) {
+            try {
+                wait();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            engine_.reset();
+        }
         if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
+        // One error can be raised, and only outside stack unwinding; the others go to stderr
+        // (options.async->on_done saw every one).
+        const bool can_throw = std::uncaught_exceptions() <= unwinding_;
+        if (error != nullptr && !can_throw) detail::report_unraised("ckpt::manager", error);
+        for (const auto& e : errors_) detail::report_unraised("ckpt::manager", e);
+        if (error != nullptr && can_throw) std::rethrow_exception(error);
     }
 
     /// Call once per training step: saves when the policy fires, then applies retention. Without
@@ -3011,6 +3535,11 @@ public:
         for (const auto& [metric, direction] : ranked_metrics_) {
             if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
         }
+        save_result result;
+        if ((engine_ && done_count_.load(std::memory_order_acquire) != applied_) ||
+            !errors_.empty()) {
+            collect_finished(result);
+        }
         seen_step_ = meta.step;
         const auto t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
         bool any = false;
@@ -3018,16 +3547,29 @@ public:
             fired_[i] = fires(policy_.rules()[i], meta, t);
             any = any || fired_[i];
         }
-        if (!any) return {};
-        return commit(state, meta, t, {});
+        if (any) commit(result, state, meta, t, {});
+        return result;
     }
 
     /// Saves now, whatever the policy says (the policy's state still advances for no rule).
     template <class State>
     save_result save_now(const State& state, const metadata& meta) {
+        save_result result;
+        if (engine_) collect_finished(result);
         seen_step_ = meta.step;
         std::fill(fired_.begin(), fired_.end(), false);
-        return commit(state, meta, now(), "save_now");
+        commit(result, state, meta, now(), "save_now");
+        return result;
+    }
+
+    /// Async: blocks until every save so far is committed, then applies retention after them.
+    /// Sync: returns at once. @returns what was committed and deleted
+    /// @throws the first error of a background save
+    save_result wait() {
+        save_result result;
+        if (engine_) engine_->drain();
+        collect_finished(result);
+        return result;
     }
 
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
@@ -3037,6 +3579,7 @@ public:
     /// readable checkpoint: falling back past that would hide a bug)
     template <class State>
     std::optional<metadata> restore_latest(State& state) {
+        wait();
         std::vector<std::size_t> order(index_.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
         std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -3049,6 +3592,7 @@ public:
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
                                          goal direction = goal::minimize) {
+        wait();
         return restore_first(state, detail::ranked(index_, metric, direction));
     }
 
@@ -3083,6 +3627,7 @@ public:
         for (const auto& e : index_) s.bytes_on_disk += e.bytes;
         s.steps_at_risk = seen_step_ - committed_step_;
         s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+        s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
         return s;
     }
 
@@ -3145,15 +3690,15 @@ private:
     }
 
     /// Saves, then on success advances the fired rules, indexes the file and applies retention.
+    /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
     template <class State>
-    save_result commit(const State& state, const metadata& meta,
-                       std::chrono::system_clock::time_point t, const char* forced) {
+    void commit(save_result& result, const State& state, const metadata& meta,
+                std::chrono::system_clock::time_point t, const char* forced) {
         if (meta.step < 0) {
             detail::throw_error<usage_error>(errc::usage_argument, "manager: step " +
                                                                        std::to_string(meta.step) +
                                                                        " is negative");
         }
-        save_result result;
         std::vector<detail::save_rule> after = policy_.rules();
         for (std::size_t i = 0; i < after.size(); ++i) {
             if (!fired_[i]) continue;
@@ -3179,37 +3724,103 @@ private:
                     std::to_string(meta.step) +
                     " cannot be saved there: move the file or use another prefix");
         }
-        const auto started = std::chrono::steady_clock::now();
-        const std::uint64_t bytes = ckpt::save(result.path, state, stored, save_options{io_});
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        policy_.rules() = std::move(after);
-        for (auto& rule : policy_.rules()) {
-            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
-                if (forced == nullptr) r->flag->store(false);
-            }
-        }
-        stats_.checkpoints_written += 1;
-        stats_.last_save_seconds = seconds;
-        stats_.total_save_seconds += seconds;
-        committed_step_ = meta.step;
-        committed_time_ = stored.time;
-
         checkpoint_entry entry;
         entry.path = result.path;
         entry.step = meta.step;
         entry.epoch = meta.epoch;
         entry.time = stored.time;
         entry.metrics = meta.metrics;
-        entry.bytes = bytes;
-        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == entry.path; });
-        // A damaged file this save replaced is damaged no more.
-        std::erase_if(unreadable_,
-                      [&](const skipped_checkpoint& u) { return u.path == entry.path; });
-        index_.push_back(std::move(entry));
-        result.deleted = apply_retention(result.path);
+
+        const auto started = std::chrono::steady_clock::now();
+        if (engine_) {
+            const async_ticket ticket = engine_->stage(result.path, state, stored);
+            stats_.last_save_seconds = ticket.stall_seconds;
+            stats_.total_save_seconds += ticket.stall_seconds;
+            if (!ticket) {
+                // The policy still wants this save: its rules do not advance, so it fires again.
+                stats_.saves_skipped += 1;
+                result.skipped = ticket.skipped;
+                return;
+            }
+            pending_.push_back({ticket.id, std::move(entry), policy_.rules(), fired_});
+            advance_policy(std::move(after), forced);
+            result.saved = true;
+            result.pending = true;
+            return;
+        }
+        entry.bytes = ckpt::save(result.path, state, stored, save_options{io_});
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        advance_policy(std::move(after), forced);
+        stats_.last_save_seconds = seconds;
+        stats_.total_save_seconds += seconds;
         result.saved = true;
-        return result;
+        record_committed(std::move(entry), result);
+    }
+
+    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced) {
+        policy_.rules() = std::move(after);
+        for (auto& rule : policy_.rules()) {
+            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
+                if (forced == nullptr) r->flag->store(false);
+            }
+        }
+    }
+
+    /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
+    void record_committed(checkpoint_entry&& entry, save_result& result) {
+        stats_.checkpoints_written += 1;
+        committed_step_ = entry.step;
+        committed_time_ = entry.time;
+        const std::filesystem::path path = entry.path;
+        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
+        // A damaged file this save replaced is damaged no more.
+        std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
+        index_.push_back(std::move(entry));
+        result.committed.push_back(path);
+        std::vector<std::filesystem::path> deleted = apply_retention(path);
+        result.deleted.insert(result.deleted.end(), std::make_move_iterator(deleted.begin()),
+                              std::make_move_iterator(deleted.end()));
+    }
+
+    /// Async: indexes what the background committed, in order, with retention after each; a
+    /// failed save puts the policy back where it was before it, when no later save was taken,
+    /// so that the policy asks again. @throws the first background error not raised yet
+    void collect_finished(save_result& result) {
+        std::vector<async_done> done;
+        {
+            std::lock_guard lock(done_mutex_);
+            done.swap(done_);
+            applied_ = done_count_.load(std::memory_order_acquire);
+        }
+        for (async_done& d : done) {
+            const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                         [&](const pending_save& p) { return p.id == d.id; });
+            if (it == pending_.end()) continue; // not ours: cannot happen
+            pending_save p = std::move(*it);
+            const bool newest = std::next(it) == pending_.end();
+            pending_.erase(it);
+            if (d.error != nullptr) {
+                stats_.saves_failed += 1;
+                if (newest) {
+                    policy_.rules() = std::move(p.policy_before);
+                    for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
+                        auto* r = std::get_if<detail::rule_on_request>(&policy_.rules()[i]);
+                        if (r != nullptr && p.fired[i]) r->flag->store(true);
+                    }
+                }
+                errors_.push_back(d.error);
+                continue;
+            }
+            stats_.total_background_seconds += d.write_seconds;
+            p.entry.bytes = d.bytes;
+            record_committed(std::move(p.entry), result);
+        }
+        if (!errors_.empty()) {
+            std::exception_ptr e = errors_.front();
+            errors_.erase(errors_.begin());
+            std::rethrow_exception(e);
+        }
     }
 
     static void advance(detail::save_rule& rule, const metadata& meta,
@@ -3228,6 +3839,10 @@ private:
         std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
         for (std::size_t i = 0; i < index_.size(); ++i) {
             if (index_[i].path == just_written) kept[i] = true; // never the newest save
+            // Nor a file a save in flight replaces: the unlink could land after its rename.
+            for (const auto& p : pending_) {
+                if (p.entry.path == index_[i].path) kept[i] = true;
+            }
         }
         std::vector<std::filesystem::path> deleted;
         std::vector<checkpoint_entry> remaining;
@@ -3420,6 +4035,22 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+
+    // Async mode.
+    struct pending_save {
+        std::uint64_t id = 0;
+        checkpoint_entry entry;
+        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
+        std::vector<char> fired;
+    };
+    std::vector<pending_save> pending_;      ///< staged, oldest first
+    std::vector<std::exception_ptr> errors_; ///< background errors not raised yet
+    int unwinding_ = std::uncaught_exceptions();
+    std::uint64_t applied_ = 0; ///< done_count_ when collect_finished last ran
+    std::mutex done_mutex_;
+    std::vector<async_done> done_; ///< finished in the background, not yet applied
+    std::atomic<std::uint64_t> done_count_{0};
+    std::unique_ptr<detail::async_engine> engine_; // last: its thread uses the members above
 };
 
 } // namespace ckpt
