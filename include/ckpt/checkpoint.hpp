@@ -457,7 +457,7 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
         restore();
         throw;
     }
-    tensor_oarchive shaped;
+    tensor_oarchive shaped(true); // for the tensor list only
     collect(shaped, obj);
     if (auto problems = check_tensors(shaped.tensors(), src); !problems.empty()) {
         restore();

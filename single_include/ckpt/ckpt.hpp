@@ -466,8 +466,14 @@ class tensor_oarchive
     : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    tensor_oarchive()
-        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
+    /// `tensors_only`: the walk is for the tensor list alone (a shape check), so costly value
+    /// encoders (random engines' text) may write a placeholder instead; see values_wanted().
+    explicit tensor_oarchive(bool tensors_only = false)
+        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this),
+          tensors_only_(tensors_only) {}
+
+    /// False when only the tensors of this walk are used.
+    [[nodiscard]] bool values_wanted() const noexcept { return !tensors_only_; }
 
     template <class T>
     void write_scalar(const T& v) {
@@ -504,6 +510,7 @@ private:
     }
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
+    bool tensors_only_ = false;
 };
 
 // Every item but names, sizes and raw bytes is a node of the field path.
@@ -931,6 +938,11 @@ public:
                     std::uint64_t tensor_entries)
         : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
           values_(values), tensors_(tensors), tensor_entries_(tensor_entries) {}
+
+    /// False in the tensor pass, which always follows a values pass over the same object with
+    /// the same values (see load_state): costly value decoders (random engines' text) may read
+    /// their bytes and skip the decoding, whose result the object already holds.
+    [[nodiscard]] bool decodes_values() const noexcept { return tensors_ == nullptr; }
 
     template <class T>
     void read_scalar(T& v) {
@@ -2351,7 +2363,7 @@ void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> va
         restore();
         throw;
     }
-    tensor_oarchive shaped;
+    tensor_oarchive shaped(true); // for the tensor list only
     collect(shaped, obj);
     if (auto problems = check_tensors(shaped.tensors(), src); !problems.empty()) {
         restore();
@@ -4723,6 +4735,12 @@ namespace ckpt::detail {
 
 template <class Archive, class Random>
 void save_random(Archive& ar, const Random& r) {
+    if constexpr (requires { ar.values_wanted(); }) {
+        if (!ar.values_wanted()) { // a walk for the tensor list: the text is never read
+            ar(cereal::make_nvp("state", std::string()));
+            return;
+        }
+    }
     std::ostringstream os;
     os.imbue(std::locale::classic());
     os << r;
@@ -4733,6 +4751,9 @@ template <class Archive, class Random>
 void load_random(Archive& ar, Random& r) {
     std::string text;
     ar(cereal::make_nvp("state", text));
+    if constexpr (requires { ar.decodes_values(); }) {
+        if (!ar.decodes_values()) return; // decoded by the values pass just before
+    }
     std::istringstream is(text);
     is.imbue(std::locale::classic());
     Random loaded;

@@ -69,6 +69,11 @@ public:
         : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
           values_(values), tensors_(tensors), tensor_entries_(tensor_entries) {}
 
+    /// False in the tensor pass, which always follows a values pass over the same object with
+    /// the same values (see load_state): costly value decoders (random engines' text) may read
+    /// their bytes and skip the decoding, whose result the object already holds.
+    [[nodiscard]] bool decodes_values() const noexcept { return tensors_ == nullptr; }
+
     template <class T>
     void read_scalar(T& v) {
         static_assert(is_supported_scalar_v<T>,

@@ -75,8 +75,14 @@ class tensor_oarchive
     : public cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    tensor_oarchive()
-        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this) {}
+    /// `tensors_only`: the walk is for the tensor list alone (a shape check), so costly value
+    /// encoders (random engines' text) may write a placeholder instead; see values_wanted().
+    explicit tensor_oarchive(bool tensors_only = false)
+        : cereal::OutputArchive<tensor_oarchive, cereal::AllowEmptyClassElision>(this),
+          tensors_only_(tensors_only) {}
+
+    /// False when only the tensors of this walk are used.
+    [[nodiscard]] bool values_wanted() const noexcept { return !tensors_only_; }
 
     template <class T>
     void write_scalar(const T& v) {
@@ -113,6 +119,7 @@ private:
     }
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
+    bool tensors_only_ = false;
 };
 
 // Every item but names, sizes and raw bytes is a node of the field path.
