@@ -326,7 +326,6 @@ private:
             }
             async_done done;
             done.id = j.id;
-            done.path = j.path;
             done.bytes = j.total_bytes;
             const auto started = std::chrono::steady_clock::now();
             try {
@@ -341,6 +340,7 @@ private:
             } catch (...) {
                 done.error = std::current_exception();
             }
+            done.path = std::move(j.path); // a move: nothing here may throw
             done.write_seconds =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             {
@@ -349,7 +349,11 @@ private:
             }
             // Before the save stops counting as in flight: once drain() returns, every
             // callback has run, and this thread holds no reference to the error any more.
-            done_(std::move(done));
+            try {
+                done_(std::move(done));
+            } catch (...) { // out of memory to record the outcome: stderr is all that is left
+                if (done.error != nullptr) report_unraised("ckpt: background save", done.error);
+            }
             done.error = nullptr;
             {
                 std::lock_guard lock(mutex_);
