@@ -5,6 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #ifndef CKPT_TEST_DATA_DIR
 #define CKPT_TEST_DATA_DIR "tests/data"
@@ -259,4 +266,91 @@ TEST_CASE("a BOOL tensor holding a byte other than 0 or 1 is refused before it i
     CHECK(test::error_id([&] { ckpt::load_from_memory(test::craft(json, data), c); }) ==
           ckpt::errc::corrupt_values);
     CHECK(c.t.size() == 0);
+}
+
+namespace format_header_test {
+
+/// What rapidjson's validating writer makes of the same header: the reference build_header's
+/// hand-written JSON must match byte for byte.
+inline std::string rapidjson_header(const std::vector<std::pair<std::string, std::string>>& meta,
+                                    const std::vector<ckpt::detail::file_tensor>& entries,
+                                    bool& refused) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                      rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>
+        w(buf);
+    refused = false;
+    const auto str = [&](const std::string& s) {
+        refused = refused || !w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
+    };
+    w.StartObject();
+    str("__metadata__");
+    w.StartObject();
+    for (const auto& [k, v] : meta) {
+        str(k);
+        str(v);
+    }
+    w.EndObject();
+    for (const auto& e : entries) {
+        str(e.name);
+        w.StartObject();
+        str("dtype");
+        str(std::string(ckpt::to_string(e.type)));
+        str("shape");
+        w.StartArray();
+        for (const auto d : e.shape) w.Uint64(d);
+        w.EndArray();
+        str("data_offsets");
+        w.StartArray();
+        w.Uint64(e.begin);
+        w.Uint64(e.end);
+        w.EndArray();
+        w.EndObject();
+    }
+    w.EndObject();
+    std::string json(buf.GetString(), buf.GetSize());
+    json.append((8 - json.size() % 8) % 8, ' ');
+    return json;
+}
+
+} // namespace format_header_test
+
+TEST_CASE("the header writer writes what rapidjson writes, escapes and refusals included") {
+    std::mt19937_64 rng(20261130);
+    const std::vector<std::string> pieces = {"a", "Z",  "0",    ".",    "_",    "\"",   "\\",
+                                             "/", "\n", "\t",   "\x01", "\x1f", "\x7f", " ",
+                                             "{", "é",  "日本", "😀",    "\xff", "\xc3"};
+    const auto random_string = [&] {
+        std::string s;
+        for (std::uint64_t i = rng() % 10; i > 0; --i) s += pieces[rng() % pieces.size()];
+        return s;
+    };
+    int same = 0;
+    int refused = 0;
+    for (int trial = 0; trial < 20000; ++trial) {
+        std::vector<std::pair<std::string, std::string>> meta;
+        for (std::uint64_t i = rng() % 4; i > 0; --i)
+            meta.emplace_back(random_string(), random_string());
+        std::vector<ckpt::detail::file_tensor> entries(rng() % 4);
+        for (auto& e : entries) {
+            e.name = random_string();
+            e.type = ckpt::dtype::f32;
+            for (std::uint64_t r = rng() % 4; r > 0; --r) e.shape.push_back(rng() >> (rng() % 64));
+            e.begin = rng();
+            e.end = rng() % 1000;
+        }
+        bool reference_refused = false;
+        const std::string expected =
+            format_header_test::rapidjson_header(meta, entries, reference_refused);
+        if (reference_refused) {
+            CHECK(test::error_id([&] { ckpt::detail::build_header(meta, entries); }) ==
+                  ckpt::errc::usage_argument);
+            ++refused;
+        } else {
+            REQUIRE(ckpt::detail::build_header(meta, entries) == expected);
+            ++same;
+        }
+    }
+    CHECK(same > 2000); // both kinds are exercised
+    CHECK(refused > 2000);
 }
