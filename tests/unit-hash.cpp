@@ -1,7 +1,7 @@
 // The checksum's hash: the AVX2 kernels chosen at run time must give XXH3-64 exactly, for every
 // length class (short inputs, one stripe, blocks, many blocks) and every split of a stream.
 
-#include <ckpt/detail/hash.hpp>
+#include <ckpt/ckpt.hpp>
 
 #include <doctest/doctest.h>
 
