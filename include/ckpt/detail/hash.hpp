@@ -9,7 +9,14 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__) &&       \
     !defined(XXH_IMPLEM_13a8737387) && !defined(XXH_INLINE_ALL_31684351384) &&                     \
     !defined(CKPT_NO_XXH_DISPATCH)
+// The AVX2 kernels load the accumulators as aligned 32-byte vectors; XXH3_update keeps them on
+// the stack with XXH_ACC_ALIGN, which the SSE2 build sets to 16.
+#ifndef XXH_ACC_ALIGN
+#define XXH_ACC_ALIGN 32
+#endif
+#if XXH_ACC_ALIGN >= 32
 #define CKPT_XXH_DISPATCH_CANDIDATE 1
+#endif
 #ifndef XXH_DISPATCH_AVX2
 #define XXH_DISPATCH_AVX2 1
 #endif
