@@ -1,4 +1,5 @@
-# Shared by tests/ and examples/: doctest, the runner object library and ckpt_add_doctest().
+# Shared by tests/ and examples/: doctest, the runner object library, ckpt_add_doctest() and
+# ckpt_add_doctest_program().
 include_guard(GLOBAL)
 
 include(FetchContent)
@@ -24,26 +25,88 @@ add_library(ckpt_test_main OBJECT "${PROJECT_SOURCE_DIR}/tests/main.cpp")
 target_compile_features(ckpt_test_main PUBLIC cxx_std_20)
 target_link_libraries(ckpt_test_main PUBLIC doctest::doctest PRIVATE ckpt_warnings)
 
-# Each test runs in its own scratch folder, emptied before every ctest run.
+# Each test runs in its own scratch folder, emptied before every ctest run. (The functions below
+# do not read CKPT_SCRATCH_DIR: it is set only in the directory that included this file first.)
 set(CKPT_SCRATCH_DIR "${PROJECT_BINARY_DIR}/scratch")
 add_test(NAME ckpt_scratch_clean
     COMMAND "${CMAKE_COMMAND}" "-DSCRATCH_DIR=${CKPT_SCRATCH_DIR}"
             -P "${PROJECT_SOURCE_DIR}/cmake/ckpt_clean_scratch.cmake")
 set_tests_properties(ckpt_scratch_clean PROPERTIES FIXTURES_SETUP ckpt_scratch)
 
+# Tests that run threads of their own (the asynchronous save). They get the label `concurrency`
+# and the target ckpt_concurrency_tests builds them: the tsan preset builds and runs only these,
+# under ThreadSanitizer. Add a test by its name here; a name not defined (yet) is ignored.
+set_property(GLOBAL PROPERTY ckpt_concurrency_tests
+    unit-async
+    example-save_in_background)
+add_custom_target(ckpt_concurrency_tests)
+
 # ckpt_add_doctest(<name> SOURCE <file.cpp> LIBRARY <ckpt target> [LABELS <label>...])
 # Builds the doctest program <name> (runner, warnings as errors, CKPT_TEST_DATA_DIR) and
 # registers it as the test <name>, run in the scratch folder scratch/<name>.
 function(ckpt_add_doctest name)
     cmake_parse_arguments(PARSE_ARGV 1 arg "" "SOURCE;LIBRARY" "LABELS")
-    add_executable(${name} "${arg_SOURCE}")
-    target_link_libraries(${name} PRIVATE ckpt_test_main ${arg_LIBRARY} ckpt_warnings)
+    _ckpt_doctest_executable(${name} SOURCES "${arg_SOURCE}" LIBRARY ${arg_LIBRARY})
+    _ckpt_doctest_test(${name} PROGRAM ${name} LABELS ${arg_LABELS})
+endfunction()
+
+# ckpt_add_doctest_program(<program> SOURCES <file.cpp>... LIBRARY <ckpt target>
+#                          [PREFIX <prefix>] [LABELS <label>...])
+# Builds one doctest program <program> from all SOURCES as a unity build: one translation unit,
+# so ckpt, cereal, Eigen and doctest are parsed and their code generated once instead of once
+# per file (file-local names must therefore differ between the files). Registers one test per
+# source file, <prefix><file name without .cpp>, that runs only that file's test cases
+# (--source-file) in its own scratch folder; a test that selects no test case fails. A source
+# that replaces a global allocation function (operator new, malloc) must not be among SOURCES:
+# the replacement would hold for every file of the program.
+function(ckpt_add_doctest_program program)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "LIBRARY;PREFIX" "SOURCES;LABELS")
+    _ckpt_doctest_executable(${program} SOURCES ${arg_SOURCES} LIBRARY ${arg_LIBRARY} OWN_MAIN)
+    set_target_properties(${program} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 0)
+    foreach(source IN LISTS arg_SOURCES)
+        get_filename_component(file "${source}" NAME)
+        get_filename_component(stem "${source}" NAME_WE)
+        # doctest matches the pattern against __FILE__ (the full path) with * and ?.
+        _ckpt_doctest_test(${arg_PREFIX}${stem} PROGRAM ${program} LABELS ${arg_LABELS}
+            ARGS "--source-file=*/${file}")
+        set_tests_properties(${arg_PREFIX}${stem} PROPERTIES
+            FAIL_REGULAR_EXPRESSION "test cases: +0 \\|")
+    endforeach()
+endfunction()
+
+# OWN_MAIN: compiles tests/main.cpp itself instead of linking ckpt_test_main. A program that
+# depends on no other target starts building at once: make -j sets aside a target whose
+# dependencies are not built yet and may come back to it only at the end, which left the
+# longest compile, the unity build, running alone after everything else.
+function(_ckpt_doctest_executable name)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "OWN_MAIN" "LIBRARY" "SOURCES")
+    if(arg_OWN_MAIN)
+        set(main "${PROJECT_SOURCE_DIR}/tests/main.cpp")
+        add_executable(${name} ${arg_SOURCES} "${main}")
+        set_source_files_properties("${main}" PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
+        target_link_libraries(${name} PRIVATE doctest::doctest)
+    else()
+        add_executable(${name} ${arg_SOURCES})
+        target_link_libraries(${name} PRIVATE ckpt_test_main)
+    endif()
+    target_link_libraries(${name} PRIVATE ${arg_LIBRARY} ckpt_warnings)
     target_compile_definitions(${name} PRIVATE
         "CKPT_TEST_DATA_DIR=\"${PROJECT_SOURCE_DIR}/tests/data\"")
-    set(scratch "${CKPT_SCRATCH_DIR}/${name}")
+endfunction()
+
+# The test <name>: runs <program> [ARGS...] in the scratch folder scratch/<name>.
+function(_ckpt_doctest_test name)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "PROGRAM" "LABELS;ARGS")
+    set(scratch "${PROJECT_BINARY_DIR}/scratch/${name}")
     file(MAKE_DIRECTORY "${scratch}")
-    add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY "${scratch}")
+    add_test(NAME ${name} COMMAND ${arg_PROGRAM} ${arg_ARGS} WORKING_DIRECTORY "${scratch}")
+    set(labels ${arg_LABELS})
+    get_property(concurrency_tests GLOBAL PROPERTY ckpt_concurrency_tests)
+    if(name IN_LIST concurrency_tests)
+        list(APPEND labels concurrency)
+        add_dependencies(ckpt_concurrency_tests ${arg_PROGRAM})
+    endif()
     set_tests_properties(${name} PROPERTIES
-        LABELS "${arg_LABELS}"
+        LABELS "${labels}"
         FIXTURES_REQUIRED ckpt_scratch)
 endfunction()

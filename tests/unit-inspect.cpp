@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 
 namespace {
-struct model {
+struct inspect_model {
     Eigen::Matrix<float, 8, 4, Eigen::RowMajor> weight =
         Eigen::Matrix<float, 8, 4, Eigen::RowMajor>::Ones();
     Eigen::VectorXd bias = Eigen::VectorXd::Zero(8);
@@ -23,7 +23,7 @@ TEST_CASE("inspect lists tensors and metadata, and verifies only when asked") {
     meta.epoch = 2;
     meta.metrics["val_loss"] = 0.75;
     meta.tags["arch"] = "8-4";
-    ckpt::save(dir / "m.ckpt", model{}, meta);
+    ckpt::save(dir / "m.ckpt", inspect_model{}, meta);
     const auto size = std::filesystem::file_size(dir / "m.ckpt");
 
     const ckpt::info info = ckpt::inspect(dir / "m.ckpt");
@@ -50,9 +50,9 @@ TEST_CASE("inspect lists tensors and metadata, and verifies only when asked") {
     CHECK(verified.checksum == info.checksum);
 
     // The same layout gives the same fingerprint; another architecture another one.
-    ckpt::save(dir / "again.ckpt", model{}, meta);
+    ckpt::save(dir / "again.ckpt", inspect_model{}, meta);
     CHECK(ckpt::inspect(dir / "again.ckpt").fingerprint == info.fingerprint);
-    model other;
+    inspect_model other;
     other.bias.resize(9);
     ckpt::save(dir / "other.ckpt", other);
     CHECK(ckpt::inspect(dir / "other.ckpt").fingerprint != info.fingerprint);
@@ -83,7 +83,7 @@ TEST_CASE("inspect refuses short, truncated and oversized headers") {
     const auto dir = test::scratch("inspect-bad");
     test::write_file(dir / "short", std::vector<std::byte>(5));
     CHECK(test::error_id([&] { ckpt::inspect(dir / "short"); }) == ckpt::errc::corrupt_too_small);
-    auto file = ckpt::save_to_memory(model{});
+    auto file = ckpt::save_to_memory(inspect_model{});
     test::write_file(dir / "cut", std::vector<std::byte>(file.begin(), file.begin() + 100));
     CHECK(test::error_id([&] { ckpt::inspect(dir / "cut"); }) ==
           ckpt::errc::corrupt_truncated_header);

@@ -18,6 +18,10 @@
 #include <vector>
 
 namespace doctest {
+// Also in unit-manager-retention.cpp; the guard lets both share one program (the single-header
+// tests' unity build, tests/CMakeLists.txt).
+#ifndef CKPT_TEST_STRINGMAKER_INT64_VECTOR
+#define CKPT_TEST_STRINGMAKER_INT64_VECTOR
 template <>
 struct StringMaker<std::vector<std::int64_t>> {
     static String convert(const std::vector<std::int64_t>& v) {
@@ -26,6 +30,7 @@ struct StringMaker<std::vector<std::int64_t>> {
         return (s + "}").c_str();
     }
 };
+#endif
 template <>
 struct StringMaker<std::vector<std::string>> {
     static String convert(const std::vector<std::string>& v) {

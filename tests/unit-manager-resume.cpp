@@ -43,7 +43,7 @@ using std::chrono::minutes;
 // ---------------------------------------------------------------------------------------------
 // A training run, scripted
 
-struct train_state {
+struct resume_state {
     Eigen::MatrixXf weight;
     Eigen::VectorXf bias;
     std::mt19937_64 rng;
@@ -56,8 +56,8 @@ struct train_state {
 };
 
 /// What a fresh process builds before it restores (the shapes are the model's).
-train_state initial_state() {
-    train_state s;
+resume_state initial_state() {
+    resume_state s;
     s.weight = Eigen::MatrixXf::Constant(8, 4, 0.5F);
     s.bias = Eigen::VectorXf::Zero(8);
     s.rng.seed(42);
@@ -65,7 +65,7 @@ train_state initial_state() {
 }
 
 /// One training step: reads and changes the whole state, so a wrong restore shows.
-void train_step(train_state& s) {
+void train_step(resume_state& s) {
     std::normal_distribution<float> noise(0.0F, 0.01F);
     for (Eigen::Index i = 0; i < s.weight.size(); ++i) s.weight.data()[i] += noise(s.rng);
     s.bias.array() += 0.001F;
@@ -79,7 +79,7 @@ const double nan_loss = std::numeric_limits<double>::quiet_NaN();
 // off the every_steps(5) grid. The expected outcome (script_expected below) was worked out by
 // hand and with an independent model of the policy and retention rules.
 constexpr std::int64_t script_steps = 36;
-const std::array<double, script_steps> val_loss = {
+const std::array<double, script_steps> script_val_loss = {
     0.90, 0.95, 0.85, 0.88, 0.87, 0.80, 0.82, 0.83, nan_loss, 0.81, 0.79, 0.84,
     0.86, 0.85, 0.90, 0.78, 0.79, 0.80, 0.80, 0.77, 0.76,     0.90, 0.91, 0.92,
     0.93, 0.75, 0.80, 0.80, 0.80, 0.74, 0.81, 0.82, 0.83,     0.84, 0.85, 0.86};
@@ -97,7 +97,7 @@ time_point time_of(std::int64_t s) {
 }
 
 ckpt::metadata meta_of(std::int64_t s) {
-    return {.step = s, .metrics = {{"val_loss", val_loss[static_cast<std::size_t>(s - 1)]}}};
+    return {.step = s, .metrics = {{"val_loss", script_val_loss[static_cast<std::size_t>(s - 1)]}}};
 }
 
 /// The injected wall clock: the test sets it.
@@ -163,7 +163,7 @@ struct step_record {
     friend bool operator==(const step_record&, const step_record&) = default;
 };
 
-step_record observe(const ckpt::manager& m, const ckpt::save_result& r, const train_state& st) {
+step_record observe(const ckpt::manager& m, const ckpt::save_result& r, const resume_state& st) {
     step_record rec;
     rec.saved = r.saved;
     rec.reasons = r.reasons;
@@ -189,7 +189,7 @@ step_record observe(const ckpt::manager& m, const ckpt::save_result& r, const tr
 }
 
 /// Runs steps [first, last] of the script; records[s] is what step s did.
-void run_steps(ckpt::manager& m, train_state& st, test_clock& c, std::int64_t first,
+void run_steps(ckpt::manager& m, resume_state& st, test_clock& c, std::int64_t first,
                std::int64_t last, std::map<std::int64_t, step_record>& records) {
     for (std::int64_t s = first; s <= last; ++s) {
         train_step(st);
@@ -219,7 +219,7 @@ const reference_run& reference() {
         reference_run r;
         const fs::path dir = test::scratch("reference");
         test_clock c;
-        train_state st = initial_state();
+        resume_state st = initial_state();
         {
             ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
             run_steps(m, st, c, 1, script_steps, r.records);
@@ -269,7 +269,7 @@ void check_files_match_reference(const fs::path& dir) {
 /// A manager on `dir` starts at wall time `restart`, restores, and runs the script from the
 /// step after the restored one up to `last`. @returns the restored step (0: none)
 std::int64_t resume(const fs::path& dir, test_clock& c, time_point restart, std::int64_t last,
-                    std::map<std::int64_t, step_record>& records, train_state& st) {
+                    std::map<std::int64_t, step_record>& records, resume_state& st) {
     c.now = restart;
     ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
     st = initial_state();
@@ -384,7 +384,7 @@ std::map<std::int64_t, std::vector<std::byte>> five_step_run(const fs::path& dir
     std::map<std::int64_t, std::vector<std::byte>> states;
     test_clock c;
     ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_all(), options_with(c));
-    train_state st = initial_state();
+    resume_state st = initial_state();
     for (std::int64_t s = 1; s <= last; ++s) {
         train_step(st);
         c.now = time_of(s);
@@ -494,7 +494,7 @@ TEST_CASE("resume after a stop at step k: the run that never stopped, for many k
         const fs::path dir = test::scratch("stop-" + std::to_string(k));
         test_clock c;
         std::map<std::int64_t, step_record> first, second;
-        train_state st = initial_state();
+        resume_state st = initial_state();
         {
             ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
             run_steps(m, st, c, 1, k, first);
@@ -517,7 +517,7 @@ TEST_CASE("resume: restarted after every single step, the run is still the same"
     const reference_run& ref = reference();
     const fs::path dir = test::scratch("stop-every-step");
     test_clock c;
-    train_state st = initial_state();
+    resume_state st = initial_state();
     std::map<std::int64_t, step_record> records;
     for (std::int64_t k = 1; k <= script_steps; ++k) {
         CAPTURE(k);
@@ -536,7 +536,7 @@ TEST_CASE("resume: on_best compares with the best saved before the restart") {
     // 0.79 at 11. A manager that forgot it would save 14 (0.85) as a "best".
     const fs::path dir = test::scratch("best-survives");
     test_clock c;
-    train_state st = initial_state();
+    resume_state st = initial_state();
     std::map<std::int64_t, step_record> records;
     {
         ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
@@ -571,7 +571,7 @@ TEST_CASE("resume in a new process: a child runs the first half and _exits") {
     const fs::path dir = test::scratch("fork-half");
     const ::pid_t child = spawn([&] {
         test_clock c;
-        train_state st = initial_state();
+        resume_state st = initial_state();
         std::map<std::int64_t, step_record> records;
         // Its own manager, never destroyed: _exit skips every destructor.
         auto* m = new ckpt::manager(dir, script_policy(), script_retention(), options_with(c));
@@ -587,7 +587,7 @@ TEST_CASE("resume in a new process: a child runs the first half and _exits") {
     CHECK(on_disk(dir) == ref.records.at(half).disk);
 
     test_clock c;
-    train_state st = initial_state();
+    resume_state st = initial_state();
     std::map<std::int64_t, step_record> records;
     const std::int64_t from =
         resume(dir, c, time_of(half) + std::chrono::hours(2), script_steps, records, st);
@@ -602,13 +602,13 @@ TEST_CASE("a child killed by SIGKILL right after a save leaves no lock behind") 
     const fs::path dir = test::scratch("sigkill");
     std::vector<std::byte> saved_at_5;
     {
-        train_state st = initial_state();
+        resume_state st = initial_state();
         for (int i = 0; i < 5; ++i) train_step(st);
         saved_at_5 = test::state_bytes(st);
     }
     const ::pid_t child = spawn([&] {
         test_clock c;
-        train_state st = initial_state();
+        resume_state st = initial_state();
         ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_last(2), options_with(c));
         for (std::int64_t s = 1; s <= 5; ++s) {
             train_step(st);
@@ -625,7 +625,7 @@ TEST_CASE("a child killed by SIGKILL right after a save leaves no lock behind") 
     test_clock c;
     ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_last(2), options_with(c));
     CHECK(read_text(dir / "ckpt.lock") == std::to_string(::getpid()));
-    train_state st = initial_state();
+    resume_state st = initial_state();
     REQUIRE(m.restore_latest(st).value().step == 5);
     CHECK(test::state_bytes(st) == saved_at_5);
     CHECK(m.cleaned().empty());
@@ -641,7 +641,7 @@ TEST_CASE("a child killed in the middle of a save: its temporary file is cleaned
         ckpt::manager_options o = options_with(c);
         o.backend = &dying;
         ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_all(), o);
-        train_state st = initial_state();
+        resume_state st = initial_state();
         if (!m.restore_latest(st)) return 2;
         for (std::int64_t s = 6; s <= 10; ++s) {
             train_step(st);
@@ -662,7 +662,7 @@ TEST_CASE("a child killed in the middle of a save: its temporary file is cleaned
     REQUIRE(m.cleaned().size() == 1);
     CHECK(m.cleaned()[0] == dir / before[1]);
     CHECK(on_disk(dir) == files_of({5}));
-    train_state st = initial_state();
+    resume_state st = initial_state();
     CHECK(m.restore_latest(st).value().step == 5);
 }
 
@@ -678,11 +678,11 @@ TEST_CASE("fallback: a flipped data byte in the newest checkpoint") {
     // Only the header is read at start: the damage shows when the file is loaded.
     CHECK(w.m.skipped().empty());
     CHECK(w.m.list().back().step == 25);
-    train_state st = initial_state();
+    resume_state st = initial_state();
     const auto meta = w.m.restore_latest(st);
     REQUIRE(meta.has_value());
     CHECK(meta->step == 20);
-    CHECK(meta->metrics.at("val_loss") == val_loss[19]);
+    CHECK(meta->metrics.at("val_loss") == script_val_loss[19]);
     CHECK(test::state_bytes(st) == states.at(20));
     REQUIRE(w.m.skipped().size() == 1);
     CHECK(w.m.skipped()[0].path == dir / file_of(25));
@@ -702,7 +702,7 @@ TEST_CASE("fallback: a flipped data byte in the newest checkpoint") {
         CHECK(r.saved == (s == 25));
     }
     CHECK(test::state_bytes(st) == states.at(25));
-    train_state check = initial_state();
+    resume_state check = initial_state();
     CHECK(ckpt::load(dir / file_of(25), check).step == 25);
     CHECK(test::state_bytes(check) == states.at(25));
 }
@@ -718,7 +718,7 @@ TEST_CASE("fallback: retention after it never deletes the checkpoint just writte
         return ckpt::metadata{.step = s, .metrics = {{"val_loss", v}}};
     };
     test_clock c;
-    train_state st = initial_state();
+    resume_state st = initial_state();
     {
         ckpt::manager m(dir, policy(), keep(), options_with(c));
         for (std::int64_t s = 1; s <= 10; ++s) {
@@ -790,7 +790,7 @@ TEST_CASE("fallback: a truncated newest checkpoint") {
         CHECK(w.m.list().back().step == 20);
         CHECK(w.reported.empty()); // ... on_skipped is called by restore
 
-        train_state st = initial_state();
+        resume_state st = initial_state();
         const auto meta = w.m.restore_latest(st);
         REQUIRE(meta.has_value());
         CHECK(meta->step == 20);
@@ -810,7 +810,7 @@ TEST_CASE("fallback: a damaged file replaced by a good save is not reported by a
     const auto states = five_step_run(dir, 25);
     fs::resize_file(dir / file_of(25), fs::file_size(dir / file_of(25)) - 8);
     watched_manager w(dir);
-    train_state st = initial_state();
+    resume_state st = initial_state();
     REQUIRE(w.m.restore_latest(st).value().step == 20);
     CHECK(w.m.skipped().size() == 1);
     for (std::int64_t s = 21; s <= 25; ++s) {
@@ -819,7 +819,7 @@ TEST_CASE("fallback: a damaged file replaced by a good save is not reported by a
         CHECK(w.m.step(st, meta_of(s)).saved == (s == 25)); // 25 is rewritten, whole
     }
     w.reported.clear();
-    train_state again = initial_state();
+    resume_state again = initial_state();
     REQUIRE(w.m.restore_latest(again).value().step == 25);
     CHECK(test::state_bytes(again) == states.at(25));
     for (const auto& skipped : w.m.skipped()) {
@@ -844,7 +844,7 @@ TEST_CASE("fallback: the temporary file of a save that died is removed at start"
     CHECK_FALSE(fs::exists(temp));
     REQUIRE(w.m.cleaned().size() == 1);
     CHECK(w.m.cleaned()[0] == temp);
-    train_state st = initial_state();
+    resume_state st = initial_state();
     CHECK(w.m.restore_latest(st).value().step == 20);
     CHECK(test::state_bytes(st) == states.at(20));
     CHECK(w.m.skipped().empty());
@@ -874,7 +874,7 @@ TEST_CASE("files that ckpt did not write are reported and never deleted") {
     CHECK(m.cleaned().empty());
     CHECK(m.list().size() == 2); // 5 and 10
 
-    train_state st = initial_state();
+    resume_state st = initial_state();
     REQUIRE(m.restore_latest(st).value().step == 10);
     std::map<fs::path, int> ids;
     for (const auto& s : m.skipped()) ids[s.path] = s.error_id;
@@ -898,7 +898,7 @@ TEST_CASE("no checkpoint at all: restore_latest returns nullopt and leaves the s
     SUBCASE("an empty folder") {
         const fs::path dir = test::scratch("nothing");
         watched_manager w(dir);
-        train_state st = initial_state();
+        resume_state st = initial_state();
         train_step(st);
         const std::vector<std::byte> before = test::state_bytes(st);
         CHECK_FALSE(w.m.restore_latest(st).has_value());
@@ -913,7 +913,7 @@ TEST_CASE("no checkpoint at all: restore_latest returns nullopt and leaves the s
         flip_data_byte(dir / file_of(5));
         flip_data_byte(dir / file_of(10));
         watched_manager w(dir);
-        train_state st = initial_state();
+        resume_state st = initial_state();
         const std::vector<std::byte> before = test::state_bytes(st);
         CHECK_FALSE(w.m.restore_latest(st).has_value());
         CHECK(test::state_bytes(st) == before);
@@ -931,7 +931,7 @@ TEST_CASE("restore_best loads the best, and the next best when the best is damag
     const reference_run& ref = reference();
     {
         test_clock c;
-        train_state st = initial_state();
+        resume_state st = initial_state();
         std::map<std::int64_t, step_record> records;
         ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
         run_steps(m, st, c, 1, script_steps, records);
@@ -940,7 +940,7 @@ TEST_CASE("restore_best loads the best, and the next best when the best is damag
     {
         test_clock c;
         ckpt::manager m(dir, script_policy(), script_retention(), options_with(c));
-        train_state st = initial_state();
+        resume_state st = initial_state();
         const auto meta = m.restore_best(st, "val_loss");
         REQUIRE(meta.has_value());
         CHECK(meta->step == 30);
@@ -956,7 +956,7 @@ TEST_CASE("restore_best loads the best, and the next best when the best is damag
     ckpt::manager_options o = options_with(c);
     o.on_skipped = [&](const ckpt::skipped_checkpoint& s) { reported.push_back(s); };
     ckpt::manager m(dir, script_policy(), script_retention(), o);
-    train_state st = initial_state();
+    resume_state st = initial_state();
     const auto meta = m.restore_best(st, "val_loss");
     REQUIRE(meta.has_value());
     CHECK(meta->step == 26);
@@ -972,7 +972,7 @@ TEST_CASE("a schema error stops the fallback: no silent restore of an older file
     test_clock c;
     {
         ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_all(), options_with(c));
-        train_state st = initial_state(); // weight 8x4
+        resume_state st = initial_state(); // weight 8x4
         for (std::int64_t s = 1; s <= 5; ++s) train_step(st);
         m.step(st, meta_of(5));
         st.weight = Eigen::MatrixXf::Constant(6, 4, 0.25F); // the model changed shape
@@ -980,7 +980,7 @@ TEST_CASE("a schema error stops the fallback: no silent restore of an older file
         m.step(st, meta_of(10));
     }
     ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_all(), options_with(c));
-    train_state st = initial_state(); // 8x4: fits step 5, not the newest
+    resume_state st = initial_state(); // 8x4: fits step 5, not the newest
     const std::vector<std::byte> before = test::state_bytes(st);
     bool thrown = false;
     try {
@@ -1128,7 +1128,7 @@ TEST_CASE("NaN metrics: never the best, and a save still happens when another ru
     const auto meta_with = [](std::int64_t s, double v) {
         return ckpt::metadata{.step = s, .metrics = {{"val_loss", v}}};
     };
-    train_state st = initial_state();
+    resume_state st = initial_state();
     std::vector<std::byte> at_11;
     {
         ckpt::manager m(dir, ckpt::every_steps(5) | ckpt::on_best("val_loss"),
@@ -1141,7 +1141,7 @@ TEST_CASE("NaN metrics: never the best, and a save still happens when another ru
             if (r.saved) CHECK(r.reasons == std::vector<std::string>{by_steps});
         }
         for (const auto& e : m.list()) CHECK_FALSE(e.best);
-        train_state probe = initial_state();
+        resume_state probe = initial_state();
         const std::vector<std::byte> before = test::state_bytes(probe);
         CHECK_FALSE(m.restore_best(probe, "val_loss").has_value()); // nothing ranks
         CHECK(test::state_bytes(probe) == before);
@@ -1166,7 +1166,7 @@ TEST_CASE("NaN metrics: never the best, and a save still happens when another ru
     // After a restart the NaN checkpoint is read back as NaN and still not the best.
     ckpt::manager m(dir, ckpt::every_steps(5) | ckpt::on_best("val_loss"),
                     ckpt::keep_last(2) | ckpt::keep_best(1, "val_loss"), options_with(c));
-    train_state probe = initial_state();
+    resume_state probe = initial_state();
     REQUIRE(m.restore_best(probe, "val_loss").value().step == 11);
     CHECK(test::state_bytes(probe) == at_11);
     REQUIRE(m.restore_latest(probe).value().step == 15);
@@ -1181,7 +1181,7 @@ TEST_CASE("NaN metrics: never the best, and a save still happens when another ru
 TEST_CASE("stats() after a restart: the risk is measured from the restored checkpoint") {
     const fs::path dir = test::scratch("stats");
     test_clock c;
-    train_state st = initial_state();
+    resume_state st = initial_state();
     {
         ckpt::manager m(dir, ckpt::every_steps(10), ckpt::keep_all(), options_with(c));
         for (std::int64_t s = 1; s <= 13; ++s) {
@@ -1234,7 +1234,7 @@ TEST_CASE("stats() after a restart whose newest checkpoint was damaged") {
     flip_data_byte(dir / file_of(25));
     watched_manager w(dir);
     w.clock.now = time_of(25) + minutes(10);
-    train_state st = initial_state();
+    resume_state st = initial_state();
     REQUIRE(w.m.restore_latest(st).value().step == 20);
     const ckpt::manager_stats s = w.m.stats();
     CHECK(s.steps_at_risk == 0);

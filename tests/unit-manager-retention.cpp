@@ -20,6 +20,10 @@
 #include <vector>
 
 namespace doctest {
+// Also in unit-manager-policy.cpp; the guard lets both share one program (the single-header tests'
+// unity build, tests/CMakeLists.txt).
+#ifndef CKPT_TEST_STRINGMAKER_INT64_VECTOR
+#define CKPT_TEST_STRINGMAKER_INT64_VECTOR
 template <>
 struct StringMaker<std::vector<std::int64_t>> {
     static String convert(const std::vector<std::int64_t>& v) {
@@ -28,6 +32,7 @@ struct StringMaker<std::vector<std::int64_t>> {
         return (s + "}").c_str();
     }
 };
+#endif
 } // namespace doctest
 
 namespace {
@@ -39,11 +44,11 @@ using test::qnan;
 using test::time_point;
 using test::train_state;
 using test::with_clock;
-using steps = std::vector<std::int64_t>;
+using step_list = std::vector<std::int64_t>;
 
 /// Steps of the files named ckpt-<12 digits>.ckpt in `dir`, ascending; -1 for any other .ckpt.
-steps steps_on_disk(const fs::path& dir) {
-    steps out;
+step_list on_disk_steps(const fs::path& dir) {
+    step_list out;
     for (const auto& de : fs::directory_iterator(dir)) {
         const std::string name = de.path().filename().string();
         if (!name.ends_with(".ckpt")) continue;
@@ -55,19 +60,19 @@ steps steps_on_disk(const fs::path& dir) {
     return out;
 }
 
-steps sorted(std::set<std::int64_t> s) {
+step_list sorted(std::set<std::int64_t> s) {
     return {s.begin(), s.end()};
 }
 
 /// After step `now`: exactly `expected` on disk and in list(), the newest flagged latest and
 /// exactly `best` flagged best; every entry's path and size are those of its file.
-void check_kept(const ckpt::manager& m, std::int64_t now, const steps& expected,
-                const steps& best = {}) {
+void check_kept(const ckpt::manager& m, std::int64_t now, const step_list& expected,
+                const step_list& best = {}) {
     INFO("after step ", now);
-    CHECK(steps_on_disk(m.directory()) == expected);
-    steps listed;
-    steps latest;
-    steps flagged_best;
+    CHECK(on_disk_steps(m.directory()) == expected);
+    step_list listed;
+    step_list latest;
+    step_list flagged_best;
     std::uint64_t bytes = 0;
     for (const auto& e : m.list()) {
         listed.push_back(e.step);
@@ -79,7 +84,7 @@ void check_kept(const ckpt::manager& m, std::int64_t now, const steps& expected,
         bytes += e.bytes;
     }
     CHECK(listed == expected);
-    CHECK(latest == (expected.empty() ? steps{} : steps{expected.back()}));
+    CHECK(latest == (expected.empty() ? step_list{} : step_list{expected.back()}));
     CHECK(flagged_best == best);
     const auto s = m.stats();
     CHECK(s.checkpoints_on_disk == expected.size());
@@ -88,7 +93,7 @@ void check_kept(const ckpt::manager& m, std::int64_t now, const steps& expected,
 }
 
 /// The paths of `removed` in `m`.
-std::vector<fs::path> paths_of(const ckpt::manager& m, const steps& removed) {
+std::vector<fs::path> paths_of(const ckpt::manager& m, const step_list& removed) {
     std::vector<fs::path> out;
     for (const std::int64_t s : removed) out.push_back(m.path_of(s));
     return out;
@@ -101,20 +106,20 @@ TEST_CASE("keep_last(K) keeps the K newest after every step") {
         const auto dir = test::scratch("keep-last-3");
         ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_last(3));
         train_state state;
-        steps before;
+        step_list before;
         for (std::int64_t s = 1; s <= 40; ++s) {
             const auto r = m.step(state, at(s));
             REQUIRE(r.saved);
-            steps expected;
+            step_list expected;
             for (std::int64_t k = std::max<std::int64_t>(1, s - 2); k <= s; ++k) {
                 expected.push_back(k);
             }
             check_kept(m, s, expected);
-            CHECK(r.deleted == paths_of(m, s >= 4 ? steps{s - 3} : steps{}));
+            CHECK(r.deleted == paths_of(m, s >= 4 ? step_list{s - 3} : step_list{}));
             CHECK(m.stats().checkpoints_written == static_cast<std::uint64_t>(s));
             before = expected;
         }
-        CHECK(before == steps{38, 39, 40});
+        CHECK(before == step_list{38, 39, 40});
     }
     SUBCASE("a save every third step, K = 2, checked on steps without a save too") {
         const auto dir = test::scratch("keep-last-2-sparse");
@@ -124,11 +129,12 @@ TEST_CASE("keep_last(K) keeps the K newest after every step") {
             const auto r = m.step(state, at(s));
             CHECK(r.saved == (s % 3 == 0));
             const std::int64_t last = s / 3 * 3; // the newest multiple of 3 so far
-            steps expected;
+            step_list expected;
             if (last >= 6) expected.push_back(last - 3);
             if (last >= 3) expected.push_back(last);
             check_kept(m, s, expected);
-            if (r.saved) CHECK(r.deleted == paths_of(m, last >= 9 ? steps{last - 6} : steps{}));
+            if (r.saved)
+                CHECK(r.deleted == paths_of(m, last >= 9 ? step_list{last - 6} : step_list{}));
         }
     }
     SUBCASE("K = 1") {
@@ -137,7 +143,7 @@ TEST_CASE("keep_last(K) keeps the K newest after every step") {
         train_state state;
         for (std::int64_t s = 1; s <= 20; ++s) {
             (void)m.step(state, at(s));
-            check_kept(m, s, s >= 2 ? steps{s / 2 * 2} : steps{});
+            check_kept(m, s, s >= 2 ? step_list{s / 2 * 2} : step_list{});
         }
     }
 }
@@ -150,7 +156,7 @@ TEST_CASE("keep_best(K, metric) keeps the K best and the newest after every step
     const std::vector<double> loss = {0.9, 0.8,  1.0,  0.7,  qnan, 0.85, 0.75, 0.75,
                                       0.6, 0.95, qnan, 0.65, 0.6,  0.99, 0.5,  0.99};
     // After each step: what is kept (a tie goes to the newer; NaN never ranks), and the best.
-    const std::vector<std::pair<steps, steps>> expected = {
+    const std::vector<std::pair<step_list, step_list>> expected = {
         {{1}, {1}},       {{1, 2}, {2}},       {{1, 2, 3}, {2}},  {{2, 4}, {4}},
         {{2, 4, 5}, {4}}, {{2, 4, 6}, {4}},    {{4, 7}, {4}},     {{4, 8}, {4}},
         {{4, 9}, {9}},    {{4, 9, 10}, {9}},   {{4, 9, 11}, {9}}, {{9, 12}, {9}},
@@ -178,7 +184,7 @@ TEST_CASE("keep_best(maximize) keeps the highest") {
                     ckpt::keep_best(1, "accuracy", ckpt::goal::maximize));
     train_state state;
     const std::vector<double> acc = {0.5, 0.25, 0.75, qnan, 0.75, 0.625, 0.875, 0.125};
-    const std::vector<std::pair<steps, steps>> expected = {
+    const std::vector<std::pair<step_list, step_list>> expected = {
         {{1}, {1}}, {{1, 2}, {1}}, {{3}, {3}}, {{3, 4}, {3}},
         {{5}, {5}}, {{5, 6}, {5}}, {{7}, {7}}, {{7, 8}, {7}}};
     for (std::int64_t s = 1; s <= 8; ++s) {
@@ -200,10 +206,11 @@ TEST_CASE("the best and the newest are both on disk while validation loss gets w
             CHECK(r.reasons ==
                   (s <= 5 ? std::vector<std::string>{"every_steps(1)", "on_best(val_loss,min,0)"}
                           : std::vector<std::string>{"every_steps(1)"}));
-            check_kept(m, s, s <= 5 ? steps{s} : steps{5, s}, {std::min<std::int64_t>(s, 5)});
-            CHECK(r.deleted == paths_of(m, s >= 2 && s <= 5 ? steps{s - 1}
-                                           : s >= 7         ? steps{s - 1}
-                                                            : steps{}));
+            check_kept(m, s, s <= 5 ? step_list{s} : step_list{5, s},
+                       {std::min<std::int64_t>(s, 5)});
+            CHECK(r.deleted == paths_of(m, s >= 2 && s <= 5 ? step_list{s - 1}
+                                           : s >= 7         ? step_list{s - 1}
+                                                            : step_list{}));
         }
     }
     SUBCASE("on_best ranks val_loss, keep_best ranks accuracy, keep_last(2)") {
@@ -227,16 +234,16 @@ TEST_CASE("the best and the newest are both on disk while validation loss gets w
         const auto dir = test::scratch("worse-sparse");
         ckpt::manager m(dir, ckpt::every_steps(4) | ckpt::on_best("val_loss"), ckpt::keep_last(1));
         train_state state;
-        steps saved;
+        step_list saved;
         for (std::int64_t s = 1; s <= 50; ++s) {
             const double v = s <= 6 ? 2.0 - 0.25 * double(s) : 0.5 + 0.125 * double(s - 6);
             if (m.step(state, at(s, {{"val_loss", v}}))) saved.push_back(s);
             // 1..6 by on_best (4 also by count); then by count, 4 steps after 4: 8, 12, ...
             const std::int64_t newest = s <= 6 ? s : s < 8 ? 6 : s / 4 * 4;
-            check_kept(m, s, newest <= 6 ? steps{newest} : steps{6, newest},
+            check_kept(m, s, newest <= 6 ? step_list{newest} : step_list{6, newest},
                        {std::min<std::int64_t>(s, 6)});
         }
-        CHECK(saved == steps{1, 2, 3, 4, 5, 6, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48});
+        CHECK(saved == step_list{1, 2, 3, 4, 5, 6, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48});
     }
 }
 
@@ -245,7 +252,7 @@ TEST_CASE("keep_every_steps(N) keeps the earliest checkpoint in each span of N s
     ckpt::manager m(dir, ckpt::every_steps(3), ckpt::keep_every_steps(10));
     train_state state;
     // Saves at 3, 6, ..., 63; the earliest in [0,10) is 3, in [10,20) 12, [20,30) 21, ...
-    const steps earliest = {3, 12, 21, 30, 42, 51, 60};
+    const step_list earliest = {3, 12, 21, 30, 42, 51, 60};
     for (std::int64_t s = 1; s <= 65; ++s) {
         (void)m.step(state, at(s));
         std::set<std::int64_t> kept;
@@ -255,7 +262,7 @@ TEST_CASE("keep_every_steps(N) keeps the earliest checkpoint in each span of N s
         if (s >= 3) kept.insert(s / 3 * 3); // the newest
         check_kept(m, s, sorted(kept));
     }
-    CHECK(steps_on_disk(dir) == steps{3, 12, 21, 30, 42, 51, 60, 63});
+    CHECK(on_disk_steps(dir) == step_list{3, 12, 21, 30, 42, 51, 60, 63});
 
     SUBCASE("N <= 0 is a usage error") {
         CHECK(test::error_text([] { (void)ckpt::keep_every_steps(0); }) ==
@@ -270,7 +277,7 @@ TEST_CASE("keep_every(period) keeps the earliest checkpoint in each period of wa
     const time_point t0 = time_point(std::chrono::seconds(1'699'999'980));
     const auto time_of = [&](std::int64_t s) { return t0 + std::chrono::seconds(25 * (s - 1)); };
     // Minute k starts at 60k s: the first step at or after it is ceil(60k / 25) + 1.
-    const steps earliest = {1, 4, 6, 9, 11, 13, 16, 18, 21, 23, 25, 28, 30};
+    const step_list earliest = {1, 4, 6, 9, 11, 13, 16, 18, 21, 23, 25, 28, 30};
     for (const bool explicit_time : {true, false}) {
         INFO((explicit_time ? "metadata.time set, the clock frozen"
                             : "metadata.time from the clock"));
@@ -295,7 +302,7 @@ TEST_CASE("keep_every(period) keeps the earliest checkpoint in each period of wa
             check_kept(m, s, sorted(kept));
             for (const auto& e : m.list()) CHECK(e.time == time_of(e.step));
         }
-        CHECK(steps_on_disk(dir) == earliest);
+        CHECK(on_disk_steps(dir) == earliest);
     }
     CHECK(test::error_text([] { (void)ckpt::keep_every(std::chrono::seconds(0)); }) ==
           "[ckpt.usage.601] keep_every(): the period must be > 0");
@@ -318,7 +325,7 @@ TEST_CASE("a union of retention rules keeps what any of them keeps") {
         }
         check_kept(m, s, sorted(kept), {std::min<std::int64_t>(s, 17)});
     }
-    CHECK(steps_on_disk(dir) == steps{1, 10, 17, 20, 30, 40, 50, 54, 55});
+    CHECK(on_disk_steps(dir) == step_list{1, 10, 17, 20, 30, 40, 50, 54, 55});
 }
 
 TEST_CASE("keep_all keeps every checkpoint, alone, by default and in a union") {
@@ -327,7 +334,7 @@ TEST_CASE("keep_all keeps every checkpoint, alone, by default and in a union") {
         const auto dir = test::scratch("keep-all-" + std::to_string(variant));
         train_state state;
         const auto run = [&](ckpt::manager& m) {
-            steps expected;
+            step_list expected;
             for (std::int64_t s = 1; s <= 30; ++s) {
                 const auto r = m.step(state, at(s));
                 if (s % 2 == 0) expected.push_back(s);
@@ -429,17 +436,17 @@ TEST_CASE("the manager never deletes a file it does not own") {
     CHECK(skipped.count("ckpt-000000000003.ckpt") == 1);
 
     train_state state;
-    const steps others = {-1, -1, -1, -1, 1, 2, 3}; // the four other .ckpt names, and 1 to 3
+    const step_list others = {-1, -1, -1, -1, 1, 2, 3}; // the four other .ckpt names, and 1 to 3
     for (std::int64_t s = 10; s <= 60; ++s) {
         (void)m.step(state, at(s));
         INFO("after step ", s);
-        steps expected = others;
+        step_list expected = others;
         if (s >= 11) expected.push_back(s - 1);
         expected.push_back(s);
-        CHECK(steps_on_disk(dir) == expected);
-        steps listed;
+        CHECK(on_disk_steps(dir) == expected);
+        step_list listed;
         for (const auto& e : m.list()) listed.push_back(e.step);
-        CHECK(listed == (s >= 11 ? steps{s - 1, s} : steps{s}));
+        CHECK(listed == (s >= 11 ? step_list{s - 1, s} : step_list{s}));
     }
     check_untouched(files);
     CHECK(fs::is_directory(dir / "sub" / "deeper"));
@@ -460,7 +467,7 @@ TEST_CASE("a restarted manager still leaves foreign files alone") {
         for (std::int64_t s = first; s < first + 20; ++s) (void)m.step(state, at(s));
     }
     check_untouched(files);
-    CHECK(steps_on_disk(dir) == steps{-1, -1, -1, -1, 1, 2, 3, 48, 49});
+    CHECK(on_disk_steps(dir) == step_list{-1, -1, -1, -1, 1, 2, 3, 48, 49});
 }
 
 TEST_CASE("a save at the step of a foreign file with the manager's name leaves that file alone") {
@@ -543,14 +550,14 @@ TEST_CASE("stats(): written, on disk, bytes, and steps and seconds at risk, exac
     const time_point start = clock.now;
     ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_last(2), with_clock(clock));
     train_state state;
-    const auto bytes_of = [&](const steps& on_disk) {
+    const auto bytes_of = [&](const step_list& on_disk) {
         std::uint64_t n = 0;
         for (const std::int64_t s : on_disk) n += fs::file_size(m.path_of(s));
         return n;
     };
     struct expect {
         std::uint64_t written;
-        steps on_disk;
+        step_list on_disk;
         std::int64_t steps_at_risk;
         double seconds_at_risk;
     };
@@ -562,7 +569,7 @@ TEST_CASE("stats(): written, on disk, bytes, and steps and seconds at risk, exac
         CHECK(st.steps_at_risk == x.steps_at_risk);
         CHECK(st.seconds_at_risk == x.seconds_at_risk);
         CHECK(st.delete_failures == 0);
-        CHECK(steps_on_disk(dir) == x.on_disk);
+        CHECK(on_disk_steps(dir) == x.on_disk);
     };
     using ms = std::chrono::milliseconds;
     check_stats({0, {}, 0, 0.0});

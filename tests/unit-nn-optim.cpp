@@ -19,12 +19,12 @@ namespace {
 
 namespace nn = ckpt::nn;
 
-constexpr int steps = 5;
+constexpr int n_steps = 5;
 
 /// Gradients for the weight and the bias of a 1-1 net. The weight's shrink after step 3, so that
 /// AMSGrad's running maximum parts from the second moment.
-constexpr std::array<double, steps> weight_grads = {0.3, -1.7, 2.5, 0.04, -0.01};
-constexpr std::array<double, steps> bias_grads = {-0.9, 0.6, 1.3, -0.02, 0.7};
+constexpr std::array<double, n_steps> weight_grads = {0.3, -1.7, 2.5, 0.04, -0.01};
+constexpr std::array<double, n_steps> bias_grads = {-0.9, 0.6, 1.3, -0.02, 0.7};
 
 /// A 1-1 net with known parameters: one scalar weight and one scalar bias.
 template <class S>
@@ -170,7 +170,7 @@ void check_adam_steps() {
         CHECK(opt.max_exp_avg_sq().size() == (c.options.amsgrad ? 1U : 0U));
         adam_reference<S> w{c.options, S(0.75)};
         adam_reference<S> b{c.options, S(-0.25)};
-        for (int t = 0; t < steps; ++t) {
+        for (int t = 0; t < n_steps; ++t) {
             CAPTURE(t + 1);
             opt.step(net, grads_at<S>(t));
             w.step(S(weight_grads[static_cast<std::size_t>(t)]));
@@ -200,7 +200,7 @@ void check_adam_steps_up_to_grouping() {
         CAPTURE(std::string(c.name));
         nn::mlp<S> net = scalar_net<S>();
         nn::adam<S> opt(net, c.options);
-        for (int t = 0; t < steps; ++t) {
+        for (int t = 0; t < n_steps; ++t) {
             CAPTURE(t + 1);
             const S g[2] = {S(weight_grads[static_cast<std::size_t>(t)]),
                             S(bias_grads[static_cast<std::size_t>(t)])};
@@ -241,7 +241,7 @@ rounding_count count_rounding() {
         nn::mlp<S> net = scalar_net<S>();
         net.layers()[0].weight(0, 0) = S(n01(rng));
         nn::adam<S> opt(net, o);
-        for (int t = 0; t < steps; ++t) {
+        for (int t = 0; t < n_steps; ++t) {
             auto formula = state_of(net, opt, 0, grouping::formula);
             auto library = state_of(net, opt, 0, grouping::library);
             const S g = S(n01(rng));
@@ -305,7 +305,7 @@ TEST_CASE("amsgrad: max_exp_avg_sq is the running maximum, and the update uses i
     nn::adam<double> plain(plain_net, {.lr = 0.01});
     nn::adam<double> ams(ams_net, {.lr = 0.01, .amsgrad = true});
     double running_max = 0;
-    for (int t = 0; t < steps; ++t) {
+    for (int t = 0; t < n_steps; ++t) {
         CAPTURE(t + 1);
         plain.step(plain_net, grads_at<double>(t));
         ams.step(ams_net, grads_at<double>(t));
@@ -331,7 +331,7 @@ TEST_CASE("L2 weight decay and AdamW's decoupled decay differ, and both differ f
     auto run = [](nn::adam_options o) {
         nn::mlp<double> net = scalar_net<double>();
         nn::adam<double> opt(net, o);
-        for (int t = 0; t < steps; ++t) opt.step(net, grads_at<double>(t));
+        for (int t = 0; t < n_steps; ++t) opt.step(net, grads_at<double>(t));
         return net.layers()[0].weight(0, 0);
     };
     const double adam = run({.lr = 0.01});
@@ -349,7 +349,7 @@ TEST_CASE("AdamW with a zero gradient only decays the weight: p (1 - lr wd) per 
     nn::adam<double> opt(net, {.lr = 0.01, .weight_decay = 0.1, .decoupled = true});
     nn::linear<double> zero{nn::matrix<double>::Zero(1, 1), nn::vector<double>::Zero(1)};
     double expected = 0.75;
-    for (int t = 0; t < steps; ++t) {
+    for (int t = 0; t < n_steps; ++t) {
         opt.step(net, {zero});
         expected = expected * (1 - 0.01 * 0.1);
         CHECK(net.layers()[0].weight(0, 0) == expected); // m = 0: the Adam part adds 0 / eps
@@ -375,7 +375,7 @@ TEST_CASE_TEMPLATE("adam updates every element of a deeper net as it updates a l
         for (Eigen::Index k = 0; k < g.bias.size(); ++k) g.bias.data()[k] = S(0.3) - S(k);
         grads.push_back(g);
     }
-    for (int t = 0; t < steps; ++t) opt.step(net, grads);
+    for (int t = 0; t < n_steps; ++t) opt.step(net, grads);
     for (std::size_t i = 0; i < net.layers().size(); ++i) {
         for (Eigen::Index k = 0; k < net.layers()[i].weight.size(); ++k) {
             nn::mlp<S> lone = scalar_net<S>();
@@ -383,7 +383,7 @@ TEST_CASE_TEMPLATE("adam updates every element of a deeper net as it updates a l
             nn::adam<S> lone_opt(lone, o);
             const nn::linear<S> g{nn::matrix<S>::Constant(1, 1, grads[i].weight.data()[k]),
                                   nn::vector<S>::Zero(1)};
-            for (int t = 0; t < steps; ++t) lone_opt.step(lone, {g});
+            for (int t = 0; t < n_steps; ++t) lone_opt.step(lone, {g});
             CKPT_CHECK_SAME(net.layers()[i].weight.data()[k], lone.layers()[0].weight(0, 0));
             CKPT_CHECK_SAME(opt.exp_avg_sq()[i].weight.data()[k],
                             lone_opt.exp_avg_sq()[0].weight(0, 0));
@@ -442,7 +442,7 @@ TEST_CASE_TEMPLATE("sgd matches its formula exactly, step by step, with its buff
         REQUIRE(opt.momentum_buffer().size() == 1);
         sgd_reference<S> w{c.options, S(0.75)};
         sgd_reference<S> b{c.options, S(-0.25)};
-        for (int t = 0; t < steps; ++t) {
+        for (int t = 0; t < n_steps; ++t) {
             CAPTURE(t + 1);
             opt.step(net, grads_at<S>(t));
             w.step(S(weight_grads[static_cast<std::size_t>(t)]));
@@ -532,7 +532,7 @@ TEST_CASE_TEMPLATE("optimizer state round-trips and continues exactly", S, float
     CHECK(adam_loaded.optimizer.options() == adam.optimizer.options());
     nn::mlp<S> net2 = net;
     nn::mlp<S> sgd_net2 = sgd_net;
-    for (int t = 2; t < steps; ++t) {
+    for (int t = 2; t < n_steps; ++t) {
         adam.optimizer.step(net, grads_at<S>(t));
         adam_loaded.optimizer.step(net2, grads_at<S>(t));
         sgd.optimizer.step(sgd_net, grads_at<S>(t));

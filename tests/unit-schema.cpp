@@ -10,7 +10,7 @@ namespace {
 
 using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-struct layer {
+struct schema_layer {
     row_matrix weight; // [out, in], as torch.nn.Linear
     Eigen::VectorXf bias;
     template <class Archive>
@@ -19,7 +19,7 @@ struct layer {
     }
 };
 struct net {
-    std::vector<layer> layers;
+    std::vector<schema_layer> layers;
     template <class Archive>
     void serialize(Archive& ar) {
         ar(CEREAL_NVP(layers));
@@ -37,7 +37,7 @@ struct run_state {
 run_state make_run(std::vector<int> sizes, float fill) {
     run_state s;
     for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
-        layer l;
+        schema_layer l;
         l.weight = row_matrix::Constant(sizes[i + 1], sizes[i], fill);
         l.bias = Eigen::VectorXf::Constant(sizes[i + 1], fill);
         s.model.layers.push_back(l);
