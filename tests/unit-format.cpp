@@ -275,13 +275,25 @@ namespace format_header_test {
 inline std::string rapidjson_header(const std::vector<std::pair<std::string, std::string>>& meta,
                                     const std::vector<ckpt::detail::file_tensor>& entries,
                                     bool& refused) {
+    // A writer whose String() failed must not be used further (rapidjson asserts in a debug
+    // build): check every string on a writer of its own first.
+    const auto valid = [](const std::string& s) {
+        rapidjson::StringBuffer b;
+        rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                          rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>
+            one(b);
+        return one.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
+    };
+    refused = false;
+    for (const auto& [k, v] : meta) refused = refused || !valid(k) || !valid(v);
+    for (const auto& e : entries) refused = refused || !valid(e.name);
+    if (refused) return {};
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
                       rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>
         w(buf);
-    refused = false;
     const auto str = [&](const std::string& s) {
-        refused = refused || !w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
+        w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
     };
     w.StartObject();
     str("__metadata__");
