@@ -24,6 +24,8 @@
 //
 // Usage: manager_step [--steps N] [--runs R] [--async]
 
+#include "bench_stats.hpp"
+
 #include <ckpt/ckpt.hpp>
 
 #include <Eigen/Core>
@@ -324,22 +326,8 @@ syscall_probe count_syscalls(const fs::path& dir, std::int64_t n, bool async) {
 // ---------------------------------------------------------------------------------------------
 // Statistics and the command line
 
-struct stats {
-    double min = 0;
-    double median = 0;
-    double max = 0;
-};
-
-stats stats_of(std::vector<double> v) {
-    stats s;
-    if (v.empty()) return s;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    s.min = v.front();
-    s.max = v.back();
-    s.median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    return s;
-}
+using bench::stats;
+using bench::stats_of;
 
 std::vector<double> combine(const std::vector<double>& a, const std::vector<double>& b,
                             double (*f)(double, double)) {

@@ -38,6 +38,8 @@
 //                    [--python PATH] [--torch-peer PATH] [--no-torch] [--no-rss]
 //                    [--json FILE] [--markdown]
 
+#include "bench_stats.hpp"
+
 #include <ckpt/ckpt.hpp>
 
 #ifndef XXH_INLINE_ALL
@@ -814,22 +816,8 @@ rss_result torch_peak(const torch_config& tc, const state_shape& s, const std::s
 // ---------------------------------------------------------------------------------------------
 // Results
 
-struct stats {
-    double min = 0;
-    double median = 0;
-    double max = 0;
-};
-
-stats stats_of(std::vector<double> v) {
-    stats s;
-    if (v.empty()) return s;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    s.min = v.front();
-    s.max = v.back();
-    s.median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    return s;
-}
+using bench::stats;
+using bench::stats_of;
 
 /// One timed operation: its seconds in each run, and the baseline it is compared with.
 struct series {

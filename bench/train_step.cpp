@@ -16,6 +16,8 @@
 //
 // Usage: train_step [--runs N] [--dir PATH]
 
+#include "bench_stats.hpp"
+
 #include <ckpt/ckpt.hpp>
 
 #include <algorithm>
@@ -43,22 +45,8 @@ double seconds_since(bench_clock::time_point t0) {
     return std::chrono::duration<double>(bench_clock::now() - t0).count();
 }
 
-struct stats {
-    double min = 0;
-    double median = 0;
-    double max = 0;
-};
-
-stats stats_of(std::vector<double> v) {
-    stats s;
-    if (v.empty()) return s;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    s.min = v.front();
-    s.max = v.back();
-    s.median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    return s;
-}
+using bench::stats;
+using bench::stats_of;
 
 /// A model and its data.
 struct problem {

@@ -14,6 +14,38 @@
 
 namespace test {
 
+/// The real POSIX calls, each forwarded: a test's backend derives from it and overrides only the
+/// calls it changes.
+class posix_forwarding : public ckpt::io::backend {
+public:
+    int open(const char* path, int flags, ::mode_t mode) override {
+        return real_.open(path, flags, mode);
+    }
+    ::ssize_t write(int fd, const void* data, std::size_t n) override {
+        return real_.write(fd, data, n);
+    }
+    ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) override {
+        return real_.pwrite(fd, data, n, offset);
+    }
+    ::ssize_t pread(int fd, void* data, std::size_t n, ::off_t offset) override {
+        return real_.pread(fd, data, n, offset);
+    }
+    int fsync(int fd) override { return real_.fsync(fd); }
+    int close(int fd) override { return real_.close(fd); }
+    int rename(const char* from, const char* to) override { return real_.rename(from, to); }
+    int unlink(const char* path) override { return real_.unlink(path); }
+    int file_size(int fd, std::uint64_t& size) override { return real_.file_size(fd, size); }
+    const void* map(int fd, std::size_t size) override { return real_.map(fd, size); }
+    void unmap(const void* data, std::size_t size) override { real_.unmap(data, size); }
+    int allocate(int fd, std::uint64_t size) override { return real_.allocate(fd, size); }
+    void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override {
+        real_.start_writeback(fd, offset, size);
+    }
+
+protected:
+    ckpt::io::posix_backend real_;
+};
+
 /// A fresh, empty folder under the test's working directory.
 inline std::filesystem::path scratch(const std::string& name) {
     const auto dir = std::filesystem::current_path() / ("scratch-" + name);

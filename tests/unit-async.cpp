@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 /// The real POSIX calls, with writes held at a gate while it is shut, and fsync failures on
 /// demand. Thread-safe: the background thread and the test thread both call it.
-class gated_backend final : public ckpt::io::backend {
+class gated_backend final : public test::posix_forwarding {
 public:
     void shut() {
         std::lock_guard lock(mutex_);
@@ -52,9 +52,6 @@ public:
         changed_.wait(lock, [&] { return blocked_ > 0; });
     }
 
-    int open(const char* path, int flags, ::mode_t mode) override {
-        return real_.open(path, flags, mode);
-    }
     ::ssize_t write(int fd, const void* data, std::size_t n) override {
         {
             std::unique_lock lock(mutex_);
@@ -65,12 +62,6 @@ public:
         }
         return real_.write(fd, data, n);
     }
-    ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) override {
-        return real_.pwrite(fd, data, n, offset);
-    }
-    ::ssize_t pread(int fd, void* data, std::size_t n, ::off_t offset) override {
-        return real_.pread(fd, data, n, offset);
-    }
     int fsync(int fd) override {
         if (fsync_failures_.load() > 0) {
             fsync_failures_.fetch_sub(1);
@@ -79,16 +70,8 @@ public:
         }
         return real_.fsync(fd);
     }
-    int close(int fd) override { return real_.close(fd); }
-    int rename(const char* from, const char* to) override { return real_.rename(from, to); }
-    int unlink(const char* path) override { return real_.unlink(path); }
-    int file_size(int fd, std::uint64_t& size) override { return real_.file_size(fd, size); }
-    const void* map(int fd, std::size_t size) override { return real_.map(fd, size); }
-    void unmap(const void* data, std::size_t size) override { real_.unmap(data, size); }
-    int allocate(int fd, std::uint64_t size) override { return real_.allocate(fd, size); }
 
 private:
-    ckpt::io::posix_backend real_;
     std::mutex mutex_;
     std::condition_variable changed_;
     bool open_ = true;
@@ -131,10 +114,6 @@ inline std::vector<fs::path> files_in(const fs::path& dir) {
     std::sort(out.begin(), out.end());
     return out;
 }
-
-} // namespace async_test
-
-using namespace async_test;
 
 TEST_CASE("async_saver writes the same bytes as ckpt::save") {
     const fs::path dir = test::scratch("async-bytes");
@@ -391,8 +370,6 @@ TEST_CASE("async_saver: an exception from on_done is raised like a failed save")
 // ---------------------------------------------------------------------------------------------
 // The manager's async mode
 
-namespace async_test {
-
 inline ckpt::manager_options async_options(test::fake_clock& clock, gated_backend& io,
                                            ckpt::when_full full = ckpt::when_full::wait) {
     ckpt::manager_options o = test::with_clock(clock);
@@ -400,8 +377,6 @@ inline ckpt::manager_options async_options(test::fake_clock& clock, gated_backen
     o.async = ckpt::async_options{.max_in_flight = 1, .on_full = full};
     return o;
 }
-
-} // namespace async_test
 
 TEST_CASE("manager async: retention, list and the newest see a checkpoint once committed") {
     const fs::path dir = test::scratch("async-manager-retention");
@@ -592,3 +567,5 @@ TEST_CASE("manager async: a failure the destructor finds is raised by it") {
     ckpt::manager again(dir, ckpt::every_steps(1));
     CHECK(again.list().empty());
 }
+
+} // namespace async_test

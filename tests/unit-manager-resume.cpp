@@ -287,34 +287,12 @@ std::int64_t resume(const fs::path& dir, test_clock& c, time_point restart, std:
 
 /// The real POSIX calls, except that rename kills the process: a save that dies after its
 /// temporary file is written and synced, before it is put in place.
-class dies_on_rename final : public ckpt::io::backend {
+class dies_on_rename final : public test::posix_forwarding {
 public:
-    int open(const char* path, int flags, ::mode_t mode) override {
-        return real_.open(path, flags, mode);
-    }
-    ::ssize_t write(int fd, const void* data, std::size_t n) override {
-        return real_.write(fd, data, n);
-    }
-    ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) override {
-        return real_.pwrite(fd, data, n, offset);
-    }
-    ::ssize_t pread(int fd, void* data, std::size_t n, ::off_t offset) override {
-        return real_.pread(fd, data, n, offset);
-    }
-    int fsync(int fd) override { return real_.fsync(fd); }
-    int close(int fd) override { return real_.close(fd); }
     int rename(const char* /*from*/, const char* /*to*/) override {
         ::raise(SIGKILL);
         return -1;
     }
-    int unlink(const char* path) override { return real_.unlink(path); }
-    int file_size(int fd, std::uint64_t& size) override { return real_.file_size(fd, size); }
-    const void* map(int fd, std::size_t size) override { return real_.map(fd, size); }
-    void unmap(const void* data, std::size_t size) override { real_.unmap(data, size); }
-    int allocate(int fd, std::uint64_t size) override { return real_.allocate(fd, size); }
-
-private:
-    ckpt::io::posix_backend real_;
 };
 
 /// Runs `body` in a child process, which ends with _exit(body()) (no destructors, no doctest);
