@@ -848,6 +848,8 @@ struct size_result {
     bool cereal_exact = false;
     double cold_stall = 0; ///< first async save: its staging buffers fault in
     double cold_background = 0;
+    double reserve_seconds = 0; ///< async_saver::reserve on a new saver: its buffers fault in
+    double reserved_stall = 0;  ///< the first save after it: only the copy
     std::vector<series> ops;
     std::vector<rss_row> rss;
 
@@ -995,6 +997,16 @@ void measure_times(size_result& r, const options& opt, const work_paths& p) {
         const auto t1 = bench_clock::now();
         saver.wait();
         r.cold_background = seconds_since(t1);
+    }
+    {
+        ckpt::async_saver reserved(aopt);
+        const auto t0 = bench_clock::now();
+        reserved.reserve(state);
+        r.reserve_seconds = seconds_since(t0);
+        const auto t1 = bench_clock::now();
+        reserved.save(p.async, state);
+        r.reserved_stall = seconds_since(t1);
+        reserved.wait();
     }
 
     std::optional<python_process> torch;
@@ -1363,6 +1375,10 @@ void print_times(const size_result& r, const options& opt) {
                 "background %s ms\n",
                 opt.markdown ? "\n" : "  ", ms(r.cold_stall).c_str(),
                 ms(r.cold_background).c_str());
+    std::printf("%sfirst async save after reserve(): stall %s ms (reserve() took %s ms, "
+                "before the first save)\n",
+                opt.markdown ? "\n" : "  ", ms(r.reserved_stall).c_str(),
+                ms(r.reserve_seconds).c_str());
     if (r.torch_bytes > 0) {
         const bool same = r.torch.params == r.params && r.torch.tensor_bytes == r.state_bytes &&
                           r.torch.tensors == r.tensors;
@@ -1567,6 +1583,10 @@ void write_json(const std::string& path, const std::vector<size_result>& results
         w.Double(r.cold_stall);
         w.Key("async_cold_background_s");
         w.Double(r.cold_background);
+        w.Key("async_reserve_s");
+        w.Double(r.reserve_seconds);
+        w.Key("async_reserved_first_stall_s");
+        w.Double(r.reserved_stall);
         w.Key("torch");
         w.StartObject();
         if (!r.torch.error.empty() || r.torch.version.empty()) {

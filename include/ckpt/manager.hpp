@@ -402,6 +402,18 @@ public:
         return result;
     }
 
+    /// Async: takes the staging memory for snapshots of `state` now (async_saver::reserve), so
+    /// that the first save the policy fires stalls training only for the copy. Call it before
+    /// the training loop. Sync: nothing to take. @returns the staging bytes held (0 when sync)
+    /// @throws usage_error (605: one snapshot is larger than async_options::max_staging_bytes)
+    template <class State>
+    std::uint64_t reserve(const State& state) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::manager::reserve: the state is not checkpointable: give it a cereal "
+                      "serialize(Archive&) member or save()/load() functions");
+        return engine_ ? engine_->reserve(state) : 0;
+    }
+
     /// Async: blocks until every save so far is committed, then applies retention after them.
     /// Sync: returns at once. @returns what was committed and deleted
     /// @throws the first error of a background save

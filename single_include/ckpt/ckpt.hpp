@@ -2631,7 +2631,10 @@ namespace detail {
 /// copy into it then faults once per 2 MiB instead of once per 4 KiB.
 class staging_buffer {
 public:
-    explicit staging_buffer(std::uint64_t bytes) : capacity_(capacity_for(bytes)) {
+    static constexpr std::uint64_t page = 4096;
+
+    /// `capacity`: whole pages, at least one (see async_engine::capacity_for)
+    explicit staging_buffer(std::uint64_t capacity) : capacity_(capacity) {
         void* p = ::mmap(nullptr, static_cast<std::size_t>(capacity_), PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) throw std::bad_alloc();
@@ -2645,10 +2648,11 @@ public:
     ~staging_buffer() {
         ::munmap(data_, static_cast<std::size_t>(capacity_));
     }
-    /// Whole pages, at least one.
-    static std::uint64_t capacity_for(std::uint64_t bytes) noexcept {
-        constexpr std::uint64_t page = 4096;
-        return std::max<std::uint64_t>((bytes + page - 1) / page * page, page);
+    /// Touches every page, so that the kernel backs the buffer with memory now (and compacts
+    /// memory for its huge pages now) rather than during a snapshot's copy.
+    void fault_in() noexcept {
+        volatile std::byte* p = data_;
+        for (std::uint64_t i = 0; i < capacity_; i += page) p[i] = std::byte{0};
     }
     [[nodiscard]] std::byte* data() const noexcept {
         return data_;
@@ -2731,13 +2735,7 @@ public:
         collect(ar, state);
         write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
         const std::uint64_t data_bytes = plan.total_bytes - 8 - plan.header.size();
-        if (cap_ != 0 && data_bytes > cap_) {
-            throw_error<usage_error>(
-                errc::usage_staging_cap,
-                "the snapshot for '" + path.string() + "' needs " + mib_text(data_bytes) +
-                    " of staging memory, more than async_options::max_staging_bytes = " +
-                    mib_text(cap_) + "; raise the cap or save synchronously");
-        }
+        check_cap("the snapshot for '" + path.string() + "'", data_bytes);
 
         job j;
         j.path = path;
@@ -2789,6 +2787,45 @@ public:
         return ticket;
     }
 
+    /// Allocates and faults in staging memory for snapshots of `state` now, on the caller's
+    /// thread: as many buffers as saves may be in flight (as many as the cap allows), each
+    /// with room for the snapshot and 1/256 more. A save then only copies. Buffers already
+    /// held that are large enough count; free ones that are too small are given back.
+    /// @returns the staging bytes held @throws usage_error (605: larger than the cap)
+    template <class T>
+    std::uint64_t reserve(const T& state) {
+        tensor_oarchive ar;
+        collect(ar, state);
+        const write_plan plan = make_plan(ar.tensors(), ar.values(), metadata{});
+        const std::uint64_t bytes = plan.total_bytes - 8 - plan.header.size();
+        check_cap("a snapshot of this state", bytes);
+        const std::uint64_t capacity = capacity_for(bytes);
+        std::size_t wanted = 0;
+        {
+            std::lock_guard lock(mutex_);
+            std::erase_if(pool_,
+                          [&](const slot& s) { return !s.in_use && s.buffer->capacity() < bytes; });
+            std::uint64_t held = held_bytes();
+            while (pool_.size() + wanted < max_in_flight_ &&
+                   (cap_ == 0 || held + capacity <= cap_ || (held == 0 && wanted == 0))) {
+                ++wanted;
+                held += capacity;
+            }
+        }
+        // Faulting takes a while (the kernel may compact memory for huge pages): not under the
+        // lock, which the background thread needs to finish a save.
+        std::vector<std::unique_ptr<staging_buffer>> fresh;
+        for (std::size_t i = 0; i < wanted; ++i) {
+            fresh.push_back(std::make_unique<staging_buffer>(capacity));
+            fresh.back()->fault_in();
+        }
+        std::lock_guard lock(mutex_);
+        for (auto& b : fresh) {
+            if (pool_.size() < max_in_flight_) pool_.push_back({std::move(b), false});
+        }
+        return held_bytes();
+    }
+
     /// Blocks until every staged save is committed or failed (its callback has run).
     void drain() {
         std::unique_lock lock(mutex_);
@@ -2820,6 +2857,17 @@ private:
         bool in_use = false;
     };
 
+    /// @throws usage_error 605 when a snapshot of `bytes` can never fit under the cap
+    void check_cap(const std::string& what, std::uint64_t bytes) const {
+        if (cap_ != 0 && bytes > cap_) {
+            throw_error<usage_error>(errc::usage_staging_cap,
+                                     what + " needs " + mib_text(bytes) +
+                                         " of staging memory, more than "
+                                         "async_options::max_staging_bytes = " +
+                                         mib_text(cap_) + "; raise the cap or save synchronously");
+        }
+    }
+
     std::string in_flight_text() const {
         return std::to_string(in_flight_) + (in_flight_ == 1 ? " save is" : " saves are") +
                " in flight (async_options::max_in_flight = " + std::to_string(max_in_flight_) + ")";
@@ -2832,6 +2880,16 @@ private:
         std::uint64_t n = 0;
         for (const auto& s : pool_) n += s.buffer->capacity();
         return n;
+    }
+
+    /// The capacity of a new buffer for `bytes`-byte snapshots: whole pages, with 1/256 to
+    /// spare (within the cap), so that a snapshot a little larger than the last one (a
+    /// longer random engine text, a new metric) still fits and faults nothing in.
+    std::uint64_t capacity_for(std::uint64_t bytes) const noexcept {
+        constexpr std::uint64_t page = staging_buffer::page;
+        std::uint64_t spare = bytes / 256;
+        if (cap_ != 0) spare = std::min(spare, cap_ > bytes ? cap_ - bytes : 0);
+        return std::max<std::uint64_t>((bytes + spare + page - 1) / page * page, page);
     }
 
     /// A buffer of at least `bytes` for a new snapshot, or nullptr and why not. Holds the mutex.
@@ -2855,13 +2913,13 @@ private:
         // No free buffer fits: give back the free ones (too small), then see if a new one fits.
         std::erase_if(pool_, [](const slot& s) { return !s.in_use; });
         const std::uint64_t held = held_bytes();
-        if (cap_ != 0 && held > 0 && held + staging_buffer::capacity_for(bytes) > cap_) {
+        if (cap_ != 0 && held > 0 && held + capacity_for(bytes) > cap_) {
             why = "the snapshot needs " + mib_text(bytes) + " of staging memory and " +
                   mib_text(held) + " are held by the " + saves_text() +
                   ", at async_options::max_staging_bytes = " + mib_text(cap_);
             return nullptr;
         }
-        pool_.push_back({std::make_unique<staging_buffer>(bytes), true});
+        pool_.push_back({std::make_unique<staging_buffer>(capacity_for(bytes)), true});
         return pool_.back().buffer.get();
     }
 
@@ -2993,6 +3051,19 @@ public:
 
     /// Staging memory held, in bytes (kept between saves, so later snapshots do not fault).
     [[nodiscard]] std::uint64_t staging_bytes() const { return engine_.staging_bytes(); }
+
+    /// Takes the staging memory for snapshots of `state` now, before training starts, so that
+    /// even the first save() only copies (otherwise its copy faults the memory in: about 0.1 s
+    /// per 256 MiB, more while the kernel compacts memory for huge pages). Blocks the caller for
+    /// that time; nothing is written. @returns staging_bytes()
+    /// @throws usage_error (605: one snapshot is larger than async_options::max_staging_bytes)
+    template <class T>
+    std::uint64_t reserve(const T& state) {
+        static_assert(is_checkpointable<T>::value,
+                      "ckpt::async_saver::reserve: T is not checkpointable: give it a cereal "
+                      "serialize(Archive&) member or save()/load() functions");
+        return engine_.reserve(state);
+    }
 
 private:
     void finished(async_done&& d) {
@@ -3661,6 +3732,18 @@ public:
         std::fill(fired_.begin(), fired_.end(), false);
         commit(result, state, meta, now(), "save_now");
         return result;
+    }
+
+    /// Async: takes the staging memory for snapshots of `state` now (async_saver::reserve), so
+    /// that the first save the policy fires stalls training only for the copy. Call it before
+    /// the training loop. Sync: nothing to take. @returns the staging bytes held (0 when sync)
+    /// @throws usage_error (605: one snapshot is larger than async_options::max_staging_bytes)
+    template <class State>
+    std::uint64_t reserve(const State& state) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::manager::reserve: the state is not checkpointable: give it a cereal "
+                      "serialize(Archive&) member or save()/load() functions");
+        return engine_ ? engine_->reserve(state) : 0;
     }
 
     /// Async: blocks until every save so far is committed, then applies retention after them.
