@@ -377,6 +377,19 @@ TEST_CASE("async_saver::reserve: the staging memory is taken up front, and the f
                         "async_options::max_staging_bytes = 3.0 MiB") != std::string::npos);
         CHECK(small.staging_bytes() == 0);
     }
+    SUBCASE("reserve on one thread while another saves: the bounds still hold") {
+        const std::uint64_t cap = 2 * (snapshot + snapshot / 256 + 4096);
+        ckpt::async_saver saver({.max_in_flight = 2, .max_staging_bytes = cap});
+        std::thread saving([&] {
+            for (int i = 0; i < 4; ++i) saver.save(dir / "raced.ckpt", s, fixed(i));
+        });
+        for (int i = 0; i < 4; ++i) saver.reserve(s);
+        saving.join();
+        saver.wait();
+        CHECK(saver.staging_bytes() <= cap);
+        CHECK(saver.staging_bytes() >= 2 * (snapshot - 4096));
+        CHECK(test::read_file(dir / "raced.ckpt") == ckpt::save_to_memory(s, fixed(3)));
+    }
     SUBCASE("a smaller free buffer is given back for a larger state") {
         ckpt::async_saver saver;
         big_state little;

@@ -263,8 +263,13 @@ public:
             fresh.back()->fault_in();
         }
         std::lock_guard lock(mutex_);
+        // Another thread's save may have taken a slot or memory meanwhile: check again.
         for (auto& b : fresh) {
-            if (pool_.size() < max_in_flight_) pool_.push_back({std::move(b), false});
+            const std::uint64_t held = held_bytes();
+            if (pool_.size() < max_in_flight_ &&
+                (cap_ == 0 || held == 0 || held + b->capacity() <= cap_)) {
+                pool_.push_back({std::move(b), false});
+            }
         }
         return held_bytes();
     }
