@@ -1221,22 +1221,18 @@ std::vector<target> targets_for(const options& opt) {
              v = {true, stats_of(over).median <= 0, fmt("%.2f", stall) + fmt(" / %.2f ms", limit)};
              return v;
          }});
-    t.push_back(
-        {"torch_save", "save time <= 0.80x torch.save", "every size", [](const size_result& r) {
-             verdict v;
-             if (auto q = median_ratio(r, "save", "torch_save")) {
-                 v = {true, *q <= 0.8, fmt("%.2fx", *q)};
-             }
-             return v;
-         }});
-    t.push_back(
-        {"torch_load", "load time <= 0.50x torch.load", "every size", [](const size_result& r) {
-             verdict v;
-             if (auto q = median_ratio(r, "load", "torch_load")) {
-                 v = {true, *q <= 0.5, fmt("%.2fx", *q)};
-             }
-             return v;
-         }});
+    // ckpt's time against torch's, median of the per-run ratios.
+    const auto against_torch = [](const char* ours, const char* theirs, double limit) {
+        return [=](const size_result& r) {
+            verdict v;
+            if (auto q = median_ratio(r, ours, theirs)) v = {true, *q <= limit, fmt("%.2fx", *q)};
+            return v;
+        };
+    };
+    t.push_back({"torch_save", "save time <= 0.80x torch.save", "every size",
+                 against_torch("save", "torch_save", 0.8)});
+    t.push_back({"torch_load", "load time <= 0.50x torch.load", "every size",
+                 against_torch("load", "torch_load", 0.5)});
     t.push_back({"torch_size", "file size <= 1.01x torch", "every size", [](const size_result& r) {
                      verdict v;
                      if (r.torch_bytes > 0) {

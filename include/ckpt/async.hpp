@@ -177,7 +177,7 @@ public:
         tensor_oarchive ar;
         collect(ar, state);
         write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
-        const std::uint64_t data_bytes = plan.total_bytes - 8 - plan.header.size();
+        const std::uint64_t data_bytes = staged_bytes(plan);
         check_cap("the snapshot for '" + path.string() + "'", data_bytes);
 
         job j;
@@ -239,8 +239,7 @@ public:
     std::uint64_t reserve(const T& state) {
         tensor_oarchive ar;
         collect(ar, state);
-        const write_plan plan = make_plan(ar.tensors(), ar.values(), metadata{});
-        const std::uint64_t bytes = plan.total_bytes - 8 - plan.header.size();
+        const std::uint64_t bytes = staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{}));
         check_cap("a snapshot of this state", bytes);
         const std::uint64_t capacity = capacity_for(bytes);
         std::size_t wanted = 0;
@@ -249,8 +248,7 @@ public:
             std::erase_if(pool_,
                           [&](const slot& s) { return !s.in_use && s.buffer->capacity() < bytes; });
             std::uint64_t held = held_bytes();
-            while (pool_.size() + wanted < max_in_flight_ &&
-                   (cap_ == 0 || held + capacity <= cap_ || (held == 0 && wanted == 0))) {
+            while (pool_.size() + wanted < max_in_flight_ && room_for(held, capacity)) {
                 ++wanted;
                 held += capacity;
             }
@@ -265,9 +263,7 @@ public:
         std::lock_guard lock(mutex_);
         // Another thread's save may have taken a slot or memory meanwhile: check again.
         for (auto& b : fresh) {
-            const std::uint64_t held = held_bytes();
-            if (pool_.size() < max_in_flight_ &&
-                (cap_ == 0 || held == 0 || held + b->capacity() <= cap_)) {
+            if (pool_.size() < max_in_flight_ && room_for(held_bytes(), capacity)) {
                 pool_.push_back({std::move(b), false});
             }
         }
@@ -304,6 +300,17 @@ private:
         std::unique_ptr<staging_buffer> buffer;
         bool in_use = false;
     };
+
+    /// What a snapshot stages: the file's data section (the header is kept apart).
+    static std::uint64_t staged_bytes(const write_plan& plan) noexcept {
+        return plan.total_bytes - 8 - plan.header.size();
+    }
+
+    /// Whether a new buffer of `capacity` may join `held` bytes under the cap. The first buffer
+    /// always may: check_cap has refused a snapshot larger than the cap.
+    bool room_for(std::uint64_t held, std::uint64_t capacity) const noexcept {
+        return cap_ == 0 || held == 0 || held + capacity <= cap_;
+    }
 
     /// @throws usage_error 605 when a snapshot of `bytes` can never fit under the cap
     void check_cap(const std::string& what, std::uint64_t bytes) const {
@@ -361,7 +368,7 @@ private:
         // No free buffer fits: give back the free ones (too small), then see if a new one fits.
         std::erase_if(pool_, [](const slot& s) { return !s.in_use; });
         const std::uint64_t held = held_bytes();
-        if (cap_ != 0 && held > 0 && held + capacity_for(bytes) > cap_) {
+        if (!room_for(held, capacity_for(bytes))) {
             why = "the snapshot needs " + mib_text(bytes) + " of staging memory and " +
                   mib_text(held) + " are held by the " + saves_text() +
                   ", at async_options::max_staging_bytes = " + mib_text(cap_);
