@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 
@@ -71,6 +72,44 @@ TEST_CASE("every error is a ckpt::error and a std::runtime_error with an id and 
     CHECK(ckpt::limit_error(ckpt::errc::limit_rank, "x").kind() == "limit");
     CHECK(ckpt::version_error(ckpt::errc::version_newer, "x").kind() == "version");
     CHECK(ckpt::usage_error(ckpt::errc::usage_argument, "x").kind() == "usage");
+}
+
+namespace {
+std::vector<ckpt::schema_problem> numbered_problems(std::size_t n) {
+    std::vector<ckpt::schema_problem> out;
+    for (std::size_t i = 0; i < n; ++i) {
+        out.push_back({ckpt::errc::schema_missing, "t" + std::to_string(i), "gone"});
+    }
+    return out;
+}
+/// The lines "  [ckpt.schema.301] t<i>: gone" for i in [from, to).
+std::string listed(std::size_t from, std::size_t to) {
+    std::string s;
+    for (std::size_t i = from; i < to; ++i)
+        s += "\n  [ckpt.schema.301] t" + std::to_string(i) + ": gone";
+    return s;
+}
+} // namespace
+
+// A schema_error's message lists the first 10 problems and counts the rest, exactly; problems()
+// keeps what it was given and problem_count() says how many there were in all.
+TEST_CASE("a schema error lists 10 problems and counts the rest: 9, 10, 11 and a capped list") {
+    for (const std::size_t n : {9, 10, 11}) {
+        CAPTURE(n);
+        const ckpt::schema_error e(numbered_problems(n));
+        CHECK(e.problems().size() == n);
+        CHECK(e.problem_count() == n);
+        const std::string tail = n > 10 ? "\n  ... " + std::to_string(n - 10) + " not listed" : "";
+        CHECK(std::string(e.what()) == "[ckpt.schema.301] t0: gone (and " + std::to_string(n - 1) +
+                                           " more:" + listed(1, std::min<std::size_t>(n, 10)) +
+                                           tail + ")");
+    }
+    // Only the first 3 of 8200 kept (as a load keeps at most its tensors' count).
+    const ckpt::schema_error capped(numbered_problems(3), 8200);
+    CHECK(capped.problems().size() == 3);
+    CHECK(capped.problem_count() == 8200);
+    CHECK(std::string(capped.what()) ==
+          "[ckpt.schema.301] t0: gone (and 8199 more:" + listed(1, 3) + "\n  ... 8197 not listed)");
 }
 
 TEST_CASE("ids are distinct within the table") {

@@ -4,9 +4,16 @@
 
 #include <doctest/doctest.h>
 
+#include <cereal/types/deque.hpp>
+#include <cereal/types/forward_list.hpp>
+#include <cereal/types/list.hpp>
+
 #include <bit>
 #include <cmath>
+#include <deque>
+#include <forward_list>
 #include <limits>
+#include <list>
 #include <random>
 
 namespace {
@@ -334,6 +341,89 @@ TEST_CASE("containers, nested structs and strings round-trip, tensors named by f
     CHECK(v.a == u.a);
     CHECK(v.b == u.b);
     CHECK(v.c == 6);
+}
+
+namespace {
+struct seq_layer {
+    Eigen::MatrixXf w;
+    Eigen::Matrix<float, 2, 2> fixed;
+    std::int32_t id = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(fixed), CEREAL_NVP(id));
+    }
+    friend bool operator==(const seq_layer& a, const seq_layer& b) {
+        return a.w == b.w && a.fixed == b.fixed && a.id == b.id;
+    }
+};
+
+template <class Container>
+struct seq_state {
+    Container layers;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(layers));
+    }
+};
+
+template <class Container>
+Container seq_layers(std::int32_t n) {
+    Container out;
+    for (std::int32_t i = n - 1; i >= 0; --i) {
+        seq_layer l;
+        l.w = Eigen::MatrixXf::Constant(2, 3, static_cast<float>(i));
+        l.fixed.setConstant(static_cast<float>(-i));
+        l.id = i;
+        out.push_front(l);
+    }
+    return out;
+}
+} // namespace
+
+// ckpt loads the standard sequences itself (one element at a time; see archive/input.hpp):
+// into an empty container, a shorter one and a longer one, with the same result as cereal's.
+TEST_CASE_TEMPLATE("sequences of structs with tensors load into empty, shorter and longer ones",
+                   Container, std::deque<seq_layer>, std::list<seq_layer>,
+                   std::forward_list<seq_layer>) {
+    seq_state<Container> saved{seq_layers<Container>(5)};
+    const auto file = ckpt::save_to_memory(saved);
+    for (const std::int32_t had : {0, 2, 5, 7}) {
+        CAPTURE(had);
+        seq_state<Container> s{seq_layers<Container>(had)};
+        for (seq_layer& l : s.layers) l.w.setZero(); // same shapes, other values
+        const seq_layer* first = had > 0 ? &s.layers.front() : nullptr;
+        ckpt::load_from_memory(file, s);
+        CHECK(s.layers == saved.layers);
+        if constexpr (!std::is_same_v<Container, std::deque<seq_layer>>) {
+            // Node containers: the state's own first element was loaded in place. (A state
+            // whose tensor names differ from the file's is decoded into a copy, then moved.)
+            if (had == 5) CHECK(&s.layers.front() == first);
+        }
+    }
+}
+
+TEST_CASE("a vector of structs with tensors loads into empty, shorter and longer ones") {
+    seq_state<std::vector<seq_layer>> saved;
+    for (std::int32_t i = 0; i < 5; ++i) {
+        saved.layers.push_back({Eigen::MatrixXf::Constant(2, 3, static_cast<float>(i)),
+                                Eigen::Matrix2f::Constant(static_cast<float>(-i)), i});
+    }
+    const auto file = ckpt::save_to_memory(saved);
+    for (const std::size_t had : {0, 2, 5, 7}) {
+        CAPTURE(had);
+        seq_state<std::vector<seq_layer>> s;
+        s.layers.resize(had);
+        for (seq_layer& l : s.layers) l.w = Eigen::MatrixXf::Zero(2, 3);
+        const float* storage = had == 5 ? s.layers[0].w.data() : nullptr;
+        ckpt::load_from_memory(file, s);
+        CHECK(s.layers == saved.layers);
+        if (had == 5) CHECK(s.layers[0].w.data() == storage); // loaded in place
+    }
+    std::vector<bool> bits{true, false, true, true};
+    const auto bits_file = ckpt::save_to_memory(bits);
+    std::vector<bool> loaded{false};
+    ckpt::load_from_memory(bits_file, loaded);
+    CHECK(loaded == bits);
 }
 
 TEST_CASE("a bare tensor or scalar is a state too") {

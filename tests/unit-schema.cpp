@@ -149,6 +149,30 @@ TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or n
     CHECK(test::state_bytes(state) == before);
 }
 
+// A load keeps at most as many problems as the file and the state have tensors
+// (detail::problem_cap): check_tensors keeps the first `cap` and counts every one.
+TEST_CASE("check_tensors keeps the first cap problems and counts all: one short, exact, over") {
+    std::vector<ckpt::detail::tensor_record> records(13);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        records[i].name = "t" + std::to_string(i);
+        records[i].type = ckpt::dtype::f32;
+        records[i].vector = true;
+        records[i].rows = 2;
+        records[i].cols = 1;
+    }
+    const std::vector<ckpt::detail::file_tensor> entries; // a file without tensors
+    ckpt::detail::tensor_source src;
+    src.entries = &entries;
+    for (const std::size_t cap : {12, 13, 14}) {
+        CAPTURE(cap);
+        const ckpt::detail::schema_report r = ckpt::detail::check_tensors(records, src, cap);
+        CHECK(r.problems.size() == std::min<std::size_t>(cap, 13));
+        CHECK(r.total == 13);
+        CHECK(r.problems.back().path == "t" + std::to_string(r.problems.size() - 1));
+        CHECK(r.problems.back().text == "state expects F32 [2], the checkpoint has no such tensor");
+    }
+}
+
 namespace {
 template <class W>
 struct holder {

@@ -362,22 +362,40 @@ inline const char* order_name(char order) {
     return order == 'R' ? "row-major" : "column-major";
 }
 
-/// Every difference between the state's tensors and the file's, in the state's order.
-inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record>& state,
-                                                 const tensor_source& src) {
+/// The differences check_tensors found: the first ones, and how many in all.
+struct schema_report {
     std::vector<schema_problem> problems;
+    std::size_t total = 0;
+
+    /// Throws them as one schema_error, when there are any.
+    void raise() {
+        if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
+    }
+};
+
+/// Every difference between the state's tensors and the file's, in the state's order. The
+/// first `cap` are kept, all are counted: a file cannot make the list longer than the tensors
+/// it and the state hold, and the text of those not kept is never built.
+inline schema_report check_tensors(const std::vector<tensor_record>& state,
+                                   const tensor_source& src, std::size_t cap) {
+    schema_report out;
+    const auto add = [&](int id, std::string_view path, const auto& text) {
+        if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
+        ++out.total;
+    };
     std::unordered_set<std::string_view> expected;
     for (const tensor_record& r : state) {
         if (!expected.insert(r.name).second) {
-            problems.push_back({errc::schema_duplicate, r.name,
-                                "two tensors of the state have this path; name them apart"});
+            add(errc::schema_duplicate, r.name,
+                [] { return "two tensors of the state have this path; name them apart"; });
             continue;
         }
         const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
-            problems.push_back({errc::schema_missing, r.name,
-                                "state expects " + describe_side(r.type, r.shape()) +
-                                    ", the checkpoint has no such tensor"});
+            add(errc::schema_missing, r.name, [&] {
+                return "state expects " + describe_side(r.type, r.shape()) +
+                       ", the checkpoint has no such tensor";
+            });
             continue;
         }
         const file_tensor& f = (*src.entries)[it->second];
@@ -392,13 +410,13 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
                    (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
         };
         if (f.type != r.type || !ranks_match) {
-            problems.push_back({errc::schema_mismatch, r.name, both()});
+            add(errc::schema_mismatch, r.name, both);
             continue;
         }
         const bool fixed = r.fixed_rows && r.fixed_cols;
         if (fixed && orders_differ) {
-            problems.push_back({errc::schema_storage_order, r.name,
-                                both() + ": a fixed-size tensor must keep its storage order"});
+            add(errc::schema_storage_order, r.name,
+                [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
             continue;
         }
         if (rows == r.rows && cols == r.cols) continue;
@@ -407,15 +425,20 @@ inline std::vector<schema_problem> check_tensors(const std::vector<tensor_record
                           (!r.fixed_cols || cols == r.cols) &&
                           (r.max_rows < 0 || rows <= r.max_rows) &&
                           (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) problems.push_back({errc::schema_mismatch, r.name, both()});
+        if (!fits) add(errc::schema_mismatch, r.name, both);
     }
     for (const file_tensor& f : *src.entries) {
         if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        problems.push_back(
-            {errc::schema_unexpected, f.name,
-             "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor"});
+        add(errc::schema_unexpected, f.name, [&] {
+            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
+        });
     }
-    return problems;
+    return out;
+}
+
+/// The most problems a schema_error of a load keeps: the tensors of the file and of the state.
+inline std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors) {
+    return src.by_name.size() + static_cast<std::size_t>(own_tensors);
 }
 
 inline bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src) {
@@ -427,9 +450,9 @@ inline bool same_tensor_names(const std::vector<tensor_record>& state, const ten
 /// Runs one input pass; cereal's own errors become ckpt's.
 template <class T>
 void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors,
-               std::uint64_t tensor_entries) {
+               read_pass_kind kind, std::uint64_t own_tensors) {
     try {
-        tensor_iarchive ar(values, tensors, tensor_entries);
+        tensor_iarchive ar(values, tensors, kind, own_tensors);
         ar(obj);
         ar.finish();
     } catch (const cereal::Exception& e) {
@@ -438,32 +461,33 @@ void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* t
     }
 }
 
-/// Values first (tensors untouched), then a shape check against what the state became, then the
-/// tensors. On failure the values are put back from `backup` when given.
+/// Values first (tensors untouched, each one accounted for), then a shape check against what
+/// the state became, then the tensors. On failure the values are put back from `backup` when
+/// given. `own_tensors`: how many tensors the state held before loading.
 template <class T>
 void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> values,
-                 const std::vector<std::byte>* backup) {
+                 const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
-            // The backup came from this very state: its counts need no bound.
-            read_pass(obj, *backup, nullptr, std::numeric_limits<std::uint64_t>::max());
+            read_pass(obj, *backup, nullptr, read_pass_kind::restore, 0);
         } catch (...) { // the original error is the one to report
         }
     };
     try {
-        read_pass(obj, values, nullptr, src.by_name.size());
+        read_pass(obj, values, &src, read_pass_kind::values, own_tensors);
     } catch (...) {
         restore();
         throw;
     }
     tensor_oarchive shaped(true); // for the tensor list only
     collect(shaped, obj);
-    if (auto problems = check_tensors(shaped.tensors(), src); !problems.empty()) {
+    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+        !r.problems.empty()) {
         restore();
-        throw_error<schema_error>(std::move(problems));
+        r.raise();
     }
-    read_pass(obj, values, &src, src.by_name.size());
+    read_pass(obj, values, &src, read_pass_kind::tensors, own_tensors);
 }
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
@@ -471,20 +495,19 @@ template <class T>
 void load_state(T& state, const tensor_source& src, std::span<const std::byte> values) {
     tensor_oarchive now;
     collect(now, state);
+    const std::uint64_t own = now.tensors().size();
     if (same_tensor_names(now.tensors(), src)) {
         // Same fields: check every shape before touching anything, then decode in place.
-        if (auto problems = check_tensors(now.tensors(), src); !problems.empty()) {
-            throw_error<schema_error>(std::move(problems));
-        }
-        decode_into(state, src, values, &now.values());
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+        decode_into(state, src, values, &now.values(), own);
     } else if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.
         T staged(state);
-        decode_into(staged, src, values, nullptr);
+        decode_into(staged, src, values, nullptr, own);
         state = std::move(staged);
     } else {
-        throw_error<schema_error>(check_tensors(now.tensors(), src));
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -70,30 +71,41 @@ struct schema_problem {
 };
 
 /// The checkpoint does not fit the state: missing, unexpected or mismatched fields.
-/// Every problem is listed; id() is that of the first.
+/// id() is that of the first problem; the message lists the first 10 and counts the rest.
 class schema_error : public error {
 public:
-    explicit schema_error(std::vector<schema_problem> problems)
-        : error(problems.front().id, "schema", describe(problems)), problems_(std::move(problems)) {
-    }
+    /// `total`: how many problems there were, when `problems` holds only the first of them.
+    explicit schema_error(std::vector<schema_problem> problems, std::size_t total = 0)
+        : error(problems.front().id, "schema",
+                describe(problems, std::max(total, problems.size()))),
+          problems_(std::move(problems)), total_(std::max(total, problems_.size())) {}
 
-    /// All differences found, in the state's order.
+    /// The differences found, in the state's order: all of them, or on load the first as many
+    /// as the checkpoint and the state have tensors (problem_count() tells how many in all).
     [[nodiscard]] const std::vector<schema_problem>& problems() const noexcept { return problems_; }
+    /// How many differences there were in all.
+    [[nodiscard]] std::size_t problem_count() const noexcept { return total_; }
+
+    /// The most problems the message lists.
+    static constexpr std::size_t listed = 10;
 
 private:
-    static std::string describe(const std::vector<schema_problem>& problems) {
+    static std::string describe(const std::vector<schema_problem>& problems, std::size_t total) {
         std::string s = problems.front().path + ": " + problems.front().text;
-        if (problems.size() > 1) {
-            s += " (and " + std::to_string(problems.size() - 1) + " more:";
-            for (std::size_t i = 1; i < problems.size(); ++i) {
+        if (total > 1) {
+            s += " (and " + std::to_string(total - 1) + " more:";
+            const std::size_t shown = std::min({problems.size(), total, listed});
+            for (std::size_t i = 1; i < shown; ++i) {
                 s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " +
                      problems[i].path + ": " + problems[i].text;
             }
+            if (total > shown) s += "\n  ... " + std::to_string(total - shown) + " not listed";
             s += ")";
         }
         return s;
     }
     std::vector<schema_problem> problems_;
+    std::size_t total_;
 };
 
 /// A size in the file is beyond what ckpt accepts; nothing of that size was allocated.

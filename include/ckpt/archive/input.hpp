@@ -12,6 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <forward_list>
+#include <iterator>
+#include <limits>
+#include <list>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -56,23 +61,42 @@ inline bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std:
     return true;
 }
 
+/// What one walk of tensor_iarchive over a state does.
+enum class read_pass_kind {
+    /// Decodes the values and accounts for every tensor the walk meets; tensors are untouched.
+    values,
+    /// Decodes the values again (same bytes, same object) and copies the tensors in.
+    tensors,
+    /// Puts back values taken from the state itself; tensors are untouched, nothing is bounded.
+    restore,
+};
+
 /// cereal input archive matching tensor_oarchive: reads values from the tagged stream and,
-/// when asked to, copies tensors from a verified file. Shapes were checked before it runs.
+/// in the tensor pass, copies tensors from a verified file. Shapes were checked before that.
+///
+/// A count read from the file never reaches an allocation unchecked. Each element of a
+/// container costs at least one byte of values or one tensor, and tensors are accounted for as
+/// the values pass meets them: one the file has (by name, unclaimed, at least as many bytes as
+/// the state's object already holds) is paid for by the file's bytes; any other one is paid for
+/// by the tensors the state held before loading (`own_tensors`), and there are no more of those
+/// than it held. Elements of the standard sequences are created one at a time as the walk
+/// reaches them (see load_sequence), so a walk stops at the first tensor nobody pays for.
 class tensor_iarchive
     : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    /// `tensors` null: values only, every tensor is left untouched. `tensor_entries` is how
-    /// many tensors the file holds: a container's elements may consist of tensors alone.
+    /// `tensors` may be null only in a restore pass.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
-                    std::uint64_t tensor_entries)
+                    read_pass_kind kind, std::uint64_t own_tensors)
         : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
-          values_(values), tensors_(tensors), tensor_entries_(tensor_entries) {}
+          values_(values), tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
+        if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
+    }
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
     /// their bytes and skip the decoding, whose result the object already holds.
-    [[nodiscard]] bool decodes_values() const noexcept { return tensors_ == nullptr; }
+    [[nodiscard]] bool decodes_values() const noexcept { return kind_ != read_pass_kind::tensors; }
 
     template <class T>
     void read_scalar(T& v) {
@@ -100,17 +124,35 @@ public:
         std::memcpy(&n, values_.data() + pos_, sizeof n);
         pos_ += sizeof n;
         // Every element takes at least one byte of values or one tensor: a count beyond what is
-        // left is a lie, and it must not reach a resize(). (Elements that store nothing at all,
-        // empty structs, are bounded the same way.)
+        // left is a lie. (Elements that store nothing at all, empty structs, are bounded the
+        // same way.)
         const std::uint64_t left = values_.size() - pos_;
-        if (n > left && n - left > tensor_entries_) {
+        const std::uint64_t tensors = tensors_left();
+        if (n > left && n - left > tensors) {
             throw_error<limit_error>(errc::limit_value_size,
                                      path() + ": the checkpoint declares " + std::to_string(n) +
                                          " elements, but only " + std::to_string(left) +
-                                         " bytes of values and " + std::to_string(tensor_entries_) +
+                                         " bytes of values and " + std::to_string(tensors) +
                                          " tensors remain");
         }
         return n;
+    }
+    /// Checks, before the state allocates for it, that the next value is a byte string of
+    /// `count` elements of `element_size` bytes; reads nothing.
+    void expect_bytes(std::uint64_t count, std::size_t element_size) {
+        const std::size_t at = pos_;
+        expect_tag(tag_bytes);
+        std::uint64_t len = 0;
+        need(sizeof len);
+        std::memcpy(&len, values_.data() + pos_, sizeof len);
+        pos_ = at;
+        if (count > len / element_size || count * element_size != len) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_value_type, path(),
+                 "file has " + std::to_string(len) + " bytes, state expects " +
+                     std::to_string(count) + " elements of " + std::to_string(element_size) +
+                     " bytes"}});
+        }
     }
     void read_bytes(void* data, std::size_t n) {
         expect_tag(tag_bytes);
@@ -131,7 +173,11 @@ public:
 
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
-        if (tensors_ == nullptr) return;
+        if (kind_ == read_pass_kind::restore) return;
+        if (kind_ == read_pass_kind::values) {
+            account_tensor(static_cast<std::uint64_t>(m.size()) * sizeof(typename Derived::Scalar));
+            return;
+        }
         const std::string name = path();
         const auto it = tensors_->by_name.find(name);
         const tensor_record want = describe_tensor(m);
@@ -174,6 +220,47 @@ public:
     }
 
 private:
+    /// Tensors the rest of the walk may still meet (see read_size).
+    [[nodiscard]] std::uint64_t tensors_left() const noexcept {
+        if (kind_ == read_pass_kind::restore) return std::numeric_limits<std::uint64_t>::max();
+        const std::uint64_t in_file = tensors_->by_name.size();
+        if (kind_ == read_pass_kind::tensors) return in_file + own_tensors_;
+        return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
+    }
+
+    /// The values pass meets a tensor that holds `bytes_held` bytes now: the file pays for it,
+    /// or the state's own tensors do, or the walk stops here.
+    void account_tensor(std::uint64_t bytes_held) {
+        const std::string name = path();
+        const auto it = tensors_->by_name.find(name);
+        if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
+            const file_tensor& f = (*tensors_->entries)[it->second];
+            if (bytes_held <= f.end - f.begin) {
+                claimed_[it->second] = 1;
+                ++claimed_count_;
+                return;
+            }
+        }
+        if (unpaid_ < own_tensors_) {
+            ++unpaid_;
+            return;
+        }
+        std::string why = "the checkpoint has no such tensor";
+        if (it != tensors_->by_name.end()) {
+            const file_tensor& f = (*tensors_->entries)[it->second];
+            why = claimed_[it->second] != 0
+                      ? "another tensor of the state has this path"
+                      : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
+                            " bytes, the state's " + std::to_string(bytes_held);
+        }
+        throw_error<limit_error>(
+            errc::limit_value_size,
+            name + ": " + why + ", and the state held only " + std::to_string(own_tensors_) +
+                " tensors before loading: the checkpoint's values declare more elements than it "
+                "has tensors for (if the element type gained a tensor, load into a state that "
+                "already holds its elements to see every difference)");
+    }
+
     static std::string tag_name(std::uint8_t tag) {
         if (tag == tag_size) return "a container size";
         if (tag == tag_bytes) return "a byte string";
@@ -209,7 +296,11 @@ private:
     std::span<const std::byte> values_;
     std::size_t pos_ = 0;
     const tensor_source* tensors_;
-    std::uint64_t tensor_entries_;
+    read_pass_kind kind_;
+    std::uint64_t own_tensors_;
+    std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
+    std::uint64_t claimed_count_ = 0;
+    std::uint64_t unpaid_ = 0;
 };
 
 template <class T>
@@ -258,6 +349,72 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::SizeTag<T>& tag) {
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
     ar.read_bytes(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+// The standard sequences cereal loads with resize(count) before the first element: ckpt loads
+// them itself (these overloads are more specialized than cereal's), growing one element at a
+// time as the walk reaches it, so a count from the file never allocates for elements that cost
+// no value bytes (tensors alone) before the tensor accounting has seen them. The file's order
+// and encoding are cereal's; an existing element is loaded in place, extra ones are removed.
+
+/// Loads `count` elements into `seq` (vector, deque or list): reuses, then appends, then trims.
+template <class Seq>
+void load_sequence(tensor_iarchive& ar, Seq& seq) {
+    cereal::size_type count = 0;
+    ar(cereal::make_size_tag(count));
+    const auto n = static_cast<std::size_t>(count);
+    if (n < seq.size()) seq.resize(n); // shrinking allocates nothing
+    std::size_t i = 0;
+    for (auto& element : seq) {
+        ar(element);
+        ++i;
+    }
+    for (; i < n; ++i) ar(seq.emplace_back());
+}
+
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::vector<T, A>& v) {
+    if constexpr (std::is_arithmetic_v<T>) {
+        // One byte string: its length is checked against the count before the resize.
+        cereal::size_type count = 0;
+        ar(cereal::make_size_tag(count));
+        ar.expect_bytes(count, sizeof(T));
+        v.resize(static_cast<std::size_t>(count));
+        ar(cereal::binary_data(v.data(), static_cast<std::size_t>(count) * sizeof(T)));
+    } else {
+        load_sequence(ar, v);
+    }
+}
+template <class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::vector<bool, A>& v) {
+    cereal::size_type count = 0;
+    ar(cereal::make_size_tag(count)); // each bool is two bytes of values: the bound holds
+    v.resize(static_cast<std::size_t>(count));
+    for (auto&& bit : v) {
+        bool b = false;
+        ar(b);
+        bit = b;
+    }
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::deque<T, A>& d) {
+    load_sequence(ar, d);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::list<T, A>& l) {
+    load_sequence(ar, l);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::forward_list<T, A>& l) {
+    cereal::size_type count = 0;
+    ar(cereal::make_size_tag(count));
+    auto before = l.before_begin();
+    for (cereal::size_type i = 0; i < count; ++i) {
+        if (std::next(before) == l.end()) l.emplace_after(before);
+        ++before;
+        ar(*before);
+    }
+    l.erase_after(before, l.end());
 }
 
 } // namespace ckpt::detail
