@@ -6,6 +6,11 @@
 #include <ckpt/nn.hpp>
 
 #include <Eigen/Core>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/forward_list.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 #include <sanitizer/allocator_interface.h>
@@ -16,6 +21,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <forward_list>
+#include <list>
+#include <map>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -59,6 +69,40 @@ struct kinds_state {
            CEREAL_NVP(i8s), CEREAL_NVP(u16s), CEREAL_NVP(u32s), CEREAL_NVP(u64s), CEREAL_NVP(i64s),
            CEREAL_NVP(list), CEREAL_NVP(names), CEREAL_NVP(text), CEREAL_NVP(on), CEREAL_NVP(x),
            CEREAL_NVP(rng), CEREAL_NVP(noise));
+    }
+};
+
+/// An element that costs no value bytes: a fixed-size tensor (1 KiB) and a dynamic one.
+struct block {
+    Eigen::Matrix<float, 16, 16> w = Eigen::Matrix<float, 16, 16>::Zero();
+    Eigen::VectorXf b;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(b));
+    }
+};
+
+/// Containers of tensor-only elements, at several depths and in every standard sequence: the
+/// shapes where a count from the file could create memory without costing value bytes (the
+/// third load target). It holds two blocks before loading, so the state's own tensors pay for
+/// some the file lacks.
+struct shapes_state {
+    std::vector<block> blocks = std::vector<block>(2);
+    std::vector<std::vector<block>> grid;
+    std::deque<block> queue;
+    std::list<Eigen::Matrix4d> chain;
+    std::forward_list<block> links;
+    std::map<std::string, Eigen::VectorXf> named;
+    std::optional<block> maybe;
+    std::vector<std::int32_t> ids;
+    std::vector<bool> mask;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(blocks), CEREAL_NVP(grid), CEREAL_NVP(queue), CEREAL_NVP(chain),
+           CEREAL_NVP(links), CEREAL_NVP(named), CEREAL_NVP(maybe), CEREAL_NVP(ids),
+           CEREAL_NVP(mask));
     }
 };
 
@@ -131,8 +175,9 @@ struct alloc_guard {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Every way ckpt reads bytes: load into train_state<float> and into kinds_state (fresh each
-/// time), and the inspect paths (header only, and verified). Only ckpt::error may escape a call.
+/// Every way ckpt reads bytes: load into train_state<float>, kinds_state and shapes_state (fresh
+/// each time), and the inspect paths (header only, and verified). Only ckpt::error may escape a
+/// call.
 inline void run_input(const std::uint8_t* data, std::size_t size) {
     const alloc_guard guard(size);
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -143,6 +188,11 @@ inline void run_input(const std::uint8_t* data, std::size_t size) {
     }
     try {
         kinds_state state;
+        (void)ckpt::load_from_memory(bytes, state);
+    } catch (const ckpt::error&) {
+    }
+    try {
+        shapes_state state;
         (void)ckpt::load_from_memory(bytes, state);
     } catch (const ckpt::error&) {
     }
