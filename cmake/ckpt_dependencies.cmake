@@ -10,38 +10,58 @@
 
 include(FetchContent)
 
+# Where each fallback comes from: cache variables, so a mirror, a local copy or a test's archive
+# can stand in for the release tarball (CKPT_<NAME>_URL and CKPT_<NAME>_URL_HASH, ALGO=value).
+#
+# No SYSTEM in the declarations: CMake 3.25.0 and 3.25.1 (Debian 12's) pass FetchContent's SYSTEM
+# on to ExternalProject_Add, which reads it as part of URL_HASH ("URL_HASH is set to
+# SHA256=...;SYSTEM"), and the fallback fails before anything is downloaded. The fetched
+# targets are marked SYSTEM below instead, which is what the keyword would have done.
+macro(ckpt_dependency_source name url hash)
+    string(TOUPPER "${name}" _ckpt_upper)
+    set(CKPT_${_ckpt_upper}_URL "${url}" CACHE STRING
+        "Where ckpt fetches ${name} when no installed ${name} is found")
+    set(CKPT_${_ckpt_upper}_URL_HASH "${hash}" CACHE STRING
+        "The hash of CKPT_${_ckpt_upper}_URL (ALGO=value)")
+    unset(_ckpt_upper)
+endmacro()
+
 # conan-center-index recipes/cereal/all/conandata.yml
+ckpt_dependency_source(cereal https://github.com/USCiLab/cereal/archive/v1.3.2.tar.gz
+    SHA256=16a7ad9b31ba5880dac55d62b5d6f243c3ebc8d46a3514149e56b5e7ea81f85f)
 FetchContent_Declare(cereal
-    URL https://github.com/USCiLab/cereal/archive/v1.3.2.tar.gz
-    URL_HASH SHA256=16a7ad9b31ba5880dac55d62b5d6f243c3ebc8d46a3514149e56b5e7ea81f85f
-    SYSTEM
+    URL "${CKPT_CEREAL_URL}"
+    URL_HASH "${CKPT_CEREAL_URL_HASH}"
     FIND_PACKAGE_ARGS 1.3 CONFIG)
 
 # conan-center-index recipes/eigen/all/conandata.yml. No version in the find: Eigen 3.4's
 # SameMajorVersion file rejects "3.4...5", and a plain "3.4" would reject Eigen 5. Checked below.
+ckpt_dependency_source(Eigen3 https://gitlab.com/libeigen/eigen/-/archive/3.4.0/eigen-3.4.0.tar.bz2
+    SHA256=b4c198460eba6f28d34894e3a5710998818515104d6e74e5cc331ce31e46e626)
 FetchContent_Declare(Eigen3
-    URL https://gitlab.com/libeigen/eigen/-/archive/3.4.0/eigen-3.4.0.tar.bz2
-    URL_HASH SHA256=b4c198460eba6f28d34894e3a5710998818515104d6e74e5cc331ce31e46e626
-    SYSTEM
+    URL "${CKPT_EIGEN3_URL}"
+    URL_HASH "${CKPT_EIGEN3_URL_HASH}"
     FIND_PACKAGE_ARGS CONFIG)
 
 # conan-center-index recipes/xxhash/all/conandata.yml; 0.8.1 is also what Debian 12 ships. Module
 # mode on purpose: cmake/FindxxHash.cmake tries xxHash's own config, then the bare header.
+ckpt_dependency_source(xxHash https://github.com/Cyan4973/xxHash/archive/v0.8.1.tar.gz
+    SHA256=3bb6b7d6f30c591dd65aaaff1c8b7a5b94d81687998ca9400082c739a690436c)
 FetchContent_Declare(xxHash
-    URL https://github.com/Cyan4973/xxHash/archive/v0.8.1.tar.gz
-    URL_HASH SHA256=3bb6b7d6f30c591dd65aaaff1c8b7a5b94d81687998ca9400082c739a690436c
+    URL "${CKPT_XXHASH_URL}"
+    URL_HASH "${CKPT_XXHASH_URL_HASH}"
     SOURCE_SUBDIR cmake_unofficial
-    SYSTEM
     FIND_PACKAGE_ARGS 0.8)
 
 # conan-center-index recipes/rapidjson/all/conandata.yml. RapidJSON 1.1.0's own CMakeLists.txt
 # builds docs, examples and tests with -Werror -march=native, so it is not run: SOURCE_SUBDIR
 # names a folder without a CMakeLists.txt and only the headers are used.
+ckpt_dependency_source(RapidJSON https://github.com/Tencent/rapidjson/archive/v1.1.0.tar.gz
+    SHA256=bf7ced29704a1e696fbccf2a2b4ea068e7774fa37f6d7dd4039d0787f8bed98e)
 FetchContent_Declare(RapidJSON
-    URL https://github.com/Tencent/rapidjson/archive/v1.1.0.tar.gz
-    URL_HASH SHA256=bf7ced29704a1e696fbccf2a2b4ea068e7774fa37f6d7dd4039d0787f8bed98e
+    URL "${CKPT_RAPIDJSON_URL}"
+    URL_HASH "${CKPT_RAPIDJSON_URL_HASH}"
     SOURCE_SUBDIR include
-    SYSTEM
     FIND_PACKAGE_ARGS)
 
 # The subproject knobs below only matter when a tarball is used; the block keeps them (and
@@ -87,6 +107,24 @@ block(SCOPE_FOR VARIABLES PROPAGATE Eigen3_FOUND Eigen3_VERSION ckpt_fetched_dep
         string(TOLOWER "${dep}" dep_lower)
         if(NOT "${${dep_lower}_SOURCE_DIR}" STREQUAL "")
             list(APPEND ckpt_fetched_dependencies ${dep})
+        endif()
+    endforeach()
+
+    # A fetched dependency's headers are system headers to ckpt's users, as an installed one's
+    # are: its warnings are not theirs (see the note on SYSTEM above).
+    foreach(pair IN ITEMS cereal=cereal::cereal Eigen3=Eigen3::Eigen xxHash=xxHash::xxhash)
+        string(REPLACE "=" ";" pair "${pair}")
+        list(GET pair 0 dep)
+        list(GET pair 1 target)
+        if(dep IN_LIST ckpt_fetched_dependencies AND TARGET ${target})
+            get_target_property(real ${target} ALIASED_TARGET)
+            if(NOT real)
+                set(real ${target})
+            endif()
+            get_target_property(imported ${real} IMPORTED)
+            if(NOT imported)
+                set_target_properties(${real} PROPERTIES SYSTEM ON)
+            endif()
         endif()
     endforeach()
 
