@@ -2,8 +2,9 @@
 #
 # Writes <OUTPUT_DIR>/ckpt-<version>.tar.xz from the *working tree* (not from git), for users of
 # FetchContent_Declare(ckpt URL ...): the top-level CMakeLists.txt, cmake/, include/,
-# single_include/, LICENSE and README.md, under one top folder ckpt-<version>/. Missing entries
-# are skipped. Reproducible: files in sorted order, fixed modification time, no directory entries.
+# single_include/, src/ (the compiled mode), LICENSE and README.md, under one top folder
+# ckpt-<version>/. Missing entries are skipped. Reproducible: files in sorted order, fixed
+# modification time, no directory entries.
 # OUTPUT_DIR defaults to the current directory.
 
 cmake_minimum_required(VERSION 3.25)
@@ -23,7 +24,7 @@ set(staging "${OUTPUT_DIR}/${top}.staging")
 
 # Collect the files, relative to the source tree, sorted.
 set(files "")
-foreach(entry IN ITEMS CMakeLists.txt cmake include single_include LICENSE README.md)
+foreach(entry IN ITEMS CMakeLists.txt cmake include single_include src LICENSE README.md)
     if(IS_DIRECTORY "${source_dir}/${entry}")
         file(GLOB_RECURSE found LIST_DIRECTORIES false RELATIVE "${source_dir}"
              "${source_dir}/${entry}/*")

@@ -7,6 +7,10 @@ after that. `#pragma once` is removed from inlined headers; the umbrella keeps i
 guard. Every other include (std, cereal, Eigen, xxHash, RapidJSON) is left as it is. The output
 is deterministic: LF line endings, no timestamps, no formatting pass.
 
+A header's -inl.hpp file (its non-template definitions) is included by the header inside
+`#ifdef CKPT_DEFINITIONS`, so its text lands inside that block; a ckpt header first reached from
+an -inl file would be invisible to CKPT_COMPILED translation units, and is an error.
+
     tools/amalgamate.py                       write single_include/ckpt/ckpt.hpp
     tools/amalgamate.py --output PATH         write PATH instead
     tools/amalgamate.py --check [--output P]  regenerate (to P, or a temporary file) and exit 1
@@ -27,6 +31,7 @@ UMBRELLA = "ckpt/ckpt.hpp"
 SINGLE_HEADER = Path("single_include") / "ckpt" / "ckpt.hpp"
 
 INCLUDE_RE = re.compile(r"^\s*#\s*include\s*<(ckpt/[^>]+)>")
+INL_RE = re.compile(r"-inl\.hpp$")
 PRAGMA_ONCE_RE = re.compile(r"^\s*#\s*pragma\s+once\b")
 VERSION_RE = re.compile(r"^#define CKPT_VERSION_(MAJOR|MINOR|PATCH) +([0-9]+)", re.MULTILINE)
 
@@ -69,6 +74,13 @@ def expand(include_dir: Path, name: str, seen: set[str], stack: list[str], out: 
         child = match.group(1)
         if child in seen:
             continue
+        if INL_RE.search(name) and not INL_RE.search(child):
+            # An -inl file is inlined inside `#ifdef CKPT_DEFINITIONS`: a header first reached
+            # from there would be missing from a declarations-only (CKPT_COMPILED) file.
+            raise AmalgamationError(
+                f"include/{child} is first included by include/{name}: include it from the "
+                f"header that includes {name.rsplit('/', 1)[-1]}, so that CKPT_COMPILED "
+                f"translation units see it too")
         seen.add(child)
         out.append(f"// begin {child}")
         expand(include_dir, child, seen, stack, out)

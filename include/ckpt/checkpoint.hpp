@@ -3,6 +3,7 @@
 #include <ckpt/archive/input.hpp>
 #include <ckpt/archive/output.hpp>
 #include <ckpt/concepts.hpp>
+#include <ckpt/detail/config.hpp>
 #include <ckpt/detail/hash.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/dtype.hpp>
@@ -17,21 +18,14 @@
 
 #include <cereal/details/helpers.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <limits>
-#include <numeric>
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -78,114 +72,18 @@ struct write_plan {
 /// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
 inline constexpr std::uint64_t parallel_hash_bytes = std::uint64_t{8} << 20;
 
-inline std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
-    hasher h;
-    for (const auto& t : tensors) {
-        h.update(t.name.data(), t.name.size() + 1); // with the terminating NUL as a separator
-        const auto type = static_cast<std::uint8_t>(t.type);
-        h.update(&type, 1);
-        for (const std::uint64_t d : t.shape()) h.update(&d, sizeof d);
-        h.update(&t.order, 1);
-    }
-    return to_hex(h.digest());
-}
+/// XXH3 of the tensors' names, dtypes, shapes and storage orders, in hex.
+std::string fingerprint_of(const std::vector<tensor_record>& tensors);
 
 /// Checks the names, orders the tensors so each is aligned to its element size, and builds the
 /// header. @throws schema_error, usage_error
-inline write_plan make_plan(const std::vector<tensor_record>& tensors,
-                            const std::vector<std::byte>& values, const metadata& meta) {
-    std::vector<schema_problem> problems;
-    std::unordered_set<std::string_view> seen;
-    for (const auto& t : tensors) {
-        if (t.name.starts_with("__")) {
-            problems.push_back({errc::schema_reserved, t.name,
-                                "names starting with '__' are reserved by safetensors and ckpt"});
-        } else if (!seen.insert(t.name).second) {
-            problems.push_back({errc::schema_duplicate, t.name,
-                                "two tensors of the state have this path; name them apart"});
-        } else if (t.name.size() > limits{}.max_name_bytes) {
-            problems.push_back({errc::schema_reserved, t.name.substr(0, 64) + "...",
-                                "the path is longer than the " +
-                                    std::to_string(limits{}.max_name_bytes) + " bytes ckpt reads"});
-        }
-    }
-    if (!problems.empty()) throw_error<schema_error>(std::move(problems));
+write_plan make_plan(const std::vector<tensor_record>& tensors,
+                     const std::vector<std::byte>& values, const metadata& meta);
 
-    std::vector<std::size_t> order(tensors.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return size_of(tensors[a].type) > size_of(tensors[b].type);
-    });
-
-    write_plan plan;
-    std::vector<file_tensor> entries;
-    entries.reserve(tensors.size() + 1);
-    std::string layout;
-    std::uint64_t offset = 0;
-    for (const std::size_t i : order) {
-        const tensor_record& t = tensors[i];
-        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
-        plan.blocks.emplace_back(t.data, t.bytes);
-        layout += t.order;
-        offset += t.bytes;
-    }
-    entries.push_back({std::string(values_entry),
-                       dtype::u8,
-                       {values.size()},
-                       offset,
-                       offset + values.size(),
-                       '-'});
-    plan.blocks.emplace_back(values.data(), values.size());
-    layout += '-';
-
-    metadata m = meta;
-    if (m.time == std::chrono::system_clock::time_point{})
-        m.time = std::chrono::system_clock::now();
-    if (!parse_time(format_time(m.time))) {
-        throw_error<usage_error>(errc::usage_argument, "metadata time " + format_time(m.time) +
-                                                           " is outside years 0 to 9999");
-    }
-    std::vector<std::pair<std::string, std::string>> pairs;
-    pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
-    pairs.emplace_back(key_format_version, std::to_string(format_version));
-    pairs.emplace_back(key_library_version, CKPT_VERSION_STRING);
-    encode_user_metadata(m, pairs);
-    pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
-    pairs.emplace_back(key_layout, std::move(layout));
-    plan.header = build_header(pairs, entries);
-    plan.total_bytes = 8 + plan.header.size() + offset + values.size();
-    return plan;
-}
-
-/// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
-/// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
-/// (unchanging) memory the writes copy from, and costs no time on the writing thread.
-template <class Sink>
-void write_checkpoint(Sink& sink, const write_plan& plan) {
-    const std::uint64_t n = plan.header.size();
-    hasher hash;
-    const auto hash_all = [&]() noexcept {
-        hash.update(&n, sizeof n);
-        hash.update(plan.header.data(), plan.header.size());
-        for (const auto& [data, bytes] : plan.blocks) {
-            if (bytes > 0) hash.update(data, static_cast<std::size_t>(bytes));
-        }
-    };
-    std::jthread hashing;
-    if (plan.total_bytes >= parallel_hash_bytes) {
-        hashing = std::jthread(hash_all);
-    } else {
-        hash_all();
-    }
-    sink.write(&n, sizeof n);
-    sink.write(plan.header.data(), plan.header.size());
-    for (const auto& [data, bytes] : plan.blocks) {
-        if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
-    }
-    if (hashing.joinable()) hashing.join();
-    const std::string hex = to_hex(hash.digest());
-    sink.patch(checksum_digits_offset, hex.data(), hex.size());
-}
+/// Streams a plan to a file or to memory, then writes the checksum into the header. A large
+/// checkpoint is hashed on a second thread while it is written.
+void write_checkpoint(atomic_file& sink, const write_plan& plan);
+void write_checkpoint(memory_sink& sink, const write_plan& plan);
 
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
@@ -193,51 +91,7 @@ public:
     /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
     /// @throws corrupt_error, version_error, limit_error
     opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
-                      const std::string& where, bool verify)
-        : where_(where) {
-        const auto corrupt = [&](int id, const std::string& what) {
-            throw_error<corrupt_error>(id, "'" + where + "': " + what);
-        };
-        if (size < 8) {
-            corrupt(errc::corrupt_too_small, "the file is " + std::to_string(size) +
-                                                 " bytes long, too short to be a checkpoint");
-        }
-        std::uint64_t n = 0;
-        std::memcpy(&n, p, sizeof n);
-        if (n > lim.max_header_bytes) {
-            throw_error<limit_error>(errc::limit_header, "'" + where + "': the header declares " +
-                                                             std::to_string(n) +
-                                                             " bytes, more than the limit of " +
-                                                             std::to_string(lim.max_header_bytes));
-        }
-        if (n > size - 8) {
-            corrupt(errc::corrupt_truncated_header,
-                    "the header declares " + std::to_string(n) + " bytes but only " +
-                        std::to_string(size - 8) + " follow: the file is truncated or damaged");
-        }
-        const std::string_view json(reinterpret_cast<const char*>(p + 8),
-                                    static_cast<std::size_t>(n));
-        const bool ours = is_ckpt_header(json);
-        if (verify && !ours) {
-            corrupt(errc::corrupt_not_ckpt,
-                    "the header does not start with ckpt's checksum: the file is damaged or was "
-                    "not written by ckpt");
-        }
-        if (ours) {
-            check_version(json, verify ? p : nullptr, size);
-            checksum_ = std::string(json.substr(checksum_prefix.size() - 8, 24));
-        }
-        if (verify) {
-            verify_checksum(json, p, size);
-            verified_ = true;
-        }
-        header_ = parse_header(json, size - 8 - n, lim, where);
-        header_bytes_ = n;
-        data_ = p + 8 + n;
-        const auto v = header_.meta.find(std::string(key_format_version));
-        if (v != header_.meta.end()) version_ = static_cast<int>(parse_int(v->second).value_or(0));
-        meta_ = decode_metadata(header_.meta, where);
-    }
+                      const std::string& where, bool verify);
     opened_checkpoint(const opened_checkpoint&) = delete;
     opened_checkpoint& operator=(const opened_checkpoint&) = delete;
 
@@ -249,100 +103,18 @@ public:
     [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
 
     /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
-    void index(tensor_source& src, std::span<const std::byte>& values) const {
-        src.entries = &header_.entries;
-        src.data = data_;
-        bool have_values = false;
-        for (std::size_t i = 0; i < header_.entries.size(); ++i) {
-            const file_tensor& e = header_.entries[i];
-            if (e.begin % size_of(e.type) != 0) {
-                throw_error<corrupt_error>(errc::corrupt_offsets,
-                                           "'" + where_ + "': tensor '" + e.name +
-                                               "' is not aligned to its element size");
-            }
-            if (e.type == dtype::boolean) {
-                // A bool must be 0 or 1: anything else would be undefined once copied in.
-                for (std::uint64_t b = e.begin; b < e.end; ++b) {
-                    if (static_cast<unsigned char>(data_[b]) > 1) {
-                        throw_error<corrupt_error>(errc::corrupt_values,
-                                                   "'" + where_ + "': BOOL tensor '" + e.name +
-                                                       "' holds a byte other than 0 or 1");
-                    }
-                }
-            }
-            if (e.name == values_entry) {
-                if (e.type != dtype::u8 || e.shape.size() != 1) {
-                    throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': " + e.name +
-                                                                         " is not a U8 vector");
-                }
-                values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
-                have_values = true;
-            } else {
-                src.by_name.emplace(e.name, i);
-            }
-        }
-        if (!have_values) {
-            throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
-                                                                 std::string(values_entry) +
-                                                                 " entry");
-        }
-    }
+    void index(tensor_source& src, std::span<const std::byte>& values) const;
 
 private:
-    static bool is_ckpt_header(std::string_view json) {
-        return json.size() > checksum_prefix.size() + 16 && json.starts_with(checksum_prefix) &&
-               from_hex(json.substr(checksum_prefix.size(), 16)).has_value() &&
-               json[checksum_prefix.size() + 16] == '"';
-    }
+    static bool is_ckpt_header(std::string_view json);
 
     /// The format version is the second key, at a fixed place, so it is read before anything
     /// that a newer format might have changed. `p` is null when only the header was read.
-    void check_version(std::string_view json, const std::byte* p, std::uint64_t size) {
-        constexpr std::string_view key = R"(,"ckpt.format_version":")";
-        const std::size_t at = checksum_prefix.size() + 17;
-        const std::size_t end = json.find('"', at + key.size());
-        const auto v = json.substr(at, key.size()) == key && end != std::string_view::npos
-                           ? parse_int(json.substr(at + key.size(), end - at - key.size()))
-                           : std::nullopt;
-        if (!v || *v < 1) {
-            throw_error<version_error>(errc::version_invalid,
-                                       "'" + where_ +
-                                           "': the header holds no valid format version");
-        }
-        if (*v > format_version) {
-            std::string message = "'" + where_ + "' uses checkpoint format version " +
-                                  std::to_string(*v) +
-                                  "; this ckpt (" CKPT_VERSION_STRING ") reads versions up to " +
-                                  std::to_string(format_version) + ": load it with a newer ckpt";
-            if (p != nullptr && !checksum_matches(json, p, size))
-                message += " (or the file is damaged)";
-            throw_error<version_error>(errc::version_newer, message);
-        }
-    }
+    void check_version(std::string_view json, const std::byte* p, std::uint64_t size);
 
-    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size) {
-        hasher h;
-        h.update(p, checksum_digits_offset);
-        static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
-                                           '0', '0', '0', '0', '0', '0', '0', '0'};
-        h.update(zeros, sizeof zeros);
-        h.update(p + checksum_digits_offset + 16,
-                 static_cast<std::size_t>(size - checksum_digits_offset - 16));
-        return h.digest();
-    }
-    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size) {
-        return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
-    }
-    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size) {
-        const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
-        const std::uint64_t actual = content_hash(p, size);
-        if (stored != actual) {
-            throw_error<corrupt_error>(errc::corrupt_checksum,
-                                       "'" + where_ + "': checksum mismatch: the header says " +
-                                           to_hex(stored) + ", the content hashes to " +
-                                           to_hex(actual) + ": the file is damaged");
-        }
-    }
+    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size);
+    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
+    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size);
 
     std::string where_;
     parsed_header header_;
@@ -354,13 +126,11 @@ private:
     const std::byte* data_ = nullptr;
 };
 
-inline std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
-    return std::string(to_string(type)) + " " + shape_string(shape);
-}
+/// "F32 [64, 32]".
+std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape);
 
-inline const char* order_name(char order) {
-    return order == 'R' ? "row-major" : "column-major";
-}
+/// "row-major" or "column-major".
+const char* order_name(char order);
 
 /// The differences check_tensors found: the first ones, and how many in all.
 struct schema_report {
@@ -368,84 +138,20 @@ struct schema_report {
     std::size_t total = 0;
 
     /// Throws them as one schema_error, when there are any.
-    void raise() {
-        if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
-    }
+    void raise();
 };
 
 /// Every difference between the state's tensors and the file's, in the state's order. The
 /// first `cap` are kept, all are counted: a file cannot make the list longer than the tensors
 /// it and the state hold, and the text of those not kept is never built.
-inline schema_report check_tensors(const std::vector<tensor_record>& state,
-                                   const tensor_source& src, std::size_t cap) {
-    schema_report out;
-    const auto add = [&](int id, std::string_view path, const auto& text) {
-        if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
-        ++out.total;
-    };
-    std::unordered_set<std::string_view> expected;
-    for (const tensor_record& r : state) {
-        if (!expected.insert(r.name).second) {
-            add(errc::schema_duplicate, r.name,
-                [] { return "two tensors of the state have this path; name them apart"; });
-            continue;
-        }
-        const auto it = src.by_name.find(r.name);
-        if (it == src.by_name.end()) {
-            add(errc::schema_missing, r.name, [&] {
-                return "state expects " + describe_side(r.type, r.shape()) +
-                       ", the checkpoint has no such tensor";
-            });
-            continue;
-        }
-        const file_tensor& f = (*src.entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
-        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
-        const auto both = [&] { // both sides, built only when there is something to say
-            return "file has " + describe_side(f.type, f.shape) +
-                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
-                   ", state expects " + describe_side(r.type, r.shape()) +
-                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
-        };
-        if (f.type != r.type || !ranks_match) {
-            add(errc::schema_mismatch, r.name, both);
-            continue;
-        }
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        if (fixed && orders_differ) {
-            add(errc::schema_storage_order, r.name,
-                [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
-            continue;
-        }
-        if (rows == r.rows && cols == r.cols) continue;
-        // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-                          (!r.fixed_cols || cols == r.cols) &&
-                          (r.max_rows < 0 || rows <= r.max_rows) &&
-                          (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) add(errc::schema_mismatch, r.name, both);
-    }
-    for (const file_tensor& f : *src.entries) {
-        if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        add(errc::schema_unexpected, f.name, [&] {
-            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
-        });
-    }
-    return out;
-}
+schema_report check_tensors(const std::vector<tensor_record>& state, const tensor_source& src,
+                            std::size_t cap);
 
 /// The most problems a schema_error of a load keeps: the tensors of the file and of the state.
-inline std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors) {
-    return src.by_name.size() + static_cast<std::size_t>(own_tensors);
-}
+std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 
-inline bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src) {
-    if (state.size() != src.by_name.size()) return false;
-    return std::all_of(state.begin(), state.end(),
-                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
-}
+/// Whether the state's tensors and the file's have the same names.
+bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
 /// Runs one input pass; cereal's own errors become ckpt's.
 template <class T>
@@ -525,32 +231,8 @@ metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limi
     return file.meta();
 }
 
-inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
-    info out;
-    out.format_version = file.version();
-    out.meta = file.meta();
-    out.checksum = file.checksum();
-    out.checksum_verified = file.verified();
-    out.file_bytes = file_bytes;
-    out.header_bytes = file.header_bytes();
-    out.raw_metadata = file.header().meta;
-    if (const auto it = out.raw_metadata.find(std::string(key_library_version));
-        it != out.raw_metadata.end()) {
-        out.library_version = it->second;
-    }
-    if (const auto it = out.raw_metadata.find(std::string(key_fingerprint));
-        it != out.raw_metadata.end()) {
-        out.fingerprint = it->second;
-    }
-    for (const file_tensor& e : file.header().entries) {
-        if (e.name == values_entry) {
-            out.value_bytes = e.end - e.begin;
-            continue;
-        }
-        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
-    }
-    return out;
-}
+/// What inspect() returns for an opened file.
+info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);
 
 } // namespace detail
 
@@ -611,35 +293,10 @@ metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limi
 /// Reads only the header unless options.verify asks for the checksum to be checked.
 /// Any safetensors file can be inspected; format_version is 0 for one ckpt did not write.
 /// @throws io_error, corrupt_error, version_error, limit_error
-inline info inspect(const std::filesystem::path& path, const inspect_options& options = {}) {
-    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
-    const std::string where = path.string();
-    if (options.verify) {
-        const detail::file_bytes bytes(io, where);
-        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where,
-                                             true);
-        return detail::make_info(file, bytes.size());
-    }
-    detail::fd_guard fd(io, detail::open_for_reading(io, where));
-    std::uint64_t size = 0;
-    if (io.file_size(fd.get(), size) != 0) detail::throw_io(errc::io_stat, "stat", where, errno);
-    // Read the length and the header only; a fake data section stands in for the rest.
-    std::uint64_t n = 0;
-    if (size >= 8) {
-        if (const int e = detail::read_all(io, fd.get(), reinterpret_cast<std::byte*>(&n), 8, 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
-    }
-    const std::uint64_t head =
-        size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
-    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
-    if (!bytes.empty()) {
-        if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
-    }
-    const detail::opened_checkpoint file(bytes.data(), size, options.limits, where, false);
-    return detail::make_info(file, size);
-}
+info inspect(const std::filesystem::path& path, const inspect_options& options = {});
 
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/checkpoint-inl.hpp>
+#endif

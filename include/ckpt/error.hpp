@@ -1,8 +1,7 @@
 #pragma once
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <ckpt/detail/config.hpp>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -15,10 +14,10 @@ namespace ckpt {
 /// Base of every exception ckpt throws; what() starts with "[ckpt.<kind>.<id>]".
 class error : public std::runtime_error {
 public:
-    error(int id, std::string_view kind, const std::string& message)
-        : std::runtime_error("[ckpt." + std::string(kind) + "." + std::to_string(id) + "] " +
-                             message),
-          id_(id), kind_(kind) {}
+    error(int id, std::string_view kind, const std::string& message);
+    error(const error&) = default;
+    error& operator=(const error&) = default;
+    ~error() override;
 
     /// The numeric id listed in the README's table of errors.
     [[nodiscard]] int id() const noexcept { return id_; }
@@ -34,9 +33,7 @@ private:
 class io_error : public error {
 public:
     io_error(int id, const std::string& message, std::string operation, std::string path,
-             std::error_code code)
-        : error(id, "io", message), operation_(std::move(operation)), path_(std::move(path)),
-          code_(code) {}
+             std::error_code code);
 
     /// The call that failed: "open", "write", "fsync", "close", "rename", ...
     [[nodiscard]] const std::string& operation() const noexcept { return operation_; }
@@ -75,10 +72,7 @@ struct schema_problem {
 class schema_error : public error {
 public:
     /// `total`: how many problems there were, when `problems` holds only the first of them.
-    explicit schema_error(std::vector<schema_problem> problems, std::size_t total = 0)
-        : error(problems.front().id, "schema",
-                describe(problems, std::max(total, problems.size()))),
-          problems_(std::move(problems)), total_(std::max(total, problems_.size())) {}
+    explicit schema_error(std::vector<schema_problem> problems, std::size_t total = 0);
 
     /// The differences found, in the state's order: all of them, or on load the first as many
     /// as the checkpoint and the state have tensors (problem_count() tells how many in all).
@@ -90,20 +84,7 @@ public:
     static constexpr std::size_t listed = 10;
 
 private:
-    static std::string describe(const std::vector<schema_problem>& problems, std::size_t total) {
-        std::string s = problems.front().path + ": " + problems.front().text;
-        if (total > 1) {
-            s += " (and " + std::to_string(total - 1) + " more:";
-            const std::size_t shown = std::min({problems.size(), total, listed});
-            for (std::size_t i = 1; i < shown; ++i) {
-                s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " +
-                     problems[i].path + ": " + problems[i].text;
-            }
-            if (total > shown) s += "\n  ... " + std::to_string(total - shown) + " not listed";
-            s += ")";
-        }
-        return s;
-    }
+    static std::string describe(const std::vector<schema_problem>& problems, std::size_t total);
     std::vector<schema_problem> problems_;
     std::size_t total_;
 };
@@ -177,17 +158,12 @@ template <class Error, class... Args>
 }
 
 /// Throws io_error for a failed call, with the OS error's name and text.
-[[noreturn]] inline void throw_io(int id, std::string_view operation, const std::string& path,
-                                  int err, std::string_view consequence = {}) {
-    std::string message = std::string(operation) + " '" + path + "' failed: " + std::strerror(err) +
-                          " (errno " + std::to_string(err) + ")";
-    if (!consequence.empty()) {
-        message += "; ";
-        message += consequence;
-    }
-    throw_error<io_error>(id, message, std::string(operation), path,
-                          std::error_code(err, std::generic_category()));
-}
+[[noreturn]] void throw_io(int id, std::string_view operation, const std::string& path, int err,
+                           std::string_view consequence = {});
 
 } // namespace detail
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/error-inl.hpp>
+#endif

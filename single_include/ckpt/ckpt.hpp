@@ -16,9 +16,37 @@
 
 // begin ckpt/archive/input.hpp
 
+// begin ckpt/detail/config.hpp
+
+// How ckpt is compiled: header-only (the default), or compiled, like spdlog's and Asio's
+// separate compilation.
+//
+// - Header-only: every translation unit compiles the non-template definitions it uses, as
+//   inline functions. Nothing to define.
+// - Compiled: every translation unit defines CKPT_COMPILED and sees declarations only (and the
+//   templates, which depend on the user's types); exactly one also defines CKPT_IMPLEMENTATION
+//   and compiles the definitions, and the explicit instantiations of the built-in nn for float
+//   and double. With CMake, link ckpt::ckpt_compiled, which carries CKPT_COMPILED and compiles
+//   src/ckpt.cpp; with the single header, define both in one file of your own.
+//
+// CKPT_INLINE marks a non-template definition: `inline` in header-only mode, nothing in the
+// implementation file. CKPT_DEFINITIONS is defined where the definitions are compiled.
+#if defined(CKPT_IMPLEMENTATION)
+#define CKPT_INLINE
+#define CKPT_DEFINITIONS 1
+#elif defined(CKPT_COMPILED)
+#define CKPT_INLINE
+#else
+#define CKPT_INLINE inline
+#define CKPT_DEFINITIONS 1
+#endif
+// end ckpt/detail/config.hpp
+
 // begin ckpt/archive/output.hpp
 
+
 // begin ckpt/archive/path.hpp
+
 
 #include <cstddef>
 #include <cstdint>
@@ -49,17 +77,7 @@ public:
     }
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
-    [[nodiscard]] std::string path() const {
-        std::string s;
-        for (std::size_t i = 1; i < nodes_.size(); ++i) {
-            if (i > 1) s += '.';
-            if (nodes_[i].name != nullptr)
-                s += nodes_[i].name;
-            else
-                s += std::to_string(nodes_[i].index);
-        }
-        return s.empty() ? std::string("value") : s;
-    }
+    [[nodiscard]] std::string path() const;
 
 private:
     struct node {
@@ -72,12 +90,34 @@ private:
 };
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/archive/path-inl.hpp
+
+
+#include <string>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string path_tracker::path() const {
+    std::string s;
+    for (std::size_t i = 1; i < nodes_.size(); ++i) {
+        if (i > 1) s += '.';
+        if (nodes_[i].name != nullptr)
+            s += nodes_[i].name;
+        else
+            s += std::to_string(nodes_[i].index);
+    }
+    return s.empty() ? std::string("value") : s;
+}
+
+} // namespace ckpt::detail
+// end ckpt/archive/path-inl.hpp
+#endif
 // end ckpt/archive/path.hpp
 // begin ckpt/error.hpp
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -90,10 +130,10 @@ namespace ckpt {
 /// Base of every exception ckpt throws; what() starts with "[ckpt.<kind>.<id>]".
 class error : public std::runtime_error {
 public:
-    error(int id, std::string_view kind, const std::string& message)
-        : std::runtime_error("[ckpt." + std::string(kind) + "." + std::to_string(id) + "] " +
-                             message),
-          id_(id), kind_(kind) {}
+    error(int id, std::string_view kind, const std::string& message);
+    error(const error&) = default;
+    error& operator=(const error&) = default;
+    ~error() override;
 
     /// The numeric id listed in the README's table of errors.
     [[nodiscard]] int id() const noexcept { return id_; }
@@ -109,9 +149,7 @@ private:
 class io_error : public error {
 public:
     io_error(int id, const std::string& message, std::string operation, std::string path,
-             std::error_code code)
-        : error(id, "io", message), operation_(std::move(operation)), path_(std::move(path)),
-          code_(code) {}
+             std::error_code code);
 
     /// The call that failed: "open", "write", "fsync", "close", "rename", ...
     [[nodiscard]] const std::string& operation() const noexcept { return operation_; }
@@ -150,10 +188,7 @@ struct schema_problem {
 class schema_error : public error {
 public:
     /// `total`: how many problems there were, when `problems` holds only the first of them.
-    explicit schema_error(std::vector<schema_problem> problems, std::size_t total = 0)
-        : error(problems.front().id, "schema",
-                describe(problems, std::max(total, problems.size()))),
-          problems_(std::move(problems)), total_(std::max(total, problems_.size())) {}
+    explicit schema_error(std::vector<schema_problem> problems, std::size_t total = 0);
 
     /// The differences found, in the state's order: all of them, or on load the first as many
     /// as the checkpoint and the state have tensors (problem_count() tells how many in all).
@@ -165,20 +200,7 @@ public:
     static constexpr std::size_t listed = 10;
 
 private:
-    static std::string describe(const std::vector<schema_problem>& problems, std::size_t total) {
-        std::string s = problems.front().path + ": " + problems.front().text;
-        if (total > 1) {
-            s += " (and " + std::to_string(total - 1) + " more:";
-            const std::size_t shown = std::min({problems.size(), total, listed});
-            for (std::size_t i = 1; i < shown; ++i) {
-                s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " +
-                     problems[i].path + ": " + problems[i].text;
-            }
-            if (total > shown) s += "\n  ... " + std::to_string(total - shown) + " not listed";
-            s += ")";
-        }
-        return s;
-    }
+    static std::string describe(const std::vector<schema_problem>& problems, std::size_t total);
     std::vector<schema_problem> problems_;
     std::size_t total_;
 };
@@ -252,8 +274,60 @@ template <class Error, class... Args>
 }
 
 /// Throws io_error for a failed call, with the OS error's name and text.
-[[noreturn]] inline void throw_io(int id, std::string_view operation, const std::string& path,
-                                  int err, std::string_view consequence = {}) {
+[[noreturn]] void throw_io(int id, std::string_view operation, const std::string& path, int err,
+                           std::string_view consequence = {});
+
+} // namespace detail
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/error-inl.hpp
+
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+CKPT_INLINE error::error(int id, std::string_view kind, const std::string& message)
+    : std::runtime_error("[ckpt." + std::string(kind) + "." + std::to_string(id) + "] " + message),
+      id_(id), kind_(kind) {}
+
+CKPT_INLINE error::~error() = default;
+
+CKPT_INLINE io_error::io_error(int id, const std::string& message, std::string operation,
+                               std::string path, std::error_code code)
+    : error(id, "io", message), operation_(std::move(operation)), path_(std::move(path)),
+      code_(code) {}
+
+CKPT_INLINE schema_error::schema_error(std::vector<schema_problem> problems, std::size_t total)
+    : error(problems.front().id, "schema", describe(problems, std::max(total, problems.size()))),
+      problems_(std::move(problems)), total_(std::max(total, problems_.size())) {}
+
+CKPT_INLINE std::string schema_error::describe(const std::vector<schema_problem>& problems,
+                                               std::size_t total) {
+    std::string s = problems.front().path + ": " + problems.front().text;
+    if (total > 1) {
+        s += " (and " + std::to_string(total - 1) + " more:";
+        const std::size_t shown = std::min({problems.size(), total, listed});
+        for (std::size_t i = 1; i < shown; ++i) {
+            s += "\n  [ckpt.schema." + std::to_string(problems[i].id) + "] " + problems[i].path +
+                 ": " + problems[i].text;
+        }
+        if (total > shown) s += "\n  ... " + std::to_string(total - shown) + " not listed";
+        s += ")";
+    }
+    return s;
+}
+
+namespace detail {
+
+CKPT_INLINE void throw_io(int id, std::string_view operation, const std::string& path, int err,
+                          std::string_view consequence) {
     std::string message = std::string(operation) + " '" + path + "' failed: " + std::strerror(err) +
                           " (errno " + std::to_string(err) + ")";
     if (!consequence.empty()) {
@@ -266,6 +340,8 @@ template <class Error, class... Args>
 
 } // namespace detail
 } // namespace ckpt
+// end ckpt/error-inl.hpp
+#endif
 // end ckpt/error.hpp
 // begin ckpt/format/dtype.hpp
 
@@ -495,16 +571,8 @@ public:
         values_.push_back(static_cast<std::byte>(dtype_of<T>));
         append(&v, sizeof(T));
     }
-    void write_size(std::uint64_t n) {
-        values_.push_back(static_cast<std::byte>(tag_size));
-        append(&n, sizeof n);
-    }
-    void write_bytes(const void* data, std::size_t n) {
-        values_.push_back(static_cast<std::byte>(tag_bytes));
-        const auto len = static_cast<std::uint64_t>(n);
-        append(&len, sizeof len);
-        append(data, n);
-    }
+    void write_size(std::uint64_t n);
+    void write_bytes(const void* data, std::size_t n);
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
         tensor_record r = describe_tensor(m);
@@ -516,10 +584,7 @@ public:
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
 
 private:
-    void append(const void* data, std::size_t n) {
-        const auto* p = static_cast<const std::byte*>(data);
-        values_.insert(values_.end(), p, p + n);
-    }
+    void append(const void* data, std::size_t n);
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
@@ -576,6 +641,36 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>&
 }
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/archive/output-inl.hpp
+
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ckpt::detail {
+
+CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
+    values_.push_back(static_cast<std::byte>(tag_size));
+    append(&n, sizeof n);
+}
+
+CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
+    values_.push_back(static_cast<std::byte>(tag_bytes));
+    const auto len = static_cast<std::uint64_t>(n);
+    append(&len, sizeof len);
+    append(data, n);
+}
+
+CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {
+    const auto* p = static_cast<const std::byte*>(data);
+    values_.insert(values_.end(), p, p + n);
+}
+
+} // namespace ckpt::detail
+// end ckpt/archive/output-inl.hpp
+#endif
 // end ckpt/archive/output.hpp
 // begin ckpt/format/header.hpp
 
@@ -600,19 +695,10 @@ struct limits {
 } // namespace ckpt
 // end ckpt/format/limits.hpp
 
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
-#include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -648,7 +734,43 @@ struct parsed_header {
     return !__builtin_mul_overflow(a, b, &out);
 }
 
-inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
+/// "[a, b, c]".
+std::string shape_string(const std::vector<std::uint64_t>& shape);
+
+/// Serializes a header: metadata first (its first pair must be the checksum), then the entries.
+/// The result is padded with spaces so that the data section starts 8-byte aligned.
+std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
+                         const std::vector<file_tensor>& entries);
+
+/// Parses and validates a safetensors JSON header against the data section's size: closed dtype
+/// set, caps, overflow-checked sizes, offsets contiguous and covering the data exactly.
+/// @throws corrupt_error, limit_error
+parsed_header parse_header(std::string_view json, std::uint64_t data_bytes, const limits& lim,
+                           const std::string& where);
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/format/header-inl.hpp
+
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string shape_string(const std::vector<std::uint64_t>& shape) {
     std::string s = "[";
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (i > 0) s += ", ";
@@ -657,10 +779,8 @@ inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
     return s + "]";
 }
 
-/// Serializes a header: metadata first (its first pair must be the checksum), then the entries.
-/// The result is padded with spaces so that the data section starts 8-byte aligned.
-inline std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
-                                const std::vector<file_tensor>& entries) {
+CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
+                                     const std::vector<file_tensor>& entries) {
     // Written by hand, byte for byte what rapidjson::Writer writes: a state of thousands of
     // tensors spent most of its plan here, half of it validating UTF-8 one character at a time.
     // A string of printable ASCII without '"' or '\\' (every field path in practice) is copied
@@ -730,16 +850,13 @@ inline std::string build_header(const std::vector<std::pair<std::string, std::st
     return json;
 }
 
-/// Parses and validates a safetensors JSON header against the data section's size: closed dtype
-/// set, caps, overflow-checked sizes, offsets contiguous and covering the data exactly.
-/// @throws corrupt_error, limit_error
 #if defined(__clang__)
 #pragma clang diagnostic push
 // rapidjson's member iterators compare ambiguously under C++20's reversed operators.
 #pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
 #endif
-inline parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
-                                  const limits& lim, const std::string& where) {
+CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
+                                       const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
         throw_error<corrupt_error>(id, "'" + where + "': " + what);
     };
@@ -914,6 +1031,8 @@ inline parsed_header parse_header(std::string_view json, std::uint64_t data_byte
 #endif
 
 } // namespace ckpt::detail
+// end ckpt/format/header-inl.hpp
+#endif
 // end ckpt/format/header.hpp
 
 #include <Eigen/Core>
@@ -944,32 +1063,8 @@ struct tensor_source {
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
 /// tensor; false when the ranks differ.
-inline bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                           std::int64_t& cols) {
-    if (want.vector) {
-        if (f.shape.size() != 1) return false;
-        const auto n = static_cast<std::int64_t>(f.shape[0]);
-        // A compile-time vector is one row or one column; which one is fixed by its type.
-        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
-            rows = 1;
-            cols = n;
-        } else {
-            rows = n;
-            cols = 1;
-        }
-        return true;
-    }
-    if (f.shape.size() != 2) return false;
-    const char order = f.order == '-' ? want.order : f.order;
-    if (order == 'R') {
-        rows = static_cast<std::int64_t>(f.shape[0]);
-        cols = static_cast<std::int64_t>(f.shape[1]);
-    } else {
-        rows = static_cast<std::int64_t>(f.shape[1]);
-        cols = static_cast<std::int64_t>(f.shape[0]);
-    }
-    return true;
-}
+bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
+                    std::int64_t& cols);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -997,11 +1092,7 @@ class tensor_iarchive
 public:
     /// `tensors` may be null only in a restore pass.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
-                    read_pass_kind kind, std::uint64_t own_tensors)
-        : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
-          values_(values), tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
-        if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
-    }
+                    read_pass_kind kind, std::uint64_t own_tensors);
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
@@ -1027,59 +1118,11 @@ public:
         }
         pos_ += sizeof(T);
     }
-    std::uint64_t read_size() {
-        expect_tag(tag_size);
-        std::uint64_t n = 0;
-        need(sizeof n);
-        std::memcpy(&n, values_.data() + pos_, sizeof n);
-        pos_ += sizeof n;
-        // Every element takes at least one byte of values or one tensor: a count beyond what is
-        // left is a lie. (Elements that store nothing at all, empty structs, are bounded the
-        // same way.)
-        const std::uint64_t left = values_.size() - pos_;
-        const std::uint64_t tensors = tensors_left();
-        if (n > left && n - left > tensors) {
-            throw_error<limit_error>(errc::limit_value_size,
-                                     path() + ": the checkpoint declares " + std::to_string(n) +
-                                         " elements, but only " + std::to_string(left) +
-                                         " bytes of values and " + std::to_string(tensors) +
-                                         " tensors remain");
-        }
-        return n;
-    }
+    std::uint64_t read_size();
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
-    void expect_bytes(std::uint64_t count, std::size_t element_size) {
-        const std::size_t at = pos_;
-        expect_tag(tag_bytes);
-        std::uint64_t len = 0;
-        need(sizeof len);
-        std::memcpy(&len, values_.data() + pos_, sizeof len);
-        pos_ = at;
-        if (count > len / element_size || count * element_size != len) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_type, path(),
-                 "file has " + std::to_string(len) + " bytes, state expects " +
-                     std::to_string(count) + " elements of " + std::to_string(element_size) +
-                     " bytes"}});
-        }
-    }
-    void read_bytes(void* data, std::size_t n) {
-        expect_tag(tag_bytes);
-        std::uint64_t len = 0;
-        need(sizeof len);
-        std::memcpy(&len, values_.data() + pos_, sizeof len);
-        pos_ += sizeof len;
-        if (len != n) {
-            throw_error<schema_error>(
-                std::vector<schema_problem>{{errc::schema_value_type, path(),
-                                             "file has " + std::to_string(len) +
-                                                 " bytes, state expects " + std::to_string(n)}});
-        }
-        need(n);
-        if (n > 0) std::memcpy(data, values_.data() + pos_, n);
-        pos_ += n;
-    }
+    void expect_bytes(std::uint64_t count, std::size_t element_size);
+    void read_bytes(void* data, std::size_t n);
 
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
@@ -1119,89 +1162,19 @@ public:
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
-    void finish() const {
-        if (pos_ != values_.size()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_count, "value",
-                 std::to_string(values_.size() - pos_) +
-                     " bytes of values were not read: the checkpoint holds more non-tensor "
-                     "fields than the state"}});
-        }
-    }
+    void finish() const;
 
 private:
     /// Tensors the rest of the walk may still meet (see read_size).
-    [[nodiscard]] std::uint64_t tensors_left() const noexcept {
-        if (kind_ == read_pass_kind::restore) return std::numeric_limits<std::uint64_t>::max();
-        const std::uint64_t in_file = tensors_->by_name.size();
-        if (kind_ == read_pass_kind::tensors) return in_file + own_tensors_;
-        return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
-    }
+    [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
     /// The values pass meets a tensor that holds `bytes_held` bytes now: the file pays for it,
     /// or the state's own tensors do, or the walk stops here.
-    void account_tensor(std::uint64_t bytes_held) {
-        const std::string name = path();
-        const auto it = tensors_->by_name.find(name);
-        if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
-            const file_tensor& f = (*tensors_->entries)[it->second];
-            if (bytes_held <= f.end - f.begin) {
-                claimed_[it->second] = 1;
-                ++claimed_count_;
-                return;
-            }
-        }
-        if (unpaid_ < own_tensors_) {
-            ++unpaid_;
-            return;
-        }
-        std::string why = "the checkpoint has no such tensor";
-        if (it != tensors_->by_name.end()) {
-            const file_tensor& f = (*tensors_->entries)[it->second];
-            why = claimed_[it->second] != 0
-                      ? "another tensor of the state has this path"
-                      : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
-                            " bytes, the state's " + std::to_string(bytes_held);
-        }
-        throw_error<limit_error>(
-            errc::limit_value_size,
-            name + ": " + why + ", and the state held only " + std::to_string(own_tensors_) +
-                " tensors before loading: the checkpoint's values declare more elements than it "
-                "has tensors for (if the element type gained a tensor, load into a state that "
-                "already holds its elements to see every difference)");
-    }
+    void account_tensor(std::uint64_t bytes_held);
 
-    static std::string tag_name(std::uint8_t tag) {
-        if (tag == tag_size) return "a container size";
-        if (tag == tag_bytes) return "a byte string";
-        if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
-            tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
-            return std::string(to_string(static_cast<dtype>(tag)));
-        }
-        return "unknown tag " + std::to_string(tag);
-    }
-    void expect_tag(std::uint8_t tag) {
-        if (pos_ >= values_.size()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_count, path(),
-                 "the state reads " + tag_name(tag) +
-                     " here, but the checkpoint's values end: the state has more non-tensor "
-                     "fields than the checkpoint"}});
-        }
-        const auto got = static_cast<std::uint8_t>(values_[pos_]);
-        if (got != tag) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_type, path(),
-                 "file has " + tag_name(got) + ", state expects " + tag_name(tag)}});
-        }
-        ++pos_;
-    }
-    void need(std::size_t n) const {
-        if (n > values_.size() - pos_) {
-            throw_error<corrupt_error>(errc::corrupt_values,
-                                       path() + ": the values entry ends inside a value");
-        }
-    }
+    static std::string tag_name(std::uint8_t tag);
+    void expect_tag(std::uint8_t tag);
+    void need(std::size_t n) const;
 
     std::span<const std::byte> values_;
     std::size_t pos_ = 0;
@@ -1330,6 +1303,191 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::forward_list<T, A>& l) 
 } // namespace ckpt::detail
 
 CEREAL_SETUP_ARCHIVE_TRAITS(ckpt::detail::tensor_iarchive, ckpt::detail::tensor_oarchive)
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/archive/input-inl.hpp
+
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
+                                std::int64_t& cols) {
+    if (want.vector) {
+        if (f.shape.size() != 1) return false;
+        const auto n = static_cast<std::int64_t>(f.shape[0]);
+        // A compile-time vector is one row or one column; which one is fixed by its type.
+        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
+            rows = 1;
+            cols = n;
+        } else {
+            rows = n;
+            cols = 1;
+        }
+        return true;
+    }
+    if (f.shape.size() != 2) return false;
+    const char order = f.order == '-' ? want.order : f.order;
+    if (order == 'R') {
+        rows = static_cast<std::int64_t>(f.shape[0]);
+        cols = static_cast<std::int64_t>(f.shape[1]);
+    } else {
+        rows = static_cast<std::int64_t>(f.shape[1]);
+        cols = static_cast<std::int64_t>(f.shape[0]);
+    }
+    return true;
+}
+
+CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
+                                             const tensor_source* tensors, read_pass_kind kind,
+                                             std::uint64_t own_tensors)
+    : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
+      tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
+    if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
+}
+
+CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
+    expect_tag(tag_size);
+    std::uint64_t n = 0;
+    need(sizeof n);
+    std::memcpy(&n, values_.data() + pos_, sizeof n);
+    pos_ += sizeof n;
+    // Every element takes at least one byte of values or one tensor: a count beyond what is
+    // left is a lie. (Elements that store nothing at all, empty structs, are bounded the
+    // same way.)
+    const std::uint64_t left = values_.size() - pos_;
+    const std::uint64_t tensors = tensors_left();
+    if (n > left && n - left > tensors) {
+        throw_error<limit_error>(errc::limit_value_size,
+                                 path() + ": the checkpoint declares " + std::to_string(n) +
+                                     " elements, but only " + std::to_string(left) +
+                                     " bytes of values and " + std::to_string(tensors) +
+                                     " tensors remain");
+    }
+    return n;
+}
+
+CKPT_INLINE void tensor_iarchive::expect_bytes(std::uint64_t count, std::size_t element_size) {
+    const std::size_t at = pos_;
+    expect_tag(tag_bytes);
+    std::uint64_t len = 0;
+    need(sizeof len);
+    std::memcpy(&len, values_.data() + pos_, sizeof len);
+    pos_ = at;
+    if (count > len / element_size || count * element_size != len) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + std::to_string(len) + " bytes, state expects " + std::to_string(count) +
+                 " elements of " + std::to_string(element_size) + " bytes"}});
+    }
+}
+
+CKPT_INLINE void tensor_iarchive::read_bytes(void* data, std::size_t n) {
+    expect_tag(tag_bytes);
+    std::uint64_t len = 0;
+    need(sizeof len);
+    std::memcpy(&len, values_.data() + pos_, sizeof len);
+    pos_ += sizeof len;
+    if (len != n) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + std::to_string(len) + " bytes, state expects " + std::to_string(n)}});
+    }
+    need(n);
+    if (n > 0) std::memcpy(data, values_.data() + pos_, n);
+    pos_ += n;
+}
+
+CKPT_INLINE void tensor_iarchive::finish() const {
+    if (pos_ != values_.size()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_count, "value",
+             std::to_string(values_.size() - pos_) +
+                 " bytes of values were not read: the checkpoint holds more non-tensor "
+                 "fields than the state"}});
+    }
+}
+
+CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
+    if (kind_ == read_pass_kind::restore) return std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t in_file = tensors_->by_name.size();
+    if (kind_ == read_pass_kind::tensors) return in_file + own_tensors_;
+    return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
+}
+
+CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
+    const std::string name = path();
+    const auto it = tensors_->by_name.find(name);
+    if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
+        const file_tensor& f = (*tensors_->entries)[it->second];
+        if (bytes_held <= f.end - f.begin) {
+            claimed_[it->second] = 1;
+            ++claimed_count_;
+            return;
+        }
+    }
+    if (unpaid_ < own_tensors_) {
+        ++unpaid_;
+        return;
+    }
+    std::string why = "the checkpoint has no such tensor";
+    if (it != tensors_->by_name.end()) {
+        const file_tensor& f = (*tensors_->entries)[it->second];
+        why = claimed_[it->second] != 0
+                  ? "another tensor of the state has this path"
+                  : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
+                        " bytes, the state's " + std::to_string(bytes_held);
+    }
+    throw_error<limit_error>(
+        errc::limit_value_size,
+        name + ": " + why + ", and the state held only " + std::to_string(own_tensors_) +
+            " tensors before loading: the checkpoint's values declare more elements than it "
+            "has tensors for (if the element type gained a tensor, load into a state that "
+            "already holds its elements to see every difference)");
+}
+
+CKPT_INLINE std::string tensor_iarchive::tag_name(std::uint8_t tag) {
+    if (tag == tag_size) return "a container size";
+    if (tag == tag_bytes) return "a byte string";
+    if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
+        tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
+        return std::string(to_string(static_cast<dtype>(tag)));
+    }
+    return "unknown tag " + std::to_string(tag);
+}
+
+CKPT_INLINE void tensor_iarchive::expect_tag(std::uint8_t tag) {
+    if (pos_ >= values_.size()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_count, path(),
+             "the state reads " + tag_name(tag) +
+                 " here, but the checkpoint's values end: the state has more non-tensor "
+                 "fields than the checkpoint"}});
+    }
+    const auto got = static_cast<std::uint8_t>(values_[pos_]);
+    if (got != tag) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + tag_name(got) + ", state expects " + tag_name(tag)}});
+    }
+    ++pos_;
+}
+
+CKPT_INLINE void tensor_iarchive::need(std::size_t n) const {
+    if (n > values_.size() - pos_) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   path() + ": the values entry ends inside a value");
+    }
+}
+
+} // namespace ckpt::detail
+// end ckpt/archive/input-inl.hpp
+#endif
 // end ckpt/archive/input.hpp
 // begin ckpt/concepts.hpp
 
@@ -1356,6 +1514,42 @@ concept checkpointable = is_checkpointable<T>::value;
 } // namespace ckpt
 // end ckpt/concepts.hpp
 // begin ckpt/detail/hash.hpp
+
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ckpt::detail {
+
+/// Streaming XXH3-64 over everything written or read, in order. The state is XXH3_state_t, kept
+/// opaque here so that only the definitions include xxHash.
+class hasher {
+public:
+    hasher() noexcept;
+    void update(const void* data, std::size_t n) noexcept;
+    [[nodiscard]] std::uint64_t digest() const noexcept;
+
+private:
+    alignas(64) unsigned char state_[640];
+};
+
+/// XXH3-64 of one buffer (the streaming and one-shot forms give the same value).
+[[nodiscard]] std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept;
+
+/// 16 lowercase hex digits.
+[[nodiscard]] std::string to_hex(std::uint64_t v);
+
+/// Parses exactly 16 lowercase hex digits.
+[[nodiscard]] std::optional<std::uint64_t> from_hex(std::string_view s) noexcept;
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/detail/hash-inl.hpp
+
 
 // XXH3, inlined. On x86-64 with GCC the AVX2 kernels are compiled as well (with a target
 // attribute, so the rest of the program needs no -mavx2) and chosen at run time: 18 GB/s instead
@@ -1397,12 +1591,8 @@ concept checkpointable = is_checkpointable<T>::value;
 #define CKPT_XXH_AVX2 1
 #endif
 
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
+#include <cstring>
+#include <new>
 
 namespace ckpt::detail {
 
@@ -1421,36 +1611,35 @@ inline bool cpu_has_avx2() noexcept {
 }
 #endif
 
-/// Streaming XXH3-64 over everything written or read, in order.
-class hasher {
-public:
-    hasher() noexcept { XXH3_64bits_reset(&state_); }
-    void update(const void* data, std::size_t n) noexcept {
+static_assert(sizeof(XXH3_state_t) <= 640 && alignof(XXH3_state_t) <= 64,
+              "ckpt: hasher's storage does not fit this xxHash's XXH3_state_t");
+
+CKPT_INLINE hasher::hasher() noexcept {
+    XXH3_64bits_reset(::new (static_cast<void*>(state_)) XXH3_state_t{});
+}
+
+CKPT_INLINE void hasher::update(const void* data, std::size_t n) noexcept {
+    auto* state = std::launder(reinterpret_cast<XXH3_state_t*>(state_));
 #ifdef CKPT_XXH_AVX2
-        if (cpu_has_avx2()) {
-            xxh3_update_avx2(&state_, data, n);
-            return;
-        }
+    if (cpu_has_avx2()) {
+        xxh3_update_avx2(state, data, n);
+        return;
+    }
 #endif
-        XXH3_64bits_update(&state_, data, n);
-    }
-    [[nodiscard]] std::uint64_t digest() const noexcept {
-        return XXH3_64bits_digest(&state_);
-    }
+    XXH3_64bits_update(state, data, n);
+}
 
-private:
-    XXH3_state_t state_{};
-};
+CKPT_INLINE std::uint64_t hasher::digest() const noexcept {
+    return XXH3_64bits_digest(std::launder(reinterpret_cast<const XXH3_state_t*>(state_)));
+}
 
-/// XXH3-64 of one buffer (the streaming and one-shot forms give the same value).
-[[nodiscard]] inline std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept {
+CKPT_INLINE std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept {
     hasher h;
     h.update(data, n);
     return h.digest();
 }
 
-/// 16 lowercase hex digits.
-[[nodiscard]] inline std::string to_hex(std::uint64_t v) {
+CKPT_INLINE std::string to_hex(std::uint64_t v) {
     std::string s(16, '0');
     for (int i = 15; i >= 0; --i, v >>= 4) {
         s[static_cast<std::size_t>(i)] = "0123456789abcdef"[v & 0xF];
@@ -1458,8 +1647,7 @@ private:
     return s;
 }
 
-/// Parses exactly 16 lowercase hex digits.
-[[nodiscard]] inline std::optional<std::uint64_t> from_hex(std::string_view s) noexcept {
+CKPT_INLINE std::optional<std::uint64_t> from_hex(std::string_view s) noexcept {
     if (s.size() != 16) return std::nullopt;
     std::uint64_t v = 0;
     for (char c : s) {
@@ -1476,6 +1664,8 @@ private:
 }
 
 } // namespace ckpt::detail
+// end ckpt/detail/hash-inl.hpp
+#endif
 // end ckpt/detail/hash.hpp
 // begin ckpt/format/metadata_codec.hpp
 
@@ -1531,16 +1721,12 @@ struct info {
 } // namespace ckpt
 // end ckpt/metadata.hpp
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <limits>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -1558,28 +1744,68 @@ inline constexpr std::string_view metric_prefix = "metric.";
 inline constexpr std::string_view tag_prefix = "tag.";
 
 /// Shortest text that reads back as the same double ("nan", "inf" and "-inf" included).
-inline std::string format_double(double v) {
+std::string format_double(double v);
+
+/// A double written by format_double (or any from_chars reads whole), or nothing.
+std::optional<double> parse_double(std::string_view s);
+
+/// A whole decimal int64, or nothing.
+std::optional<std::int64_t> parse_int(std::string_view s);
+
+/// "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ", UTC, to the nanosecond.
+std::string format_time(std::chrono::system_clock::time_point t);
+
+/// What format_time writes, for the times system_clock holds, or nothing.
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view s);
+
+/// The user's part of the metadata as __metadata__ pairs, in a fixed order.
+void encode_user_metadata(const metadata& m, std::vector<std::pair<std::string, std::string>>& out);
+
+/// The metadata of a ckpt file. @throws corrupt_error
+metadata decode_metadata(const std::map<std::string, std::string>& raw, const std::string& where);
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/format/metadata_codec-inl.hpp
+
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string format_double(double v) {
     char buf[64];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
     return std::string(buf, r.ptr);
 }
 
-inline std::optional<double> parse_double(std::string_view s) {
+CKPT_INLINE std::optional<double> parse_double(std::string_view s) {
     double v = 0;
     const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
     if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
     return v;
 }
 
-inline std::optional<std::int64_t> parse_int(std::string_view s) {
+CKPT_INLINE std::optional<std::int64_t> parse_int(std::string_view s) {
     std::int64_t v = 0;
     const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
     if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
     return v;
 }
 
-/// "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ", UTC, to the nanosecond.
-inline std::string format_time(std::chrono::system_clock::time_point t) {
+CKPT_INLINE std::string format_time(std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
     const auto ns = duration_cast<nanoseconds>(t.time_since_epoch());
     const auto day = floor<days>(sys_time<nanoseconds>(ns));
@@ -1594,7 +1820,7 @@ inline std::string format_time(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
-inline std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view s) {
+CKPT_INLINE std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view s) {
     using namespace std::chrono;
     // Offsets of the fields in the fixed-width form.
     if (s.size() != 30 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
@@ -1630,9 +1856,8 @@ inline std::optional<std::chrono::system_clock::time_point> parse_time(std::stri
     return system_clock::time_point(duration_cast<system_clock::duration>(nanoseconds(total)));
 }
 
-/// The user's part of the metadata as __metadata__ pairs, in a fixed order.
-inline void encode_user_metadata(const metadata& m,
-                                 std::vector<std::pair<std::string, std::string>>& out) {
+CKPT_INLINE void encode_user_metadata(const metadata& m,
+                                      std::vector<std::pair<std::string, std::string>>& out) {
     out.emplace_back(key_step, std::to_string(m.step));
     out.emplace_back(key_epoch, std::to_string(m.epoch));
     out.emplace_back(key_time, format_time(m.time));
@@ -1641,9 +1866,8 @@ inline void encode_user_metadata(const metadata& m,
     for (const auto& [k, v] : m.tags) out.emplace_back(std::string(tag_prefix) + k, v);
 }
 
-/// The metadata of a ckpt file. @throws corrupt_error
-inline metadata decode_metadata(const std::map<std::string, std::string>& raw,
-                                const std::string& where) {
+CKPT_INLINE metadata decode_metadata(const std::map<std::string, std::string>& raw,
+                                     const std::string& where) {
     const auto bad = [&](std::string_view key, const std::string& value) {
         throw_error<corrupt_error>(errc::corrupt_header, "'" + where + "': __metadata__ " +
                                                              std::string(key) + " = '" + value +
@@ -1672,8 +1896,11 @@ inline metadata decode_metadata(const std::map<std::string, std::string>& raw,
 }
 
 } // namespace ckpt::detail
+// end ckpt/format/metadata_codec-inl.hpp
+#endif
 // end ckpt/format/metadata_codec.hpp
 // begin ckpt/io/backend.hpp
+
 
 #include <cerrno>
 #include <cstddef>
@@ -1735,80 +1962,109 @@ public:
     int close(int fd) override { return ::close(fd); }
     int rename(const char* from, const char* to) override { return ::rename(from, to); }
     int unlink(const char* path) override { return ::unlink(path); }
-    int file_size(int fd, std::uint64_t& size) override {
-        struct ::stat st {};
-        if (::fstat(fd, &st) != 0) return -1;
-        if (!S_ISREG(st.st_mode)) {
-            errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-            return -1;
-        }
-        size = static_cast<std::uint64_t>(st.st_size);
-        return 0;
-    }
-    const void* map(int fd, std::size_t size) override {
-        void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (p == MAP_FAILED) return nullptr;
-        // A page that is not resident would be read on first touch, and a read error there is
-        // a SIGBUS, not an errno: use the mapping only when every page is already in memory.
-        if (!all_resident(p, size)) {
-            ::munmap(p, size);
-            errno = EAGAIN;
-            return nullptr;
-        }
-        return p;
-    }
+    int file_size(int fd, std::uint64_t& size) override;
+    const void* map(int fd, std::size_t size) override;
     void unmap(const void* data, std::size_t size) override {
         ::munmap(const_cast<void*>(data), size);
     }
-    int allocate(int fd, std::uint64_t size) override {
-        const int e = ::posix_fallocate(fd, 0, static_cast<::off_t>(size));
-        if (e == 0 || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS) return 0;
-        errno = e;
-        return -1;
-    }
-    void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override {
-#if defined(__linux__)
-        ::sync_file_range(fd, static_cast<::off_t>(offset), static_cast<::off_t>(size),
-                          SYNC_FILE_RANGE_WRITE);
-#else
-        (void)fd;
-        (void)offset;
-        (void)size;
-#endif
-    }
+    int allocate(int fd, std::uint64_t size) override;
+    void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override;
 
 private:
-    static bool all_resident(void* p, std::size_t size) {
-        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-        const std::size_t pages = (size + page - 1) / page;
-        constexpr std::size_t batch = 4096;
-        unsigned char flags[batch];
-        for (std::size_t first = 0; first < pages; first += batch) {
-            const std::size_t n = pages - first < batch ? pages - first : batch;
-            auto* start = static_cast<char*>(p) + first * page;
-            const std::size_t len = first + n == pages ? size - first * page : n * page;
-            if (::mincore(start, len, flags) != 0) return false;
-            for (std::size_t i = 0; i < n; ++i) {
-                if ((flags[i] & 1U) == 0) return false;
-            }
-        }
-        return true;
-    }
+    static bool all_resident(void* p, std::size_t size);
 };
 
 /// The backend ckpt uses when none is given.
-inline backend& default_backend() {
+backend& default_backend();
+
+} // namespace ckpt::io
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/io/backend-inl.hpp
+
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ckpt::io {
+
+CKPT_INLINE backend& default_backend() {
     static posix_backend instance;
     return instance;
 }
 
+CKPT_INLINE int posix_backend::file_size(int fd, std::uint64_t& size) {
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) return -1;
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        return -1;
+    }
+    size = static_cast<std::uint64_t>(st.st_size);
+    return 0;
+}
+
+CKPT_INLINE const void* posix_backend::map(int fd, std::size_t size) {
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) return nullptr;
+    // A page that is not resident would be read on first touch, and a read error there is
+    // a SIGBUS, not an errno: use the mapping only when every page is already in memory.
+    if (!all_resident(p, size)) {
+        ::munmap(p, size);
+        errno = EAGAIN;
+        return nullptr;
+    }
+    return p;
+}
+
+CKPT_INLINE int posix_backend::allocate(int fd, std::uint64_t size) {
+    const int e = ::posix_fallocate(fd, 0, static_cast<::off_t>(size));
+    if (e == 0 || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS) return 0;
+    errno = e;
+    return -1;
+}
+
+CKPT_INLINE void posix_backend::start_writeback(int fd, std::uint64_t offset, std::uint64_t size) {
+#if defined(__linux__)
+    ::sync_file_range(fd, static_cast<::off_t>(offset), static_cast<::off_t>(size),
+                      SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd;
+    (void)offset;
+    (void)size;
+#endif
+}
+
+CKPT_INLINE bool posix_backend::all_resident(void* p, std::size_t size) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t pages = (size + page - 1) / page;
+    constexpr std::size_t batch = 4096;
+    unsigned char flags[batch];
+    for (std::size_t first = 0; first < pages; first += batch) {
+        const std::size_t n = pages - first < batch ? pages - first : batch;
+        auto* start = static_cast<char*>(p) + first * page;
+        const std::size_t len = first + n == pages ? size - first * page : n * page;
+        if (::mincore(start, len, flags) != 0) return false;
+        for (std::size_t i = 0; i < n; ++i) {
+            if ((flags[i] & 1U) == 0) return false;
+        }
+    }
+    return true;
+}
+
 } // namespace ckpt::io
+// end ckpt/io/backend-inl.hpp
+#endif
 // end ckpt/io/backend.hpp
 // begin ckpt/io/file.hpp
 
 
-#include <atomic>
-#include <cerrno>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -1822,36 +2078,11 @@ namespace ckpt::detail {
 
 /// Writes all of `n` bytes at the file position, retrying short writes and EINTR.
 /// @returns 0, or the errno of the failure
-inline int write_all(io::backend& io, int fd, const std::byte* p, std::size_t n) {
-    while (n > 0) {
-        const ::ssize_t w = io.write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (w == 0) return EIO; // no progress and no error: do not spin
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return 0;
-}
+int write_all(io::backend& io, int fd, const std::byte* p, std::size_t n);
 
 /// Reads exactly `n` bytes at `offset`, retrying short reads and EINTR.
 /// @returns 0, or the errno of the failure (EIO for an early end of file)
-inline int read_all(io::backend& io, int fd, std::byte* p, std::size_t n, std::uint64_t offset) {
-    while (n > 0) {
-        const ::ssize_t r = io.pread(fd, p, n, static_cast<::off_t>(offset));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (r == 0) return EIO;
-        p += r;
-        n -= static_cast<std::size_t>(r);
-        offset += static_cast<std::uint64_t>(r);
-    }
-    return 0;
-}
+int read_all(io::backend& io, int fd, std::byte* p, std::size_t n, std::uint64_t offset);
 
 /// An open descriptor, closed on destruction (the close result only matters on the write path,
 /// where it is checked explicitly).
@@ -1873,39 +2104,15 @@ private:
 };
 
 /// Opens a file for reading. @throws io_error
-inline int open_for_reading(io::backend& io, const std::string& path) {
-    for (;;) {
-        const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-        if (fd >= 0) return fd;
-        if (errno != EINTR) throw_io(errc::io_open, "open", path, errno);
-    }
-}
+int open_for_reading(io::backend& io, const std::string& path);
 
 /// The whole content of a file: mapped when every page is in memory, read otherwise.
 class file_bytes {
 public:
-    file_bytes(io::backend& io, const std::string& path) : io_(&io) {
-        fd_guard fd(io, open_for_reading(io, path));
-        if (io.file_size(fd.get(), size_) != 0) throw_io(errc::io_stat, "stat", path, errno);
-        if (size_ == 0) return;
-        if (size_ > static_cast<std::uint64_t>(PTRDIFF_MAX)) {
-            throw_io(errc::io_read, "read", path, EFBIG);
-        }
-        if (const void* m = io.map(fd.get(), static_cast<std::size_t>(size_)); m != nullptr) {
-            mapped_ = static_cast<const std::byte*>(m);
-            return;
-        }
-        buffer_ = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(size_));
-        if (const int e =
-                read_all(io, fd.get(), buffer_.get(), static_cast<std::size_t>(size_), 0)) {
-            throw_io(errc::io_read, "read", path, e);
-        }
-    }
+    file_bytes(io::backend& io, const std::string& path);
     file_bytes(const file_bytes&) = delete;
     file_bytes& operator=(const file_bytes&) = delete;
-    ~file_bytes() {
-        if (mapped_ != nullptr) io_->unmap(mapped_, static_cast<std::size_t>(size_));
-    }
+    ~file_bytes();
     [[nodiscard]] const std::byte* data() const noexcept {
         return mapped_ != nullptr ? mapped_ : buffer_.get();
     }
@@ -1927,131 +2134,36 @@ public:
     static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
     static constexpr std::uint64_t writeback_bytes = std::uint64_t{32} << 20;
 
-    atomic_file(io::backend& io, const std::filesystem::path& target)
-        : io_(&io), target_(target.string()) {
-        const std::filesystem::path dir = target.parent_path();
-        dir_ = dir.empty() ? std::string(".") : dir.string();
-        buffer_.reserve(buffer_bytes);
-        static std::atomic<std::uint64_t> counter{0};
-        for (int attempt = 0;; ++attempt) {
-            temp_ = temp_name(target, counter.fetch_add(1));
-            fd_ = io.open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-            if (fd_ >= 0) break;
-            const int e = errno;
-            if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
-            temp_.clear();
-            throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
-        }
-    }
+    atomic_file(io::backend& io, const std::filesystem::path& target);
 
     /// "<target>.tmp-<pid>-<n>", with the target's name shortened so that the temporary name
     /// still fits in NAME_MAX.
-    static std::string temp_name(const std::filesystem::path& target, std::uint64_t n) {
-        const std::string suffix = ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
-        constexpr std::size_t name_max = 255;
-        std::string name = target.filename().string();
-        if (name.size() + suffix.size() > name_max) name.resize(name_max - suffix.size());
-        return (target.parent_path() / (name + suffix)).string();
-    }
+    static std::string temp_name(const std::filesystem::path& target, std::uint64_t n);
     atomic_file(const atomic_file&) = delete;
     atomic_file& operator=(const atomic_file&) = delete;
     ~atomic_file() { abandon(); }
 
-    void write(const void* data, std::size_t n) {
-        const auto* p = static_cast<const std::byte*>(data);
-        if (buffer_.size() + n <= buffer_bytes) {
-            buffer_.insert(buffer_.end(), p, p + n);
-            return;
-        }
-        flush();
-        // Large blocks go straight from the caller's memory, in slices that end on multiples of
-        // the slice size in the file: large aligned writes leave large page-cache folios, which
-        // makes mapping the file cheap when it is loaded.
-        while (n > 0) {
-            const std::size_t room = slice_bytes - static_cast<std::size_t>(written_ % slice_bytes);
-            const std::size_t k = n < room ? n : room;
-            put(p, k);
-            written_ += k;
-            p += k;
-            n -= k;
-            // Let the disk start on what is written while the rest is copied in.
-            if (written_ - written_back_ >= writeback_bytes) {
-                io_->start_writeback(fd_, written_back_, written_ - written_back_);
-                written_back_ = written_;
-            }
-        }
-    }
+    void write(const void* data, std::size_t n);
 
     /// Reserves the file's final size: a full disk fails here, before a byte is written.
-    void allocate(std::uint64_t bytes) {
-        if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
-    }
+    void allocate(std::uint64_t bytes);
 
     /// Overwrites bytes already written.
-    void patch(std::uint64_t offset, const void* data, std::size_t n) {
-        flush();
-        const auto* p = static_cast<const std::byte*>(data);
-        while (n > 0) {
-            const ::ssize_t w = io_->pwrite(fd_, p, n, static_cast<::off_t>(offset));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) fail(errc::io_write, "write", w < 0 ? errno : EIO);
-            p += w;
-            n -= static_cast<std::size_t>(w);
-            offset += static_cast<std::uint64_t>(w);
-        }
-    }
+    void patch(std::uint64_t offset, const void* data, std::size_t n);
 
     [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_ + buffer_.size(); }
 
     /// Makes the file the target. A failed fsync ends the attempt: the file is never renamed.
     /// @throws io_error
-    void commit() {
-        flush();
-        if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
-        const int fd = std::exchange(fd_, -1);
-        if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
-        if (io_->rename(temp_.c_str(), target_.c_str()) != 0)
-            fail(errc::io_rename, "rename", errno);
-        temp_.clear();
-        sync_directory();
-    }
+    void commit();
 
 private:
-    std::string unchanged() const { return "the file at '" + target_ + "' was not changed"; }
-    [[noreturn]] void fail(int id, const char* operation, int err) {
-        const std::string where = temp_;
-        abandon();
-        throw_io(id, operation, where, err, unchanged());
-    }
-    void abandon() noexcept {
-        if (fd_ >= 0) io_->close(std::exchange(fd_, -1));
-        if (!temp_.empty()) io_->unlink(std::exchange(temp_, std::string()).c_str());
-    }
-    void put(const std::byte* p, std::size_t n) {
-        if (const int e = write_all(*io_, fd_, p, n)) fail(errc::io_write, "write", e);
-    }
-    void flush() {
-        if (buffer_.empty()) return;
-        put(buffer_.data(), buffer_.size());
-        written_ += buffer_.size();
-        buffer_.clear();
-    }
-    void sync_directory() {
-        int fd = -1;
-        do {
-            fd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-        } while (fd < 0 && errno == EINTR);
-        const int open_errno = errno; // before anything that allocates can change it
-        const std::string done = "the file is in place at '" + target_ +
-                                 "', but its directory entry may not survive a power loss";
-        if (fd < 0) throw_io(errc::io_sync_directory, "open directory", dir_, open_errno, done);
-        fd_guard guard(*io_, fd);
-        // Some file systems cannot sync a directory (EINVAL): there is nothing more to do there.
-        if (io_->fsync(fd) != 0 && errno != EINVAL) {
-            const int sync_errno = errno;
-            throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
-        }
-    }
+    std::string unchanged() const;
+    [[noreturn]] void fail(int id, const char* operation, int err);
+    void abandon() noexcept;
+    void put(const std::byte* p, std::size_t n);
+    void flush();
+    void sync_directory();
 
     io::backend* io_;
     std::string target_;
@@ -2081,6 +2193,206 @@ private:
 };
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/io/file-inl.hpp
+
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE int write_all(io::backend& io, int fd, const std::byte* p, std::size_t n) {
+    while (n > 0) {
+        const ::ssize_t w = io.write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (w == 0) return EIO; // no progress and no error: do not spin
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return 0;
+}
+
+CKPT_INLINE int read_all(io::backend& io, int fd, std::byte* p, std::size_t n,
+                         std::uint64_t offset) {
+    while (n > 0) {
+        const ::ssize_t r = io.pread(fd, p, n, static_cast<::off_t>(offset));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (r == 0) return EIO;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+        offset += static_cast<std::uint64_t>(r);
+    }
+    return 0;
+}
+
+CKPT_INLINE int open_for_reading(io::backend& io, const std::string& path) {
+    for (;;) {
+        const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+        if (fd >= 0) return fd;
+        if (errno != EINTR) throw_io(errc::io_open, "open", path, errno);
+    }
+}
+
+CKPT_INLINE file_bytes::file_bytes(io::backend& io, const std::string& path) : io_(&io) {
+    fd_guard fd(io, open_for_reading(io, path));
+    if (io.file_size(fd.get(), size_) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size_ == 0) return;
+    if (size_ > static_cast<std::uint64_t>(PTRDIFF_MAX)) {
+        throw_io(errc::io_read, "read", path, EFBIG);
+    }
+    if (const void* m = io.map(fd.get(), static_cast<std::size_t>(size_)); m != nullptr) {
+        mapped_ = static_cast<const std::byte*>(m);
+        return;
+    }
+    buffer_ = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(size_));
+    if (const int e = read_all(io, fd.get(), buffer_.get(), static_cast<std::size_t>(size_), 0)) {
+        throw_io(errc::io_read, "read", path, e);
+    }
+}
+
+CKPT_INLINE file_bytes::~file_bytes() {
+    if (mapped_ != nullptr) io_->unmap(mapped_, static_cast<std::size_t>(size_));
+}
+
+CKPT_INLINE atomic_file::atomic_file(io::backend& io, const std::filesystem::path& target)
+    : io_(&io), target_(target.string()) {
+    const std::filesystem::path dir = target.parent_path();
+    dir_ = dir.empty() ? std::string(".") : dir.string();
+    buffer_.reserve(buffer_bytes);
+    static std::atomic<std::uint64_t> counter{0};
+    for (int attempt = 0;; ++attempt) {
+        temp_ = temp_name(target, counter.fetch_add(1));
+        fd_ = io.open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd_ >= 0) break;
+        const int e = errno;
+        if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
+        temp_.clear();
+        throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
+    }
+}
+
+CKPT_INLINE std::string atomic_file::temp_name(const std::filesystem::path& target,
+                                               std::uint64_t n) {
+    const std::string suffix = ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+    constexpr std::size_t name_max = 255;
+    std::string name = target.filename().string();
+    if (name.size() + suffix.size() > name_max) name.resize(name_max - suffix.size());
+    return (target.parent_path() / (name + suffix)).string();
+}
+
+CKPT_INLINE void atomic_file::write(const void* data, std::size_t n) {
+    const auto* p = static_cast<const std::byte*>(data);
+    if (buffer_.size() + n <= buffer_bytes) {
+        buffer_.insert(buffer_.end(), p, p + n);
+        return;
+    }
+    flush();
+    // Large blocks go straight from the caller's memory, in slices that end on multiples of
+    // the slice size in the file: large aligned writes leave large page-cache folios, which
+    // makes mapping the file cheap when it is loaded.
+    while (n > 0) {
+        const std::size_t room = slice_bytes - static_cast<std::size_t>(written_ % slice_bytes);
+        const std::size_t k = n < room ? n : room;
+        put(p, k);
+        written_ += k;
+        p += k;
+        n -= k;
+        // Let the disk start on what is written while the rest is copied in.
+        if (written_ - written_back_ >= writeback_bytes) {
+            io_->start_writeback(fd_, written_back_, written_ - written_back_);
+            written_back_ = written_;
+        }
+    }
+}
+
+CKPT_INLINE void atomic_file::allocate(std::uint64_t bytes) {
+    if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
+}
+
+CKPT_INLINE void atomic_file::patch(std::uint64_t offset, const void* data, std::size_t n) {
+    flush();
+    const auto* p = static_cast<const std::byte*>(data);
+    while (n > 0) {
+        const ::ssize_t w = io_->pwrite(fd_, p, n, static_cast<::off_t>(offset));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) fail(errc::io_write, "write", w < 0 ? errno : EIO);
+        p += w;
+        n -= static_cast<std::size_t>(w);
+        offset += static_cast<std::uint64_t>(w);
+    }
+}
+
+CKPT_INLINE void atomic_file::commit() {
+    flush();
+    if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
+    const int fd = std::exchange(fd_, -1);
+    if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
+    if (io_->rename(temp_.c_str(), target_.c_str()) != 0) fail(errc::io_rename, "rename", errno);
+    temp_.clear();
+    sync_directory();
+}
+
+CKPT_INLINE std::string atomic_file::unchanged() const {
+    return "the file at '" + target_ + "' was not changed";
+}
+
+CKPT_INLINE void atomic_file::fail(int id, const char* operation, int err) {
+    const std::string where = temp_;
+    abandon();
+    throw_io(id, operation, where, err, unchanged());
+}
+
+CKPT_INLINE void atomic_file::abandon() noexcept {
+    if (fd_ >= 0) io_->close(std::exchange(fd_, -1));
+    if (!temp_.empty()) io_->unlink(std::exchange(temp_, std::string()).c_str());
+}
+
+CKPT_INLINE void atomic_file::put(const std::byte* p, std::size_t n) {
+    if (const int e = write_all(*io_, fd_, p, n)) fail(errc::io_write, "write", e);
+}
+
+CKPT_INLINE void atomic_file::flush() {
+    if (buffer_.empty()) return;
+    put(buffer_.data(), buffer_.size());
+    written_ += buffer_.size();
+    buffer_.clear();
+}
+
+CKPT_INLINE void atomic_file::sync_directory() {
+    int fd = -1;
+    do {
+        fd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    } while (fd < 0 && errno == EINTR);
+    const int open_errno = errno; // before anything that allocates can change it
+    const std::string done = "the file is in place at '" + target_ +
+                             "', but its directory entry may not survive a power loss";
+    if (fd < 0) throw_io(errc::io_sync_directory, "open directory", dir_, open_errno, done);
+    fd_guard guard(*io_, fd);
+    // Some file systems cannot sync a directory (EINVAL): there is nothing more to do there.
+    if (io_->fsync(fd) != 0 && errno != EINVAL) {
+        const int sync_errno = errno;
+        throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
+    }
+}
+
+} // namespace ckpt::detail
+// end ckpt/io/file-inl.hpp
+#endif
 // end ckpt/io/file.hpp
 // begin ckpt/types/eigen.hpp
 
@@ -2127,21 +2439,14 @@ inline constexpr int format_version = 1;
 
 #include <cereal/details/helpers.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <limits>
-#include <numeric>
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -2188,114 +2493,18 @@ struct write_plan {
 /// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
 inline constexpr std::uint64_t parallel_hash_bytes = std::uint64_t{8} << 20;
 
-inline std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
-    hasher h;
-    for (const auto& t : tensors) {
-        h.update(t.name.data(), t.name.size() + 1); // with the terminating NUL as a separator
-        const auto type = static_cast<std::uint8_t>(t.type);
-        h.update(&type, 1);
-        for (const std::uint64_t d : t.shape()) h.update(&d, sizeof d);
-        h.update(&t.order, 1);
-    }
-    return to_hex(h.digest());
-}
+/// XXH3 of the tensors' names, dtypes, shapes and storage orders, in hex.
+std::string fingerprint_of(const std::vector<tensor_record>& tensors);
 
 /// Checks the names, orders the tensors so each is aligned to its element size, and builds the
 /// header. @throws schema_error, usage_error
-inline write_plan make_plan(const std::vector<tensor_record>& tensors,
-                            const std::vector<std::byte>& values, const metadata& meta) {
-    std::vector<schema_problem> problems;
-    std::unordered_set<std::string_view> seen;
-    for (const auto& t : tensors) {
-        if (t.name.starts_with("__")) {
-            problems.push_back({errc::schema_reserved, t.name,
-                                "names starting with '__' are reserved by safetensors and ckpt"});
-        } else if (!seen.insert(t.name).second) {
-            problems.push_back({errc::schema_duplicate, t.name,
-                                "two tensors of the state have this path; name them apart"});
-        } else if (t.name.size() > limits{}.max_name_bytes) {
-            problems.push_back({errc::schema_reserved, t.name.substr(0, 64) + "...",
-                                "the path is longer than the " +
-                                    std::to_string(limits{}.max_name_bytes) + " bytes ckpt reads"});
-        }
-    }
-    if (!problems.empty()) throw_error<schema_error>(std::move(problems));
+write_plan make_plan(const std::vector<tensor_record>& tensors,
+                     const std::vector<std::byte>& values, const metadata& meta);
 
-    std::vector<std::size_t> order(tensors.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return size_of(tensors[a].type) > size_of(tensors[b].type);
-    });
-
-    write_plan plan;
-    std::vector<file_tensor> entries;
-    entries.reserve(tensors.size() + 1);
-    std::string layout;
-    std::uint64_t offset = 0;
-    for (const std::size_t i : order) {
-        const tensor_record& t = tensors[i];
-        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
-        plan.blocks.emplace_back(t.data, t.bytes);
-        layout += t.order;
-        offset += t.bytes;
-    }
-    entries.push_back({std::string(values_entry),
-                       dtype::u8,
-                       {values.size()},
-                       offset,
-                       offset + values.size(),
-                       '-'});
-    plan.blocks.emplace_back(values.data(), values.size());
-    layout += '-';
-
-    metadata m = meta;
-    if (m.time == std::chrono::system_clock::time_point{})
-        m.time = std::chrono::system_clock::now();
-    if (!parse_time(format_time(m.time))) {
-        throw_error<usage_error>(errc::usage_argument, "metadata time " + format_time(m.time) +
-                                                           " is outside years 0 to 9999");
-    }
-    std::vector<std::pair<std::string, std::string>> pairs;
-    pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
-    pairs.emplace_back(key_format_version, std::to_string(format_version));
-    pairs.emplace_back(key_library_version, CKPT_VERSION_STRING);
-    encode_user_metadata(m, pairs);
-    pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
-    pairs.emplace_back(key_layout, std::move(layout));
-    plan.header = build_header(pairs, entries);
-    plan.total_bytes = 8 + plan.header.size() + offset + values.size();
-    return plan;
-}
-
-/// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
-/// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
-/// (unchanging) memory the writes copy from, and costs no time on the writing thread.
-template <class Sink>
-void write_checkpoint(Sink& sink, const write_plan& plan) {
-    const std::uint64_t n = plan.header.size();
-    hasher hash;
-    const auto hash_all = [&]() noexcept {
-        hash.update(&n, sizeof n);
-        hash.update(plan.header.data(), plan.header.size());
-        for (const auto& [data, bytes] : plan.blocks) {
-            if (bytes > 0) hash.update(data, static_cast<std::size_t>(bytes));
-        }
-    };
-    std::jthread hashing;
-    if (plan.total_bytes >= parallel_hash_bytes) {
-        hashing = std::jthread(hash_all);
-    } else {
-        hash_all();
-    }
-    sink.write(&n, sizeof n);
-    sink.write(plan.header.data(), plan.header.size());
-    for (const auto& [data, bytes] : plan.blocks) {
-        if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
-    }
-    if (hashing.joinable()) hashing.join();
-    const std::string hex = to_hex(hash.digest());
-    sink.patch(checksum_digits_offset, hex.data(), hex.size());
-}
+/// Streams a plan to a file or to memory, then writes the checksum into the header. A large
+/// checkpoint is hashed on a second thread while it is written.
+void write_checkpoint(atomic_file& sink, const write_plan& plan);
+void write_checkpoint(memory_sink& sink, const write_plan& plan);
 
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
@@ -2303,51 +2512,7 @@ public:
     /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
     /// @throws corrupt_error, version_error, limit_error
     opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
-                      const std::string& where, bool verify)
-        : where_(where) {
-        const auto corrupt = [&](int id, const std::string& what) {
-            throw_error<corrupt_error>(id, "'" + where + "': " + what);
-        };
-        if (size < 8) {
-            corrupt(errc::corrupt_too_small, "the file is " + std::to_string(size) +
-                                                 " bytes long, too short to be a checkpoint");
-        }
-        std::uint64_t n = 0;
-        std::memcpy(&n, p, sizeof n);
-        if (n > lim.max_header_bytes) {
-            throw_error<limit_error>(errc::limit_header, "'" + where + "': the header declares " +
-                                                             std::to_string(n) +
-                                                             " bytes, more than the limit of " +
-                                                             std::to_string(lim.max_header_bytes));
-        }
-        if (n > size - 8) {
-            corrupt(errc::corrupt_truncated_header,
-                    "the header declares " + std::to_string(n) + " bytes but only " +
-                        std::to_string(size - 8) + " follow: the file is truncated or damaged");
-        }
-        const std::string_view json(reinterpret_cast<const char*>(p + 8),
-                                    static_cast<std::size_t>(n));
-        const bool ours = is_ckpt_header(json);
-        if (verify && !ours) {
-            corrupt(errc::corrupt_not_ckpt,
-                    "the header does not start with ckpt's checksum: the file is damaged or was "
-                    "not written by ckpt");
-        }
-        if (ours) {
-            check_version(json, verify ? p : nullptr, size);
-            checksum_ = std::string(json.substr(checksum_prefix.size() - 8, 24));
-        }
-        if (verify) {
-            verify_checksum(json, p, size);
-            verified_ = true;
-        }
-        header_ = parse_header(json, size - 8 - n, lim, where);
-        header_bytes_ = n;
-        data_ = p + 8 + n;
-        const auto v = header_.meta.find(std::string(key_format_version));
-        if (v != header_.meta.end()) version_ = static_cast<int>(parse_int(v->second).value_or(0));
-        meta_ = decode_metadata(header_.meta, where);
-    }
+                      const std::string& where, bool verify);
     opened_checkpoint(const opened_checkpoint&) = delete;
     opened_checkpoint& operator=(const opened_checkpoint&) = delete;
 
@@ -2359,100 +2524,18 @@ public:
     [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
 
     /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
-    void index(tensor_source& src, std::span<const std::byte>& values) const {
-        src.entries = &header_.entries;
-        src.data = data_;
-        bool have_values = false;
-        for (std::size_t i = 0; i < header_.entries.size(); ++i) {
-            const file_tensor& e = header_.entries[i];
-            if (e.begin % size_of(e.type) != 0) {
-                throw_error<corrupt_error>(errc::corrupt_offsets,
-                                           "'" + where_ + "': tensor '" + e.name +
-                                               "' is not aligned to its element size");
-            }
-            if (e.type == dtype::boolean) {
-                // A bool must be 0 or 1: anything else would be undefined once copied in.
-                for (std::uint64_t b = e.begin; b < e.end; ++b) {
-                    if (static_cast<unsigned char>(data_[b]) > 1) {
-                        throw_error<corrupt_error>(errc::corrupt_values,
-                                                   "'" + where_ + "': BOOL tensor '" + e.name +
-                                                       "' holds a byte other than 0 or 1");
-                    }
-                }
-            }
-            if (e.name == values_entry) {
-                if (e.type != dtype::u8 || e.shape.size() != 1) {
-                    throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': " + e.name +
-                                                                         " is not a U8 vector");
-                }
-                values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
-                have_values = true;
-            } else {
-                src.by_name.emplace(e.name, i);
-            }
-        }
-        if (!have_values) {
-            throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
-                                                                 std::string(values_entry) +
-                                                                 " entry");
-        }
-    }
+    void index(tensor_source& src, std::span<const std::byte>& values) const;
 
 private:
-    static bool is_ckpt_header(std::string_view json) {
-        return json.size() > checksum_prefix.size() + 16 && json.starts_with(checksum_prefix) &&
-               from_hex(json.substr(checksum_prefix.size(), 16)).has_value() &&
-               json[checksum_prefix.size() + 16] == '"';
-    }
+    static bool is_ckpt_header(std::string_view json);
 
     /// The format version is the second key, at a fixed place, so it is read before anything
     /// that a newer format might have changed. `p` is null when only the header was read.
-    void check_version(std::string_view json, const std::byte* p, std::uint64_t size) {
-        constexpr std::string_view key = R"(,"ckpt.format_version":")";
-        const std::size_t at = checksum_prefix.size() + 17;
-        const std::size_t end = json.find('"', at + key.size());
-        const auto v = json.substr(at, key.size()) == key && end != std::string_view::npos
-                           ? parse_int(json.substr(at + key.size(), end - at - key.size()))
-                           : std::nullopt;
-        if (!v || *v < 1) {
-            throw_error<version_error>(errc::version_invalid,
-                                       "'" + where_ +
-                                           "': the header holds no valid format version");
-        }
-        if (*v > format_version) {
-            std::string message = "'" + where_ + "' uses checkpoint format version " +
-                                  std::to_string(*v) +
-                                  "; this ckpt (" CKPT_VERSION_STRING ") reads versions up to " +
-                                  std::to_string(format_version) + ": load it with a newer ckpt";
-            if (p != nullptr && !checksum_matches(json, p, size))
-                message += " (or the file is damaged)";
-            throw_error<version_error>(errc::version_newer, message);
-        }
-    }
+    void check_version(std::string_view json, const std::byte* p, std::uint64_t size);
 
-    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size) {
-        hasher h;
-        h.update(p, checksum_digits_offset);
-        static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
-                                           '0', '0', '0', '0', '0', '0', '0', '0'};
-        h.update(zeros, sizeof zeros);
-        h.update(p + checksum_digits_offset + 16,
-                 static_cast<std::size_t>(size - checksum_digits_offset - 16));
-        return h.digest();
-    }
-    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size) {
-        return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
-    }
-    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size) {
-        const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
-        const std::uint64_t actual = content_hash(p, size);
-        if (stored != actual) {
-            throw_error<corrupt_error>(errc::corrupt_checksum,
-                                       "'" + where_ + "': checksum mismatch: the header says " +
-                                           to_hex(stored) + ", the content hashes to " +
-                                           to_hex(actual) + ": the file is damaged");
-        }
-    }
+    static std::uint64_t content_hash(const std::byte* p, std::uint64_t size);
+    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
+    void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size);
 
     std::string where_;
     parsed_header header_;
@@ -2464,13 +2547,11 @@ private:
     const std::byte* data_ = nullptr;
 };
 
-inline std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
-    return std::string(to_string(type)) + " " + shape_string(shape);
-}
+/// "F32 [64, 32]".
+std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape);
 
-inline const char* order_name(char order) {
-    return order == 'R' ? "row-major" : "column-major";
-}
+/// "row-major" or "column-major".
+const char* order_name(char order);
 
 /// The differences check_tensors found: the first ones, and how many in all.
 struct schema_report {
@@ -2478,84 +2559,20 @@ struct schema_report {
     std::size_t total = 0;
 
     /// Throws them as one schema_error, when there are any.
-    void raise() {
-        if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
-    }
+    void raise();
 };
 
 /// Every difference between the state's tensors and the file's, in the state's order. The
 /// first `cap` are kept, all are counted: a file cannot make the list longer than the tensors
 /// it and the state hold, and the text of those not kept is never built.
-inline schema_report check_tensors(const std::vector<tensor_record>& state,
-                                   const tensor_source& src, std::size_t cap) {
-    schema_report out;
-    const auto add = [&](int id, std::string_view path, const auto& text) {
-        if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
-        ++out.total;
-    };
-    std::unordered_set<std::string_view> expected;
-    for (const tensor_record& r : state) {
-        if (!expected.insert(r.name).second) {
-            add(errc::schema_duplicate, r.name,
-                [] { return "two tensors of the state have this path; name them apart"; });
-            continue;
-        }
-        const auto it = src.by_name.find(r.name);
-        if (it == src.by_name.end()) {
-            add(errc::schema_missing, r.name, [&] {
-                return "state expects " + describe_side(r.type, r.shape()) +
-                       ", the checkpoint has no such tensor";
-            });
-            continue;
-        }
-        const file_tensor& f = (*src.entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
-        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
-        const auto both = [&] { // both sides, built only when there is something to say
-            return "file has " + describe_side(f.type, f.shape) +
-                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
-                   ", state expects " + describe_side(r.type, r.shape()) +
-                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
-        };
-        if (f.type != r.type || !ranks_match) {
-            add(errc::schema_mismatch, r.name, both);
-            continue;
-        }
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        if (fixed && orders_differ) {
-            add(errc::schema_storage_order, r.name,
-                [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
-            continue;
-        }
-        if (rows == r.rows && cols == r.cols) continue;
-        // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-                          (!r.fixed_cols || cols == r.cols) &&
-                          (r.max_rows < 0 || rows <= r.max_rows) &&
-                          (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) add(errc::schema_mismatch, r.name, both);
-    }
-    for (const file_tensor& f : *src.entries) {
-        if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        add(errc::schema_unexpected, f.name, [&] {
-            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
-        });
-    }
-    return out;
-}
+schema_report check_tensors(const std::vector<tensor_record>& state, const tensor_source& src,
+                            std::size_t cap);
 
 /// The most problems a schema_error of a load keeps: the tensors of the file and of the state.
-inline std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors) {
-    return src.by_name.size() + static_cast<std::size_t>(own_tensors);
-}
+std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 
-inline bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src) {
-    if (state.size() != src.by_name.size()) return false;
-    return std::all_of(state.begin(), state.end(),
-                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
-}
+/// Whether the state's tensors and the file's have the same names.
+bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
 /// Runs one input pass; cereal's own errors become ckpt's.
 template <class T>
@@ -2635,32 +2652,8 @@ metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limi
     return file.meta();
 }
 
-inline info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
-    info out;
-    out.format_version = file.version();
-    out.meta = file.meta();
-    out.checksum = file.checksum();
-    out.checksum_verified = file.verified();
-    out.file_bytes = file_bytes;
-    out.header_bytes = file.header_bytes();
-    out.raw_metadata = file.header().meta;
-    if (const auto it = out.raw_metadata.find(std::string(key_library_version));
-        it != out.raw_metadata.end()) {
-        out.library_version = it->second;
-    }
-    if (const auto it = out.raw_metadata.find(std::string(key_fingerprint));
-        it != out.raw_metadata.end()) {
-        out.fingerprint = it->second;
-    }
-    for (const file_tensor& e : file.header().entries) {
-        if (e.name == values_entry) {
-            out.value_bytes = e.end - e.begin;
-            continue;
-        }
-        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
-    }
-    return out;
-}
+/// What inspect() returns for an opened file.
+info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);
 
 } // namespace detail
 
@@ -2721,7 +2714,401 @@ metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limi
 /// Reads only the header unless options.verify asks for the checksum to be checked.
 /// Any safetensors file can be inspected; format_version is 0 for one ckpt did not write.
 /// @throws io_error, corrupt_error, version_error, limit_error
-inline info inspect(const std::filesystem::path& path, const inspect_options& options = {}) {
+info inspect(const std::filesystem::path& path, const inspect_options& options = {});
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/checkpoint-inl.hpp
+
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+namespace detail {
+
+CKPT_INLINE std::string fingerprint_of(const std::vector<tensor_record>& tensors) {
+    hasher h;
+    for (const auto& t : tensors) {
+        h.update(t.name.data(), t.name.size() + 1); // with the terminating NUL as a separator
+        const auto type = static_cast<std::uint8_t>(t.type);
+        h.update(&type, 1);
+        for (const std::uint64_t d : t.shape()) h.update(&d, sizeof d);
+        h.update(&t.order, 1);
+    }
+    return to_hex(h.digest());
+}
+
+CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
+                                 const std::vector<std::byte>& values, const metadata& meta) {
+    std::vector<schema_problem> problems;
+    std::unordered_set<std::string_view> seen;
+    for (const auto& t : tensors) {
+        if (t.name.starts_with("__")) {
+            problems.push_back({errc::schema_reserved, t.name,
+                                "names starting with '__' are reserved by safetensors and ckpt"});
+        } else if (!seen.insert(t.name).second) {
+            problems.push_back({errc::schema_duplicate, t.name,
+                                "two tensors of the state have this path; name them apart"});
+        } else if (t.name.size() > limits{}.max_name_bytes) {
+            problems.push_back({errc::schema_reserved, t.name.substr(0, 64) + "...",
+                                "the path is longer than the " +
+                                    std::to_string(limits{}.max_name_bytes) + " bytes ckpt reads"});
+        }
+    }
+    if (!problems.empty()) throw_error<schema_error>(std::move(problems));
+
+    std::vector<std::size_t> order(tensors.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return size_of(tensors[a].type) > size_of(tensors[b].type);
+    });
+
+    write_plan plan;
+    std::vector<file_tensor> entries;
+    entries.reserve(tensors.size() + 1);
+    std::string layout;
+    std::uint64_t offset = 0;
+    for (const std::size_t i : order) {
+        const tensor_record& t = tensors[i];
+        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
+        plan.blocks.emplace_back(t.data, t.bytes);
+        layout += t.order;
+        offset += t.bytes;
+    }
+    entries.push_back({std::string(values_entry),
+                       dtype::u8,
+                       {values.size()},
+                       offset,
+                       offset + values.size(),
+                       '-'});
+    plan.blocks.emplace_back(values.data(), values.size());
+    layout += '-';
+
+    metadata m = meta;
+    if (m.time == std::chrono::system_clock::time_point{})
+        m.time = std::chrono::system_clock::now();
+    if (!parse_time(format_time(m.time))) {
+        throw_error<usage_error>(errc::usage_argument, "metadata time " + format_time(m.time) +
+                                                           " is outside years 0 to 9999");
+    }
+    std::vector<std::pair<std::string, std::string>> pairs;
+    pairs.emplace_back("ckpt.checksum", "xxh3-64:" + std::string(16, '0'));
+    pairs.emplace_back(key_format_version, std::to_string(format_version));
+    pairs.emplace_back(key_library_version, CKPT_VERSION_STRING);
+    encode_user_metadata(m, pairs);
+    pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
+    pairs.emplace_back(key_layout, std::move(layout));
+    plan.header = build_header(pairs, entries);
+    plan.total_bytes = 8 + plan.header.size() + offset + values.size();
+    return plan;
+}
+
+/// Streams a plan to a sink (a file or memory), then writes the checksum into the header.
+/// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
+/// (unchanging) memory the writes copy from, and costs no time on the writing thread.
+template <class Sink>
+void write_checkpoint_to(Sink& sink, const write_plan& plan) {
+    const std::uint64_t n = plan.header.size();
+    hasher hash;
+    const auto hash_all = [&]() noexcept {
+        hash.update(&n, sizeof n);
+        hash.update(plan.header.data(), plan.header.size());
+        for (const auto& [data, bytes] : plan.blocks) {
+            if (bytes > 0) hash.update(data, static_cast<std::size_t>(bytes));
+        }
+    };
+    std::jthread hashing;
+    if (plan.total_bytes >= parallel_hash_bytes) {
+        hashing = std::jthread(hash_all);
+    } else {
+        hash_all();
+    }
+    sink.write(&n, sizeof n);
+    sink.write(plan.header.data(), plan.header.size());
+    for (const auto& [data, bytes] : plan.blocks) {
+        if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
+    }
+    if (hashing.joinable()) hashing.join();
+    const std::string hex = to_hex(hash.digest());
+    sink.patch(checksum_digits_offset, hex.data(), hex.size());
+}
+
+CKPT_INLINE void write_checkpoint(atomic_file& sink, const write_plan& plan) {
+    write_checkpoint_to(sink, plan);
+}
+
+CKPT_INLINE void write_checkpoint(memory_sink& sink, const write_plan& plan) {
+    write_checkpoint_to(sink, plan);
+}
+
+CKPT_INLINE opened_checkpoint::opened_checkpoint(const std::byte* p, std::uint64_t size,
+                                                 const limits& lim, const std::string& where,
+                                                 bool verify)
+    : where_(where) {
+    const auto corrupt = [&](int id, const std::string& what) {
+        throw_error<corrupt_error>(id, "'" + where + "': " + what);
+    };
+    if (size < 8) {
+        corrupt(errc::corrupt_too_small, "the file is " + std::to_string(size) +
+                                             " bytes long, too short to be a checkpoint");
+    }
+    std::uint64_t n = 0;
+    std::memcpy(&n, p, sizeof n);
+    if (n > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + where + "': the header declares " +
+                                                         std::to_string(n) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    if (n > size - 8) {
+        corrupt(errc::corrupt_truncated_header, "the header declares " + std::to_string(n) +
+                                                    " bytes but only " + std::to_string(size - 8) +
+                                                    " follow: the file is truncated or damaged");
+    }
+    const std::string_view json(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n));
+    const bool ours = is_ckpt_header(json);
+    if (verify && !ours) {
+        corrupt(errc::corrupt_not_ckpt,
+                "the header does not start with ckpt's checksum: the file is damaged or was "
+                "not written by ckpt");
+    }
+    if (ours) {
+        check_version(json, verify ? p : nullptr, size);
+        checksum_ = std::string(json.substr(checksum_prefix.size() - 8, 24));
+    }
+    if (verify) {
+        verify_checksum(json, p, size);
+        verified_ = true;
+    }
+    header_ = parse_header(json, size - 8 - n, lim, where);
+    header_bytes_ = n;
+    data_ = p + 8 + n;
+    const auto v = header_.meta.find(std::string(key_format_version));
+    if (v != header_.meta.end()) version_ = static_cast<int>(parse_int(v->second).value_or(0));
+    meta_ = decode_metadata(header_.meta, where);
+}
+
+CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
+                                          std::span<const std::byte>& values) const {
+    src.entries = &header_.entries;
+    src.data = data_;
+    bool have_values = false;
+    for (std::size_t i = 0; i < header_.entries.size(); ++i) {
+        const file_tensor& e = header_.entries[i];
+        if (e.begin % size_of(e.type) != 0) {
+            throw_error<corrupt_error>(errc::corrupt_offsets,
+                                       "'" + where_ + "': tensor '" + e.name +
+                                           "' is not aligned to its element size");
+        }
+        if (e.type == dtype::boolean) {
+            // A bool must be 0 or 1: anything else would be undefined once copied in.
+            for (std::uint64_t b = e.begin; b < e.end; ++b) {
+                if (static_cast<unsigned char>(data_[b]) > 1) {
+                    throw_error<corrupt_error>(errc::corrupt_values,
+                                               "'" + where_ + "': BOOL tensor '" + e.name +
+                                                   "' holds a byte other than 0 or 1");
+                }
+            }
+        }
+        if (e.name == values_entry) {
+            if (e.type != dtype::u8 || e.shape.size() != 1) {
+                throw_error<corrupt_error>(errc::corrupt_header,
+                                           "'" + where_ + "': " + e.name + " is not a U8 vector");
+            }
+            values = {data_ + e.begin, static_cast<std::size_t>(e.end - e.begin)};
+            have_values = true;
+        } else {
+            src.by_name.emplace(e.name, i);
+        }
+    }
+    if (!have_values) {
+        throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
+                                                             std::string(values_entry) + " entry");
+    }
+}
+
+CKPT_INLINE bool opened_checkpoint::is_ckpt_header(std::string_view json) {
+    return json.size() > checksum_prefix.size() + 16 && json.starts_with(checksum_prefix) &&
+           from_hex(json.substr(checksum_prefix.size(), 16)).has_value() &&
+           json[checksum_prefix.size() + 16] == '"';
+}
+
+CKPT_INLINE void opened_checkpoint::check_version(std::string_view json, const std::byte* p,
+                                                  std::uint64_t size) {
+    constexpr std::string_view key = R"(,"ckpt.format_version":")";
+    const std::size_t at = checksum_prefix.size() + 17;
+    const std::size_t end = json.find('"', at + key.size());
+    const auto v = json.substr(at, key.size()) == key && end != std::string_view::npos
+                       ? parse_int(json.substr(at + key.size(), end - at - key.size()))
+                       : std::nullopt;
+    if (!v || *v < 1) {
+        throw_error<version_error>(errc::version_invalid,
+                                   "'" + where_ + "': the header holds no valid format version");
+    }
+    if (*v > format_version) {
+        std::string message = "'" + where_ + "' uses checkpoint format version " +
+                              std::to_string(*v) +
+                              "; this ckpt (" CKPT_VERSION_STRING ") reads versions up to " +
+                              std::to_string(format_version) + ": load it with a newer ckpt";
+        if (p != nullptr && !checksum_matches(json, p, size))
+            message += " (or the file is damaged)";
+        throw_error<version_error>(errc::version_newer, message);
+    }
+}
+
+CKPT_INLINE std::uint64_t opened_checkpoint::content_hash(const std::byte* p, std::uint64_t size) {
+    hasher h;
+    h.update(p, checksum_digits_offset);
+    static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                       '0', '0', '0', '0', '0', '0', '0', '0'};
+    h.update(zeros, sizeof zeros);
+    h.update(p + checksum_digits_offset + 16,
+             static_cast<std::size_t>(size - checksum_digits_offset - 16));
+    return h.digest();
+}
+
+CKPT_INLINE bool opened_checkpoint::checksum_matches(std::string_view json, const std::byte* p,
+                                                     std::uint64_t size) {
+    return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
+}
+
+CKPT_INLINE void opened_checkpoint::verify_checksum(std::string_view json, const std::byte* p,
+                                                    std::uint64_t size) {
+    const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
+    const std::uint64_t actual = content_hash(p, size);
+    if (stored != actual) {
+        throw_error<corrupt_error>(errc::corrupt_checksum,
+                                   "'" + where_ + "': checksum mismatch: the header says " +
+                                       to_hex(stored) + ", the content hashes to " +
+                                       to_hex(actual) + ": the file is damaged");
+    }
+}
+
+CKPT_INLINE std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
+    return std::string(to_string(type)) + " " + shape_string(shape);
+}
+
+CKPT_INLINE const char* order_name(char order) {
+    return order == 'R' ? "row-major" : "column-major";
+}
+
+CKPT_INLINE void schema_report::raise() {
+    if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
+}
+
+CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
+                                        const tensor_source& src, std::size_t cap) {
+    schema_report out;
+    const auto add = [&](int id, std::string_view path, const auto& text) {
+        if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
+        ++out.total;
+    };
+    std::unordered_set<std::string_view> expected;
+    for (const tensor_record& r : state) {
+        if (!expected.insert(r.name).second) {
+            add(errc::schema_duplicate, r.name,
+                [] { return "two tensors of the state have this path; name them apart"; });
+            continue;
+        }
+        const auto it = src.by_name.find(r.name);
+        if (it == src.by_name.end()) {
+            add(errc::schema_missing, r.name, [&] {
+                return "state expects " + describe_side(r.type, r.shape()) +
+                       ", the checkpoint has no such tensor";
+            });
+            continue;
+        }
+        const file_tensor& f = (*src.entries)[it->second];
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
+        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
+        const auto both = [&] { // both sides, built only when there is something to say
+            return "file has " + describe_side(f.type, f.shape) +
+                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
+                   ", state expects " + describe_side(r.type, r.shape()) +
+                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+        };
+        if (f.type != r.type || !ranks_match) {
+            add(errc::schema_mismatch, r.name, both);
+            continue;
+        }
+        const bool fixed = r.fixed_rows && r.fixed_cols;
+        if (fixed && orders_differ) {
+            add(errc::schema_storage_order, r.name,
+                [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
+            continue;
+        }
+        if (rows == r.rows && cols == r.cols) continue;
+        // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
+        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
+                          (!r.fixed_cols || cols == r.cols) &&
+                          (r.max_rows < 0 || rows <= r.max_rows) &&
+                          (r.max_cols < 0 || cols <= r.max_cols);
+        if (!fits) add(errc::schema_mismatch, r.name, both);
+    }
+    for (const file_tensor& f : *src.entries) {
+        if (f.name == values_entry || expected.count(f.name) != 0) continue;
+        add(errc::schema_unexpected, f.name, [&] {
+            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
+        });
+    }
+    return out;
+}
+
+CKPT_INLINE std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors) {
+    return src.by_name.size() + static_cast<std::size_t>(own_tensors);
+}
+
+CKPT_INLINE bool same_tensor_names(const std::vector<tensor_record>& state,
+                                   const tensor_source& src) {
+    if (state.size() != src.by_name.size()) return false;
+    return std::all_of(state.begin(), state.end(),
+                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+}
+
+CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
+    info out;
+    out.format_version = file.version();
+    out.meta = file.meta();
+    out.checksum = file.checksum();
+    out.checksum_verified = file.verified();
+    out.file_bytes = file_bytes;
+    out.header_bytes = file.header_bytes();
+    out.raw_metadata = file.header().meta;
+    if (const auto it = out.raw_metadata.find(std::string(key_library_version));
+        it != out.raw_metadata.end()) {
+        out.library_version = it->second;
+    }
+    if (const auto it = out.raw_metadata.find(std::string(key_fingerprint));
+        it != out.raw_metadata.end()) {
+        out.fingerprint = it->second;
+    }
+    for (const file_tensor& e : file.header().entries) {
+        if (e.name == values_entry) {
+            out.value_bytes = e.end - e.begin;
+            continue;
+        }
+        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
+    }
+    return out;
+}
+
+} // namespace detail
+
+CKPT_INLINE info inspect(const std::filesystem::path& path, const inspect_options& options) {
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     const std::string where = path.string();
     if (options.verify) {
@@ -2753,27 +3140,25 @@ inline info inspect(const std::filesystem::path& path, const inspect_options& op
 }
 
 } // namespace ckpt
+// end ckpt/checkpoint-inl.hpp
+#endif
 // end ckpt/checkpoint.hpp
 
-#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <deque>
 #include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <sys/mman.h>
 
 namespace ckpt {
 
@@ -2826,32 +3211,15 @@ public:
     static constexpr std::uint64_t page = 4096;
 
     /// `capacity`: whole pages, at least one (see async_engine::capacity_for)
-    explicit staging_buffer(std::uint64_t capacity) : capacity_(capacity) {
-        void* p = ::mmap(nullptr, static_cast<std::size_t>(capacity_), PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-        ::madvise(p, static_cast<std::size_t>(capacity_), MADV_HUGEPAGE); // a hint; may fail
-#endif
-        data_ = static_cast<std::byte*>(p);
-    }
+    explicit staging_buffer(std::uint64_t capacity);
     staging_buffer(const staging_buffer&) = delete;
     staging_buffer& operator=(const staging_buffer&) = delete;
-    ~staging_buffer() {
-        ::munmap(data_, static_cast<std::size_t>(capacity_));
-    }
+    ~staging_buffer();
     /// Touches every page, so that the kernel backs the buffer with memory now (and compacts
     /// memory for its huge pages now) rather than during a snapshot's copy.
-    void fault_in() noexcept {
-        volatile std::byte* p = data_;
-        for (std::uint64_t i = 0; i < capacity_; i += page) p[i] = std::byte{0};
-    }
-    [[nodiscard]] std::byte* data() const noexcept {
-        return data_;
-    }
-    [[nodiscard]] std::uint64_t capacity() const noexcept {
-        return capacity_;
-    }
+    void fault_in() noexcept;
+    [[nodiscard]] std::byte* data() const noexcept { return data_; }
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
 
 private:
     std::byte* data_ = nullptr;
@@ -2859,21 +3227,9 @@ private:
 };
 
 /// For an error a destructor cannot raise (a second one, or one during stack unwinding).
-inline void report_unraised(const char* who, const std::exception_ptr& e) noexcept {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        std::fprintf(stderr, "%s: a background save failed: %s\n", who, x.what());
-    } catch (...) {
-        std::fprintf(stderr, "%s: a background save failed\n", who);
-    }
-}
+void report_unraised(const char* who, const std::exception_ptr& e) noexcept;
 
-inline std::string mib_text(std::uint64_t bytes) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-    return buf;
-}
+std::string mib_text(std::uint64_t bytes);
 
 /// The machinery under async_saver and the manager's async mode: snapshots into a pool of
 /// reused staging buffers on the caller's thread, one background thread that writes them in
@@ -2883,100 +3239,20 @@ class async_engine {
 public:
     using done_fn = std::function<void(async_done&&)>;
 
-    async_engine(const async_options& options, done_fn done)
-        : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
-          on_full_(options.on_full),
-          io_(options.backend != nullptr ? options.backend : &io::default_backend()),
-          done_(std::move(done)) {
-        if (max_in_flight_ == 0) {
-            throw_error<usage_error>(errc::usage_argument,
-                                     "async_options::max_in_flight must be at least 1");
-        }
-        worker_ = std::thread([this] { run(); });
-    }
+    async_engine(const async_options& options, done_fn done);
     async_engine(const async_engine&) = delete;
     async_engine& operator=(const async_engine&) = delete;
-    ~async_engine() {
-        {
-            std::lock_guard lock(mutex_);
-            stop_ = true;
-        }
-        work_.notify_all();
-        worker_.join(); // the worker finishes every staged save first
-    }
+    ~async_engine();
 
     /// Takes a snapshot of `state` and queues it. @throws usage_error (605: one snapshot is
     /// larger than the staging cap; what save() throws for a state it cannot serialize)
     template <class T>
     async_ticket stage(const std::filesystem::path& path, const T& state, const metadata& meta) {
         const auto started = std::chrono::steady_clock::now();
-        const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
-            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-        };
-        async_ticket ticket;
-        if (on_full_ == when_full::skip) {
-            // The common refusal costs no snapshot: say so before walking the state.
-            std::lock_guard lock(mutex_);
-            if (in_flight_ >= max_in_flight_) {
-                ticket.skipped = in_flight_text();
-                ticket.stall_seconds = seconds_since(started);
-                return ticket;
-            }
-        }
+        if (std::optional<async_ticket> refused = refuse_at_once(started)) return *refused;
         tensor_oarchive ar;
         collect(ar, state);
-        write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
-        const std::uint64_t data_bytes = staged_bytes(plan);
-        check_cap("the snapshot for '" + path.string() + "'", data_bytes);
-
-        job j;
-        j.path = path;
-        j.header = std::move(plan.header);
-        j.data_bytes = data_bytes;
-        j.total_bytes = plan.total_bytes;
-        {
-            std::unique_lock lock(mutex_);
-            const auto wait_started = std::chrono::steady_clock::now();
-            for (;;) {
-                std::string why;
-                j.buffer = acquire(data_bytes, why);
-                if (j.buffer != nullptr) break;
-                if (on_full_ == when_full::skip) {
-                    ticket.skipped = std::move(why);
-                    ticket.stall_seconds = seconds_since(started);
-                    return ticket;
-                }
-                room_.wait(lock);
-            }
-            ticket.waited_seconds = seconds_since(wait_started);
-            j.id = ticket.id = ++last_id_;
-            ++in_flight_;
-        }
-
-        // The copy: the only part of a save that must hold the caller. The checksum is computed
-        // in the background, from the snapshot.
-        std::byte* out = j.buffer->data();
-        for (const auto& [data, bytes] : plan.blocks) {
-            if (bytes == 0) continue;
-            std::memcpy(out, data, static_cast<std::size_t>(bytes));
-            out += bytes;
-        }
-        {
-            std::lock_guard lock(mutex_);
-            try {
-                queue_.push_back(std::move(j));
-            } catch (...) { // out of memory for the queue: give the slot back
-                release(j.buffer);
-                --in_flight_;
-                room_.notify_all();
-                throw;
-            }
-        }
-        work_.notify_one();
-        ticket.staged = true;
-        ticket.bytes = plan.total_bytes;
-        ticket.stall_seconds = seconds_since(started);
-        return ticket;
+        return stage_plan(path, make_plan(ar.tensors(), ar.values(), meta), started);
     }
 
     /// Allocates and faults in staging memory for snapshots of `state` now, on the caller's
@@ -2988,55 +3264,27 @@ public:
     std::uint64_t reserve(const T& state) {
         tensor_oarchive ar;
         collect(ar, state);
-        const std::uint64_t bytes = staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{}));
-        check_cap("a snapshot of this state", bytes);
-        const std::uint64_t capacity = capacity_for(bytes);
-        std::size_t wanted = 0;
-        {
-            std::lock_guard lock(mutex_);
-            std::erase_if(pool_,
-                          [&](const slot& s) { return !s.in_use && s.buffer->capacity() < bytes; });
-            std::uint64_t held = held_bytes();
-            while (pool_.size() + wanted < max_in_flight_ && room_for(held, capacity)) {
-                ++wanted;
-                held += capacity;
-            }
-        }
-        // Faulting takes a while (the kernel may compact memory for huge pages): not under the
-        // lock, which the background thread needs to finish a save.
-        std::vector<std::unique_ptr<staging_buffer>> fresh;
-        for (std::size_t i = 0; i < wanted; ++i) {
-            fresh.push_back(std::make_unique<staging_buffer>(capacity));
-            fresh.back()->fault_in();
-        }
-        std::lock_guard lock(mutex_);
-        // Another thread's save may have taken a slot or memory meanwhile: check again.
-        for (auto& b : fresh) {
-            if (pool_.size() < max_in_flight_ && room_for(held_bytes(), capacity)) {
-                pool_.push_back({std::move(b), false});
-            }
-        }
-        return held_bytes();
+        return reserve_bytes(staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{})));
     }
 
     /// Blocks until every staged save is committed or failed (its callback has run).
-    void drain() {
-        std::unique_lock lock(mutex_);
-        room_.wait(lock, [&] { return in_flight_ == 0; });
-    }
+    void drain();
 
-    [[nodiscard]] std::size_t in_flight() const {
-        std::lock_guard lock(mutex_);
-        return in_flight_;
-    }
+    [[nodiscard]] std::size_t in_flight() const;
 
     /// Staging memory held, in use or kept for the next snapshot.
-    [[nodiscard]] std::uint64_t staging_bytes() const {
-        std::lock_guard lock(mutex_);
-        return held_bytes();
-    }
+    [[nodiscard]] std::uint64_t staging_bytes() const;
 
 private:
+    /// With when_full::skip and every slot taken, the ticket of a save refused before any walk.
+    std::optional<async_ticket> refuse_at_once(std::chrono::steady_clock::time_point started);
+    /// Copies a planned snapshot into a staging buffer and queues it (the blocks still point
+    /// into the caller's state, so this returns only once they are copied).
+    async_ticket stage_plan(const std::filesystem::path& path, write_plan plan,
+                            std::chrono::steady_clock::time_point started);
+    /// reserve() for snapshots of `bytes`.
+    std::uint64_t reserve_bytes(std::uint64_t bytes);
+
     struct job {
         std::uint64_t id = 0;
         std::filesystem::path path;
@@ -3062,125 +3310,25 @@ private:
     }
 
     /// @throws usage_error 605 when a snapshot of `bytes` can never fit under the cap
-    void check_cap(const std::string& what, std::uint64_t bytes) const {
-        if (cap_ != 0 && bytes > cap_) {
-            throw_error<usage_error>(errc::usage_staging_cap,
-                                     what + " needs " + mib_text(bytes) +
-                                         " of staging memory, more than "
-                                         "async_options::max_staging_bytes = " +
-                                         mib_text(cap_) + "; raise the cap or save synchronously");
-        }
-    }
+    void check_cap(const std::string& what, std::uint64_t bytes) const;
 
-    std::string in_flight_text() const {
-        return std::to_string(in_flight_) + (in_flight_ == 1 ? " save is" : " saves are") +
-               " in flight (async_options::max_in_flight = " + std::to_string(max_in_flight_) + ")";
-    }
-    std::string saves_text() const {
-        return std::to_string(in_flight_) + (in_flight_ == 1 ? " save" : " saves") + " in flight";
-    }
+    std::string in_flight_text() const;
+    std::string saves_text() const;
 
-    std::uint64_t held_bytes() const {
-        std::uint64_t n = 0;
-        for (const auto& s : pool_) n += s.buffer->capacity();
-        return n;
-    }
+    std::uint64_t held_bytes() const;
 
     /// The capacity of a new buffer for `bytes`-byte snapshots: whole pages, with 1/256 to
     /// spare (within the cap), so that a snapshot a little larger than the last one (a
     /// longer random engine text, a new metric) still fits and faults nothing in.
-    std::uint64_t capacity_for(std::uint64_t bytes) const noexcept {
-        constexpr std::uint64_t page = staging_buffer::page;
-        std::uint64_t spare = bytes / 256;
-        if (cap_ != 0) spare = std::min(spare, cap_ > bytes ? cap_ - bytes : 0);
-        return std::max<std::uint64_t>((bytes + spare + page - 1) / page * page, page);
-    }
+    std::uint64_t capacity_for(std::uint64_t bytes) const noexcept;
 
     /// A buffer of at least `bytes` for a new snapshot, or nullptr and why not. Holds the mutex.
     /// The pool keeps at most max_in_flight buffers and, with a cap, at most the cap's bytes.
-    staging_buffer* acquire(std::uint64_t bytes, std::string& why) {
-        if (in_flight_ >= max_in_flight_) {
-            why = in_flight_text();
-            return nullptr;
-        }
-        slot* fit = nullptr;
-        for (auto& s : pool_) {
-            if (!s.in_use && s.buffer->capacity() >= bytes &&
-                (fit == nullptr || s.buffer->capacity() < fit->buffer->capacity())) {
-                fit = &s;
-            }
-        }
-        if (fit != nullptr) {
-            fit->in_use = true;
-            return fit->buffer.get();
-        }
-        // No free buffer fits: give back the free ones (too small), then see if a new one fits.
-        std::erase_if(pool_, [](const slot& s) { return !s.in_use; });
-        const std::uint64_t held = held_bytes();
-        if (!room_for(held, capacity_for(bytes))) {
-            why = "the snapshot needs " + mib_text(bytes) + " of staging memory and " +
-                  mib_text(held) + " are held by the " + saves_text() +
-                  ", at async_options::max_staging_bytes = " + mib_text(cap_);
-            return nullptr;
-        }
-        pool_.push_back({std::make_unique<staging_buffer>(capacity_for(bytes)), true});
-        return pool_.back().buffer.get();
-    }
+    staging_buffer* acquire(std::uint64_t bytes, std::string& why);
 
-    void release(const staging_buffer* buffer) noexcept {
-        for (auto& s : pool_) {
-            if (s.buffer.get() == buffer) s.in_use = false;
-        }
-    }
+    void release(const staging_buffer* buffer) noexcept;
 
-    void run() {
-        for (;;) {
-            job j;
-            {
-                std::unique_lock lock(mutex_);
-                work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-                if (queue_.empty()) return; // stopping, and nothing left to write
-                j = std::move(queue_.front());
-                queue_.pop_front();
-            }
-            async_done done;
-            done.id = j.id;
-            done.bytes = j.total_bytes;
-            const auto started = std::chrono::steady_clock::now();
-            try {
-                write_plan plan;
-                plan.header = std::move(j.header);
-                plan.blocks.emplace_back(j.buffer->data(), j.data_bytes);
-                plan.total_bytes = j.total_bytes;
-                atomic_file file(*io_, j.path);
-                file.allocate(plan.total_bytes);
-                write_checkpoint(file, plan);
-                file.commit();
-            } catch (...) {
-                done.error = std::current_exception();
-            }
-            done.path = std::move(j.path); // a move: nothing here may throw
-            done.write_seconds =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            {
-                std::lock_guard lock(mutex_);
-                release(j.buffer);
-            }
-            // Before the save stops counting as in flight: once drain() returns, every
-            // callback has run, and this thread holds no reference to the error any more.
-            try {
-                done_(std::move(done));
-            } catch (...) { // out of memory to record the outcome: stderr is all that is left
-                if (done.error != nullptr) report_unraised("ckpt: background save", done.error);
-            }
-            done.error = nullptr;
-            {
-                std::lock_guard lock(mutex_);
-                --in_flight_;
-            }
-            room_.notify_all();
-        }
-    }
+    void run();
 
     const std::size_t max_in_flight_;
     const std::uint64_t cap_;
@@ -3213,23 +3361,14 @@ private:
 ///     saver.wait();                                  // committed (or throws the save's error)
 class async_saver {
 public:
-    explicit async_saver(async_options options = {})
-        : on_done_(std::move(options.on_done)), unwinding_(std::uncaught_exceptions()),
-          engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
+    explicit async_saver(async_options options = {});
     async_saver(const async_saver&) = delete;
     async_saver& operator=(const async_saver&) = delete;
 
     /// Waits for the saves in flight, then raises the first background error not raised yet,
     /// unless the destructor runs during stack unwinding. Errors it cannot raise go to stderr
     /// (on_done saw every one).
-    ~async_saver() noexcept(false) {
-        engine_.drain();
-        std::exception_ptr e = take_error();
-        const bool can_throw = std::uncaught_exceptions() <= unwinding_;
-        if (e != nullptr && !can_throw) detail::report_unraised("ckpt::async_saver", e);
-        for (const auto& other : errors_) detail::report_unraised("ckpt::async_saver", other);
-        if (e != nullptr && can_throw) std::rethrow_exception(e);
-    }
+    ~async_saver() noexcept(false);
 
     /// Snapshots `state` for `path` and returns once the copy is taken. First raises the error
     /// of an earlier save, if any (this save is then not taken).
@@ -3245,10 +3384,7 @@ public:
     }
 
     /// Blocks until every save so far is committed. @throws the first error of a background save
-    void wait() {
-        engine_.drain();
-        rethrow_pending();
-    }
+    void wait();
 
     /// Saves staged or being written.
     [[nodiscard]] std::size_t in_flight() const { return engine_.in_flight(); }
@@ -3270,29 +3406,9 @@ public:
     }
 
 private:
-    void finished(async_done&& d) {
-        if (on_done_) {
-            try {
-                on_done_(d);
-            } catch (...) {
-                if (d.error == nullptr) d.error = std::current_exception();
-            }
-        }
-        if (d.error != nullptr) {
-            std::lock_guard lock(errors_mutex_);
-            errors_.push_back(d.error);
-        }
-    }
-    std::exception_ptr take_error() {
-        std::lock_guard lock(errors_mutex_);
-        if (errors_.empty()) return nullptr;
-        std::exception_ptr e = errors_.front();
-        errors_.pop_front();
-        return e;
-    }
-    void rethrow_pending() {
-        if (std::exception_ptr e = take_error()) std::rethrow_exception(e);
-    }
+    void finished(async_done&& d);
+    std::exception_ptr take_error();
+    void rethrow_pending();
 
     std::function<void(const async_done&)> on_done_;
     int unwinding_;
@@ -3302,12 +3418,374 @@ private:
 };
 
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/async-inl.hpp
+
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <utility>
+
+#include <sys/mman.h>
+
+namespace ckpt {
+namespace detail {
+
+/// Seconds from `t` to now.
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+CKPT_INLINE void report_unraised(const char* who, const std::exception_ptr& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        std::fprintf(stderr, "%s: a background save failed: %s\n", who, x.what());
+    } catch (...) {
+        std::fprintf(stderr, "%s: a background save failed\n", who);
+    }
+}
+
+CKPT_INLINE std::string mib_text(std::uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+    return buf;
+}
+
+CKPT_INLINE staging_buffer::staging_buffer(std::uint64_t capacity) : capacity_(capacity) {
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(capacity_), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    ::madvise(p, static_cast<std::size_t>(capacity_), MADV_HUGEPAGE); // a hint; may fail
+#endif
+    data_ = static_cast<std::byte*>(p);
+}
+
+CKPT_INLINE staging_buffer::~staging_buffer() {
+    ::munmap(data_, static_cast<std::size_t>(capacity_));
+}
+
+CKPT_INLINE void staging_buffer::fault_in() noexcept {
+    volatile std::byte* p = data_;
+    for (std::uint64_t i = 0; i < capacity_; i += page) p[i] = std::byte{0};
+}
+
+CKPT_INLINE std::optional<async_ticket>
+async_engine::refuse_at_once(std::chrono::steady_clock::time_point started) {
+    if (on_full_ != when_full::skip) return std::nullopt;
+    // The common refusal costs no snapshot: say so before walking the state.
+    std::lock_guard lock(mutex_);
+    if (in_flight_ < max_in_flight_) return std::nullopt;
+    async_ticket ticket;
+    ticket.skipped = in_flight_text();
+    ticket.stall_seconds = seconds_since(started);
+    return ticket;
+}
+
+CKPT_INLINE async_ticket async_engine::stage_plan(const std::filesystem::path& path,
+                                                  write_plan plan,
+                                                  std::chrono::steady_clock::time_point started) {
+    async_ticket ticket;
+    const std::uint64_t data_bytes = staged_bytes(plan);
+    check_cap("the snapshot for '" + path.string() + "'", data_bytes);
+
+    job j;
+    j.path = path;
+    j.header = std::move(plan.header);
+    j.data_bytes = data_bytes;
+    j.total_bytes = plan.total_bytes;
+    {
+        std::unique_lock lock(mutex_);
+        const auto wait_started = std::chrono::steady_clock::now();
+        for (;;) {
+            std::string why;
+            j.buffer = acquire(data_bytes, why);
+            if (j.buffer != nullptr) break;
+            if (on_full_ == when_full::skip) {
+                ticket.skipped = std::move(why);
+                ticket.stall_seconds = seconds_since(started);
+                return ticket;
+            }
+            room_.wait(lock);
+        }
+        ticket.waited_seconds = seconds_since(wait_started);
+        j.id = ticket.id = ++last_id_;
+        ++in_flight_;
+    }
+
+    // The copy: the only part of a save that must hold the caller. The checksum is computed
+    // in the background, from the snapshot.
+    std::byte* out = j.buffer->data();
+    for (const auto& [data, bytes] : plan.blocks) {
+        if (bytes == 0) continue;
+        std::memcpy(out, data, static_cast<std::size_t>(bytes));
+        out += bytes;
+    }
+    {
+        std::lock_guard lock(mutex_);
+        try {
+            queue_.push_back(std::move(j));
+        } catch (...) { // out of memory for the queue: give the slot back
+            release(j.buffer);
+            --in_flight_;
+            room_.notify_all();
+            throw;
+        }
+    }
+    work_.notify_one();
+    ticket.staged = true;
+    ticket.bytes = plan.total_bytes;
+    ticket.stall_seconds = seconds_since(started);
+    return ticket;
+}
+
+CKPT_INLINE std::uint64_t async_engine::reserve_bytes(std::uint64_t bytes) {
+    check_cap("a snapshot of this state", bytes);
+    const std::uint64_t capacity = capacity_for(bytes);
+    std::size_t wanted = 0;
+    {
+        std::lock_guard lock(mutex_);
+        std::erase_if(pool_,
+                      [&](const slot& s) { return !s.in_use && s.buffer->capacity() < bytes; });
+        std::uint64_t held = held_bytes();
+        while (pool_.size() + wanted < max_in_flight_ && room_for(held, capacity)) {
+            ++wanted;
+            held += capacity;
+        }
+    }
+    // Faulting takes a while (the kernel may compact memory for huge pages): not under the
+    // lock, which the background thread needs to finish a save.
+    std::vector<std::unique_ptr<staging_buffer>> fresh;
+    for (std::size_t i = 0; i < wanted; ++i) {
+        fresh.push_back(std::make_unique<staging_buffer>(capacity));
+        fresh.back()->fault_in();
+    }
+    std::lock_guard lock(mutex_);
+    // Another thread's save may have taken a slot or memory meanwhile: check again.
+    for (auto& b : fresh) {
+        if (pool_.size() < max_in_flight_ && room_for(held_bytes(), capacity)) {
+            pool_.push_back({std::move(b), false});
+        }
+    }
+    return held_bytes();
+}
+
+CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn done)
+    : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
+      on_full_(options.on_full),
+      io_(options.backend != nullptr ? options.backend : &io::default_backend()),
+      done_(std::move(done)) {
+    if (max_in_flight_ == 0) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 "async_options::max_in_flight must be at least 1");
+    }
+    worker_ = std::thread([this] { run(); });
+}
+
+CKPT_INLINE async_engine::~async_engine() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    work_.notify_all();
+    worker_.join(); // the worker finishes every staged save first
+}
+
+CKPT_INLINE void async_engine::drain() {
+    std::unique_lock lock(mutex_);
+    room_.wait(lock, [&] { return in_flight_ == 0; });
+}
+
+CKPT_INLINE std::size_t async_engine::in_flight() const {
+    std::lock_guard lock(mutex_);
+    return in_flight_;
+}
+
+CKPT_INLINE std::uint64_t async_engine::staging_bytes() const {
+    std::lock_guard lock(mutex_);
+    return held_bytes();
+}
+
+CKPT_INLINE void async_engine::check_cap(const std::string& what, std::uint64_t bytes) const {
+    if (cap_ != 0 && bytes > cap_) {
+        throw_error<usage_error>(errc::usage_staging_cap,
+                                 what + " needs " + mib_text(bytes) +
+                                     " of staging memory, more than "
+                                     "async_options::max_staging_bytes = " +
+                                     mib_text(cap_) + "; raise the cap or save synchronously");
+    }
+}
+
+CKPT_INLINE std::string async_engine::in_flight_text() const {
+    return std::to_string(in_flight_) + (in_flight_ == 1 ? " save is" : " saves are") +
+           " in flight (async_options::max_in_flight = " + std::to_string(max_in_flight_) + ")";
+}
+
+CKPT_INLINE std::string async_engine::saves_text() const {
+    return std::to_string(in_flight_) + (in_flight_ == 1 ? " save" : " saves") + " in flight";
+}
+
+CKPT_INLINE std::uint64_t async_engine::held_bytes() const {
+    std::uint64_t n = 0;
+    for (const auto& s : pool_) n += s.buffer->capacity();
+    return n;
+}
+
+CKPT_INLINE std::uint64_t async_engine::capacity_for(std::uint64_t bytes) const noexcept {
+    constexpr std::uint64_t page = staging_buffer::page;
+    std::uint64_t spare = bytes / 256;
+    if (cap_ != 0) spare = std::min(spare, cap_ > bytes ? cap_ - bytes : 0);
+    return std::max<std::uint64_t>((bytes + spare + page - 1) / page * page, page);
+}
+
+CKPT_INLINE staging_buffer* async_engine::acquire(std::uint64_t bytes, std::string& why) {
+    if (in_flight_ >= max_in_flight_) {
+        why = in_flight_text();
+        return nullptr;
+    }
+    slot* fit = nullptr;
+    for (auto& s : pool_) {
+        if (!s.in_use && s.buffer->capacity() >= bytes &&
+            (fit == nullptr || s.buffer->capacity() < fit->buffer->capacity())) {
+            fit = &s;
+        }
+    }
+    if (fit != nullptr) {
+        fit->in_use = true;
+        return fit->buffer.get();
+    }
+    // No free buffer fits: give back the free ones (too small), then see if a new one fits.
+    std::erase_if(pool_, [](const slot& s) { return !s.in_use; });
+    const std::uint64_t held = held_bytes();
+    if (!room_for(held, capacity_for(bytes))) {
+        why = "the snapshot needs " + mib_text(bytes) + " of staging memory and " + mib_text(held) +
+              " are held by the " + saves_text() +
+              ", at async_options::max_staging_bytes = " + mib_text(cap_);
+        return nullptr;
+    }
+    pool_.push_back({std::make_unique<staging_buffer>(capacity_for(bytes)), true});
+    return pool_.back().buffer.get();
+}
+
+CKPT_INLINE void async_engine::release(const staging_buffer* buffer) noexcept {
+    for (auto& s : pool_) {
+        if (s.buffer.get() == buffer) s.in_use = false;
+    }
+}
+
+CKPT_INLINE void async_engine::run() {
+    for (;;) {
+        job j;
+        {
+            std::unique_lock lock(mutex_);
+            work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+            if (queue_.empty()) return; // stopping, and nothing left to write
+            j = std::move(queue_.front());
+            queue_.pop_front();
+        }
+        async_done done;
+        done.id = j.id;
+        done.bytes = j.total_bytes;
+        const auto started = std::chrono::steady_clock::now();
+        try {
+            write_plan plan;
+            plan.header = std::move(j.header);
+            plan.blocks.emplace_back(j.buffer->data(), j.data_bytes);
+            plan.total_bytes = j.total_bytes;
+            atomic_file file(*io_, j.path);
+            file.allocate(plan.total_bytes);
+            write_checkpoint(file, plan);
+            file.commit();
+        } catch (...) {
+            done.error = std::current_exception();
+        }
+        done.path = std::move(j.path); // a move: nothing here may throw
+        done.write_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        {
+            std::lock_guard lock(mutex_);
+            release(j.buffer);
+        }
+        // Before the save stops counting as in flight: once drain() returns, every
+        // callback has run, and this thread holds no reference to the error any more.
+        try {
+            done_(std::move(done));
+        } catch (...) { // out of memory to record the outcome: stderr is all that is left
+            if (done.error != nullptr) report_unraised("ckpt: background save", done.error);
+        }
+        done.error = nullptr;
+        {
+            std::lock_guard lock(mutex_);
+            --in_flight_;
+        }
+        room_.notify_all();
+    }
+}
+
+} // namespace detail
+
+CKPT_INLINE async_saver::async_saver(async_options options)
+    : on_done_(std::move(options.on_done)), unwinding_(std::uncaught_exceptions()),
+      engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
+
+CKPT_INLINE async_saver::~async_saver() noexcept(false) {
+    engine_.drain();
+    std::exception_ptr e = take_error();
+    const bool can_throw = std::uncaught_exceptions() <= unwinding_;
+    if (e != nullptr && !can_throw) detail::report_unraised("ckpt::async_saver", e);
+    for (const auto& other : errors_) detail::report_unraised("ckpt::async_saver", other);
+    if (e != nullptr && can_throw) std::rethrow_exception(e);
+}
+
+CKPT_INLINE void async_saver::wait() {
+    engine_.drain();
+    rethrow_pending();
+}
+
+CKPT_INLINE void async_saver::finished(async_done&& d) {
+    if (on_done_) {
+        try {
+            on_done_(d);
+        } catch (...) {
+            if (d.error == nullptr) d.error = std::current_exception();
+        }
+    }
+    if (d.error != nullptr) {
+        std::lock_guard lock(errors_mutex_);
+        errors_.push_back(d.error);
+    }
+}
+
+CKPT_INLINE std::exception_ptr async_saver::take_error() {
+    std::lock_guard lock(errors_mutex_);
+    if (errors_.empty()) return nullptr;
+    std::exception_ptr e = errors_.front();
+    errors_.pop_front();
+    return e;
+}
+
+CKPT_INLINE void async_saver::rethrow_pending() {
+    if (std::exception_ptr e = take_error()) std::rethrow_exception(e);
+}
+
+} // namespace ckpt
+// end ckpt/async-inl.hpp
+#endif
 // end ckpt/async.hpp
 // begin ckpt/manager.hpp
 
 // begin ckpt/policy/retention.hpp
 
+
 // begin ckpt/policy/save_policy.hpp
+
 
 
 #include <algorithm>
@@ -3365,26 +3843,7 @@ using save_rule =
 
 /// A rule's identity in a checkpoint's metadata: its kind and parameters, so that state saved
 /// under one configuration is never applied to another.
-inline std::string rule_key(const save_rule& r) {
-    return std::visit(
-        [](const auto& x) -> std::string {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, rule_every_steps>) {
-                return "every_steps(" + std::to_string(x.n) + ")";
-            } else if constexpr (std::is_same_v<T, rule_every_time>) {
-                return "every(" + std::to_string(x.period.count()) + "ns)";
-            } else if constexpr (std::is_same_v<T, rule_on_best>) {
-                return "on_best(" + x.metric + "," +
-                       (x.direction == goal::minimize ? "min" : "max") + "," +
-                       format_double(x.min_delta) + ")";
-            } else if constexpr (std::is_same_v<T, rule_at_steps>) {
-                return "at_steps";
-            } else {
-                return "on_request";
-            }
-        },
-        r);
-}
+std::string rule_key(const save_rule& r);
 
 } // namespace detail
 
@@ -3410,13 +3869,7 @@ private:
 
 /// Every `n` steps: at steps n, 2n, ... counted from this rule's last save (n > 0).
 /// @throws usage_error
-inline save_policy every_steps(std::int64_t n) {
-    if (n <= 0) {
-        detail::throw_error<usage_error>(errc::usage_argument,
-                                         "every_steps(" + std::to_string(n) + "): n must be > 0");
-    }
-    return save_policy(detail::rule_every_steps{n});
-}
+save_policy every_steps(std::int64_t n);
 
 /// Every `period` of wall-clock time since this rule's last save (or the manager's start).
 /// @throws usage_error
@@ -3431,22 +3884,14 @@ save_policy every(std::chrono::duration<Rep, Period> period) {
 
 /// When metric `name` improves on the best value saved so far by more than `min_delta`
 /// ("best loss"). NaN never improves. The best value survives restarts.
-inline save_policy on_best(std::string name, goal direction = goal::minimize,
-                           double min_delta = 0.0) {
-    return save_policy(detail::rule_on_best{std::move(name), direction, min_delta});
-}
+save_policy on_best(std::string name, goal direction = goal::minimize, double min_delta = 0.0);
 
 /// At exactly these steps.
-inline save_policy at_steps(std::vector<std::int64_t> steps) {
-    std::sort(steps.begin(), steps.end());
-    return save_policy(detail::rule_at_steps{std::move(steps)});
-}
+save_policy at_steps(std::vector<std::int64_t> steps);
 
 /// When `flag` is set (say, by a SIGTERM or SIGUSR1 handler before preemption); the manager
 /// clears it when it saves. The flag must outlive the manager.
-inline save_policy on_request(std::atomic<bool>& flag) {
-    return save_policy(detail::rule_on_request{&flag});
-}
+save_policy on_request(std::atomic<bool>& flag);
 
 /// Fires when any of `policies` fires.
 template <class... Policies>
@@ -3456,6 +3901,69 @@ save_policy any_of(save_policy first, const Policies&... rest) {
 }
 
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/policy/save_policy-inl.hpp
+
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace ckpt {
+
+namespace detail {
+
+CKPT_INLINE std::string rule_key(const save_rule& r) {
+    return std::visit(
+        [](const auto& x) -> std::string {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, rule_every_steps>) {
+                return "every_steps(" + std::to_string(x.n) + ")";
+            } else if constexpr (std::is_same_v<T, rule_every_time>) {
+                return "every(" + std::to_string(x.period.count()) + "ns)";
+            } else if constexpr (std::is_same_v<T, rule_on_best>) {
+                return "on_best(" + x.metric + "," +
+                       (x.direction == goal::minimize ? "min" : "max") + "," +
+                       format_double(x.min_delta) + ")";
+            } else if constexpr (std::is_same_v<T, rule_at_steps>) {
+                return "at_steps";
+            } else {
+                return "on_request";
+            }
+        },
+        r);
+}
+
+} // namespace detail
+
+CKPT_INLINE save_policy every_steps(std::int64_t n) {
+    if (n <= 0) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "every_steps(" + std::to_string(n) + "): n must be > 0");
+    }
+    return save_policy(detail::rule_every_steps{n});
+}
+
+CKPT_INLINE save_policy on_best(std::string name, goal direction, double min_delta) {
+    return save_policy(detail::rule_on_best{std::move(name), direction, min_delta});
+}
+
+CKPT_INLINE save_policy at_steps(std::vector<std::int64_t> steps) {
+    std::sort(steps.begin(), steps.end());
+    return save_policy(detail::rule_at_steps{std::move(steps)});
+}
+
+CKPT_INLINE save_policy on_request(std::atomic<bool>& flag) {
+    return save_policy(detail::rule_on_request{&flag});
+}
+
+} // namespace ckpt
+// end ckpt/policy/save_policy-inl.hpp
+#endif
 // end ckpt/policy/save_policy.hpp
 
 #include <chrono>
@@ -3508,23 +4016,13 @@ private:
 };
 
 /// The `k` newest checkpoints (by the step recorded in them).
-inline retention keep_last(std::size_t k) {
-    return retention(detail::keep_last_rule{k});
-}
+retention keep_last(std::size_t k);
 
 /// The `k` best by metric `name`; checkpoints without it, or with NaN, never rank.
-inline retention keep_best(std::size_t k, std::string name, goal direction = goal::minimize) {
-    return retention(detail::keep_best_rule{k, std::move(name), direction});
-}
+retention keep_best(std::size_t k, std::string name, goal direction = goal::minimize);
 
 /// One checkpoint per `n` steps: the earliest in each span [i*n, (i+1)*n). @throws usage_error
-inline retention keep_every_steps(std::int64_t n) {
-    if (n <= 0) {
-        detail::throw_error<usage_error>(
-            errc::usage_argument, "keep_every_steps(" + std::to_string(n) + "): n must be > 0");
-    }
-    return retention(detail::keep_every_steps_rule{n});
-}
+retention keep_every_steps(std::int64_t n);
 
 /// One checkpoint per `period` of wall-clock time: the earliest in each span. @throws usage_error
 template <class Rep, class Period>
@@ -3538,37 +4036,59 @@ retention keep_every(std::chrono::duration<Rep, Period> period) {
 }
 
 /// Every checkpoint.
-inline retention keep_all() {
+retention keep_all();
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/policy/retention-inl.hpp
+
+
+#include <string>
+#include <utility>
+
+namespace ckpt {
+
+CKPT_INLINE retention keep_last(std::size_t k) {
+    return retention(detail::keep_last_rule{k});
+}
+
+CKPT_INLINE retention keep_best(std::size_t k, std::string name, goal direction) {
+    return retention(detail::keep_best_rule{k, std::move(name), direction});
+}
+
+CKPT_INLINE retention keep_every_steps(std::int64_t n) {
+    if (n <= 0) {
+        detail::throw_error<usage_error>(
+            errc::usage_argument, "keep_every_steps(" + std::to_string(n) + "): n must be > 0");
+    }
+    return retention(detail::keep_every_steps_rule{n});
+}
+
+CKPT_INLINE retention keep_all() {
     return retention(detail::keep_all_rule{});
 }
 
 } // namespace ckpt
+// end ckpt/policy/retention-inl.hpp
+#endif
 // end ckpt/policy/retention.hpp
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 namespace ckpt {
 
@@ -3645,8 +4165,310 @@ namespace detail {
 inline constexpr std::string_view policy_tag_prefix = "ckpt.policy.";
 
 /// Step of a file named <prefix>-<digits><suffix>, or nothing.
-inline std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
-                                                std::string_view suffix) {
+std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                         std::string_view suffix);
+
+/// "<pid>-<n>", the tail of atomic_file's temporary names.
+bool is_temp_suffix(std::string_view s);
+
+/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
+bool has_ckpt_prefix(const std::filesystem::path& p);
+
+/// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
+std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
+                                const std::string& metric, goal direction);
+
+/// Which entries retention keeps: the union of its rules, the newest, and the best by every
+/// ranked metric. Pure: the same files give the same answer, before and after a restart.
+std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
+                              const std::vector<std::pair<std::string, goal>>& ranked_metrics);
+
+/// The state a rule carries from one run to the next, as text; empty for none.
+std::string encode_rule_state(const save_rule& r);
+
+/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
+bool decode_rule_state(save_rule& r, std::string_view text);
+
+} // namespace detail
+
+/// Checkpoints in one directory: decides when to save (a save_policy), what to keep (a
+/// retention), and resumes from the newest good checkpoint. Holds a lock on the directory.
+///
+///     ckpt::manager m("run", ckpt::every_steps(500) | ckpt::on_best("val_loss"),
+///                     ckpt::keep_last(3) | ckpt::keep_best(1, "val_loss"));
+///     if (auto meta = m.restore_latest(state)) first_step = meta->step + 1;
+///     for (...) { train(state); m.step(state, {.step = s, .metrics = {{"val_loss", v}}}); }
+class manager {
+public:
+    /// Opens (creating it if needed) and locks `dir`, removes temporary files a crashed save of
+    /// this manager's naming left, and indexes the checkpoints there.
+    /// @throws io_error (the directory cannot be created or written), usage_error 603 (another
+    /// manager holds the directory)
+    manager(std::filesystem::path dir, save_policy when, retention keep = keep_all(),
+            manager_options options = {});
+    manager(const manager&) = delete;
+    manager& operator=(const manager&) = delete;
+
+    /// Async: waits for the saves in flight and applies retention after them; raises a
+    /// background error unless the destructor runs during stack unwinding (then it goes to
+    /// stderr). Releases the directory's lock.
+    ~manager() noexcept(false);
+
+    /// Call once per training step: saves when the policy fires, then applies retention. Without
+    /// a save this is a few comparisons: no system call, no allocation.
+    /// @throws usage_error 602 (a metric a policy or retention ranks by is missing), and what
+    /// save() throws
+    template <class State>
+    save_result step(const State& state, const metadata& meta) {
+        save_result result;
+        std::chrono::system_clock::time_point t{};
+        if (begin_step(meta, result, t)) commit(result, state, meta, t, nullptr);
+        return result;
+    }
+
+    /// Saves now, whatever the policy says (the policy's state still advances for no rule).
+    template <class State>
+    save_result save_now(const State& state, const metadata& meta) {
+        save_result result;
+        const auto t = begin_save_now(meta, result);
+        commit(result, state, meta, t, "save_now");
+        return result;
+    }
+
+    /// Async: takes the staging memory for snapshots of `state` now (async_saver::reserve), so
+    /// that the first save the policy fires stalls training only for the copy. Call it before
+    /// the training loop. Sync: nothing to take. @returns the staging bytes held (0 when sync)
+    /// @throws usage_error (605: one snapshot is larger than async_options::max_staging_bytes)
+    template <class State>
+    std::uint64_t reserve(const State& state) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::manager::reserve: the state is not checkpointable: give it a cereal "
+                      "serialize(Archive&) member or save()/load() functions");
+        return engine_ ? engine_->reserve(state) : 0;
+    }
+
+    /// Async: blocks until every save so far is committed, then applies retention after them.
+    /// Sync: returns at once. @returns what was committed and deleted
+    /// @throws the first error of a background save
+    save_result wait();
+
+    /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
+    /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
+    /// disk: nullopt, and `state` is untouched.
+    /// @throws schema_error, version_error (the state or the library does not fit the newest
+    /// readable checkpoint: falling back past that would hide a bug)
+    template <class State>
+    std::optional<metadata> restore_latest(State& state) {
+        wait();
+        return restore_first(state, newest_first());
+    }
+
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    template <class State>
+    std::optional<metadata> restore_best(State& state, const std::string& metric,
+                                         goal direction = goal::minimize) {
+        wait();
+        return restore_first(state, detail::ranked(index_, metric, direction));
+    }
+
+    /// The checkpoints in the directory, oldest first.
+    [[nodiscard]] std::vector<checkpoint_entry> list() const;
+
+    /// What the last restore (and the scan at start) passed over.
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return skipped_;
+    }
+
+    /// Temporary files of a crashed save removed at start.
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return cleaned_;
+    }
+
+    [[nodiscard]] manager_stats stats() const;
+
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+
+    /// The path a checkpoint of `step` has.
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const;
+
+private:
+    std::chrono::system_clock::time_point now() const;
+
+    void add_ranked(const std::string& metric, goal direction);
+
+    [[noreturn]] static void missing_metric(const metadata& meta, const std::string& metric);
+
+    static bool fires(const detail::save_rule& rule, const metadata& meta,
+                      std::chrono::system_clock::time_point t);
+
+    /// Saves, then on success advances the fired rules, indexes the file and applies retention.
+    /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
+    template <class State>
+    void commit(save_result& result, const State& state, const metadata& meta,
+                std::chrono::system_clock::time_point t, const char* forced) {
+        planned_save plan = plan_save(result, meta, t, forced);
+        if (engine_) {
+            const async_ticket ticket = engine_->stage(result.path, state, plan.stored);
+            staged(result, std::move(plan), ticket, forced);
+            return;
+        }
+        const auto started = std::chrono::steady_clock::now();
+        plan.entry.bytes = ckpt::save(result.path, state, plan.stored, save_options{io_});
+        saved(result, std::move(plan), forced, started);
+    }
+
+    /// What commit() writes, and the policy's rules after it.
+    struct planned_save {
+        metadata stored;
+        checkpoint_entry entry;
+        std::vector<detail::save_rule> after;
+    };
+    /// Checks the step, advances the fired rules in a copy, and names the file.
+    planned_save plan_save(save_result& result, const metadata& meta,
+                           std::chrono::system_clock::time_point t, const char* forced);
+    /// Async: the snapshot is taken (or skipped).
+    void staged(save_result& result, planned_save&& plan, const async_ticket& ticket,
+                const char* forced);
+    /// Sync: the file is committed.
+    void saved(save_result& result, planned_save&& plan, const char* forced,
+               std::chrono::steady_clock::time_point started);
+    /// step() before its save: checks the metrics, collects background saves, asks the rules.
+    /// @returns whether a rule fires (t: the clock's time, when a rule reads it)
+    bool begin_step(const metadata& meta, save_result& result,
+                    std::chrono::system_clock::time_point& t);
+    /// save_now() before its save. @returns the clock's time
+    std::chrono::system_clock::time_point begin_save_now(const metadata& meta, save_result& result);
+    /// The index's entries, newest step first.
+    std::vector<std::size_t> newest_first() const;
+
+    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced);
+
+    /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
+    void record_committed(checkpoint_entry&& entry, save_result& result);
+
+    /// Async: indexes what the background committed, in order, with retention after each; a
+    /// failed save puts the policy back where it was before it, when no later save was taken,
+    /// so that the policy asks again. @throws the first background error not raised yet
+    void collect_finished(save_result& result);
+
+    static void advance(detail::save_rule& rule, const metadata& meta,
+                        std::chrono::system_clock::time_point t);
+
+    /// Deletes what retention does not keep; only indexed files (this manager's names with a
+    /// valid ckpt header), and only after the newest save is committed.
+    std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& just_written);
+
+    const checkpoint_entry* newest() const;
+
+    template <class State>
+    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order) {
+        std::vector<std::filesystem::path> damaged = begin_restore();
+        for (const std::size_t i : order) {
+            const std::filesystem::path path = index_[i].path;
+            try {
+                metadata meta = ckpt::load(path, state, load_options{options_.limits, io_});
+                restored(damaged, meta);
+                return meta;
+            } catch (const schema_error&) {
+                forget_damaged(damaged);
+                throw;
+            } catch (const version_error&) {
+                forget_damaged(damaged);
+                throw;
+            } catch (const error& err) {
+                restore_failed(damaged, path, err);
+            }
+        }
+        forget_damaged(damaged);
+        return std::nullopt;
+    }
+
+    /// restore_first() before its first load: reports the files known to be unreadable.
+    std::vector<std::filesystem::path> begin_restore();
+    /// A checkpoint that does not load is no longer the newest or the best: retention must
+    /// neither count it nor delete it, and later restores report it.
+    void forget_damaged(const std::vector<std::filesystem::path>& damaged);
+    /// `meta` loaded: the policy and the counters continue from it.
+    void restored(const std::vector<std::filesystem::path>& damaged, const metadata& meta);
+    /// `path` did not load: skipped, reported, remembered.
+    void restore_failed(std::vector<std::filesystem::path>& damaged,
+                        const std::filesystem::path& path, const error& err);
+
+    /// Puts the policy where it was when `meta` was saved; a rule the checkpoint holds no state
+    /// for (a policy that changed) starts from the checkpoint's step, time and best file.
+    void restore_policy(const metadata& meta);
+
+    void lock();
+
+    void scan();
+
+    std::filesystem::path dir_;
+    save_policy policy_;
+    retention keep_;
+    manager_options options_;
+    io::backend* io_;
+    std::vector<std::pair<std::string, goal>> ranked_metrics_;
+    std::vector<char> fired_;
+    bool uses_clock_ = false;
+    int lock_fd_ = -1;
+    std::vector<checkpoint_entry> index_;
+    std::vector<skipped_checkpoint> unreadable_;
+    std::vector<std::filesystem::path> foreign_; ///< our names, not ckpt's files: never touched
+    std::vector<skipped_checkpoint> skipped_;
+    std::vector<std::filesystem::path> cleaned_;
+    manager_stats stats_;
+    std::int64_t seen_step_ = 0;
+    std::int64_t committed_step_ = 0;
+    std::chrono::system_clock::time_point committed_time_{};
+
+    // Async mode.
+    struct pending_save {
+        std::uint64_t id = 0;
+        checkpoint_entry entry;
+        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
+        std::vector<char> fired;
+    };
+    std::vector<pending_save> pending_;      ///< staged, oldest first
+    std::vector<std::exception_ptr> errors_; ///< background errors not raised yet
+    int unwinding_ = std::uncaught_exceptions();
+    std::uint64_t applied_ = 0; ///< done_count_ when collect_finished last ran
+    std::mutex done_mutex_;
+    std::vector<async_done> done_; ///< finished in the background, not yet applied
+    std::atomic<std::uint64_t> done_count_{0};
+    std::unique_ptr<detail::async_engine> engine_; // last: its thread uses the members above
+};
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/manager-inl.hpp
+
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace ckpt {
+namespace detail {
+
+CKPT_INLINE std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                                     std::string_view suffix) {
     if (name.size() <= prefix.size() + 1 + suffix.size() || !name.starts_with(prefix) ||
         name[prefix.size()] != '-' || !name.ends_with(suffix)) {
         return std::nullopt;
@@ -3662,8 +4484,7 @@ inline std::optional<std::int64_t> step_of_name(std::string_view name, std::stri
     return v;
 }
 
-/// "<pid>-<n>", the tail of atomic_file's temporary names.
-inline bool is_temp_suffix(std::string_view s) {
+CKPT_INLINE bool is_temp_suffix(std::string_view s) {
     const auto dash = s.find('-');
     const auto digits = [](std::string_view d) {
         return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
@@ -3672,8 +4493,7 @@ inline bool is_temp_suffix(std::string_view s) {
            digits(s.substr(dash + 1));
 }
 
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-inline bool has_ckpt_prefix(const std::filesystem::path& p) {
+CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p) {
     std::FILE* f = std::fopen(p.c_str(), "rb");
     if (f == nullptr) return false;
     char buf[8 + checksum_prefix.size()];
@@ -3682,9 +4502,8 @@ inline bool has_ckpt_prefix(const std::filesystem::path& p) {
     return n == sizeof buf && std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
 }
 
-/// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
-inline std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
-                                       const std::string& metric, goal direction) {
+CKPT_INLINE std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
+                                            const std::string& metric, goal direction) {
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto it = entries[i].metrics.find(metric);
@@ -3699,9 +4518,7 @@ inline std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entr
     return idx;
 }
 
-/// Which entries retention keeps: the union of its rules, the newest, and the best by every
-/// ranked metric. Pure: the same files give the same answer, before and after a restart.
-inline std::vector<bool>
+CKPT_INLINE std::vector<bool>
 select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
             const std::vector<std::pair<std::string, goal>>& ranked_metrics) {
     std::vector<bool> kept(entries.size(), false);
@@ -3753,8 +4570,7 @@ select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
     return kept;
 }
 
-/// The state a rule carries from one run to the next, as text; empty for none.
-inline std::string encode_rule_state(const save_rule& r) {
+CKPT_INLINE std::string encode_rule_state(const save_rule& r) {
     if (const auto* s = std::get_if<rule_every_steps>(&r)) return std::to_string(s->last);
     if (const auto* t = std::get_if<rule_every_time>(&r)) {
         return std::to_string(
@@ -3767,8 +4583,7 @@ inline std::string encode_rule_state(const save_rule& r) {
     return {};
 }
 
-/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
-inline bool decode_rule_state(save_rule& r, std::string_view text) {
+CKPT_INLINE bool decode_rule_state(save_rule& r, std::string_view text) {
     if (auto* s = std::get_if<rule_every_steps>(&r)) {
         const auto v = parse_int(text);
         if (!v) return false;
@@ -3802,646 +4617,521 @@ inline bool decode_rule_state(save_rule& r, std::string_view text) {
 
 } // namespace detail
 
-/// Checkpoints in one directory: decides when to save (a save_policy), what to keep (a
-/// retention), and resumes from the newest good checkpoint. Holds a lock on the directory.
-///
-///     ckpt::manager m("run", ckpt::every_steps(500) | ckpt::on_best("val_loss"),
-///                     ckpt::keep_last(3) | ckpt::keep_best(1, "val_loss"));
-///     if (auto meta = m.restore_latest(state)) first_step = meta->step + 1;
-///     for (...) { train(state); m.step(state, {.step = s, .metrics = {{"val_loss", v}}}); }
-class manager {
-public:
-    /// Opens (creating it if needed) and locks `dir`, removes temporary files a crashed save of
-    /// this manager's naming left, and indexes the checkpoints there.
-    /// @throws io_error (the directory cannot be created or written), usage_error 603 (another
-    /// manager holds the directory)
-    manager(std::filesystem::path dir, save_policy when, retention keep = keep_all(),
-            manager_options options = {})
-        : dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)),
-          options_(std::move(options)),
-          io_(options_.backend != nullptr ? options_.backend : &io::default_backend()) {
-        if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos) {
-            detail::throw_error<usage_error>(errc::usage_argument,
-                                             "manager: the prefix must be a non-empty file name");
+CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retention keep,
+                             manager_options options)
+    : dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)),
+      options_(std::move(options)),
+      io_(options_.backend != nullptr ? options_.backend : &io::default_backend()) {
+    if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "manager: the prefix must be a non-empty file name");
+    }
+    for (const auto& rule : policy_.rules()) {
+        if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+            add_ranked(b->metric, b->direction);
         }
-        for (const auto& rule : policy_.rules()) {
-            if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-                add_ranked(b->metric, b->direction);
-            }
-            uses_clock_ = uses_clock_ || std::holds_alternative<detail::rule_every_time>(rule);
+        uses_clock_ = uses_clock_ || std::holds_alternative<detail::rule_every_time>(rule);
+    }
+    for (const auto& rule : keep_.rules()) {
+        if (const auto* b = std::get_if<detail::keep_best_rule>(&rule)) {
+            add_ranked(b->metric, b->direction);
         }
-        for (const auto& rule : keep_.rules()) {
-            if (const auto* b = std::get_if<detail::keep_best_rule>(&rule)) {
-                add_ranked(b->metric, b->direction);
-            }
-        }
-        fired_.resize(policy_.rules().size());
-        lock();
+    }
+    fired_.resize(policy_.rules().size());
+    lock();
+    try {
+        scan();
+    } catch (...) {
+        ::close(std::exchange(lock_fd_, -1)); // no destructor runs: give the lock back here
+        throw;
+    }
+    const auto start = now();
+    for (auto& rule : policy_.rules()) {
+        if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = start;
+    }
+    if (const checkpoint_entry* latest = newest()) {
+        committed_step_ = latest->step;
+        committed_time_ = latest->time;
+        seen_step_ = latest->step;
+    } else {
+        committed_time_ = start;
+    }
+    if (options_.async) {
+        async_options async = *options_.async;
+        async.backend = io_;
         try {
-            scan();
+            engine_ = std::make_unique<detail::async_engine>(
+                async, [this, user = std::move(async.on_done)](async_done&& d) {
+                    if (user) {
+                        try {
+                            user(d);
+                        } catch (...) {
+                            if (d.error == nullptr) d.error = std::current_exception();
+                        }
+                    }
+                    std::lock_guard lock(done_mutex_);
+                    done_.push_back(std::move(d));
+                    done_count_.fetch_add(1, std::memory_order_release);
+                });
         } catch (...) {
-            ::close(std::exchange(lock_fd_, -1)); // no destructor runs: give the lock back here
+            ::close(std::exchange(lock_fd_, -1));
             throw;
         }
-        const auto start = now();
-        for (auto& rule : policy_.rules()) {
-            if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = start;
+    }
+}
+
+CKPT_INLINE manager::~manager() noexcept(false) {
+    std::exception_ptr error;
+    if (engine_) {
+        try {
+            wait();
+        } catch (...) {
+            error = std::current_exception();
         }
-        if (const checkpoint_entry* latest = newest()) {
-            committed_step_ = latest->step;
-            committed_time_ = latest->time;
-            seen_step_ = latest->step;
-        } else {
-            committed_time_ = start;
-        }
-        if (options_.async) {
-            async_options async = *options_.async;
-            async.backend = io_;
-            try {
-                engine_ = std::make_unique<detail::async_engine>(
-                    async, [this, user = std::move(async.on_done)](async_done&& d) {
-                        if (user) {
-                            try {
-                                user(d);
-                            } catch (...) {
-                                if (d.error == nullptr) d.error = std::current_exception();
-                            }
-                        }
-                        std::lock_guard lock(done_mutex_);
-                        done_.push_back(std::move(d));
-                        done_count_.fetch_add(1, std::memory_order_release);
-                    });
-            } catch (...) {
-                ::close(std::exchange(lock_fd_, -1));
-                throw;
+        engine_.reset();
+    }
+    if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
+    // One error can be raised, and only outside stack unwinding; the others go to stderr
+    // (options.async->on_done saw every one).
+    const bool can_throw = std::uncaught_exceptions() <= unwinding_;
+    if (error != nullptr && !can_throw) detail::report_unraised("ckpt::manager", error);
+    for (const auto& e : errors_) detail::report_unraised("ckpt::manager", e);
+    if (error != nullptr && can_throw) std::rethrow_exception(error);
+}
+
+CKPT_INLINE save_result manager::wait() {
+    save_result result;
+    if (engine_) engine_->drain();
+    collect_finished(result);
+    return result;
+}
+
+CKPT_INLINE std::vector<checkpoint_entry> manager::list() const {
+    std::vector<checkpoint_entry> out = index_;
+    std::sort(out.begin(), out.end(),
+              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
+    if (!out.empty()) out.back().latest = true;
+    for (const auto& [metric, direction] : ranked_metrics_) {
+        const auto order = detail::ranked(out, metric, direction);
+        if (!order.empty()) out[order.front()].best = true;
+    }
+    return out;
+}
+
+CKPT_INLINE manager_stats manager::stats() const {
+    manager_stats s = stats_;
+    s.checkpoints_on_disk = index_.size();
+    s.bytes_on_disk = 0;
+    for (const auto& e : index_) s.bytes_on_disk += e.bytes;
+    s.steps_at_risk = seen_step_ - committed_step_;
+    s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+    s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
+    return s;
+}
+
+CKPT_INLINE std::filesystem::path manager::path_of(std::int64_t step) const {
+    std::string digits = std::to_string(step);
+    if (digits.size() < 12) digits.insert(0, 12 - digits.size(), '0');
+    return dir_ / (options_.prefix + "-" + digits + ".ckpt");
+}
+
+CKPT_INLINE std::chrono::system_clock::time_point manager::now() const {
+    return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
+
+CKPT_INLINE void manager::add_ranked(const std::string& metric, goal direction) {
+    for (const auto& [m, d] : ranked_metrics_) {
+        if (m == metric) {
+            if (d != direction) {
+                detail::throw_error<usage_error>(
+                    errc::usage_argument,
+                    "manager: metric '" + metric + "' is ranked both ways (minimize and maximize)");
             }
-        }
-    }
-    manager(const manager&) = delete;
-    manager& operator=(const manager&) = delete;
-
-    /// Async: waits for the saves in flight and applies retention after them; raises a
-    /// background error unless the destructor runs during stack unwinding (then it goes to
-    /// stderr). Releases the directory's lock.
-    ~manager() noexcept(false) {
-        std::exception_ptr error;
-        if (engine_) {
-            try {
-                wait();
-            } catch (...) {
-                error = std::current_exception();
-            }
-            engine_.reset();
-        }
-        if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
-        // One error can be raised, and only outside stack unwinding; the others go to stderr
-        // (options.async->on_done saw every one).
-        const bool can_throw = std::uncaught_exceptions() <= unwinding_;
-        if (error != nullptr && !can_throw) detail::report_unraised("ckpt::manager", error);
-        for (const auto& e : errors_) detail::report_unraised("ckpt::manager", e);
-        if (error != nullptr && can_throw) std::rethrow_exception(error);
-    }
-
-    /// Call once per training step: saves when the policy fires, then applies retention. Without
-    /// a save this is a few comparisons: no system call, no allocation.
-    /// @throws usage_error 602 (a metric a policy or retention ranks by is missing), and what
-    /// save() throws
-    template <class State>
-    save_result step(const State& state, const metadata& meta) {
-        for (const auto& [metric, direction] : ranked_metrics_) {
-            if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
-        }
-        save_result result;
-        if ((engine_ && done_count_.load(std::memory_order_acquire) != applied_) ||
-            !errors_.empty()) {
-            collect_finished(result);
-        }
-        seen_step_ = meta.step;
-        const auto t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
-        bool any = false;
-        for (std::size_t i = 0; i < fired_.size(); ++i) {
-            fired_[i] = fires(policy_.rules()[i], meta, t);
-            any = any || fired_[i];
-        }
-        if (any) commit(result, state, meta, t, {});
-        return result;
-    }
-
-    /// Saves now, whatever the policy says (the policy's state still advances for no rule).
-    template <class State>
-    save_result save_now(const State& state, const metadata& meta) {
-        save_result result;
-        if (engine_) collect_finished(result);
-        seen_step_ = meta.step;
-        std::fill(fired_.begin(), fired_.end(), false);
-        commit(result, state, meta, now(), "save_now");
-        return result;
-    }
-
-    /// Async: takes the staging memory for snapshots of `state` now (async_saver::reserve), so
-    /// that the first save the policy fires stalls training only for the copy. Call it before
-    /// the training loop. Sync: nothing to take. @returns the staging bytes held (0 when sync)
-    /// @throws usage_error (605: one snapshot is larger than async_options::max_staging_bytes)
-    template <class State>
-    std::uint64_t reserve(const State& state) {
-        static_assert(is_checkpointable<State>::value,
-                      "ckpt::manager::reserve: the state is not checkpointable: give it a cereal "
-                      "serialize(Archive&) member or save()/load() functions");
-        return engine_ ? engine_->reserve(state) : 0;
-    }
-
-    /// Async: blocks until every save so far is committed, then applies retention after them.
-    /// Sync: returns at once. @returns what was committed and deleted
-    /// @throws the first error of a background save
-    save_result wait() {
-        save_result result;
-        if (engine_) engine_->drain();
-        collect_finished(result);
-        return result;
-    }
-
-    /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
-    /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
-    /// disk: nullopt, and `state` is untouched.
-    /// @throws schema_error, version_error (the state or the library does not fit the newest
-    /// readable checkpoint: falling back past that would hide a bug)
-    template <class State>
-    std::optional<metadata> restore_latest(State& state) {
-        wait();
-        std::vector<std::size_t> order(index_.size());
-        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-            return index_[a].step > index_[b].step;
-        });
-        return restore_first(state, order);
-    }
-
-    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
-    template <class State>
-    std::optional<metadata> restore_best(State& state, const std::string& metric,
-                                         goal direction = goal::minimize) {
-        wait();
-        return restore_first(state, detail::ranked(index_, metric, direction));
-    }
-
-    /// The checkpoints in the directory, oldest first.
-    [[nodiscard]] std::vector<checkpoint_entry> list() const {
-        std::vector<checkpoint_entry> out = index_;
-        std::sort(out.begin(), out.end(), [](const checkpoint_entry& a, const checkpoint_entry& b) {
-            return a.step < b.step;
-        });
-        if (!out.empty()) out.back().latest = true;
-        for (const auto& [metric, direction] : ranked_metrics_) {
-            const auto order = detail::ranked(out, metric, direction);
-            if (!order.empty()) out[order.front()].best = true;
-        }
-        return out;
-    }
-
-    /// What the last restore (and the scan at start) passed over.
-    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
-        return skipped_;
-    }
-
-    /// Temporary files of a crashed save removed at start.
-    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
-        return cleaned_;
-    }
-
-    [[nodiscard]] manager_stats stats() const {
-        manager_stats s = stats_;
-        s.checkpoints_on_disk = index_.size();
-        s.bytes_on_disk = 0;
-        for (const auto& e : index_) s.bytes_on_disk += e.bytes;
-        s.steps_at_risk = seen_step_ - committed_step_;
-        s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
-        s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
-        return s;
-    }
-
-    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
-
-    /// The path a checkpoint of `step` has.
-    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const {
-        std::string digits = std::to_string(step);
-        if (digits.size() < 12) digits.insert(0, 12 - digits.size(), '0');
-        return dir_ / (options_.prefix + "-" + digits + ".ckpt");
-    }
-
-private:
-    std::chrono::system_clock::time_point now() const {
-        return options_.clock ? options_.clock() : std::chrono::system_clock::now();
-    }
-
-    void add_ranked(const std::string& metric, goal direction) {
-        for (const auto& [m, d] : ranked_metrics_) {
-            if (m == metric) {
-                if (d != direction) {
-                    detail::throw_error<usage_error>(
-                        errc::usage_argument, "manager: metric '" + metric +
-                                                  "' is ranked both ways (minimize and maximize)");
-                }
-                return;
-            }
-        }
-        ranked_metrics_.emplace_back(metric, direction);
-    }
-
-    [[noreturn]] static void missing_metric(const metadata& meta, const std::string& metric) {
-        std::string given;
-        for (const auto& [k, v] : meta.metrics) given += (given.empty() ? "" : ", ") + k;
-        detail::throw_error<usage_error>(
-            errc::usage_missing_metric,
-            "step " + std::to_string(meta.step) + " supplies no metric '" + metric +
-                "', which the save policy or retention ranks checkpoints by (metrics given: " +
-                (given.empty() ? std::string("none") : given) +
-                "); pass its latest value on every step");
-    }
-
-    static bool fires(const detail::save_rule& rule, const metadata& meta,
-                      std::chrono::system_clock::time_point t) {
-        if (const auto* s = std::get_if<detail::rule_every_steps>(&rule)) {
-            return meta.step - s->last >= s->n;
-        }
-        if (const auto* e = std::get_if<detail::rule_every_time>(&rule)) {
-            return t - e->last >= e->period;
-        }
-        if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-            const double v = meta.metrics.find(b->metric)->second;
-            return !std::isnan(v) &&
-                   (!b->best || improves(v, *b->best, b->direction, b->min_delta));
-        }
-        if (const auto* a = std::get_if<detail::rule_at_steps>(&rule)) {
-            return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
-        }
-        return std::get<detail::rule_on_request>(rule).flag->load(std::memory_order_relaxed);
-    }
-
-    /// Saves, then on success advances the fired rules, indexes the file and applies retention.
-    /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
-    template <class State>
-    void commit(save_result& result, const State& state, const metadata& meta,
-                std::chrono::system_clock::time_point t, const char* forced) {
-        if (meta.step < 0) {
-            detail::throw_error<usage_error>(errc::usage_argument, "manager: step " +
-                                                                       std::to_string(meta.step) +
-                                                                       " is negative");
-        }
-        std::vector<detail::save_rule> after = policy_.rules();
-        for (std::size_t i = 0; i < after.size(); ++i) {
-            if (!fired_[i]) continue;
-            result.reasons.push_back(detail::rule_key(after[i]));
-            advance(after[i], meta, t);
-        }
-        if (forced != nullptr) result.reasons.emplace_back(forced);
-        metadata stored = meta;
-        if (stored.time == std::chrono::system_clock::time_point{}) stored.time = now();
-        for (const auto& rule : after) {
-            const std::string text = detail::encode_rule_state(rule);
-            if (!text.empty()) {
-                stored.tags[std::string(detail::policy_tag_prefix) + detail::rule_key(rule)] = text;
-            }
-        }
-        result.path = path_of(meta.step);
-        if (std::find(foreign_.begin(), foreign_.end(), result.path) != foreign_.end()) {
-            detail::throw_error<usage_error>(
-                errc::usage_foreign_file,
-                "'" + result.path.string() +
-                    "' has this manager's name but was not written by ckpt; it is left alone, so "
-                    "step " +
-                    std::to_string(meta.step) +
-                    " cannot be saved there: move the file or use another prefix");
-        }
-        checkpoint_entry entry;
-        entry.path = result.path;
-        entry.step = meta.step;
-        entry.epoch = meta.epoch;
-        entry.time = stored.time;
-        entry.metrics = meta.metrics;
-
-        const auto started = std::chrono::steady_clock::now();
-        if (engine_) {
-            const async_ticket ticket = engine_->stage(result.path, state, stored);
-            stats_.last_save_seconds = ticket.stall_seconds;
-            stats_.total_save_seconds += ticket.stall_seconds;
-            if (!ticket) {
-                // The policy still wants this save: its rules do not advance, so it fires again.
-                stats_.saves_skipped += 1;
-                result.skipped = ticket.skipped;
-                return;
-            }
-            pending_.push_back({ticket.id, std::move(entry), policy_.rules(), fired_});
-            advance_policy(std::move(after), forced);
-            result.saved = true;
-            result.pending = true;
             return;
         }
-        entry.bytes = ckpt::save(result.path, state, stored, save_options{io_});
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        advance_policy(std::move(after), forced);
-        stats_.last_save_seconds = seconds;
-        stats_.total_save_seconds += seconds;
-        result.saved = true;
-        record_committed(std::move(entry), result);
     }
+    ranked_metrics_.emplace_back(metric, direction);
+}
 
-    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced) {
-        policy_.rules() = std::move(after);
-        for (auto& rule : policy_.rules()) {
-            if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
-                if (forced == nullptr) r->flag->store(false);
-            }
+CKPT_INLINE void manager::missing_metric(const metadata& meta, const std::string& metric) {
+    std::string given;
+    for (const auto& [k, v] : meta.metrics) given += (given.empty() ? "" : ", ") + k;
+    detail::throw_error<usage_error>(
+        errc::usage_missing_metric,
+        "step " + std::to_string(meta.step) + " supplies no metric '" + metric +
+            "', which the save policy or retention ranks checkpoints by (metrics given: " +
+            (given.empty() ? std::string("none") : given) +
+            "); pass its latest value on every step");
+}
+
+CKPT_INLINE bool manager::fires(const detail::save_rule& rule, const metadata& meta,
+                                std::chrono::system_clock::time_point t) {
+    if (const auto* s = std::get_if<detail::rule_every_steps>(&rule)) {
+        return meta.step - s->last >= s->n;
+    }
+    if (const auto* e = std::get_if<detail::rule_every_time>(&rule)) {
+        return t - e->last >= e->period;
+    }
+    if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+        const double v = meta.metrics.find(b->metric)->second;
+        return !std::isnan(v) && (!b->best || improves(v, *b->best, b->direction, b->min_delta));
+    }
+    if (const auto* a = std::get_if<detail::rule_at_steps>(&rule)) {
+        return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
+    }
+    return std::get<detail::rule_on_request>(rule).flag->load(std::memory_order_relaxed);
+}
+
+CKPT_INLINE void manager::advance_policy(std::vector<detail::save_rule>&& after,
+                                         const char* forced) {
+    policy_.rules() = std::move(after);
+    for (auto& rule : policy_.rules()) {
+        if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
+            if (forced == nullptr) r->flag->store(false);
         }
     }
+}
 
-    /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
-    void record_committed(checkpoint_entry&& entry, save_result& result) {
-        stats_.checkpoints_written += 1;
-        committed_step_ = entry.step;
-        committed_time_ = entry.time;
-        const std::filesystem::path path = entry.path;
-        std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
-        // A damaged file this save replaced is damaged no more.
-        std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
-        index_.push_back(std::move(entry));
-        result.committed.push_back(path);
-        std::vector<std::filesystem::path> deleted = apply_retention(path);
-        result.deleted.insert(result.deleted.end(), std::make_move_iterator(deleted.begin()),
-                              std::make_move_iterator(deleted.end()));
+CKPT_INLINE void manager::record_committed(checkpoint_entry&& entry, save_result& result) {
+    stats_.checkpoints_written += 1;
+    committed_step_ = entry.step;
+    committed_time_ = entry.time;
+    const std::filesystem::path path = entry.path;
+    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
+    // A damaged file this save replaced is damaged no more.
+    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
+    index_.push_back(std::move(entry));
+    result.committed.push_back(path);
+    std::vector<std::filesystem::path> deleted = apply_retention(path);
+    result.deleted.insert(result.deleted.end(), std::make_move_iterator(deleted.begin()),
+                          std::make_move_iterator(deleted.end()));
+}
+
+CKPT_INLINE void manager::collect_finished(save_result& result) {
+    std::vector<async_done> done;
+    {
+        std::lock_guard lock(done_mutex_);
+        done.swap(done_);
+        applied_ = done_count_.load(std::memory_order_acquire);
     }
-
-    /// Async: indexes what the background committed, in order, with retention after each; a
-    /// failed save puts the policy back where it was before it, when no later save was taken,
-    /// so that the policy asks again. @throws the first background error not raised yet
-    void collect_finished(save_result& result) {
-        std::vector<async_done> done;
-        {
-            std::lock_guard lock(done_mutex_);
-            done.swap(done_);
-            applied_ = done_count_.load(std::memory_order_acquire);
-        }
-        for (async_done& d : done) {
-            const auto it = std::find_if(pending_.begin(), pending_.end(),
-                                         [&](const pending_save& p) { return p.id == d.id; });
-            if (it == pending_.end()) continue; // not ours: cannot happen
-            pending_save p = std::move(*it);
-            const bool newest = std::next(it) == pending_.end();
-            pending_.erase(it);
-            if (d.error != nullptr) {
-                stats_.saves_failed += 1;
-                if (newest) {
-                    policy_.rules() = std::move(p.policy_before);
-                    for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
-                        auto* r = std::get_if<detail::rule_on_request>(&policy_.rules()[i]);
-                        if (r != nullptr && p.fired[i]) r->flag->store(true);
-                    }
+    for (async_done& d : done) {
+        const auto it = std::find_if(pending_.begin(), pending_.end(),
+                                     [&](const pending_save& p) { return p.id == d.id; });
+        if (it == pending_.end()) continue; // not ours: cannot happen
+        pending_save p = std::move(*it);
+        const bool newest = std::next(it) == pending_.end();
+        pending_.erase(it);
+        if (d.error != nullptr) {
+            stats_.saves_failed += 1;
+            if (newest) {
+                policy_.rules() = std::move(p.policy_before);
+                for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
+                    auto* r = std::get_if<detail::rule_on_request>(&policy_.rules()[i]);
+                    if (r != nullptr && p.fired[i]) r->flag->store(true);
                 }
-                errors_.push_back(d.error);
-                continue;
             }
-            stats_.total_background_seconds += d.write_seconds;
-            p.entry.bytes = d.bytes;
-            record_committed(std::move(p.entry), result);
+            errors_.push_back(d.error);
+            continue;
         }
-        if (!errors_.empty()) {
-            std::exception_ptr e = errors_.front();
-            errors_.erase(errors_.begin());
-            std::rethrow_exception(e);
+        stats_.total_background_seconds += d.write_seconds;
+        p.entry.bytes = d.bytes;
+        record_committed(std::move(p.entry), result);
+    }
+    if (!errors_.empty()) {
+        std::exception_ptr e = errors_.front();
+        errors_.erase(errors_.begin());
+        std::rethrow_exception(e);
+    }
+}
+
+CKPT_INLINE void manager::advance(detail::save_rule& rule, const metadata& meta,
+                                  std::chrono::system_clock::time_point t) {
+    if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
+    if (auto* e = std::get_if<detail::rule_every_time>(&rule)) e->last = t;
+    if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
+        b->best = meta.metrics.at(b->metric);
+        b->best_step = meta.step;
+    }
+}
+
+CKPT_INLINE std::vector<std::filesystem::path>
+manager::apply_retention(const std::filesystem::path& just_written) {
+    std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
+    for (std::size_t i = 0; i < index_.size(); ++i) {
+        if (index_[i].path == just_written) kept[i] = true; // never the newest save
+        // Nor a file a save in flight replaces: the unlink could land after its rename.
+        for (const auto& p : pending_) {
+            if (p.entry.path == index_[i].path) kept[i] = true;
         }
     }
+    std::vector<std::filesystem::path> deleted;
+    std::vector<checkpoint_entry> remaining;
+    for (std::size_t i = 0; i < index_.size(); ++i) {
+        if (kept[i]) {
+            remaining.push_back(std::move(index_[i]));
+        } else if (io_->unlink(index_[i].path.c_str()) == 0 || errno == ENOENT) {
+            deleted.push_back(index_[i].path);
+        } else {
+            stats_.delete_failures += 1;
+            remaining.push_back(std::move(index_[i]));
+        }
+    }
+    index_ = std::move(remaining);
+    return deleted;
+}
 
-    static void advance(detail::save_rule& rule, const metadata& meta,
-                        std::chrono::system_clock::time_point t) {
+CKPT_INLINE const checkpoint_entry* manager::newest() const {
+    const checkpoint_entry* best = nullptr;
+    for (const auto& e : index_) {
+        if (best == nullptr || e.step > best->step) best = &e;
+    }
+    return best;
+}
+
+CKPT_INLINE void manager::restore_policy(const metadata& meta) {
+    for (auto& rule : policy_.rules()) {
+        const auto tag =
+            meta.tags.find(std::string(detail::policy_tag_prefix) + detail::rule_key(rule));
+        if (tag != meta.tags.end() && detail::decode_rule_state(rule, tag->second)) continue;
         if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
-        if (auto* e = std::get_if<detail::rule_every_time>(&rule)) e->last = t;
+        if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = meta.time;
         if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-            b->best = meta.metrics.at(b->metric);
-            b->best_step = meta.step;
-        }
-    }
-
-    /// Deletes what retention does not keep; only indexed files (this manager's names with a
-    /// valid ckpt header), and only after the newest save is committed.
-    std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& just_written) {
-        std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
-        for (std::size_t i = 0; i < index_.size(); ++i) {
-            if (index_[i].path == just_written) kept[i] = true; // never the newest save
-            // Nor a file a save in flight replaces: the unlink could land after its rename.
-            for (const auto& p : pending_) {
-                if (p.entry.path == index_[i].path) kept[i] = true;
-            }
-        }
-        std::vector<std::filesystem::path> deleted;
-        std::vector<checkpoint_entry> remaining;
-        for (std::size_t i = 0; i < index_.size(); ++i) {
-            if (kept[i]) {
-                remaining.push_back(std::move(index_[i]));
-            } else if (io_->unlink(index_[i].path.c_str()) == 0 || errno == ENOENT) {
-                deleted.push_back(index_[i].path);
-            } else {
-                stats_.delete_failures += 1;
-                remaining.push_back(std::move(index_[i]));
-            }
-        }
-        index_ = std::move(remaining);
-        return deleted;
-    }
-
-    const checkpoint_entry* newest() const {
-        const checkpoint_entry* best = nullptr;
-        for (const auto& e : index_) {
-            if (best == nullptr || e.step > best->step) best = &e;
-        }
-        return best;
-    }
-
-    template <class State>
-    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order) {
-        skipped_ = unreadable_;
-        for (const auto& s : unreadable_) {
-            if (options_.on_skipped) options_.on_skipped(s);
-        }
-        std::vector<std::filesystem::path> damaged;
-        const auto forget_damaged = [&] {
-            // A checkpoint that does not load is no longer the newest or the best: retention
-            // must neither count it nor delete it, and later restores report it.
-            std::erase_if(index_, [&](const checkpoint_entry& e) {
-                return std::find(damaged.begin(), damaged.end(), e.path) != damaged.end();
-            });
-        };
-        for (const std::size_t i : order) {
-            const checkpoint_entry& e = index_[i];
-            try {
-                metadata meta = ckpt::load(e.path, state, load_options{options_.limits, io_});
-                forget_damaged();
-                restore_policy(meta);
-                committed_step_ = meta.step;
-                committed_time_ = meta.time;
-                seen_step_ = meta.step;
-                return meta;
-            } catch (const schema_error&) {
-                forget_damaged();
-                throw;
-            } catch (const version_error&) {
-                forget_damaged();
-                throw;
-            } catch (const error& err) {
-                skipped_.push_back({e.path, err.id(), err.what()});
-                unreadable_.push_back(skipped_.back());
-                damaged.push_back(e.path);
-                if (options_.on_skipped) options_.on_skipped(skipped_.back());
-            }
-        }
-        forget_damaged();
-        return std::nullopt;
-    }
-
-    /// Puts the policy where it was when `meta` was saved; a rule the checkpoint holds no state
-    /// for (a policy that changed) starts from the checkpoint's step, time and best file.
-    void restore_policy(const metadata& meta) {
-        for (auto& rule : policy_.rules()) {
-            const auto tag =
-                meta.tags.find(std::string(detail::policy_tag_prefix) + detail::rule_key(rule));
-            if (tag != meta.tags.end() && detail::decode_rule_state(rule, tag->second)) continue;
-            if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
-            if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = meta.time;
-            if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-                const auto order = detail::ranked(index_, b->metric, b->direction);
-                if (!order.empty()) {
-                    b->best = index_[order.front()].metrics.at(b->metric);
-                    b->best_step = index_[order.front()].step;
-                }
+            const auto order = detail::ranked(index_, b->metric, b->direction);
+            if (!order.empty()) {
+                b->best = index_[order.front()].metrics.at(b->metric);
+                b->best_step = index_[order.front()].step;
             }
         }
     }
+}
 
-    void lock() {
-        std::error_code ec;
-        std::filesystem::create_directories(dir_, ec);
-        if (ec) {
-            detail::throw_io(errc::io_open, "create directory", dir_.string(), ec.value());
-        }
-        const std::string path = (dir_ / (options_.prefix + ".lock")).string();
-        int fd = -1;
-        do {
-            fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-        } while (fd < 0 && errno == EINTR);
-        if (fd < 0) {
-            const int e = errno;
-            detail::throw_io(errc::io_open, "create lock file", path, e,
-                             "the directory cannot be written");
-        }
-        // flock is released by the kernel when its holder dies: a lock file left by a dead
-        // process is no obstacle. The pid inside is for the message below.
-        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            char buf[32] = {};
-            const ::ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-            ::close(fd);
-            const std::string owner = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
-            detail::throw_error<usage_error>(
-                errc::usage_directory_locked,
-                "directory '" + dir_.string() + "' is in use by another ckpt::manager (pid " +
-                    owner + (owner == std::to_string(::getpid()) ? ", this process" : "") +
-                    "); two managers on one directory would delete each other's checkpoints");
-        }
-        const std::string pid = std::to_string(::getpid());
-        if (::ftruncate(fd, 0) != 0 ||
-            ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<::ssize_t>(pid.size())) {
-            const int e = errno;
-            ::close(fd);
-            detail::throw_io(errc::io_write, "write lock file", path, e,
-                             "the directory cannot be written");
-        }
-        lock_fd_ = fd;
+CKPT_INLINE void manager::lock() {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) {
+        detail::throw_io(errc::io_open, "create directory", dir_.string(), ec.value());
     }
+    const std::string path = (dir_ / (options_.prefix + ".lock")).string();
+    int fd = -1;
+    do {
+        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        const int e = errno;
+        detail::throw_io(errc::io_open, "create lock file", path, e,
+                         "the directory cannot be written");
+    }
+    // flock is released by the kernel when its holder dies: a lock file left by a dead
+    // process is no obstacle. The pid inside is for the message below.
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        const ::ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        const std::string owner = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+        detail::throw_error<usage_error>(
+            errc::usage_directory_locked,
+            "directory '" + dir_.string() + "' is in use by another ckpt::manager (pid " + owner +
+                (owner == std::to_string(::getpid()) ? ", this process" : "") +
+                "); two managers on one directory would delete each other's checkpoints");
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd, 0) != 0 ||
+        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<::ssize_t>(pid.size())) {
+        const int e = errno;
+        ::close(fd);
+        detail::throw_io(errc::io_write, "write lock file", path, e,
+                         "the directory cannot be written");
+    }
+    lock_fd_ = fd;
+}
 
-    void scan() {
-        const std::string& prefix = options_.prefix;
-        std::error_code ec;
-        for (const auto& de : std::filesystem::directory_iterator(dir_, ec)) {
-            std::error_code type_ec;
-            if (!de.is_regular_file(type_ec) || de.is_symlink(type_ec)) continue;
-            const std::string name = de.path().filename().string();
-            // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
-            if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
-                const auto step = detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt");
-                if (step && path_of(*step).filename() == name.substr(0, at + 5) &&
-                    detail::is_temp_suffix(std::string_view(name).substr(at + 10)) &&
-                    io_->unlink(de.path().c_str()) == 0) {
-                    cleaned_.push_back(de.path());
-                }
+CKPT_INLINE void manager::scan() {
+    const std::string& prefix = options_.prefix;
+    std::error_code ec;
+    for (const auto& de : std::filesystem::directory_iterator(dir_, ec)) {
+        std::error_code type_ec;
+        if (!de.is_regular_file(type_ec) || de.is_symlink(type_ec)) continue;
+        const std::string name = de.path().filename().string();
+        // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
+        if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
+            const auto step = detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt");
+            if (step && path_of(*step).filename() == name.substr(0, at + 5) &&
+                detail::is_temp_suffix(std::string_view(name).substr(at + 10)) &&
+                io_->unlink(de.path().c_str()) == 0) {
+                cleaned_.push_back(de.path());
+            }
+            continue;
+        }
+        // Only the exact names this manager writes (path_of): "ckpt-7.ckpt" is someone else's.
+        const auto step = detail::step_of_name(name, prefix, ".ckpt");
+        if (!step || path_of(*step).filename() != name) continue;
+        try {
+            const info inf = ckpt::inspect(de.path(), inspect_options{false, options_.limits, io_});
+            if (inf.format_version < 1) {
+                unreadable_.push_back(
+                    {de.path(), errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+                foreign_.push_back(de.path());
                 continue;
             }
-            // Only the exact names this manager writes (path_of): "ckpt-7.ckpt" is someone else's.
-            const auto step = detail::step_of_name(name, prefix, ".ckpt");
-            if (!step || path_of(*step).filename() != name) continue;
-            try {
-                const info inf =
-                    ckpt::inspect(de.path(), inspect_options{false, options_.limits, io_});
-                if (inf.format_version < 1) {
-                    unreadable_.push_back(
-                        {de.path(), errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
-                    foreign_.push_back(de.path());
-                    continue;
-                }
-                checkpoint_entry e;
-                e.path = de.path();
-                e.step = inf.meta.step;
-                e.epoch = inf.meta.epoch;
-                e.time = inf.meta.time;
-                e.metrics = inf.meta.metrics;
-                e.bytes = inf.file_bytes;
-                index_.push_back(std::move(e));
-            } catch (const error& err) {
-                // Unreadable: never deleted, reported by restore. A damaged file ckpt wrote (its
-                // header starts with ckpt's checksum) may be replaced by a new save of its step;
-                // anything else is never written over.
-                unreadable_.push_back({de.path(), err.id(), err.what()});
-                if (!detail::has_ckpt_prefix(de.path())) foreign_.push_back(de.path());
-            }
+            checkpoint_entry e;
+            e.path = de.path();
+            e.step = inf.meta.step;
+            e.epoch = inf.meta.epoch;
+            e.time = inf.meta.time;
+            e.metrics = inf.meta.metrics;
+            e.bytes = inf.file_bytes;
+            index_.push_back(std::move(e));
+        } catch (const error& err) {
+            // Unreadable: never deleted, reported by restore. A damaged file ckpt wrote (its
+            // header starts with ckpt's checksum) may be replaced by a new save of its step;
+            // anything else is never written over.
+            unreadable_.push_back({de.path(), err.id(), err.what()});
+            if (!detail::has_ckpt_prefix(de.path())) foreign_.push_back(de.path());
         }
-        if (ec) detail::throw_io(errc::io_read, "list directory", dir_.string(), ec.value());
-        skipped_ = unreadable_;
     }
+    if (ec) detail::throw_io(errc::io_read, "list directory", dir_.string(), ec.value());
+    skipped_ = unreadable_;
+}
 
-    std::filesystem::path dir_;
-    save_policy policy_;
-    retention keep_;
-    manager_options options_;
-    io::backend* io_;
-    std::vector<std::pair<std::string, goal>> ranked_metrics_;
-    std::vector<char> fired_;
-    bool uses_clock_ = false;
-    int lock_fd_ = -1;
-    std::vector<checkpoint_entry> index_;
-    std::vector<skipped_checkpoint> unreadable_;
-    std::vector<std::filesystem::path> foreign_; ///< our names, not ckpt's files: never touched
-    std::vector<skipped_checkpoint> skipped_;
-    std::vector<std::filesystem::path> cleaned_;
-    manager_stats stats_;
-    std::int64_t seen_step_ = 0;
-    std::int64_t committed_step_ = 0;
-    std::chrono::system_clock::time_point committed_time_{};
+CKPT_INLINE bool manager::begin_step(const metadata& meta, save_result& result,
+                                     std::chrono::system_clock::time_point& t) {
+    for (const auto& [metric, direction] : ranked_metrics_) {
+        if (meta.metrics.find(metric) == meta.metrics.end()) missing_metric(meta, metric);
+    }
+    if ((engine_ && done_count_.load(std::memory_order_acquire) != applied_) || !errors_.empty()) {
+        collect_finished(result);
+    }
+    seen_step_ = meta.step;
+    t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
+    bool any = false;
+    for (std::size_t i = 0; i < fired_.size(); ++i) {
+        fired_[i] = fires(policy_.rules()[i], meta, t);
+        any = any || fired_[i];
+    }
+    return any;
+}
 
-    // Async mode.
-    struct pending_save {
-        std::uint64_t id = 0;
-        checkpoint_entry entry;
-        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
-        std::vector<char> fired;
-    };
-    std::vector<pending_save> pending_;      ///< staged, oldest first
-    std::vector<std::exception_ptr> errors_; ///< background errors not raised yet
-    int unwinding_ = std::uncaught_exceptions();
-    std::uint64_t applied_ = 0; ///< done_count_ when collect_finished last ran
-    std::mutex done_mutex_;
-    std::vector<async_done> done_; ///< finished in the background, not yet applied
-    std::atomic<std::uint64_t> done_count_{0};
-    std::unique_ptr<detail::async_engine> engine_; // last: its thread uses the members above
-};
+CKPT_INLINE std::chrono::system_clock::time_point manager::begin_save_now(const metadata& meta,
+                                                                          save_result& result) {
+    if (engine_) collect_finished(result);
+    seen_step_ = meta.step;
+    std::fill(fired_.begin(), fired_.end(), false);
+    return now();
+}
+
+CKPT_INLINE std::vector<std::size_t> manager::newest_first() const {
+    std::vector<std::size_t> order(index_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return index_[a].step > index_[b].step; });
+    return order;
+}
+
+CKPT_INLINE manager::planned_save manager::plan_save(save_result& result, const metadata& meta,
+                                                     std::chrono::system_clock::time_point t,
+                                                     const char* forced) {
+    if (meta.step < 0) {
+        detail::throw_error<usage_error>(
+            errc::usage_argument, "manager: step " + std::to_string(meta.step) + " is negative");
+    }
+    planned_save plan;
+    std::vector<detail::save_rule>& after = plan.after;
+    after = policy_.rules();
+    for (std::size_t i = 0; i < after.size(); ++i) {
+        if (!fired_[i]) continue;
+        result.reasons.push_back(detail::rule_key(after[i]));
+        advance(after[i], meta, t);
+    }
+    if (forced != nullptr) result.reasons.emplace_back(forced);
+    metadata& stored = plan.stored;
+    stored = meta;
+    if (stored.time == std::chrono::system_clock::time_point{}) stored.time = now();
+    for (const auto& rule : after) {
+        const std::string text = detail::encode_rule_state(rule);
+        if (!text.empty()) {
+            stored.tags[std::string(detail::policy_tag_prefix) + detail::rule_key(rule)] = text;
+        }
+    }
+    result.path = path_of(meta.step);
+    if (std::find(foreign_.begin(), foreign_.end(), result.path) != foreign_.end()) {
+        detail::throw_error<usage_error>(
+            errc::usage_foreign_file,
+            "'" + result.path.string() +
+                "' has this manager's name but was not written by ckpt; it is left alone, so "
+                "step " +
+                std::to_string(meta.step) +
+                " cannot be saved there: move the file or use another prefix");
+    }
+    checkpoint_entry& entry = plan.entry;
+    entry.path = result.path;
+    entry.step = meta.step;
+    entry.epoch = meta.epoch;
+    entry.time = stored.time;
+    entry.metrics = meta.metrics;
+    return plan;
+}
+
+CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
+                                 const async_ticket& ticket, const char* forced) {
+    stats_.last_save_seconds = ticket.stall_seconds;
+    stats_.total_save_seconds += ticket.stall_seconds;
+    if (!ticket) {
+        // The policy still wants this save: its rules do not advance, so it fires again.
+        stats_.saves_skipped += 1;
+        result.skipped = ticket.skipped;
+        return;
+    }
+    pending_.push_back({ticket.id, std::move(plan.entry), policy_.rules(), fired_});
+    advance_policy(std::move(plan.after), forced);
+    result.saved = true;
+    result.pending = true;
+}
+
+CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const char* forced,
+                                std::chrono::steady_clock::time_point started) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    advance_policy(std::move(plan.after), forced);
+    stats_.last_save_seconds = seconds;
+    stats_.total_save_seconds += seconds;
+    result.saved = true;
+    record_committed(std::move(plan.entry), result);
+}
+
+CKPT_INLINE std::vector<std::filesystem::path> manager::begin_restore() {
+    skipped_ = unreadable_;
+    for (const auto& s : unreadable_) {
+        if (options_.on_skipped) options_.on_skipped(s);
+    }
+    return {};
+}
+
+CKPT_INLINE void manager::forget_damaged(const std::vector<std::filesystem::path>& damaged) {
+    std::erase_if(index_, [&](const checkpoint_entry& e) {
+        return std::find(damaged.begin(), damaged.end(), e.path) != damaged.end();
+    });
+}
+
+CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& damaged,
+                                   const metadata& meta) {
+    forget_damaged(damaged);
+    restore_policy(meta);
+    committed_step_ = meta.step;
+    committed_time_ = meta.time;
+    seen_step_ = meta.step;
+}
+
+CKPT_INLINE void manager::restore_failed(std::vector<std::filesystem::path>& damaged,
+                                         const std::filesystem::path& path, const error& err) {
+    skipped_.push_back({path, err.id(), err.what()});
+    unreadable_.push_back(skipped_.back());
+    damaged.push_back(path);
+    if (options_.on_skipped) options_.on_skipped(skipped_.back());
+}
 
 } // namespace ckpt
+// end ckpt/manager-inl.hpp
+#endif
 // end ckpt/manager.hpp
 // begin ckpt/nn.hpp
 
@@ -4450,7 +5140,9 @@ private:
 
 // begin ckpt/nn/data.hpp
 
+
 // begin ckpt/nn/mlp.hpp
+
 
 
 #include <Eigen/Core>
@@ -4649,6 +5341,21 @@ std::pair<Scalar, matrix<Scalar>> cross_entropy_loss(const matrix<Scalar>& logit
 }
 
 } // namespace ckpt::nn
+
+// The compiled mode instantiates the built-in model and optimizers for float and double once,
+// in the implementation file; other files use those instantiations.
+#if defined(CKPT_COMPILED)
+namespace ckpt::nn {
+#if defined(CKPT_IMPLEMENTATION)
+#define CKPT_NN_INSTANTIATE template
+#else
+#define CKPT_NN_INSTANTIATE extern template
+#endif
+CKPT_NN_INSTANTIATE class mlp<float>;
+CKPT_NN_INSTANTIATE class mlp<double>;
+#undef CKPT_NN_INSTANTIATE
+} // namespace ckpt::nn
+#endif
 // end ckpt/nn/mlp.hpp
 
 #include <cereal/cereal.hpp>
@@ -4737,29 +5444,10 @@ class sampler {
 public:
     sampler() = default;
     /// @throws usage_error
-    sampler(std::int64_t size, std::int64_t batch_size, std::uint64_t seed)
-        : size_(size), batch_size_(batch_size), seed_(seed) {
-        if (size <= 0 || batch_size <= 0) {
-            detail::throw_error<usage_error>(errc::usage_argument,
-                                             "sampler: size and batch size must be > 0");
-        }
-    }
+    sampler(std::int64_t size, std::int64_t batch_size, std::uint64_t seed);
 
     /// The indices of the next batch; moves to the next epoch after the last one.
-    std::vector<std::int64_t> next() {
-        if (cursor_ >= size_) {
-            ++epoch_;
-            cursor_ = 0;
-            order_.clear();
-        }
-        // Built when first needed, never by load(): a stored size allocates nothing until the
-        // data set it describes is really being sampled.
-        if (static_cast<std::int64_t>(order_.size()) != size_) shuffle();
-        const std::int64_t end = std::min(size_, cursor_ + batch_size_);
-        std::vector<std::int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
-        cursor_ = end;
-        return idx;
-    }
+    std::vector<std::int64_t> next();
 
     [[nodiscard]] std::int64_t epoch() const noexcept { return epoch_; }
     [[nodiscard]] std::int64_t cursor() const noexcept { return cursor_; }
@@ -4795,16 +5483,7 @@ public:
 private:
     /// Fisher-Yates with its own integer draws, so the order is the same on every standard
     /// library (std::shuffle's is not specified).
-    void shuffle() {
-        order_.resize(static_cast<std::size_t>(size_));
-        std::iota(order_.begin(), order_.end(), std::int64_t{0});
-        std::mt19937_64 rng(seed_ ^
-                            (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(epoch_ + 1)));
-        for (std::size_t i = order_.size(); i > 1; --i) {
-            const std::size_t j = static_cast<std::size_t>(rng() % i);
-            std::swap(order_[i - 1], order_[j]);
-        }
-    }
+    void shuffle();
 
     std::int64_t size_ = 0;
     std::int64_t batch_size_ = 1;
@@ -4815,8 +5494,59 @@ private:
 };
 
 } // namespace ckpt::nn
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/nn/data-inl.hpp
+
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace ckpt::nn {
+
+CKPT_INLINE sampler::sampler(std::int64_t size, std::int64_t batch_size, std::uint64_t seed)
+    : size_(size), batch_size_(batch_size), seed_(seed) {
+    if (size <= 0 || batch_size <= 0) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "sampler: size and batch size must be > 0");
+    }
+}
+
+CKPT_INLINE std::vector<std::int64_t> sampler::next() {
+    if (cursor_ >= size_) {
+        ++epoch_;
+        cursor_ = 0;
+        order_.clear();
+    }
+    // Built when first needed, never by load(): a stored size allocates nothing until the
+    // data set it describes is really being sampled.
+    if (static_cast<std::int64_t>(order_.size()) != size_) shuffle();
+    const std::int64_t end = std::min(size_, cursor_ + batch_size_);
+    std::vector<std::int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
+    cursor_ = end;
+    return idx;
+}
+
+CKPT_INLINE void sampler::shuffle() {
+    order_.resize(static_cast<std::size_t>(size_));
+    std::iota(order_.begin(), order_.end(), std::int64_t{0});
+    std::mt19937_64 rng(seed_ ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(epoch_ + 1)));
+    for (std::size_t i = order_.size(); i > 1; --i) {
+        const std::size_t j = static_cast<std::size_t>(rng() % i);
+        std::swap(order_[i - 1], order_[j]);
+    }
+}
+
+} // namespace ckpt::nn
+// end ckpt/nn/data-inl.hpp
+#endif
 // end ckpt/nn/data.hpp
 // begin ckpt/nn/optim.hpp
+
 
 
 #include <cereal/cereal.hpp>
@@ -5038,6 +5768,23 @@ private:
 };
 
 } // namespace ckpt::nn
+
+// The compiled mode instantiates the built-in model and optimizers for float and double once,
+// in the implementation file; other files use those instantiations.
+#if defined(CKPT_COMPILED)
+namespace ckpt::nn {
+#if defined(CKPT_IMPLEMENTATION)
+#define CKPT_NN_INSTANTIATE template
+#else
+#define CKPT_NN_INSTANTIATE extern template
+#endif
+CKPT_NN_INSTANTIATE class adam<float>;
+CKPT_NN_INSTANTIATE class adam<double>;
+CKPT_NN_INSTANTIATE class sgd<float>;
+CKPT_NN_INSTANTIATE class sgd<double>;
+#undef CKPT_NN_INSTANTIATE
+} // namespace ckpt::nn
+#endif
 // end ckpt/nn/optim.hpp
 // begin ckpt/nn/train.hpp
 

@@ -32,6 +32,8 @@ bool same_bits(const Matrix& a, const Matrix& b) {
                        sizeof(typename Matrix::Scalar) * static_cast<std::size_t>(a.size())) == 0;
 }
 
+int nn_round_trip(); // second.cpp
+
 int main() {
     my_state saved;
     saved.weight = Eigen::MatrixXf::Random(4, 3);
@@ -73,6 +75,7 @@ int main() {
     check(saved.step == loaded.step, "step");
     check(saved.name == loaded.name, "name");
     check(meta.step == 42, "metadata step");
+    check(nn_round_trip() == 0, "nn round trip (second.cpp)");
 
     std::filesystem::remove(file);
     if (failures == 0) {

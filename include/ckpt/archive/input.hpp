@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/archive/output.hpp>
 #include <ckpt/archive/path.hpp>
 #include <ckpt/error.hpp>
@@ -34,32 +36,8 @@ struct tensor_source {
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
 /// tensor; false when the ranks differ.
-inline bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                           std::int64_t& cols) {
-    if (want.vector) {
-        if (f.shape.size() != 1) return false;
-        const auto n = static_cast<std::int64_t>(f.shape[0]);
-        // A compile-time vector is one row or one column; which one is fixed by its type.
-        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
-            rows = 1;
-            cols = n;
-        } else {
-            rows = n;
-            cols = 1;
-        }
-        return true;
-    }
-    if (f.shape.size() != 2) return false;
-    const char order = f.order == '-' ? want.order : f.order;
-    if (order == 'R') {
-        rows = static_cast<std::int64_t>(f.shape[0]);
-        cols = static_cast<std::int64_t>(f.shape[1]);
-    } else {
-        rows = static_cast<std::int64_t>(f.shape[1]);
-        cols = static_cast<std::int64_t>(f.shape[0]);
-    }
-    return true;
-}
+bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
+                    std::int64_t& cols);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -87,11 +65,7 @@ class tensor_iarchive
 public:
     /// `tensors` may be null only in a restore pass.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
-                    read_pass_kind kind, std::uint64_t own_tensors)
-        : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this),
-          values_(values), tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
-        if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
-    }
+                    read_pass_kind kind, std::uint64_t own_tensors);
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
@@ -117,59 +91,11 @@ public:
         }
         pos_ += sizeof(T);
     }
-    std::uint64_t read_size() {
-        expect_tag(tag_size);
-        std::uint64_t n = 0;
-        need(sizeof n);
-        std::memcpy(&n, values_.data() + pos_, sizeof n);
-        pos_ += sizeof n;
-        // Every element takes at least one byte of values or one tensor: a count beyond what is
-        // left is a lie. (Elements that store nothing at all, empty structs, are bounded the
-        // same way.)
-        const std::uint64_t left = values_.size() - pos_;
-        const std::uint64_t tensors = tensors_left();
-        if (n > left && n - left > tensors) {
-            throw_error<limit_error>(errc::limit_value_size,
-                                     path() + ": the checkpoint declares " + std::to_string(n) +
-                                         " elements, but only " + std::to_string(left) +
-                                         " bytes of values and " + std::to_string(tensors) +
-                                         " tensors remain");
-        }
-        return n;
-    }
+    std::uint64_t read_size();
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
-    void expect_bytes(std::uint64_t count, std::size_t element_size) {
-        const std::size_t at = pos_;
-        expect_tag(tag_bytes);
-        std::uint64_t len = 0;
-        need(sizeof len);
-        std::memcpy(&len, values_.data() + pos_, sizeof len);
-        pos_ = at;
-        if (count > len / element_size || count * element_size != len) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_type, path(),
-                 "file has " + std::to_string(len) + " bytes, state expects " +
-                     std::to_string(count) + " elements of " + std::to_string(element_size) +
-                     " bytes"}});
-        }
-    }
-    void read_bytes(void* data, std::size_t n) {
-        expect_tag(tag_bytes);
-        std::uint64_t len = 0;
-        need(sizeof len);
-        std::memcpy(&len, values_.data() + pos_, sizeof len);
-        pos_ += sizeof len;
-        if (len != n) {
-            throw_error<schema_error>(
-                std::vector<schema_problem>{{errc::schema_value_type, path(),
-                                             "file has " + std::to_string(len) +
-                                                 " bytes, state expects " + std::to_string(n)}});
-        }
-        need(n);
-        if (n > 0) std::memcpy(data, values_.data() + pos_, n);
-        pos_ += n;
-    }
+    void expect_bytes(std::uint64_t count, std::size_t element_size);
+    void read_bytes(void* data, std::size_t n);
 
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
@@ -209,89 +135,19 @@ public:
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
-    void finish() const {
-        if (pos_ != values_.size()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_count, "value",
-                 std::to_string(values_.size() - pos_) +
-                     " bytes of values were not read: the checkpoint holds more non-tensor "
-                     "fields than the state"}});
-        }
-    }
+    void finish() const;
 
 private:
     /// Tensors the rest of the walk may still meet (see read_size).
-    [[nodiscard]] std::uint64_t tensors_left() const noexcept {
-        if (kind_ == read_pass_kind::restore) return std::numeric_limits<std::uint64_t>::max();
-        const std::uint64_t in_file = tensors_->by_name.size();
-        if (kind_ == read_pass_kind::tensors) return in_file + own_tensors_;
-        return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
-    }
+    [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
     /// The values pass meets a tensor that holds `bytes_held` bytes now: the file pays for it,
     /// or the state's own tensors do, or the walk stops here.
-    void account_tensor(std::uint64_t bytes_held) {
-        const std::string name = path();
-        const auto it = tensors_->by_name.find(name);
-        if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
-            const file_tensor& f = (*tensors_->entries)[it->second];
-            if (bytes_held <= f.end - f.begin) {
-                claimed_[it->second] = 1;
-                ++claimed_count_;
-                return;
-            }
-        }
-        if (unpaid_ < own_tensors_) {
-            ++unpaid_;
-            return;
-        }
-        std::string why = "the checkpoint has no such tensor";
-        if (it != tensors_->by_name.end()) {
-            const file_tensor& f = (*tensors_->entries)[it->second];
-            why = claimed_[it->second] != 0
-                      ? "another tensor of the state has this path"
-                      : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
-                            " bytes, the state's " + std::to_string(bytes_held);
-        }
-        throw_error<limit_error>(
-            errc::limit_value_size,
-            name + ": " + why + ", and the state held only " + std::to_string(own_tensors_) +
-                " tensors before loading: the checkpoint's values declare more elements than it "
-                "has tensors for (if the element type gained a tensor, load into a state that "
-                "already holds its elements to see every difference)");
-    }
+    void account_tensor(std::uint64_t bytes_held);
 
-    static std::string tag_name(std::uint8_t tag) {
-        if (tag == tag_size) return "a container size";
-        if (tag == tag_bytes) return "a byte string";
-        if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
-            tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
-            return std::string(to_string(static_cast<dtype>(tag)));
-        }
-        return "unknown tag " + std::to_string(tag);
-    }
-    void expect_tag(std::uint8_t tag) {
-        if (pos_ >= values_.size()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_count, path(),
-                 "the state reads " + tag_name(tag) +
-                     " here, but the checkpoint's values end: the state has more non-tensor "
-                     "fields than the checkpoint"}});
-        }
-        const auto got = static_cast<std::uint8_t>(values_[pos_]);
-        if (got != tag) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_value_type, path(),
-                 "file has " + tag_name(got) + ", state expects " + tag_name(tag)}});
-        }
-        ++pos_;
-    }
-    void need(std::size_t n) const {
-        if (n > values_.size() - pos_) {
-            throw_error<corrupt_error>(errc::corrupt_values,
-                                       path() + ": the values entry ends inside a value");
-        }
-    }
+    static std::string tag_name(std::uint8_t tag);
+    void expect_tag(std::uint8_t tag);
+    void need(std::size_t n) const;
 
     std::span<const std::byte> values_;
     std::size_t pos_ = 0;
@@ -420,3 +276,7 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::forward_list<T, A>& l) 
 } // namespace ckpt::detail
 
 CEREAL_SETUP_ARCHIVE_TRAITS(ckpt::detail::tensor_iarchive, ckpt::detail::tensor_oarchive)
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/archive/input-inl.hpp>
+#endif

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/archive/path.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/dtype.hpp>
@@ -92,16 +94,8 @@ public:
         values_.push_back(static_cast<std::byte>(dtype_of<T>));
         append(&v, sizeof(T));
     }
-    void write_size(std::uint64_t n) {
-        values_.push_back(static_cast<std::byte>(tag_size));
-        append(&n, sizeof n);
-    }
-    void write_bytes(const void* data, std::size_t n) {
-        values_.push_back(static_cast<std::byte>(tag_bytes));
-        const auto len = static_cast<std::uint64_t>(n);
-        append(&len, sizeof len);
-        append(data, n);
-    }
+    void write_size(std::uint64_t n);
+    void write_bytes(const void* data, std::size_t n);
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
         tensor_record r = describe_tensor(m);
@@ -113,10 +107,7 @@ public:
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
 
 private:
-    void append(const void* data, std::size_t n) {
-        const auto* p = static_cast<const std::byte*>(data);
-        values_.insert(values_.end(), p, p + n);
-    }
+    void append(const void* data, std::size_t n);
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
@@ -173,3 +164,7 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>&
 }
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/archive/output-inl.hpp>
+#endif

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,17 +31,7 @@ public:
     }
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
-    [[nodiscard]] std::string path() const {
-        std::string s;
-        for (std::size_t i = 1; i < nodes_.size(); ++i) {
-            if (i > 1) s += '.';
-            if (nodes_[i].name != nullptr)
-                s += nodes_[i].name;
-            else
-                s += std::to_string(nodes_[i].index);
-        }
-        return s.empty() ? std::string("value") : s;
-    }
+    [[nodiscard]] std::string path() const;
 
 private:
     struct node {
@@ -52,3 +44,7 @@ private:
 };
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/archive/path-inl.hpp>
+#endif

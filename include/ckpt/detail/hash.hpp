@@ -1,46 +1,7 @@
 #pragma once
 
-// XXH3, inlined. On x86-64 with GCC the AVX2 kernels are compiled as well (with a target
-// attribute, so the rest of the program needs no -mavx2) and chosen at run time: 18 GB/s instead
-// of SSE2's 11 on this project's CI machine, with the same hash values. (Clang's SSE2 code is
-// already as fast as that here.) It uses the internals of xxHash 0.8.0 and 0.8.1 (Debian 12's
-// and the FetchContent pin); with another version, or when the program included xxHash's
-// implementation before ckpt, the plain inlined functions are used.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__) &&       \
-    !defined(XXH_IMPLEM_13a8737387) && !defined(XXH_INLINE_ALL_31684351384) &&                     \
-    !defined(CKPT_NO_XXH_DISPATCH)
-// The AVX2 kernels load the accumulators as aligned 32-byte vectors; XXH3_update keeps them on
-// the stack with XXH_ACC_ALIGN, which the SSE2 build sets to 16.
-#ifndef XXH_ACC_ALIGN
-#define XXH_ACC_ALIGN 32
-#endif
-#if XXH_ACC_ALIGN >= 32
-#define CKPT_XXH_DISPATCH_CANDIDATE 1
-#endif
-#ifndef XXH_DISPATCH_AVX2
-#define XXH_DISPATCH_AVX2 1
-#endif
-#ifndef XXH_TARGET_AVX2
-#define XXH_TARGET_AVX2 __attribute__((__target__("avx2")))
-#endif
-#include <immintrin.h>
-#endif
+#include <ckpt/detail/config.hpp>
 
-#ifndef XXH_INLINE_ALL
-#define XXH_INLINE_ALL
-#define CKPT_DEFINED_XXH_INLINE_ALL
-#endif
-#include <xxhash.h>
-#ifdef CKPT_DEFINED_XXH_INLINE_ALL
-#undef XXH_INLINE_ALL
-#undef CKPT_DEFINED_XXH_INLINE_ALL
-#endif
-
-#if defined(CKPT_XXH_DISPATCH_CANDIDATE) && XXH_VERSION_NUMBER >= 800 && XXH_VERSION_NUMBER < 802
-#define CKPT_XXH_AVX2 1
-#endif
-
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -49,73 +10,29 @@
 
 namespace ckpt::detail {
 
-#ifdef CKPT_XXH_AVX2
-/// XXH3_64bits_update with the AVX2 kernels.
-__attribute__((__target__("avx2"))) inline void
-xxh3_update_avx2(XXH3_state_t* state, const void* data, std::size_t n) noexcept {
-    XXH3_update(state, static_cast<const xxh_u8*>(data), n, XXH3_accumulate_512_avx2,
-                XXH3_scrambleAcc_avx2);
-}
-
-/// Whether this CPU (and its operating system) runs AVX2; asked once.
-inline bool cpu_has_avx2() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx2") != 0;
-    return yes;
-}
-#endif
-
-/// Streaming XXH3-64 over everything written or read, in order.
+/// Streaming XXH3-64 over everything written or read, in order. The state is XXH3_state_t, kept
+/// opaque here so that only the definitions include xxHash.
 class hasher {
 public:
-    hasher() noexcept { XXH3_64bits_reset(&state_); }
-    void update(const void* data, std::size_t n) noexcept {
-#ifdef CKPT_XXH_AVX2
-        if (cpu_has_avx2()) {
-            xxh3_update_avx2(&state_, data, n);
-            return;
-        }
-#endif
-        XXH3_64bits_update(&state_, data, n);
-    }
-    [[nodiscard]] std::uint64_t digest() const noexcept {
-        return XXH3_64bits_digest(&state_);
-    }
+    hasher() noexcept;
+    void update(const void* data, std::size_t n) noexcept;
+    [[nodiscard]] std::uint64_t digest() const noexcept;
 
 private:
-    XXH3_state_t state_{};
+    alignas(64) unsigned char state_[640];
 };
 
 /// XXH3-64 of one buffer (the streaming and one-shot forms give the same value).
-[[nodiscard]] inline std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept {
-    hasher h;
-    h.update(data, n);
-    return h.digest();
-}
+[[nodiscard]] std::uint64_t hash_bytes(const void* data, std::size_t n) noexcept;
 
 /// 16 lowercase hex digits.
-[[nodiscard]] inline std::string to_hex(std::uint64_t v) {
-    std::string s(16, '0');
-    for (int i = 15; i >= 0; --i, v >>= 4) {
-        s[static_cast<std::size_t>(i)] = "0123456789abcdef"[v & 0xF];
-    }
-    return s;
-}
+[[nodiscard]] std::string to_hex(std::uint64_t v);
 
 /// Parses exactly 16 lowercase hex digits.
-[[nodiscard]] inline std::optional<std::uint64_t> from_hex(std::string_view s) noexcept {
-    if (s.size() != 16) return std::nullopt;
-    std::uint64_t v = 0;
-    for (char c : s) {
-        int d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else
-            return std::nullopt;
-        v = (v << 4) | static_cast<std::uint64_t>(d);
-    }
-    return v;
-}
+[[nodiscard]] std::optional<std::uint64_t> from_hex(std::string_view s) noexcept;
 
 } // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/detail/hash-inl.hpp>
+#endif

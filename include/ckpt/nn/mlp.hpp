@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/error.hpp>
 
 #include <Eigen/Core>
@@ -198,3 +200,18 @@ std::pair<Scalar, matrix<Scalar>> cross_entropy_loss(const matrix<Scalar>& logit
 }
 
 } // namespace ckpt::nn
+
+// The compiled mode instantiates the built-in model and optimizers for float and double once,
+// in the implementation file; other files use those instantiations.
+#if defined(CKPT_COMPILED)
+namespace ckpt::nn {
+#if defined(CKPT_IMPLEMENTATION)
+#define CKPT_NN_INSTANTIATE template
+#else
+#define CKPT_NN_INSTANTIATE extern template
+#endif
+CKPT_NN_INSTANTIATE class mlp<float>;
+CKPT_NN_INSTANTIATE class mlp<double>;
+#undef CKPT_NN_INSTANTIATE
+} // namespace ckpt::nn
+#endif

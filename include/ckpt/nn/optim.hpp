@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/error.hpp>
 #include <ckpt/nn/mlp.hpp>
 
@@ -222,3 +224,20 @@ private:
 };
 
 } // namespace ckpt::nn
+
+// The compiled mode instantiates the built-in model and optimizers for float and double once,
+// in the implementation file; other files use those instantiations.
+#if defined(CKPT_COMPILED)
+namespace ckpt::nn {
+#if defined(CKPT_IMPLEMENTATION)
+#define CKPT_NN_INSTANTIATE template
+#else
+#define CKPT_NN_INSTANTIATE extern template
+#endif
+CKPT_NN_INSTANTIATE class adam<float>;
+CKPT_NN_INSTANTIATE class adam<double>;
+CKPT_NN_INSTANTIATE class sgd<float>;
+CKPT_NN_INSTANTIATE class sgd<double>;
+#undef CKPT_NN_INSTANTIATE
+} // namespace ckpt::nn
+#endif

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/error.hpp>
 #include <ckpt/policy/save_policy.hpp>
 
@@ -53,23 +55,13 @@ private:
 };
 
 /// The `k` newest checkpoints (by the step recorded in them).
-inline retention keep_last(std::size_t k) {
-    return retention(detail::keep_last_rule{k});
-}
+retention keep_last(std::size_t k);
 
 /// The `k` best by metric `name`; checkpoints without it, or with NaN, never rank.
-inline retention keep_best(std::size_t k, std::string name, goal direction = goal::minimize) {
-    return retention(detail::keep_best_rule{k, std::move(name), direction});
-}
+retention keep_best(std::size_t k, std::string name, goal direction = goal::minimize);
 
 /// One checkpoint per `n` steps: the earliest in each span [i*n, (i+1)*n). @throws usage_error
-inline retention keep_every_steps(std::int64_t n) {
-    if (n <= 0) {
-        detail::throw_error<usage_error>(
-            errc::usage_argument, "keep_every_steps(" + std::to_string(n) + "): n must be > 0");
-    }
-    return retention(detail::keep_every_steps_rule{n});
-}
+retention keep_every_steps(std::int64_t n);
 
 /// One checkpoint per `period` of wall-clock time: the earliest in each span. @throws usage_error
 template <class Rep, class Period>
@@ -83,8 +75,10 @@ retention keep_every(std::chrono::duration<Rep, Period> period) {
 }
 
 /// Every checkpoint.
-inline retention keep_all() {
-    return retention(detail::keep_all_rule{});
-}
+retention keep_all();
 
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/policy/retention-inl.hpp>
+#endif

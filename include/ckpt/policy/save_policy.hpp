@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ckpt/detail/config.hpp>
+
 #include <ckpt/error.hpp>
 #include <ckpt/format/metadata_codec.hpp>
 #include <ckpt/metadata.hpp>
@@ -59,26 +61,7 @@ using save_rule =
 
 /// A rule's identity in a checkpoint's metadata: its kind and parameters, so that state saved
 /// under one configuration is never applied to another.
-inline std::string rule_key(const save_rule& r) {
-    return std::visit(
-        [](const auto& x) -> std::string {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, rule_every_steps>) {
-                return "every_steps(" + std::to_string(x.n) + ")";
-            } else if constexpr (std::is_same_v<T, rule_every_time>) {
-                return "every(" + std::to_string(x.period.count()) + "ns)";
-            } else if constexpr (std::is_same_v<T, rule_on_best>) {
-                return "on_best(" + x.metric + "," +
-                       (x.direction == goal::minimize ? "min" : "max") + "," +
-                       format_double(x.min_delta) + ")";
-            } else if constexpr (std::is_same_v<T, rule_at_steps>) {
-                return "at_steps";
-            } else {
-                return "on_request";
-            }
-        },
-        r);
-}
+std::string rule_key(const save_rule& r);
 
 } // namespace detail
 
@@ -104,13 +87,7 @@ private:
 
 /// Every `n` steps: at steps n, 2n, ... counted from this rule's last save (n > 0).
 /// @throws usage_error
-inline save_policy every_steps(std::int64_t n) {
-    if (n <= 0) {
-        detail::throw_error<usage_error>(errc::usage_argument,
-                                         "every_steps(" + std::to_string(n) + "): n must be > 0");
-    }
-    return save_policy(detail::rule_every_steps{n});
-}
+save_policy every_steps(std::int64_t n);
 
 /// Every `period` of wall-clock time since this rule's last save (or the manager's start).
 /// @throws usage_error
@@ -125,22 +102,14 @@ save_policy every(std::chrono::duration<Rep, Period> period) {
 
 /// When metric `name` improves on the best value saved so far by more than `min_delta`
 /// ("best loss"). NaN never improves. The best value survives restarts.
-inline save_policy on_best(std::string name, goal direction = goal::minimize,
-                           double min_delta = 0.0) {
-    return save_policy(detail::rule_on_best{std::move(name), direction, min_delta});
-}
+save_policy on_best(std::string name, goal direction = goal::minimize, double min_delta = 0.0);
 
 /// At exactly these steps.
-inline save_policy at_steps(std::vector<std::int64_t> steps) {
-    std::sort(steps.begin(), steps.end());
-    return save_policy(detail::rule_at_steps{std::move(steps)});
-}
+save_policy at_steps(std::vector<std::int64_t> steps);
 
 /// When `flag` is set (say, by a SIGTERM or SIGUSR1 handler before preemption); the manager
 /// clears it when it saves. The flag must outlive the manager.
-inline save_policy on_request(std::atomic<bool>& flag) {
-    return save_policy(detail::rule_on_request{&flag});
-}
+save_policy on_request(std::atomic<bool>& flag);
 
 /// Fires when any of `policies` fires.
 template <class... Policies>
@@ -150,3 +119,7 @@ save_policy any_of(save_policy first, const Policies&... rest) {
 }
 
 } // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/policy/save_policy-inl.hpp>
+#endif

@@ -1,0 +1,182 @@
+#pragma once
+
+#include <ckpt/archive/input.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
+                                std::int64_t& cols) {
+    if (want.vector) {
+        if (f.shape.size() != 1) return false;
+        const auto n = static_cast<std::int64_t>(f.shape[0]);
+        // A compile-time vector is one row or one column; which one is fixed by its type.
+        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
+            rows = 1;
+            cols = n;
+        } else {
+            rows = n;
+            cols = 1;
+        }
+        return true;
+    }
+    if (f.shape.size() != 2) return false;
+    const char order = f.order == '-' ? want.order : f.order;
+    if (order == 'R') {
+        rows = static_cast<std::int64_t>(f.shape[0]);
+        cols = static_cast<std::int64_t>(f.shape[1]);
+    } else {
+        rows = static_cast<std::int64_t>(f.shape[1]);
+        cols = static_cast<std::int64_t>(f.shape[0]);
+    }
+    return true;
+}
+
+CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
+                                             const tensor_source* tensors, read_pass_kind kind,
+                                             std::uint64_t own_tensors)
+    : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
+      tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
+    if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
+}
+
+CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
+    expect_tag(tag_size);
+    std::uint64_t n = 0;
+    need(sizeof n);
+    std::memcpy(&n, values_.data() + pos_, sizeof n);
+    pos_ += sizeof n;
+    // Every element takes at least one byte of values or one tensor: a count beyond what is
+    // left is a lie. (Elements that store nothing at all, empty structs, are bounded the
+    // same way.)
+    const std::uint64_t left = values_.size() - pos_;
+    const std::uint64_t tensors = tensors_left();
+    if (n > left && n - left > tensors) {
+        throw_error<limit_error>(errc::limit_value_size,
+                                 path() + ": the checkpoint declares " + std::to_string(n) +
+                                     " elements, but only " + std::to_string(left) +
+                                     " bytes of values and " + std::to_string(tensors) +
+                                     " tensors remain");
+    }
+    return n;
+}
+
+CKPT_INLINE void tensor_iarchive::expect_bytes(std::uint64_t count, std::size_t element_size) {
+    const std::size_t at = pos_;
+    expect_tag(tag_bytes);
+    std::uint64_t len = 0;
+    need(sizeof len);
+    std::memcpy(&len, values_.data() + pos_, sizeof len);
+    pos_ = at;
+    if (count > len / element_size || count * element_size != len) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + std::to_string(len) + " bytes, state expects " + std::to_string(count) +
+                 " elements of " + std::to_string(element_size) + " bytes"}});
+    }
+}
+
+CKPT_INLINE void tensor_iarchive::read_bytes(void* data, std::size_t n) {
+    expect_tag(tag_bytes);
+    std::uint64_t len = 0;
+    need(sizeof len);
+    std::memcpy(&len, values_.data() + pos_, sizeof len);
+    pos_ += sizeof len;
+    if (len != n) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + std::to_string(len) + " bytes, state expects " + std::to_string(n)}});
+    }
+    need(n);
+    if (n > 0) std::memcpy(data, values_.data() + pos_, n);
+    pos_ += n;
+}
+
+CKPT_INLINE void tensor_iarchive::finish() const {
+    if (pos_ != values_.size()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_count, "value",
+             std::to_string(values_.size() - pos_) +
+                 " bytes of values were not read: the checkpoint holds more non-tensor "
+                 "fields than the state"}});
+    }
+}
+
+CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
+    if (kind_ == read_pass_kind::restore) return std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t in_file = tensors_->by_name.size();
+    if (kind_ == read_pass_kind::tensors) return in_file + own_tensors_;
+    return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
+}
+
+CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
+    const std::string name = path();
+    const auto it = tensors_->by_name.find(name);
+    if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
+        const file_tensor& f = (*tensors_->entries)[it->second];
+        if (bytes_held <= f.end - f.begin) {
+            claimed_[it->second] = 1;
+            ++claimed_count_;
+            return;
+        }
+    }
+    if (unpaid_ < own_tensors_) {
+        ++unpaid_;
+        return;
+    }
+    std::string why = "the checkpoint has no such tensor";
+    if (it != tensors_->by_name.end()) {
+        const file_tensor& f = (*tensors_->entries)[it->second];
+        why = claimed_[it->second] != 0
+                  ? "another tensor of the state has this path"
+                  : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
+                        " bytes, the state's " + std::to_string(bytes_held);
+    }
+    throw_error<limit_error>(
+        errc::limit_value_size,
+        name + ": " + why + ", and the state held only " + std::to_string(own_tensors_) +
+            " tensors before loading: the checkpoint's values declare more elements than it "
+            "has tensors for (if the element type gained a tensor, load into a state that "
+            "already holds its elements to see every difference)");
+}
+
+CKPT_INLINE std::string tensor_iarchive::tag_name(std::uint8_t tag) {
+    if (tag == tag_size) return "a container size";
+    if (tag == tag_bytes) return "a byte string";
+    if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
+        tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
+        return std::string(to_string(static_cast<dtype>(tag)));
+    }
+    return "unknown tag " + std::to_string(tag);
+}
+
+CKPT_INLINE void tensor_iarchive::expect_tag(std::uint8_t tag) {
+    if (pos_ >= values_.size()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_count, path(),
+             "the state reads " + tag_name(tag) +
+                 " here, but the checkpoint's values end: the state has more non-tensor "
+                 "fields than the checkpoint"}});
+    }
+    const auto got = static_cast<std::uint8_t>(values_[pos_]);
+    if (got != tag) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_value_type, path(),
+             "file has " + tag_name(got) + ", state expects " + tag_name(tag)}});
+    }
+    ++pos_;
+}
+
+CKPT_INLINE void tensor_iarchive::need(std::size_t n) const {
+    if (n > values_.size() - pos_) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   path() + ": the values entry ends inside a value");
+    }
+}
+
+} // namespace ckpt::detail

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <ckpt/archive/output.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ckpt::detail {
+
+CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
+    values_.push_back(static_cast<std::byte>(tag_size));
+    append(&n, sizeof n);
+}
+
+CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
+    values_.push_back(static_cast<std::byte>(tag_bytes));
+    const auto len = static_cast<std::uint64_t>(n);
+    append(&len, sizeof len);
+    append(data, n);
+}
+
+CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {
+    const auto* p = static_cast<const std::byte*>(data);
+    values_.insert(values_.end(), p, p + n);
+}
+
+} // namespace ckpt::detail
