@@ -59,9 +59,30 @@ endfunction()
 # (--source-file) in its own scratch folder; a test that selects no test case fails. A source
 # that replaces a global allocation function (operator new, malloc) must not be among SOURCES:
 # the replacement would hold for every file of the program.
+#
+# FIRST: a long compile that should start at once, so the program depends on no other target. It
+# compiles tests/main.cpp itself (OWN_MAIN below) and, with LIBRARY ckpt::ckpt_compiled,
+# src/ckpt.cpp too (outside the unity file) instead of linking the library target.
 function(ckpt_add_doctest_program program)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "" "LIBRARY;PREFIX" "SOURCES;LABELS")
-    _ckpt_doctest_executable(${program} SOURCES ${arg_SOURCES} LIBRARY ${arg_LIBRARY} OWN_MAIN)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "FIRST" "LIBRARY;PREFIX" "SOURCES;LABELS")
+    set(library ${arg_LIBRARY})
+    set(extra "")
+    set(own_main "")
+    if(arg_FIRST)
+        set(own_main OWN_MAIN)
+        if(library STREQUAL "ckpt::ckpt_compiled")
+            set(library ckpt::ckpt)
+            set(extra "${PROJECT_SOURCE_DIR}/src/ckpt.cpp")
+            set_source_files_properties("${extra}" PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
+        endif()
+    endif()
+    _ckpt_doctest_executable(${program} SOURCES ${arg_SOURCES} ${extra} LIBRARY ${library}
+        ${own_main})
+    if(extra)
+        target_compile_definitions(${program} PRIVATE CKPT_COMPILED)
+        find_package(Threads REQUIRED)
+        target_link_libraries(${program} PRIVATE Threads::Threads)
+    endif()
     set_target_properties(${program} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 0)
     foreach(source IN LISTS arg_SOURCES)
         get_filename_component(file "${source}" NAME)

@@ -109,7 +109,7 @@ TEST_CASE("a container whose elements the file has no tensors for stops at the f
 }
 
 namespace {
-struct one_matrix {
+struct row_major_matrix_state {
     Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m;
     template <class Archive>
     void serialize(Archive& ar) {
@@ -130,7 +130,7 @@ TEST_CASE("a dimension above INT64_MAX is refused, not cast to a negative size")
                         R"(","ckpt.format_version":"1"},"m":{"dtype":"F32","shape":)" + shape +
                         R"(,"data_offsets":[0,0]},"__ckpt_values__":{"dtype":"U8","shape":[0],)"
                         R"("data_offsets":[0,0]}})");
-        one_matrix state;
+        row_major_matrix_state state;
         CHECK(test::error_id([&] { ckpt::load_from_memory(file, state); }) != 0);
         CHECK(state.m.rows() == 0);
         CHECK(state.m.cols() == 0);

@@ -237,6 +237,33 @@ TEST_CASE("storage order: dynamic tensors are converted, fixed-size ones must ma
     ckpt::load(dir / "col.ckpt", row_shaped);
     CHECK(row_shaped.w == col.w);
 
+    // Both directions, every element size (the copy is by size), non-square shapes.
+    const auto both_ways = [&]<class S>(S, int rows, int cols) {
+        using col_t = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+        using row_t = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        CAPTURE(sizeof(S));
+        CAPTURE(rows);
+        holder<row_t> from_row;
+        from_row.w.resize(rows, cols);
+        for (Eigen::Index i = 0; i < from_row.w.size(); ++i) {
+            from_row.w.data()[i] = static_cast<S>(i * 7 + 1);
+        }
+        ckpt::save(dir / "row.ckpt", from_row);
+        holder<col_t> to_col;
+        ckpt::load(dir / "row.ckpt", to_col);
+        CHECK(to_col.w == from_row.w);
+        holder<row_t> back;
+        ckpt::save(dir / "col2.ckpt", to_col);
+        ckpt::load(dir / "col2.ckpt", back);
+        CHECK(back.w == from_row.w);
+    };
+    for (const auto& [rows, cols] : {std::pair{2, 5}, std::pair{5, 2}, std::pair{1, 3}}) {
+        both_ways(std::uint8_t{}, rows, cols);
+        both_ways(std::int16_t{}, rows, cols);
+        both_ways(float{}, rows, cols);
+        both_ways(double{}, rows, cols);
+    }
+
     holder<Eigen::Matrix<float, 2, 2, Eigen::RowMajor>> fixed_row;
     fixed_row.w << 1, 2, 3, 4;
     ckpt::save(dir / "fixed.ckpt", fixed_row);

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <string_view>
@@ -360,6 +361,117 @@ CKPT_INLINE bool same_tensor_names(const std::vector<tensor_record>& state,
     if (state.size() != src.by_name.size()) return false;
     return std::all_of(state.begin(), state.end(),
                        [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+}
+
+CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const void* state) {
+    try {
+        walks.write(ar, state);
+    } catch (const cereal::Exception& e) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 std::string("cereal could not serialize the state: ") + e.what());
+    }
+}
+
+CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+                           const tensor_source* tensors, read_pass_kind kind,
+                           std::uint64_t own_tensors) {
+    try {
+        tensor_iarchive ar(values, tensors, kind, own_tensors);
+        walks.read(ar, obj);
+        ar.finish();
+    } catch (const cereal::Exception& e) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   std::string("cereal could not decode the values: ") + e.what());
+    }
+}
+
+CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                             std::span<const std::byte> values,
+                             const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
+    const auto restore = [&]() noexcept {
+        if (backup == nullptr) return;
+        try {
+            read_pass(walks, obj, *backup, nullptr, read_pass_kind::restore, 0);
+        } catch (...) { // the original error is the one to report
+        }
+    };
+    try {
+        read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors);
+    } catch (...) {
+        restore();
+        throw;
+    }
+    tensor_oarchive shaped(true); // for the tensor list only
+    collect(shaped, walks, obj);
+    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+        !r.problems.empty()) {
+        restore();
+        r.raise();
+    }
+    read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
+}
+
+CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_source& src,
+                            std::span<const std::byte> values) {
+    tensor_oarchive now;
+    collect(now, walks, state);
+    const std::uint64_t own = now.tensors().size();
+    if (same_tensor_names(now.tensors(), src)) {
+        // Same fields: check every shape before touching anything, then decode in place.
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+        decode_into(walks, state, src, values, &now.values(), own);
+    } else if (walks.copy != nullptr) {
+        // The file has other fields (say, containers the state holds empty): decode into a copy,
+        // which the values may reshape, and keep it only if everything fits.
+        const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
+                                                                      walks.destroy);
+        decode_into(walks, staged.get(), src, values, nullptr, own);
+        walks.adopt(state, staged.get());
+    } else {
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+    }
+}
+
+CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
+                                void* state, const limits& lim, const std::string& where) {
+    opened_checkpoint file(p, size, lim, where, true);
+    tensor_source src;
+    std::span<const std::byte> values;
+    file.index(src, values);
+    load_state(walks, state, src, values);
+    return file.meta();
+}
+
+CKPT_INLINE metadata load_file(const std::filesystem::path& path, const state_walks& walks,
+                               void* state, const load_options& options) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    const file_bytes bytes(io, where);
+    return load_bytes(bytes.data(), bytes.size(), walks, state, options.limits, where);
+}
+
+CKPT_INLINE std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,
+                                    const void* state, const metadata& meta,
+                                    const save_options& options) {
+    tensor_oarchive ar;
+    collect(ar, walks, state);
+    const write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    atomic_file file(io, path);
+    file.allocate(plan.total_bytes);
+    write_checkpoint(file, plan);
+    file.commit();
+    return plan.total_bytes;
+}
+
+CKPT_INLINE std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
+                                              const metadata& meta) {
+    tensor_oarchive ar;
+    collect(ar, walks, state);
+    const write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
+    memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
+    write_checkpoint(sink, plan);
+    return sink.take();
 }
 
 CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {

@@ -51,15 +51,59 @@ struct inspect_options {
 
 namespace detail {
 
+/// The walks of a state that depend on its type, behind plain function pointers: everything
+/// around them (the passes of a load, the checks, the staged copy, the file, the errors) is
+/// ordinary code, compiled once rather than once per state type.
+struct state_walks {
+    void (*write)(tensor_oarchive&, const void*); ///< ar(state)
+    void (*read)(tensor_iarchive&, void*);        ///< ar(state)
+    /// A copy of the state on the heap, for a load whose tensors differ from the state's by
+    /// name; null (with adopt and destroy) when the type cannot be copied and move-assigned.
+    void* (*copy)(const void*);
+    void (*adopt)(void* state, void* staged); ///< state = std::move(staged)
+    void (*destroy)(void* staged) noexcept;
+};
+
+template <class T>
+void write_walk(tensor_oarchive& ar, const void* state) {
+    ar(*static_cast<const T*>(state));
+}
+template <class T>
+void read_walk(tensor_iarchive& ar, void* state) {
+    ar(*static_cast<T*>(state));
+}
+template <class T>
+void* copy_state(const void* state) {
+    return new T(*static_cast<const T*>(state));
+}
+template <class T>
+void adopt_state(void* state, void* staged) {
+    *static_cast<T*>(state) = std::move(*static_cast<T*>(staged));
+}
+template <class T>
+void destroy_state(void* staged) noexcept {
+    delete static_cast<T*>(staged);
+}
+
+template <class T>
+constexpr state_walks make_walks() {
+    if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
+        return {&write_walk<T>, &read_walk<T>, &copy_state<T>, &adopt_state<T>, &destroy_state<T>};
+    } else {
+        return {&write_walk<T>, &read_walk<T>, nullptr, nullptr, nullptr};
+    }
+}
+
+/// The walks of T.
+template <class T>
+inline constexpr state_walks walks_of = make_walks<T>();
+
 /// A state walked by tensor_oarchive; cereal's errors become ckpt's.
+void collect(tensor_oarchive& ar, const state_walks& walks, const void* state);
+
 template <class T>
 void collect(tensor_oarchive& ar, const T& state) {
-    try {
-        ar(state);
-    } catch (const cereal::Exception& e) {
-        throw_error<usage_error>(errc::usage_argument,
-                                 std::string("cereal could not serialize the state: ") + e.what());
-    }
+    collect(ar, walks_of<T>, &state);
 }
 
 /// The bytes of a checkpoint, ready to stream: the header, then blocks straight from the state.
@@ -154,82 +198,31 @@ std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
 /// Runs one input pass; cereal's own errors become ckpt's.
-template <class T>
-void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors,
-               read_pass_kind kind, std::uint64_t own_tensors) {
-    try {
-        tensor_iarchive ar(values, tensors, kind, own_tensors);
-        ar(obj);
-        ar.finish();
-    } catch (const cereal::Exception& e) {
-        throw_error<corrupt_error>(errc::corrupt_values,
-                                   std::string("cereal could not decode the values: ") + e.what());
-    }
-}
+void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+               const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
 
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values are put back from `backup` when
 /// given. `own_tensors`: how many tensors the state held before loading.
-template <class T>
-void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> values,
-                 const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
-    const auto restore = [&]() noexcept {
-        if (backup == nullptr) return;
-        try {
-            read_pass(obj, *backup, nullptr, read_pass_kind::restore, 0);
-        } catch (...) { // the original error is the one to report
-        }
-    };
-    try {
-        read_pass(obj, values, &src, read_pass_kind::values, own_tensors);
-    } catch (...) {
-        restore();
-        throw;
-    }
-    tensor_oarchive shaped(true); // for the tensor list only
-    collect(shaped, obj);
-    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-        !r.problems.empty()) {
-        restore();
-        r.raise();
-    }
-    read_pass(obj, values, &src, read_pass_kind::tensors, own_tensors);
-}
+void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                 std::span<const std::byte> values, const std::vector<std::byte>* backup,
+                 std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
-template <class T>
-void load_state(T& state, const tensor_source& src, std::span<const std::byte> values) {
-    tensor_oarchive now;
-    collect(now, state);
-    const std::uint64_t own = now.tensors().size();
-    if (same_tensor_names(now.tensors(), src)) {
-        // Same fields: check every shape before touching anything, then decode in place.
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        decode_into(state, src, values, &now.values(), own);
-    } else if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
-        // The file has other fields (say, containers the state holds empty): decode into a copy,
-        // which the values may reshape, and keep it only if everything fits.
-        T staged(state);
-        decode_into(staged, src, values, nullptr, own);
-        state = std::move(staged);
-    } else {
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-    }
-}
+void load_state(const state_walks& walks, void* state, const tensor_source& src,
+                std::span<const std::byte> values);
 
-template <class T>
-metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limits& lim,
-                    const std::string& where) {
-    static_assert(is_checkpointable<T>::value,
-                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
-                  "member or save()/load() functions (see ckpt::checkpointable)");
-    opened_checkpoint file(p, size, lim, where, true);
-    tensor_source src;
-    std::span<const std::byte> values;
-    file.index(src, values);
-    load_state(state, src, values);
-    return file.meta();
-}
+/// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
+metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
+                    const limits& lim, const std::string& where);
+
+/// load() and save() for a state known by its walks.
+metadata load_file(const std::filesystem::path& path, const state_walks& walks, void* state,
+                   const load_options& options);
+std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,
+                        const void* state, const metadata& meta, const save_options& options);
+std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
+                                  const metadata& meta);
 
 /// What inspect() returns for an opened file.
 info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);
@@ -246,15 +239,7 @@ std::uint64_t save(const std::filesystem::path& path, const T& state, const meta
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
                   "member or save()/load() functions (see ckpt::checkpointable)");
-    detail::tensor_oarchive ar;
-    detail::collect(ar, state);
-    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
-    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
-    detail::atomic_file file(io, path);
-    file.allocate(plan.total_bytes);
-    detail::write_checkpoint(file, plan);
-    file.commit();
-    return plan.total_bytes;
+    return detail::save_file(path, detail::walks_of<T>, &state, meta, options);
 }
 
 /// The bytes save() would write, in memory.
@@ -263,12 +248,7 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save_to_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");
-    detail::tensor_oarchive ar;
-    detail::collect(ar, state);
-    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
-    detail::memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
-    detail::write_checkpoint(sink, plan);
-    return sink.take();
+    return detail::save_bytes(detail::walks_of<T>, &state, meta);
 }
 
 /// Loads `state` from `path` and returns the checkpoint's metadata. The file's structure and
@@ -277,16 +257,20 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
 /// @throws io_error, corrupt_error, version_error, schema_error, limit_error
 template <class T>
 metadata load(const std::filesystem::path& path, T& state, const load_options& options = {}) {
-    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
-    const std::string where = path.string();
-    const detail::file_bytes bytes(io, where);
-    return detail::load_bytes(bytes.data(), bytes.size(), state, options.limits, where);
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    return detail::load_file(path, detail::walks_of<T>, &state, options);
 }
 
 /// load() from bytes in memory.
 template <class T>
 metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
-    return detail::load_bytes(bytes.data(), bytes.size(), state, lim, "<memory>");
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
+                  "serialize(Archive&) member or save()/load() functions");
+    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, lim,
+                              "<memory>");
 }
 
 /// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.

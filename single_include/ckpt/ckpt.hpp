@@ -1127,44 +1127,40 @@ public:
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
         if (kind_ == read_pass_kind::restore) return;
+        const tensor_record want = describe_tensor(m);
         if (kind_ == read_pass_kind::values) {
-            account_tensor(static_cast<std::uint64_t>(m.size()) * sizeof(typename Derived::Scalar));
+            account_tensor(want.bytes);
             return;
         }
-        const std::string name = path();
-        const auto it = tensors_->by_name.find(name);
-        const tensor_record want = describe_tensor(m);
-        if (it == tensors_->by_name.end()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_missing, name, "the checkpoint has no such tensor"}});
+        const tensor_fill fill = find_tensor(want);
+        if (fill.rows != m.rows() || fill.cols != m.cols()) {
+            m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
         }
-        const file_tensor& f = (*tensors_->entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        if (f.type != want.type || !eigen_shape_of(f, want, rows, cols)) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_mismatch, name, "the tensor changed while loading"}});
-        }
-        if (rows != m.rows() || cols != m.cols()) {
-            m.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-        }
-        using scalar = typename Derived::Scalar;
-        const std::byte* src = tensors_->data + f.begin;
-        const char order = f.order == '-' ? want.order : f.order;
-        if (want.vector || order == want.order || m.size() == 0) {
-            if (f.end > f.begin) std::memcpy(m.data(), src, f.end - f.begin);
-        } else {
-            // Same values, other storage order: let Eigen transpose the layout.
-            constexpr int other = Derived::IsRowMajor ? Eigen::ColMajor : Eigen::RowMajor;
-            using other_t = Eigen::Matrix<scalar, Eigen::Dynamic, Eigen::Dynamic, other>;
-            m = Eigen::Map<const other_t>(reinterpret_cast<const scalar*>(src), m.rows(), m.cols());
-        }
+        copy_tensor(fill, m.data());
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
     void finish() const;
 
 private:
+    /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
+    struct tensor_fill {
+        const std::byte* src = nullptr;
+        std::uint64_t bytes = 0;
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        std::size_t element_size = 0;
+        bool transpose = false;        ///< the file holds the other storage order
+        bool source_row_major = false; ///< the file's order, when transposing
+    };
+
+    /// Finds the tensor at the current path (the shapes were checked before this pass).
+    /// @throws schema_error when it is missing or changed since the check
+    [[nodiscard]] tensor_fill find_tensor(const tensor_record& want) const;
+
+    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols.
+    static void copy_tensor(const tensor_fill& fill, void* dst) noexcept;
+
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
@@ -1349,6 +1345,63 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
     : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
       tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
+}
+
+CKPT_INLINE tensor_iarchive::tensor_fill
+tensor_iarchive::find_tensor(const tensor_record& want) const {
+    const std::string name = path();
+    const auto it = tensors_->by_name.find(name);
+    if (it == tensors_->by_name.end()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_missing, name, "the checkpoint has no such tensor"}});
+    }
+    const file_tensor& f = (*tensors_->entries)[it->second];
+    tensor_fill fill;
+    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_mismatch, name, "the tensor changed while loading"}});
+    }
+    fill.src = tensors_->data + f.begin;
+    fill.bytes = f.end - f.begin;
+    fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    const char order = f.order == '-' ? want.order : f.order;
+    fill.transpose = !want.vector && order != want.order;
+    fill.source_row_major = order == 'R';
+    return fill;
+}
+
+/// Element (o, i) of a dense `outer` x `inner` array of N-byte elements becomes element (i, o)
+/// of the dense `inner` x `outer` array at dst.
+template <std::size_t N>
+void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
+               std::uint64_t inner) noexcept {
+    for (std::uint64_t o = 0; o < outer; ++o) {
+        for (std::uint64_t i = 0; i < inner; ++i) {
+            std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
+        }
+    }
+}
+
+CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) noexcept {
+    if (fill.bytes == 0) return;
+    if (!fill.transpose) {
+        std::memcpy(dst, fill.src, fill.bytes);
+        return;
+    }
+    // Same values, other storage order: the source is `outer` runs of `inner` elements (rows of
+    // cols when it is row-major, columns of rows when column-major), the destination the
+    // transpose of that layout.
+    const auto rows = static_cast<std::uint64_t>(fill.rows);
+    const auto cols = static_cast<std::uint64_t>(fill.cols);
+    auto* out = static_cast<std::byte*>(dst);
+    const std::uint64_t outer = fill.source_row_major ? rows : cols;
+    const std::uint64_t inner = fill.source_row_major ? cols : rows;
+    switch (fill.element_size) {
+    case 1: transpose_elements<1>(out, fill.src, outer, inner); break;
+    case 2: transpose_elements<2>(out, fill.src, outer, inner); break;
+    case 4: transpose_elements<4>(out, fill.src, outer, inner); break;
+    default: transpose_elements<8>(out, fill.src, outer, inner); break;
+    }
 }
 
 CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
@@ -1551,30 +1604,25 @@ private:
 // begin ckpt/detail/hash-inl.hpp
 
 
-// XXH3, inlined. On x86-64 with GCC the AVX2 kernels are compiled as well (with a target
-// attribute, so the rest of the program needs no -mavx2) and chosen at run time: 18 GB/s instead
-// of SSE2's 11 on this project's CI machine, with the same hash values. (Clang's SSE2 code is
-// already as fast as that here.) It uses the internals of xxHash 0.8.0 and 0.8.1 (Debian 12's
-// and the FetchContent pin); with another version, or when the program included xxHash's
-// implementation before ckpt, the plain inlined functions are used.
+// XXH3, inlined. On x86-64 with GCC an AVX2 kernel is compiled as well (with a target
+// attribute, so the rest of the program needs no -mavx2) and chosen at run time: 26 GB/s instead
+// of SSE2's 18 on this project's CI machine, with the same hash values. (Clang's SSE2 code is
+// already as fast as that here.) The kernel is xxHash's own AVX2 kernel written with GCC's vector
+// extensions and builtins rather than <immintrin.h>, whose parsing alone costs about 0.4 s in
+// every translation unit that includes ckpt. It plugs into the internals of xxHash 0.8.0 and
+// 0.8.1 (Debian 12's and the FetchContent pin); with another version, or when the program
+// included xxHash's implementation before ckpt, the plain inlined functions are used.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__) &&       \
     !defined(XXH_IMPLEM_13a8737387) && !defined(XXH_INLINE_ALL_31684351384) &&                     \
     !defined(CKPT_NO_XXH_DISPATCH)
-// The AVX2 kernels load the accumulators as aligned 32-byte vectors; XXH3_update keeps them on
-// the stack with XXH_ACC_ALIGN, which the SSE2 build sets to 16.
+// The kernel keeps the accumulators in aligned 32-byte vectors; XXH3_update keeps them on the
+// stack with XXH_ACC_ALIGN, which the SSE2 build sets to 16.
 #ifndef XXH_ACC_ALIGN
 #define XXH_ACC_ALIGN 32
 #endif
 #if XXH_ACC_ALIGN >= 32
 #define CKPT_XXH_DISPATCH_CANDIDATE 1
 #endif
-#ifndef XXH_DISPATCH_AVX2
-#define XXH_DISPATCH_AVX2 1
-#endif
-#ifndef XXH_TARGET_AVX2
-#define XXH_TARGET_AVX2 __attribute__((__target__("avx2")))
-#endif
-#include <immintrin.h>
 #endif
 
 #ifndef XXH_INLINE_ALL
@@ -1597,11 +1645,59 @@ private:
 namespace ckpt::detail {
 
 #ifdef CKPT_XXH_AVX2
-/// XXH3_64bits_update with the AVX2 kernels.
+namespace xxh_avx2 {
+
+using u64x4 = unsigned long long __attribute__((__vector_size__(32)));
+using i32x8 = int __attribute__((__vector_size__(32)));
+
+#define CKPT_XXH_AVX2_FN __attribute__((__target__("avx2"), __always_inline__)) inline
+
+CKPT_XXH_AVX2_FN u64x4 load(const void* p) noexcept {
+    u64x4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/// _mm256_shuffle_epi32 and _mm256_mul_epu32.
+#define CKPT_XXH_SHUFFLE(v, imm) ((u64x4)__builtin_ia32_pshufd256((i32x8)(v), (imm)))
+#define CKPT_XXH_MUL32(a, b) ((u64x4)__builtin_ia32_pmuludq256((i32x8)(a), (i32x8)(b)))
+
+/// XXH3_accumulate_512_avx2: one 64-byte stripe into the eight accumulators.
+CKPT_XXH_AVX2_FN void accumulate_512(void* __restrict acc, const void* __restrict input,
+                                     const void* __restrict secret) noexcept {
+    auto* const xacc = static_cast<u64x4*>(acc);
+    for (int i = 0; i < 2; ++i) {
+        const u64x4 data = load(static_cast<const unsigned char*>(input) + 32 * i);
+        const u64x4 data_key = data ^ load(static_cast<const unsigned char*>(secret) + 32 * i);
+        const u64x4 product = CKPT_XXH_MUL32(data_key, CKPT_XXH_SHUFFLE(data_key, 0x31));
+        xacc[i] = xacc[i] + CKPT_XXH_SHUFFLE(data, 0x4E) + product;
+    }
+}
+
+/// XXH3_scrambleAcc_avx2.
+CKPT_XXH_AVX2_FN void scramble(void* __restrict acc, const void* __restrict secret) noexcept {
+    auto* const xacc = static_cast<u64x4*>(acc);
+    constexpr int p = static_cast<int>(XXH_PRIME32_1);
+    const i32x8 prime32 = {p, p, p, p, p, p, p, p};
+    for (int i = 0; i < 2; ++i) {
+        u64x4 v = xacc[i];
+        v ^= v >> 47;
+        v ^= load(static_cast<const unsigned char*>(secret) + 32 * i);
+        xacc[i] = CKPT_XXH_MUL32(v, prime32) + (CKPT_XXH_MUL32(CKPT_XXH_SHUFFLE(v, 0x31), prime32) << 32);
+    }
+}
+
+#undef CKPT_XXH_SHUFFLE
+#undef CKPT_XXH_MUL32
+#undef CKPT_XXH_AVX2_FN
+
+} // namespace xxh_avx2
+
+/// XXH3_64bits_update with the AVX2 kernel.
 __attribute__((__target__("avx2"))) inline void
 xxh3_update_avx2(XXH3_state_t* state, const void* data, std::size_t n) noexcept {
-    XXH3_update(state, static_cast<const xxh_u8*>(data), n, XXH3_accumulate_512_avx2,
-                XXH3_scrambleAcc_avx2);
+    XXH3_update(state, static_cast<const xxh_u8*>(data), n, xxh_avx2::accumulate_512,
+                xxh_avx2::scramble);
 }
 
 /// Whether this CPU (and its operating system) runs AVX2; asked once.
@@ -2472,15 +2568,59 @@ struct inspect_options {
 
 namespace detail {
 
+/// The walks of a state that depend on its type, behind plain function pointers: everything
+/// around them (the passes of a load, the checks, the staged copy, the file, the errors) is
+/// ordinary code, compiled once rather than once per state type.
+struct state_walks {
+    void (*write)(tensor_oarchive&, const void*); ///< ar(state)
+    void (*read)(tensor_iarchive&, void*);        ///< ar(state)
+    /// A copy of the state on the heap, for a load whose tensors differ from the state's by
+    /// name; null (with adopt and destroy) when the type cannot be copied and move-assigned.
+    void* (*copy)(const void*);
+    void (*adopt)(void* state, void* staged); ///< state = std::move(staged)
+    void (*destroy)(void* staged) noexcept;
+};
+
+template <class T>
+void write_walk(tensor_oarchive& ar, const void* state) {
+    ar(*static_cast<const T*>(state));
+}
+template <class T>
+void read_walk(tensor_iarchive& ar, void* state) {
+    ar(*static_cast<T*>(state));
+}
+template <class T>
+void* copy_state(const void* state) {
+    return new T(*static_cast<const T*>(state));
+}
+template <class T>
+void adopt_state(void* state, void* staged) {
+    *static_cast<T*>(state) = std::move(*static_cast<T*>(staged));
+}
+template <class T>
+void destroy_state(void* staged) noexcept {
+    delete static_cast<T*>(staged);
+}
+
+template <class T>
+constexpr state_walks make_walks() {
+    if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
+        return {&write_walk<T>, &read_walk<T>, &copy_state<T>, &adopt_state<T>, &destroy_state<T>};
+    } else {
+        return {&write_walk<T>, &read_walk<T>, nullptr, nullptr, nullptr};
+    }
+}
+
+/// The walks of T.
+template <class T>
+inline constexpr state_walks walks_of = make_walks<T>();
+
 /// A state walked by tensor_oarchive; cereal's errors become ckpt's.
+void collect(tensor_oarchive& ar, const state_walks& walks, const void* state);
+
 template <class T>
 void collect(tensor_oarchive& ar, const T& state) {
-    try {
-        ar(state);
-    } catch (const cereal::Exception& e) {
-        throw_error<usage_error>(errc::usage_argument,
-                                 std::string("cereal could not serialize the state: ") + e.what());
-    }
+    collect(ar, walks_of<T>, &state);
 }
 
 /// The bytes of a checkpoint, ready to stream: the header, then blocks straight from the state.
@@ -2575,82 +2715,31 @@ std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
 /// Runs one input pass; cereal's own errors become ckpt's.
-template <class T>
-void read_pass(T& obj, std::span<const std::byte> values, const tensor_source* tensors,
-               read_pass_kind kind, std::uint64_t own_tensors) {
-    try {
-        tensor_iarchive ar(values, tensors, kind, own_tensors);
-        ar(obj);
-        ar.finish();
-    } catch (const cereal::Exception& e) {
-        throw_error<corrupt_error>(errc::corrupt_values,
-                                   std::string("cereal could not decode the values: ") + e.what());
-    }
-}
+void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+               const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
 
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values are put back from `backup` when
 /// given. `own_tensors`: how many tensors the state held before loading.
-template <class T>
-void decode_into(T& obj, const tensor_source& src, std::span<const std::byte> values,
-                 const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
-    const auto restore = [&]() noexcept {
-        if (backup == nullptr) return;
-        try {
-            read_pass(obj, *backup, nullptr, read_pass_kind::restore, 0);
-        } catch (...) { // the original error is the one to report
-        }
-    };
-    try {
-        read_pass(obj, values, &src, read_pass_kind::values, own_tensors);
-    } catch (...) {
-        restore();
-        throw;
-    }
-    tensor_oarchive shaped(true); // for the tensor list only
-    collect(shaped, obj);
-    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-        !r.problems.empty()) {
-        restore();
-        r.raise();
-    }
-    read_pass(obj, values, &src, read_pass_kind::tensors, own_tensors);
-}
+void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                 std::span<const std::byte> values, const std::vector<std::byte>* backup,
+                 std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
-template <class T>
-void load_state(T& state, const tensor_source& src, std::span<const std::byte> values) {
-    tensor_oarchive now;
-    collect(now, state);
-    const std::uint64_t own = now.tensors().size();
-    if (same_tensor_names(now.tensors(), src)) {
-        // Same fields: check every shape before touching anything, then decode in place.
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        decode_into(state, src, values, &now.values(), own);
-    } else if constexpr (std::is_copy_constructible_v<T> && std::is_move_assignable_v<T>) {
-        // The file has other fields (say, containers the state holds empty): decode into a copy,
-        // which the values may reshape, and keep it only if everything fits.
-        T staged(state);
-        decode_into(staged, src, values, nullptr, own);
-        state = std::move(staged);
-    } else {
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-    }
-}
+void load_state(const state_walks& walks, void* state, const tensor_source& src,
+                std::span<const std::byte> values);
 
-template <class T>
-metadata load_bytes(const std::byte* p, std::uint64_t size, T& state, const limits& lim,
-                    const std::string& where) {
-    static_assert(is_checkpointable<T>::value,
-                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
-                  "member or save()/load() functions (see ckpt::checkpointable)");
-    opened_checkpoint file(p, size, lim, where, true);
-    tensor_source src;
-    std::span<const std::byte> values;
-    file.index(src, values);
-    load_state(state, src, values);
-    return file.meta();
-}
+/// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
+metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
+                    const limits& lim, const std::string& where);
+
+/// load() and save() for a state known by its walks.
+metadata load_file(const std::filesystem::path& path, const state_walks& walks, void* state,
+                   const load_options& options);
+std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,
+                        const void* state, const metadata& meta, const save_options& options);
+std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
+                                  const metadata& meta);
 
 /// What inspect() returns for an opened file.
 info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);
@@ -2667,15 +2756,7 @@ std::uint64_t save(const std::filesystem::path& path, const T& state, const meta
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save: T is not checkpointable: give it a cereal serialize(Archive&) "
                   "member or save()/load() functions (see ckpt::checkpointable)");
-    detail::tensor_oarchive ar;
-    detail::collect(ar, state);
-    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
-    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
-    detail::atomic_file file(io, path);
-    file.allocate(plan.total_bytes);
-    detail::write_checkpoint(file, plan);
-    file.commit();
-    return plan.total_bytes;
+    return detail::save_file(path, detail::walks_of<T>, &state, meta, options);
 }
 
 /// The bytes save() would write, in memory.
@@ -2684,12 +2765,7 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
     static_assert(is_checkpointable<T>::value,
                   "ckpt::save_to_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");
-    detail::tensor_oarchive ar;
-    detail::collect(ar, state);
-    const detail::write_plan plan = detail::make_plan(ar.tensors(), ar.values(), meta);
-    detail::memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
-    detail::write_checkpoint(sink, plan);
-    return sink.take();
+    return detail::save_bytes(detail::walks_of<T>, &state, meta);
 }
 
 /// Loads `state` from `path` and returns the checkpoint's metadata. The file's structure and
@@ -2698,16 +2774,20 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
 /// @throws io_error, corrupt_error, version_error, schema_error, limit_error
 template <class T>
 metadata load(const std::filesystem::path& path, T& state, const load_options& options = {}) {
-    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
-    const std::string where = path.string();
-    const detail::file_bytes bytes(io, where);
-    return detail::load_bytes(bytes.data(), bytes.size(), state, options.limits, where);
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load: T is not checkpointable: give it a cereal serialize(Archive&) "
+                  "member or save()/load() functions (see ckpt::checkpointable)");
+    return detail::load_file(path, detail::walks_of<T>, &state, options);
 }
 
 /// load() from bytes in memory.
 template <class T>
 metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
-    return detail::load_bytes(bytes.data(), bytes.size(), state, lim, "<memory>");
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
+                  "serialize(Archive&) member or save()/load() functions");
+    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, lim,
+                              "<memory>");
 }
 
 /// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.
@@ -2727,6 +2807,7 @@ info inspect(const std::filesystem::path& path, const inspect_options& options =
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <string_view>
@@ -3077,6 +3158,117 @@ CKPT_INLINE bool same_tensor_names(const std::vector<tensor_record>& state,
     if (state.size() != src.by_name.size()) return false;
     return std::all_of(state.begin(), state.end(),
                        [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+}
+
+CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const void* state) {
+    try {
+        walks.write(ar, state);
+    } catch (const cereal::Exception& e) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 std::string("cereal could not serialize the state: ") + e.what());
+    }
+}
+
+CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+                           const tensor_source* tensors, read_pass_kind kind,
+                           std::uint64_t own_tensors) {
+    try {
+        tensor_iarchive ar(values, tensors, kind, own_tensors);
+        walks.read(ar, obj);
+        ar.finish();
+    } catch (const cereal::Exception& e) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   std::string("cereal could not decode the values: ") + e.what());
+    }
+}
+
+CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                             std::span<const std::byte> values,
+                             const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
+    const auto restore = [&]() noexcept {
+        if (backup == nullptr) return;
+        try {
+            read_pass(walks, obj, *backup, nullptr, read_pass_kind::restore, 0);
+        } catch (...) { // the original error is the one to report
+        }
+    };
+    try {
+        read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors);
+    } catch (...) {
+        restore();
+        throw;
+    }
+    tensor_oarchive shaped(true); // for the tensor list only
+    collect(shaped, walks, obj);
+    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+        !r.problems.empty()) {
+        restore();
+        r.raise();
+    }
+    read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
+}
+
+CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_source& src,
+                            std::span<const std::byte> values) {
+    tensor_oarchive now;
+    collect(now, walks, state);
+    const std::uint64_t own = now.tensors().size();
+    if (same_tensor_names(now.tensors(), src)) {
+        // Same fields: check every shape before touching anything, then decode in place.
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+        decode_into(walks, state, src, values, &now.values(), own);
+    } else if (walks.copy != nullptr) {
+        // The file has other fields (say, containers the state holds empty): decode into a copy,
+        // which the values may reshape, and keep it only if everything fits.
+        const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
+                                                                      walks.destroy);
+        decode_into(walks, staged.get(), src, values, nullptr, own);
+        walks.adopt(state, staged.get());
+    } else {
+        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+    }
+}
+
+CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
+                                void* state, const limits& lim, const std::string& where) {
+    opened_checkpoint file(p, size, lim, where, true);
+    tensor_source src;
+    std::span<const std::byte> values;
+    file.index(src, values);
+    load_state(walks, state, src, values);
+    return file.meta();
+}
+
+CKPT_INLINE metadata load_file(const std::filesystem::path& path, const state_walks& walks,
+                               void* state, const load_options& options) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    const file_bytes bytes(io, where);
+    return load_bytes(bytes.data(), bytes.size(), walks, state, options.limits, where);
+}
+
+CKPT_INLINE std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,
+                                    const void* state, const metadata& meta,
+                                    const save_options& options) {
+    tensor_oarchive ar;
+    collect(ar, walks, state);
+    const write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    atomic_file file(io, path);
+    file.allocate(plan.total_bytes);
+    write_checkpoint(file, plan);
+    file.commit();
+    return plan.total_bytes;
+}
+
+CKPT_INLINE std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
+                                              const metadata& meta) {
+    tensor_oarchive ar;
+    collect(ar, walks, state);
+    const write_plan plan = make_plan(ar.tensors(), ar.values(), meta);
+    memory_sink sink(static_cast<std::size_t>(plan.total_bytes));
+    write_checkpoint(sink, plan);
+    return sink.take();
 }
 
 CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {

@@ -14,8 +14,9 @@
 # directories), not the upstream builds. It would have caught CMake 3.25.1 reading SYSTEM as part
 # of URL_HASH, which FETCHCONTENT_SOURCE_DIR_<NAME> (no download step) cannot.
 #
-# ENV_FILE (written by tests/CMakeLists.txt) sets CXX, GENERATOR, MAKE_PROGRAM, CONFIG and
-# INCLUDE_DIRS, the include folders of the installed dependencies.
+# ENV_FILE (written by tests/CMakeLists.txt) sets CXX, GENERATOR, MAKE_PROGRAM and INCLUDE_DIRS,
+# the include folders of the installed dependencies. The consumer is built as the other consumer
+# tests build it (Debug, -O0, see tests/CMakeLists.txt).
 cmake_minimum_required(VERSION 3.25)
 include("${ENV_FILE}")
 
@@ -100,7 +101,7 @@ set(consumer_build "${BINARY_DIR}/consumer")
 execute_process(
     COMMAND "${CMAKE_COMMAND}" -S "${CONSUMER_DIR}" -B "${consumer_build}"
         -G "${GENERATOR}" "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}"
-        "-DCMAKE_CXX_COMPILER=${CXX}" "-DCMAKE_BUILD_TYPE=${CONFIG}"
+        "-DCMAKE_CXX_COMPILER=${CXX}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0
         -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
         -DCKPT_CONSUMER_MODE=fetch_content "-DCKPT_ARCHIVE=${CKPT_ARCHIVE}"
         -DCMAKE_DISABLE_FIND_PACKAGE_cereal=ON -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON
@@ -127,7 +128,7 @@ foreach(dep IN ITEMS cereal eigen3 xxhash rapidjson)
     endif()
 endforeach()
 
-execute_process(COMMAND "${CMAKE_COMMAND}" --build "${consumer_build}" --config "${CONFIG}"
+execute_process(COMMAND "${CMAKE_COMMAND}" --build "${consumer_build}" --config Debug
     RESULT_VARIABLE result)
 if(NOT result EQUAL 0)
     message(FATAL_ERROR "fallback: building the consumer failed")

@@ -45,6 +45,63 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
 }
 
+CKPT_INLINE tensor_iarchive::tensor_fill
+tensor_iarchive::find_tensor(const tensor_record& want) const {
+    const std::string name = path();
+    const auto it = tensors_->by_name.find(name);
+    if (it == tensors_->by_name.end()) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_missing, name, "the checkpoint has no such tensor"}});
+    }
+    const file_tensor& f = (*tensors_->entries)[it->second];
+    tensor_fill fill;
+    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_mismatch, name, "the tensor changed while loading"}});
+    }
+    fill.src = tensors_->data + f.begin;
+    fill.bytes = f.end - f.begin;
+    fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    const char order = f.order == '-' ? want.order : f.order;
+    fill.transpose = !want.vector && order != want.order;
+    fill.source_row_major = order == 'R';
+    return fill;
+}
+
+/// Element (o, i) of a dense `outer` x `inner` array of N-byte elements becomes element (i, o)
+/// of the dense `inner` x `outer` array at dst.
+template <std::size_t N>
+void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
+               std::uint64_t inner) noexcept {
+    for (std::uint64_t o = 0; o < outer; ++o) {
+        for (std::uint64_t i = 0; i < inner; ++i) {
+            std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
+        }
+    }
+}
+
+CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) noexcept {
+    if (fill.bytes == 0) return;
+    if (!fill.transpose) {
+        std::memcpy(dst, fill.src, fill.bytes);
+        return;
+    }
+    // Same values, other storage order: the source is `outer` runs of `inner` elements (rows of
+    // cols when it is row-major, columns of rows when column-major), the destination the
+    // transpose of that layout.
+    const auto rows = static_cast<std::uint64_t>(fill.rows);
+    const auto cols = static_cast<std::uint64_t>(fill.cols);
+    auto* out = static_cast<std::byte*>(dst);
+    const std::uint64_t outer = fill.source_row_major ? rows : cols;
+    const std::uint64_t inner = fill.source_row_major ? cols : rows;
+    switch (fill.element_size) {
+    case 1: transpose_elements<1>(out, fill.src, outer, inner); break;
+    case 2: transpose_elements<2>(out, fill.src, outer, inner); break;
+    case 4: transpose_elements<4>(out, fill.src, outer, inner); break;
+    default: transpose_elements<8>(out, fill.src, outer, inner); break;
+    }
+}
+
 CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
     expect_tag(tag_size);
     std::uint64_t n = 0;

@@ -100,44 +100,40 @@ public:
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
         if (kind_ == read_pass_kind::restore) return;
+        const tensor_record want = describe_tensor(m);
         if (kind_ == read_pass_kind::values) {
-            account_tensor(static_cast<std::uint64_t>(m.size()) * sizeof(typename Derived::Scalar));
+            account_tensor(want.bytes);
             return;
         }
-        const std::string name = path();
-        const auto it = tensors_->by_name.find(name);
-        const tensor_record want = describe_tensor(m);
-        if (it == tensors_->by_name.end()) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_missing, name, "the checkpoint has no such tensor"}});
+        const tensor_fill fill = find_tensor(want);
+        if (fill.rows != m.rows() || fill.cols != m.cols()) {
+            m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
         }
-        const file_tensor& f = (*tensors_->entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        if (f.type != want.type || !eigen_shape_of(f, want, rows, cols)) {
-            throw_error<schema_error>(std::vector<schema_problem>{
-                {errc::schema_mismatch, name, "the tensor changed while loading"}});
-        }
-        if (rows != m.rows() || cols != m.cols()) {
-            m.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-        }
-        using scalar = typename Derived::Scalar;
-        const std::byte* src = tensors_->data + f.begin;
-        const char order = f.order == '-' ? want.order : f.order;
-        if (want.vector || order == want.order || m.size() == 0) {
-            if (f.end > f.begin) std::memcpy(m.data(), src, f.end - f.begin);
-        } else {
-            // Same values, other storage order: let Eigen transpose the layout.
-            constexpr int other = Derived::IsRowMajor ? Eigen::ColMajor : Eigen::RowMajor;
-            using other_t = Eigen::Matrix<scalar, Eigen::Dynamic, Eigen::Dynamic, other>;
-            m = Eigen::Map<const other_t>(reinterpret_cast<const scalar*>(src), m.rows(), m.cols());
-        }
+        copy_tensor(fill, m.data());
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
     void finish() const;
 
 private:
+    /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
+    struct tensor_fill {
+        const std::byte* src = nullptr;
+        std::uint64_t bytes = 0;
+        std::int64_t rows = 0;
+        std::int64_t cols = 0;
+        std::size_t element_size = 0;
+        bool transpose = false;        ///< the file holds the other storage order
+        bool source_row_major = false; ///< the file's order, when transposing
+    };
+
+    /// Finds the tensor at the current path (the shapes were checked before this pass).
+    /// @throws schema_error when it is missing or changed since the check
+    [[nodiscard]] tensor_fill find_tensor(const tensor_record& want) const;
+
+    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols.
+    static void copy_tensor(const tensor_fill& fill, void* dst) noexcept;
+
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
