@@ -575,10 +575,10 @@ public:
     void write_bytes(const void* data, std::size_t n);
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
-        tensor_record r = describe_tensor(m);
-        r.name = path();
-        tensors_.push_back(std::move(r));
+        add_tensor(describe_tensor(m));
     }
+    /// Records a tensor met at the current path.
+    void add_tensor(tensor_record&& r);
 
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
@@ -648,6 +648,7 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>&
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace ckpt::detail {
 
@@ -661,6 +662,11 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
     const auto len = static_cast<std::uint64_t>(n);
     append(&len, sizeof len);
     append(data, n);
+}
+
+CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
+    r.name = path();
+    tensors_.push_back(std::move(r));
 }
 
 CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {
@@ -5987,9 +5993,9 @@ CKPT_NN_INSTANTIATE class sgd<double>;
 #include <cereal/types/string.hpp>
 
 #include <cstddef>
-#include <locale>
+#include <istream>
+#include <ostream>
 #include <random>
-#include <sstream>
 #include <string>
 
 namespace ckpt::detail {
@@ -5997,6 +6003,21 @@ namespace ckpt::detail {
 // The standard guarantees that `os << x` then `is >> y` gives y == x for every engine and
 // distribution, so the text form is an exact, portable state. A distribution's text includes
 // its cached values (normal_distribution keeps a second variate), so sequences continue exactly.
+
+/// The text `put` writes, in the classic locale.
+std::string random_text(void (*put)(std::ostream&, const void*), const void* r);
+
+/// Reads `text` with `get`, in the classic locale. @throws corrupt_error when it does not parse
+void parse_random(const std::string& text, void (*get)(std::istream&, void*), void* r);
+
+template <class Random>
+void put_random(std::ostream& os, const void* r) {
+    os << *static_cast<const Random*>(r);
+}
+template <class Random>
+void get_random(std::istream& is, void* r) {
+    is >> *static_cast<Random*>(r);
+}
 
 template <class Archive, class Random>
 void save_random(Archive& ar, const Random& r) {
@@ -6006,10 +6027,7 @@ void save_random(Archive& ar, const Random& r) {
             return;
         }
     }
-    std::ostringstream os;
-    os.imbue(std::locale::classic());
-    os << r;
-    ar(cereal::make_nvp("state", os.str()));
+    ar(cereal::make_nvp("state", random_text(&put_random<Random>, &r)));
 }
 
 template <class Archive, class Random>
@@ -6019,14 +6037,8 @@ void load_random(Archive& ar, Random& r) {
     if constexpr (requires { ar.decodes_values(); }) {
         if (!ar.decodes_values()) return; // decoded by the values pass just before
     }
-    std::istringstream is(text);
-    is.imbue(std::locale::classic());
     Random loaded;
-    is >> loaded;
-    if (is.fail()) {
-        throw_error<corrupt_error>(errc::corrupt_values,
-                                   "a random engine or distribution state does not parse");
-    }
+    parse_random(text, &get_random<Random>, &loaded);
     r = loaded;
 }
 
@@ -6097,6 +6109,39 @@ void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, std::bernoulli_distribution& r) {
 #undef CKPT_RANDOM_SERIALIZERS
 
 } // namespace cereal
+#endif
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/types/random-inl.hpp
+
+
+
+#include <locale>
+#include <sstream>
+#include <string>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string random_text(void (*put)(std::ostream&, const void*), const void* r) {
+    std::ostringstream os;
+    os.imbue(std::locale::classic());
+    put(os, r);
+    return std::move(os).str();
+}
+
+CKPT_INLINE void parse_random(const std::string& text, void (*get)(std::istream&, void*),
+                              void* r) {
+    std::istringstream is(text);
+    is.imbue(std::locale::classic());
+    get(is, r);
+    if (is.fail()) {
+        throw_error<corrupt_error>(errc::corrupt_values,
+                                   "a random engine or distribution state does not parse");
+    }
+}
+
+} // namespace ckpt::detail
+// end ckpt/types/random-inl.hpp
 #endif
 // end ckpt/types/random.hpp
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace ckpt::detail {
 
@@ -17,6 +18,11 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
     const auto len = static_cast<std::uint64_t>(n);
     append(&len, sizeof len);
     append(data, n);
+}
+
+CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
+    r.name = path();
+    tensors_.push_back(std::move(r));
 }
 
 CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {

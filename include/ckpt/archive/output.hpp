@@ -98,10 +98,10 @@ public:
     void write_bytes(const void* data, std::size_t n);
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
-        tensor_record r = describe_tensor(m);
-        r.name = path();
-        tensors_.push_back(std::move(r));
+        add_tensor(describe_tensor(m));
     }
+    /// Records a tensor met at the current path.
+    void add_tensor(tensor_record&& r);
 
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }

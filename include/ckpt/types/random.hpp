@@ -1,14 +1,14 @@
 #pragma once
 
-#include <ckpt/error.hpp>
+#include <ckpt/detail/config.hpp>
 
 #include <cereal/cereal.hpp>
 #include <cereal/types/string.hpp>
 
 #include <cstddef>
-#include <locale>
+#include <istream>
+#include <ostream>
 #include <random>
-#include <sstream>
 #include <string>
 
 namespace ckpt::detail {
@@ -16,6 +16,21 @@ namespace ckpt::detail {
 // The standard guarantees that `os << x` then `is >> y` gives y == x for every engine and
 // distribution, so the text form is an exact, portable state. A distribution's text includes
 // its cached values (normal_distribution keeps a second variate), so sequences continue exactly.
+
+/// The text `put` writes, in the classic locale.
+std::string random_text(void (*put)(std::ostream&, const void*), const void* r);
+
+/// Reads `text` with `get`, in the classic locale. @throws corrupt_error when it does not parse
+void parse_random(const std::string& text, void (*get)(std::istream&, void*), void* r);
+
+template <class Random>
+void put_random(std::ostream& os, const void* r) {
+    os << *static_cast<const Random*>(r);
+}
+template <class Random>
+void get_random(std::istream& is, void* r) {
+    is >> *static_cast<Random*>(r);
+}
 
 template <class Archive, class Random>
 void save_random(Archive& ar, const Random& r) {
@@ -25,10 +40,7 @@ void save_random(Archive& ar, const Random& r) {
             return;
         }
     }
-    std::ostringstream os;
-    os.imbue(std::locale::classic());
-    os << r;
-    ar(cereal::make_nvp("state", os.str()));
+    ar(cereal::make_nvp("state", random_text(&put_random<Random>, &r)));
 }
 
 template <class Archive, class Random>
@@ -38,14 +50,8 @@ void load_random(Archive& ar, Random& r) {
     if constexpr (requires { ar.decodes_values(); }) {
         if (!ar.decodes_values()) return; // decoded by the values pass just before
     }
-    std::istringstream is(text);
-    is.imbue(std::locale::classic());
     Random loaded;
-    is >> loaded;
-    if (is.fail()) {
-        throw_error<corrupt_error>(errc::corrupt_values,
-                                   "a random engine or distribution state does not parse");
-    }
+    parse_random(text, &get_random<Random>, &loaded);
     r = loaded;
 }
 
@@ -116,4 +122,8 @@ void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, std::bernoulli_distribution& r) {
 #undef CKPT_RANDOM_SERIALIZERS
 
 } // namespace cereal
+#endif
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/types/random-inl.hpp>
 #endif
