@@ -424,7 +424,7 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
-                                                                      walks.destroy);
+                                                                     walks.destroy);
         decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
     } else {

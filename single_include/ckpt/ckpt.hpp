@@ -1380,7 +1380,7 @@ tensor_iarchive::find_tensor(const tensor_record& want) const {
 /// of the dense `inner` x `outer` array at dst.
 template <std::size_t N>
 void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
-               std::uint64_t inner) noexcept {
+                        std::uint64_t inner) noexcept {
     for (std::uint64_t o = 0; o < outer; ++o) {
         for (std::uint64_t i = 0; i < inner; ++i) {
             std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
@@ -1689,7 +1689,8 @@ CKPT_XXH_AVX2_FN void scramble(void* __restrict acc, const void* __restrict secr
         u64x4 v = xacc[i];
         v ^= v >> 47;
         v ^= load(static_cast<const unsigned char*>(secret) + 32 * i);
-        xacc[i] = CKPT_XXH_MUL32(v, prime32) + (CKPT_XXH_MUL32(CKPT_XXH_SHUFFLE(v, 0x31), prime32) << 32);
+        xacc[i] =
+            CKPT_XXH_MUL32(v, prime32) + (CKPT_XXH_MUL32(CKPT_XXH_SHUFFLE(v, 0x31), prime32) << 32);
     }
 }
 
@@ -3227,7 +3228,7 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
-                                                                      walks.destroy);
+                                                                     walks.destroy);
         decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
     } else {
@@ -6129,8 +6130,7 @@ CKPT_INLINE std::string random_text(void (*put)(std::ostream&, const void*), con
     return std::move(os).str();
 }
 
-CKPT_INLINE void parse_random(const std::string& text, void (*get)(std::istream&, void*),
-                              void* r) {
+CKPT_INLINE void parse_random(const std::string& text, void (*get)(std::istream&, void*), void* r) {
     std::istringstream is(text);
     is.imbue(std::locale::classic());
     get(is, r);

@@ -72,7 +72,7 @@ tensor_iarchive::find_tensor(const tensor_record& want) const {
 /// of the dense `inner` x `outer` array at dst.
 template <std::size_t N>
 void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
-               std::uint64_t inner) noexcept {
+                        std::uint64_t inner) noexcept {
     for (std::uint64_t o = 0; o < outer; ++o) {
         for (std::uint64_t i = 0; i < inner; ++i) {
             std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);

@@ -81,7 +81,8 @@ CKPT_XXH_AVX2_FN void scramble(void* __restrict acc, const void* __restrict secr
         u64x4 v = xacc[i];
         v ^= v >> 47;
         v ^= load(static_cast<const unsigned char*>(secret) + 32 * i);
-        xacc[i] = CKPT_XXH_MUL32(v, prime32) + (CKPT_XXH_MUL32(CKPT_XXH_SHUFFLE(v, 0x31), prime32) << 32);
+        xacc[i] =
+            CKPT_XXH_MUL32(v, prime32) + (CKPT_XXH_MUL32(CKPT_XXH_SHUFFLE(v, 0x31), prime32) << 32);
     }
 }
 

@@ -17,8 +17,7 @@ CKPT_INLINE std::string random_text(void (*put)(std::ostream&, const void*), con
     return std::move(os).str();
 }
 
-CKPT_INLINE void parse_random(const std::string& text, void (*get)(std::istream&, void*),
-                              void* r) {
+CKPT_INLINE void parse_random(const std::string& text, void (*get)(std::istream&, void*), void* r) {
     std::istringstream is(text);
     is.imbue(std::locale::classic());
     get(is, r);
