@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch.save / torch.load of a training checkpoint shaped like bench-suite's state.
 
-bench-suite (bench/suite.cpp) runs this script to compare ckpt with what a PyTorch user would
+bench-suite (bench/suite/) runs this script to compare ckpt with what a PyTorch user would
 write instead:
 
     torch.save({"model": model.state_dict(), "optimizer": adam.state_dict()}, path)

@@ -1,0 +1,21 @@
+#include "clock.hpp"
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace bench {
+
+double seconds_since(bench_clock::time_point t0) {
+    return std::chrono::duration<double>(bench_clock::now() - t0).count();
+}
+
+void progress(const char* format, ...) {
+    std::fprintf(stderr, "[bench-suite] ");
+    va_list args;
+    va_start(args, format);
+    std::vfprintf(stderr, format, args);
+    va_end(args);
+    std::fprintf(stderr, "\n");
+}
+
+} // namespace bench
