@@ -6,6 +6,10 @@
 #include <ckpt/error.hpp>
 #include <ckpt/format/metadata_codec.hpp>
 #include <ckpt/io/backend.hpp>
+#include <ckpt/manager/directory.hpp>
+#include <ckpt/manager/lock.hpp>
+#include <ckpt/manager/policy_state.hpp>
+#include <ckpt/manager/selection.hpp>
 #include <ckpt/metadata.hpp>
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>
@@ -27,27 +31,6 @@
 #include <vector>
 
 namespace ckpt {
-
-/// One checkpoint in a manager's directory.
-struct checkpoint_entry {
-    std::filesystem::path path{};
-    std::int64_t step = 0;
-    std::int64_t epoch = 0;
-    std::chrono::system_clock::time_point time{};
-    std::map<std::string, double> metrics{};
-    std::uint64_t bytes = 0;
-    bool latest = false; ///< the newest, by the step recorded in it
-    bool best = false;   ///< the best by a metric a policy or retention ranks
-
-    friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
-};
-
-/// A checkpoint restore passed over, and why.
-struct skipped_checkpoint {
-    std::filesystem::path path{};
-    int error_id = 0;   ///< the ckpt error id loading it gave
-    std::string reason; ///< the error's message
-};
 
 /// What step(), save_now() or wait() did.
 struct save_result {
@@ -95,37 +78,6 @@ struct manager_options {
     /// restore or the destructor.
     std::optional<async_options> async{};
 };
-
-namespace detail {
-
-inline constexpr std::string_view policy_tag_prefix = "ckpt.policy.";
-
-/// Step of a file named <prefix>-<digits><suffix>, or nothing.
-std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
-                                         std::string_view suffix);
-
-/// "<pid>-<n>", the tail of atomic_file's temporary names.
-bool is_temp_suffix(std::string_view s);
-
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-bool has_ckpt_prefix(const std::filesystem::path& p);
-
-/// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
-std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
-                                const std::string& metric, goal direction);
-
-/// Which entries retention keeps: the union of its rules, the newest, and the best by every
-/// ranked metric. Pure: the same files give the same answer, before and after a restart.
-std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
-                              const std::vector<std::pair<std::string, goal>>& ranked_metrics);
-
-/// The state a rule carries from one run to the next, as text; empty for none.
-std::string encode_rule_state(const save_rule& r);
-
-/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
-bool decode_rule_state(save_rule& r, std::string_view text);
-
-} // namespace detail
 
 /// Checkpoints in one directory: decides when to save (a save_policy), what to keep (a
 /// retention), and resumes from the newest good checkpoint. Holds a lock on the directory.
@@ -196,7 +148,7 @@ public:
     template <class State>
     std::optional<metadata> restore_latest(State& state) {
         wait();
-        return restore_first(state, newest_first());
+        return restore_first(state, detail::newest_first(index_));
     }
 
     /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
@@ -230,12 +182,7 @@ public:
 private:
     std::chrono::system_clock::time_point now() const;
 
-    void add_ranked(const std::string& metric, goal direction);
-
     [[noreturn]] static void missing_metric(const metadata& meta, const std::string& metric);
-
-    static bool fires(const detail::save_rule& rule, const metadata& meta,
-                      std::chrono::system_clock::time_point t);
 
     /// Saves, then on success advances the fired rules, indexes the file and applies retention.
     /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
@@ -274,11 +221,6 @@ private:
                     std::chrono::system_clock::time_point& t);
     /// save_now() before its save. @returns the clock's time
     std::chrono::system_clock::time_point begin_save_now(const metadata& meta, save_result& result);
-    /// The index's entries, newest step first.
-    std::vector<std::size_t> newest_first() const;
-
-    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced);
-
     /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
     void record_committed(checkpoint_entry&& entry, save_result& result);
 
@@ -286,9 +228,6 @@ private:
     /// failed save puts the policy back where it was before it, when no later save was taken,
     /// so that the policy asks again. @throws the first background error not raised yet
     void collect_finished(save_result& result);
-
-    static void advance(detail::save_rule& rule, const metadata& meta,
-                        std::chrono::system_clock::time_point t);
 
     /// Deletes what retention does not keep; only indexed files (this manager's names with a
     /// valid ckpt header), and only after the newest save is committed.
@@ -330,24 +269,17 @@ private:
     void restore_failed(std::vector<std::filesystem::path>& damaged,
                         const std::filesystem::path& path, const error& err);
 
-    /// Puts the policy where it was when `meta` was saved; a rule the checkpoint holds no state
-    /// for (a policy that changed) starts from the checkpoint's step, time and best file.
-    void restore_policy(const metadata& meta);
-
-    void lock();
-
+    /// Indexes the directory (scan_directory) and removes the temporary files of crashed saves.
     void scan();
 
     std::filesystem::path dir_;
-    save_policy policy_;
+    detail::policy_state policy_;
     retention keep_;
     manager_options options_;
     io::backend* io_;
-    std::vector<std::pair<std::string, goal>> ranked_metrics_;
-    std::vector<char> fired_;
-    bool uses_clock_ = false;
-    int lock_fd_ = -1;
-    std::vector<checkpoint_entry> index_;
+    detail::ranked_metrics ranked_metrics_;
+    directory_lock lock_;
+    std::vector<checkpoint_entry> index_; ///< committed, in no particular order
     std::vector<skipped_checkpoint> unreadable_;
     std::vector<std::filesystem::path> foreign_; ///< our names, not ckpt's files: never touched
     std::vector<skipped_checkpoint> skipped_;
@@ -361,8 +293,7 @@ private:
     struct pending_save {
         std::uint64_t id = 0;
         checkpoint_entry entry;
-        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
-        std::vector<char> fired;
+        detail::policy_state::snapshot policy_before; ///< put back if the save fails
     };
     std::vector<pending_save> pending_;      ///< staged, oldest first
     std::vector<std::exception_ptr> errors_; ///< background errors not raised yet

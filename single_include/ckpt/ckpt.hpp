@@ -2009,6 +2009,8 @@ CKPT_INLINE metadata decode_metadata(const std::map<std::string, std::string>& r
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -2017,6 +2019,15 @@ CKPT_INLINE metadata decode_metadata(const std::map<std::string, std::string>& r
 #include <unistd.h>
 
 namespace ckpt::io {
+
+/// One name in a directory, as backend::list gives it.
+struct dir_entry {
+    enum class kind { regular, directory, symlink, other };
+    std::string name; ///< the file name, never "." or ".."
+    kind type = kind::other;
+
+    friend bool operator==(const dir_entry&, const dir_entry&) = default;
+};
 
 /// The file-system calls ckpt makes, POSIX-style: a failure returns -1 (or nullptr) and sets
 /// errno. Every byte ckpt reads or writes goes through one of these, so a test can replace the
@@ -2044,6 +2055,23 @@ public:
     /// Starts writing a range back to the disk without waiting, so the final fsync has less to
     /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
     virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
+
+    // The directory calls of ckpt::manager and scan_directory. Their defaults are the POSIX
+    // calls, so a backend written before them keeps compiling and keeps working.
+
+    /// Creates one directory (its parent must exist); EEXIST when it does. Default: ::mkdir.
+    virtual int mkdir(const char* path, ::mode_t mode);
+    /// Replaces `out` with the names in a directory, in no particular order, without "." and
+    /// "..". Default: opendir/readdir (a type readdir does not know is read with lstat).
+    virtual int list(const char* path, std::vector<dir_entry>& out);
+    /// Takes an exclusive lock on an open file without waiting: -1 with EWOULDBLOCK when
+    /// another open file description holds it. The kernel releases it when its holder dies.
+    /// Default: flock(LOCK_EX | LOCK_NB).
+    virtual int lock(int fd);
+    /// Releases lock(). Default: flock(LOCK_UN).
+    virtual int unlock(int fd);
+    /// Sets an open file's size. Default: ::ftruncate.
+    virtual int truncate(int fd, std::uint64_t size);
 };
 
 /// The real thing: direct POSIX calls.
@@ -2089,12 +2117,70 @@ backend& default_backend();
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace ckpt::io {
+
+CKPT_INLINE int backend::mkdir(const char* path, ::mode_t mode) {
+    return ::mkdir(path, mode);
+}
+
+CKPT_INLINE int backend::list(const char* path, std::vector<dir_entry>& out) {
+    out.clear();
+    DIR* d = ::opendir(path);
+    if (d == nullptr) return -1;
+    const int dfd = ::dirfd(d);
+    for (;;) {
+        errno = 0;
+        const ::dirent* de = ::readdir(d);
+        if (de == nullptr) break;
+        const std::string_view name(de->d_name);
+        if (name == "." || name == "..") continue;
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct ::stat st {};
+            if (::fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue; // gone
+            type = S_ISREG(st.st_mode)   ? DT_REG
+                   : S_ISDIR(st.st_mode) ? DT_DIR
+                   : S_ISLNK(st.st_mode) ? DT_LNK
+                                         : DT_UNKNOWN;
+        }
+        const dir_entry::kind kind = type == DT_REG   ? dir_entry::kind::regular
+                                     : type == DT_DIR ? dir_entry::kind::directory
+                                     : type == DT_LNK ? dir_entry::kind::symlink
+                                                      : dir_entry::kind::other;
+        out.push_back({std::string(name), kind});
+    }
+    const int e = errno;
+    ::closedir(d);
+    if (e != 0) {
+        out.clear();
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+CKPT_INLINE int backend::lock(int fd) {
+    return ::flock(fd, LOCK_EX | LOCK_NB);
+}
+
+CKPT_INLINE int backend::unlock(int fd) {
+    return ::flock(fd, LOCK_UN);
+}
+
+CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
+    return ::ftruncate(fd, static_cast<::off_t>(size));
+}
 
 CKPT_INLINE backend& default_backend() {
     static posix_backend instance;
@@ -3980,6 +4066,484 @@ CKPT_INLINE void async_saver::rethrow_pending() {
 // end ckpt/async.hpp
 // begin ckpt/manager.hpp
 
+// begin ckpt/manager/directory.hpp
+
+// begin ckpt/manager/lock.hpp
+
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace ckpt {
+
+/// Who holds, or last held, a manager's lock: the pid its lock file holds.
+struct lock_holder {
+    std::int64_t pid = 0;
+    /// A process with that pid exists now (a holder that died released its lock with it, and a
+    /// new process may have its pid since).
+    bool running = false;
+    bool this_process = false; ///< the pid is this process's own
+
+    friend bool operator==(const lock_holder&, const lock_holder&) = default;
+};
+
+/// The exclusive lock of a manager on a directory: `<dir>/<prefix>.lock`, held with the
+/// backend's lock() (flock by default, which the kernel releases when its holder dies, so a
+/// lock file left by a crash is no obstacle). The file holds the holder's pid while it is held,
+/// for the message another manager gets, and nothing once it is released.
+class directory_lock {
+public:
+    /// Creates the directory (and its parents) when it does not exist, then takes the lock.
+    /// @throws io_error (the directory cannot be created, or the lock file created or
+    /// written), usage_error 603 (another holder has it; the message names its pid)
+    directory_lock(const std::filesystem::path& dir, const std::string& prefix, io::backend& io);
+    directory_lock(const directory_lock&) = delete;
+    directory_lock& operator=(const directory_lock&) = delete;
+    directory_lock(directory_lock&& other) noexcept;
+    directory_lock& operator=(directory_lock&& other) noexcept;
+    /// Empties the lock file, then releases the lock.
+    ~directory_lock();
+
+    /// Releases the lock now (see the destructor); a second call does nothing.
+    void release() noexcept;
+
+    [[nodiscard]] bool held() const noexcept { return fd_ >= 0; }
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+    io::backend* io_;
+    int fd_ = -1;
+};
+
+/// The lock file of `prefix` in `dir`: nothing when there is none or it is empty (no manager
+/// holds the directory, or the last one released it). Reads only: takes no lock.
+/// @throws io_error (the file exists and cannot be read)
+std::optional<lock_holder> read_lock_holder(const std::filesystem::path& dir,
+                                            const std::string& prefix, io::backend& io);
+
+namespace detail {
+
+/// Creates `dir` and its missing parents with io.mkdir. @throws io_error
+void create_directories(const std::filesystem::path& dir, io::backend& io);
+
+} // namespace detail
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/manager/lock-inl.hpp
+
+
+#include <cerrno>
+#include <csignal>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace ckpt {
+
+namespace detail {
+
+CKPT_INLINE void create_directories(const std::filesystem::path& dir, io::backend& io) {
+    if (dir.empty()) return;
+    if (io.mkdir(dir.c_str(), 0777) == 0) return;
+    int e = errno;
+    if (e == ENOENT && dir.has_relative_path() && dir.parent_path() != dir) {
+        create_directories(dir.parent_path(), io);
+        if (io.mkdir(dir.c_str(), 0777) == 0) return;
+        e = errno;
+    }
+    if (e == EEXIST) {
+        std::error_code ec;
+        if (std::filesystem::is_directory(dir, ec)) return;
+        throw_io(errc::io_open, "create directory", dir.string(), ENOTDIR,
+                 "a file that is not a directory has its name");
+    }
+    throw_io(errc::io_open, "create directory", dir.string(), e);
+}
+
+/// Opens the lock file, retrying EINTR.
+inline int open_lock_file(io::backend& io, const std::string& path, int flags) {
+    int fd = -1;
+    do {
+        fd = io.open(path.c_str(), flags | O_CLOEXEC, 0666);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/// The lock file's text: a pid, or nothing. -1 with errno on a read error.
+inline int read_lock_text(io::backend& io, int fd, std::string& text) {
+    char buf[32] = {};
+    const ::ssize_t n = io.pread(fd, buf, sizeof buf - 1, 0);
+    if (n < 0) return -1;
+    text.assign(buf, static_cast<std::size_t>(n));
+    return 0;
+}
+
+inline std::optional<lock_holder> holder_of(const std::string& text) {
+    const auto pid = parse_int(text);
+    if (!pid || *pid <= 0) return std::nullopt;
+    lock_holder h;
+    h.pid = *pid;
+    h.this_process = *pid == static_cast<std::int64_t>(::getpid());
+    h.running = h.this_process || ::kill(static_cast<::pid_t>(*pid), 0) == 0 || errno == EPERM;
+    return h;
+}
+
+} // namespace detail
+
+CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
+                                           const std::string& prefix, io::backend& io)
+    : path_(dir / (prefix + ".lock")), io_(&io) {
+    detail::create_directories(dir, io);
+    const std::string path = path_.string();
+    const int fd = detail::open_lock_file(io, path, O_RDWR | O_CREAT);
+    if (fd < 0) {
+        const int e = errno;
+        detail::throw_io(errc::io_open, "create lock file", path, e,
+                         "the directory cannot be written");
+    }
+    if (io.lock(fd) != 0) {
+        const int e = errno;
+        std::string text;
+        const bool read = detail::read_lock_text(io, fd, text) == 0;
+        io.close(fd);
+        if (e != EWOULDBLOCK && e != EAGAIN) {
+            detail::throw_io(errc::io_open, "lock", path, e, "the lock could not be taken");
+        }
+        const std::optional<lock_holder> h = read ? detail::holder_of(text) : std::nullopt;
+        const std::string owner = h ? std::to_string(h->pid) : "?";
+        detail::throw_error<usage_error>(
+            errc::usage_directory_locked,
+            "directory '" + dir.string() + "' is in use by another ckpt::manager (pid " + owner +
+                (h && h->this_process ? ", this process" : "") +
+                "); two managers on one directory would delete each other's checkpoints");
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (io.truncate(fd, 0) != 0 ||
+        io.pwrite(fd, pid.data(), pid.size(), 0) != static_cast<::ssize_t>(pid.size())) {
+        const int e = errno;
+        io.unlock(fd);
+        io.close(fd);
+        detail::throw_io(errc::io_write, "write lock file", path, e,
+                         "the directory cannot be written");
+    }
+    fd_ = fd;
+}
+
+CKPT_INLINE directory_lock::directory_lock(directory_lock&& other) noexcept
+    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)) {}
+
+CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) noexcept {
+    if (this != &other) {
+        release();
+        path_ = std::move(other.path_);
+        io_ = other.io_;
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+CKPT_INLINE directory_lock::~directory_lock() {
+    release();
+}
+
+CKPT_INLINE void directory_lock::release() noexcept {
+    if (fd_ < 0) return;
+    const int fd = std::exchange(fd_, -1);
+    // Emptied while still held: a reader then never takes a released lock's pid for a holder.
+    (void)io_->truncate(fd, 0);
+    (void)io_->unlock(fd);
+    (void)io_->close(fd);
+}
+
+CKPT_INLINE std::optional<lock_holder>
+read_lock_holder(const std::filesystem::path& dir, const std::string& prefix, io::backend& io) {
+    const std::string path = (dir / (prefix + ".lock")).string();
+    const int fd = detail::open_lock_file(io, path, O_RDONLY);
+    if (fd < 0) {
+        const int e = errno;
+        if (e == ENOENT) return std::nullopt;
+        detail::throw_io(errc::io_open, "open lock file", path, e);
+    }
+    std::string text;
+    const int rc = detail::read_lock_text(io, fd, text);
+    const int e = errno;
+    io.close(fd);
+    if (rc != 0) detail::throw_io(errc::io_read, "read lock file", path, e);
+    return detail::holder_of(text);
+}
+
+} // namespace ckpt
+// end ckpt/manager/lock-inl.hpp
+#endif
+// end ckpt/manager/lock.hpp
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckpt {
+
+/// One checkpoint in a manager's directory.
+struct checkpoint_entry {
+    std::filesystem::path path{};
+    std::int64_t step = 0;
+    std::int64_t epoch = 0;
+    std::chrono::system_clock::time_point time{};
+    std::map<std::string, double> metrics{};
+    std::uint64_t bytes = 0;
+    bool latest = false; ///< the newest, by the step recorded in it
+    bool best = false;   ///< the best by a metric a policy or retention ranks
+
+    friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
+};
+
+/// A checkpoint restore passed over, and why.
+struct skipped_checkpoint {
+    std::filesystem::path path{};
+    int error_id = 0;   ///< the ckpt error id loading it gave
+    std::string reason; ///< the error's message
+
+    friend bool operator==(const skipped_checkpoint&, const skipped_checkpoint&) = default;
+};
+
+/// How scan_directory reads a directory: the names a manager with these options writes.
+struct directory_options {
+    std::string prefix = "ckpt";    ///< checkpoints are <prefix>-<step>.ckpt
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    ckpt::limits limits{};          ///< caps on what a header may declare
+};
+
+/// What a directory of checkpoints holds, as a manager with the same prefix sees it.
+struct directory_listing {
+    std::filesystem::path directory{};
+    /// The checkpoints that read (header and metadata; the tensors are not verified), oldest
+    /// step first; the newest is marked `latest`. `best` is left false: which metric ranks
+    /// them is the manager's to say.
+    std::vector<checkpoint_entry> checkpoints{};
+    /// Files of this prefix's names whose header does not read: damaged checkpoints and files
+    /// ckpt did not write. A manager skips them, never deletes them, and restore reports them.
+    std::vector<skipped_checkpoint> unreadable{};
+    /// Those of `unreadable` that ckpt did not write: a manager never writes over them.
+    std::vector<std::filesystem::path> foreign{};
+    /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
+    /// removes them when it starts.
+    std::vector<std::filesystem::path> temporaries{};
+    /// Every other name: other prefixes, other files, subdirectories, symbolic links (a manager
+    /// never follows one). The lock file is not among them.
+    std::vector<std::filesystem::path> others{};
+    /// Who holds the directory's lock (or held it and died), from the lock file.
+    std::optional<lock_holder> lock{};
+    /// The checkpoints' bytes, together.
+    [[nodiscard]] std::uint64_t checkpoint_bytes() const noexcept;
+};
+
+/// Reads a manager's directory: every list is sorted by name, except the checkpoints (by step).
+/// Takes no lock and changes nothing, so it can run beside a manager that holds the directory
+/// (what that manager commits or deletes meanwhile may or may not show).
+/// @throws io_error (the directory does not exist or cannot be listed), usage_error (an empty
+/// prefix or one with '/')
+directory_listing scan_directory(const std::filesystem::path& dir,
+                                 const directory_options& options = {});
+
+namespace detail {
+
+/// "<prefix>-<step, 12 digits at least>.ckpt": the name a manager gives a checkpoint.
+std::string checkpoint_file_name(std::string_view prefix, std::int64_t step);
+
+/// Step of a file named <prefix>-<digits><suffix>, or nothing.
+std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                         std::string_view suffix);
+
+/// "<pid>-<n>", the tail of atomic_file's temporary names.
+bool is_temp_suffix(std::string_view s);
+
+/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
+bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
+
+/// Throws usage_error when `prefix` cannot name files.
+void check_prefix(const std::string& prefix, std::string_view who);
+
+} // namespace detail
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/manager/directory-inl.hpp
+
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+
+namespace ckpt {
+namespace detail {
+
+CKPT_INLINE std::string checkpoint_file_name(std::string_view prefix, std::int64_t step) {
+    std::string digits = std::to_string(step);
+    if (digits.size() < 12) digits.insert(0, 12 - digits.size(), '0');
+    std::string name(prefix);
+    name += '-';
+    name += digits;
+    name += ".ckpt";
+    return name;
+}
+
+CKPT_INLINE std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                                     std::string_view suffix) {
+    if (name.size() <= prefix.size() + 1 + suffix.size() || !name.starts_with(prefix) ||
+        name[prefix.size()] != '-' || !name.ends_with(suffix)) {
+        return std::nullopt;
+    }
+    const std::string_view digits =
+        name.substr(prefix.size() + 1, name.size() - prefix.size() - 1 - suffix.size());
+    if (digits.empty() || digits.size() > 18) return std::nullopt;
+    std::int64_t v = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
+CKPT_INLINE bool is_temp_suffix(std::string_view s) {
+    const auto dash = s.find('-');
+    const auto digits = [](std::string_view d) {
+        return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    return dash != std::string_view::npos && digits(s.substr(0, dash)) &&
+           digits(s.substr(dash + 1));
+}
+
+CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
+    const int fd = io.open(p.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    char buf[8 + checksum_prefix.size()];
+    const ::ssize_t n = io.pread(fd, buf, sizeof buf, 0);
+    io.close(fd);
+    return n == static_cast<::ssize_t>(sizeof buf) &&
+           std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
+}
+
+CKPT_INLINE void check_prefix(const std::string& prefix, std::string_view who) {
+    if (prefix.empty() || prefix.find('/') != std::string::npos) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 std::string(who) +
+                                     ": the prefix must be a non-empty file name "
+                                     "(no '/'), not '" +
+                                     prefix + "'");
+    }
+}
+
+} // namespace detail
+
+CKPT_INLINE std::uint64_t directory_listing::checkpoint_bytes() const noexcept {
+    std::uint64_t total = 0;
+    for (const auto& c : checkpoints) total += c.bytes;
+    return total;
+}
+
+CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
+                                             const directory_options& options) {
+    const std::string& prefix = options.prefix;
+    detail::check_prefix(prefix, "scan_directory");
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    std::vector<io::dir_entry> names;
+    if (io.list(dir.c_str(), names) != 0) {
+        const int e = errno;
+        detail::throw_io(errc::io_read, "list directory", dir.string(), e);
+    }
+    std::sort(names.begin(), names.end(),
+              [](const io::dir_entry& a, const io::dir_entry& b) { return a.name < b.name; });
+    directory_listing out;
+    out.directory = dir;
+    const std::string lock_name = prefix + ".lock";
+    for (const io::dir_entry& de : names) {
+        const std::string& name = de.name;
+        std::filesystem::path path = dir / name;
+        if (de.type != io::dir_entry::kind::regular) {
+            out.others.push_back(std::move(path));
+            continue;
+        }
+        if (name == lock_name) continue;
+        // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
+        if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
+            const std::string_view target = std::string_view(name).substr(0, at + 5);
+            const auto step = detail::step_of_name(target, prefix, ".ckpt");
+            if (step && detail::checkpoint_file_name(prefix, *step) == target &&
+                detail::is_temp_suffix(std::string_view(name).substr(at + 10))) {
+                out.temporaries.push_back(std::move(path));
+            } else {
+                out.others.push_back(std::move(path));
+            }
+            continue;
+        }
+        // Only the exact names a manager writes: "ckpt-7.ckpt" is someone else's.
+        const auto step = detail::step_of_name(name, prefix, ".ckpt");
+        if (!step || detail::checkpoint_file_name(prefix, *step) != name) {
+            out.others.push_back(std::move(path));
+            continue;
+        }
+        try {
+            const info inf = ckpt::inspect(path, inspect_options{false, options.limits, &io});
+            if (inf.format_version < 1) {
+                out.unreadable.push_back(
+                    {path, errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+                out.foreign.push_back(std::move(path));
+                continue;
+            }
+            checkpoint_entry e;
+            e.path = std::move(path);
+            e.step = inf.meta.step;
+            e.epoch = inf.meta.epoch;
+            e.time = inf.meta.time;
+            e.metrics = inf.meta.metrics;
+            e.bytes = inf.file_bytes;
+            out.checkpoints.push_back(std::move(e));
+        } catch (const error& err) {
+            // A damaged file ckpt wrote (its header starts with ckpt's checksum) may be replaced
+            // by a new save of its step; anything else is never written over.
+            out.unreadable.push_back({path, err.id(), err.what()});
+            if (!detail::has_ckpt_prefix(path, io)) out.foreign.push_back(std::move(path));
+        }
+    }
+    std::stable_sort(
+        out.checkpoints.begin(), out.checkpoints.end(),
+        [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
+    if (!out.checkpoints.empty()) out.checkpoints.back().latest = true;
+    out.lock = read_lock_holder(dir, prefix, io);
+    return out;
+}
+
+} // namespace ckpt
+// end ckpt/manager/directory-inl.hpp
+#endif
+// end ckpt/manager/directory.hpp
+// begin ckpt/manager/policy_state.hpp
+
+// begin ckpt/manager/selection.hpp
+
 // begin ckpt/policy/retention.hpp
 
 
@@ -4273,6 +4837,400 @@ CKPT_INLINE retention keep_all() {
 #endif
 // end ckpt/policy/retention.hpp
 
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Metrics checkpoints are ranked by, each with the way it improves.
+using ranked_metrics = std::vector<std::pair<std::string, goal>>;
+
+/// Indices of `entries` sorted best first by `metric` (a tie goes to the newer step); entries
+/// without it, or with NaN, left out.
+std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
+                                const std::string& metric, goal direction);
+
+/// Indices of `entries`, newest step first.
+std::vector<std::size_t> newest_first(const std::vector<checkpoint_entry>& entries);
+
+/// Which entries retention keeps: the union of its rules, the newest, and the best by every
+/// metric in `always_best`. Pure: the same files give the same answer, before and after a
+/// restart.
+std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
+                              const ranked_metrics& always_best);
+
+/// Adds `metric` to `metrics` once. @throws usage_error (it is there, ranked the other way)
+void add_ranked(ranked_metrics& metrics, const std::string& metric, goal direction);
+
+/// The metrics a policy and a retention rank checkpoints by, in that order.
+ranked_metrics ranked_by(const save_policy& policy, const retention& keep);
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/manager/selection-inl.hpp
+
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
+                                            const std::string& metric, goal direction) {
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const auto it = entries[i].metrics.find(metric);
+        if (it != entries[i].metrics.end() && !std::isnan(it->second)) idx.push_back(i);
+    }
+    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) {
+        const double va = entries[a].metrics.at(metric);
+        const double vb = entries[b].metrics.at(metric);
+        if (va != vb) return direction == goal::minimize ? va < vb : va > vb;
+        return entries[a].step > entries[b].step; // a tie goes to the newer
+    });
+    return idx;
+}
+
+CKPT_INLINE std::vector<std::size_t> newest_first(const std::vector<checkpoint_entry>& entries) {
+    std::vector<std::size_t> order(entries.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return entries[a].step > entries[b].step;
+    });
+    return order;
+}
+
+CKPT_INLINE std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries,
+                                          const retention& keep,
+                                          const ranked_metrics& always_best) {
+    std::vector<bool> kept(entries.size(), false);
+    if (entries.empty()) return kept;
+    const std::vector<std::size_t> by_step = newest_first(entries);
+    kept[by_step.front()] = true; // the newest, always
+    for (const auto& [metric, direction] : always_best) {
+        const auto order = ranked(entries, metric, direction);
+        if (!order.empty()) kept[order.front()] = true; // the best, always
+    }
+    const auto earliest_per_bucket = [&](auto bucket_of) {
+        std::map<std::int64_t, std::size_t> first;
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            const std::int64_t b = bucket_of(entries[i]);
+            const auto it = first.find(b);
+            if (it == first.end() || entries[i].step < entries[it->second].step) first[b] = i;
+        }
+        for (const auto& [b, i] : first) kept[i] = true;
+    };
+    for (const auto& rule : keep.rules()) {
+        std::visit(
+            [&](const auto& r) {
+                using R = std::decay_t<decltype(r)>;
+                if constexpr (std::is_same_v<R, keep_last_rule>) {
+                    for (std::size_t i = 0; i < r.k && i < by_step.size(); ++i)
+                        kept[by_step[i]] = true;
+                } else if constexpr (std::is_same_v<R, keep_best_rule>) {
+                    const auto order = ranked(entries, r.metric, r.direction);
+                    for (std::size_t i = 0; i < r.k && i < order.size(); ++i) kept[order[i]] = true;
+                } else if constexpr (std::is_same_v<R, keep_every_steps_rule>) {
+                    earliest_per_bucket([&](const checkpoint_entry& e) { return e.step / r.n; });
+                } else if constexpr (std::is_same_v<R, keep_every_time_rule>) {
+                    earliest_per_bucket([&](const checkpoint_entry& e) {
+                        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            e.time.time_since_epoch());
+                        const auto q = ns.count() / r.period.count();
+                        return ns.count() < 0 && ns.count() % r.period.count() != 0 ? q - 1 : q;
+                    });
+                } else {
+                    std::fill(kept.begin(), kept.end(), true);
+                }
+            },
+            rule);
+    }
+    return kept;
+}
+
+CKPT_INLINE void add_ranked(ranked_metrics& metrics, const std::string& metric, goal direction) {
+    for (const auto& [m, d] : metrics) {
+        if (m == metric) {
+            if (d != direction) {
+                throw_error<usage_error>(errc::usage_argument,
+                                         "manager: metric '" + metric +
+                                             "' is ranked both ways (minimize and maximize)");
+            }
+            return;
+        }
+    }
+    metrics.emplace_back(metric, direction);
+}
+
+CKPT_INLINE ranked_metrics ranked_by(const save_policy& policy, const retention& keep) {
+    ranked_metrics out;
+    for (const auto& rule : policy.rules()) {
+        if (const auto* b = std::get_if<rule_on_best>(&rule))
+            add_ranked(out, b->metric, b->direction);
+    }
+    for (const auto& rule : keep.rules()) {
+        if (const auto* b = std::get_if<keep_best_rule>(&rule))
+            add_ranked(out, b->metric, b->direction);
+    }
+    return out;
+}
+
+} // namespace ckpt::detail
+// end ckpt/manager/selection-inl.hpp
+#endif
+// end ckpt/manager/selection.hpp
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// Tags of a checkpoint that hold its policy's state: ckpt.policy.<rule_key>.
+inline constexpr std::string_view policy_tag_prefix = "ckpt.policy.";
+
+/// The state a rule carries from one run to the next, as text; empty for none.
+std::string encode_rule_state(const save_rule& r);
+
+/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
+bool decode_rule_state(save_rule& r, std::string_view text);
+
+/// Whether `rule` fires at `meta` (time `t`). An on_best rule's metric must be in `meta`.
+bool fires(const save_rule& rule, const metadata& meta, std::chrono::system_clock::time_point t);
+
+/// What `rule` remembers of a save at `meta` (time `t`).
+void advance(save_rule& rule, const metadata& meta, std::chrono::system_clock::time_point t);
+
+/// A save policy as a manager runs it: which rules fire on a step, what they remember of the
+/// saves taken, and how that memory travels in a checkpoint's tags to the next run.
+class policy_state {
+public:
+    /// The rules, and which fired on the last step asked, to put back when a save fails.
+    struct snapshot {
+        std::vector<save_rule> rules;
+        std::vector<char> fired;
+    };
+
+    explicit policy_state(save_policy policy);
+
+    [[nodiscard]] const save_policy& policy() const noexcept { return policy_; }
+    /// Some rule reads the wall clock (every()).
+    [[nodiscard]] bool uses_clock() const noexcept { return uses_clock_; }
+
+    /// Every time rule counts from `t`.
+    void start(std::chrono::system_clock::time_point t);
+    /// Asks every rule about this step. @returns whether one fires
+    bool ask(const metadata& meta, std::chrono::system_clock::time_point t);
+    /// As if no rule fired (a forced save).
+    void clear_fired();
+    /// The rules as they will be after a save at `meta`: the fired ones advanced, their keys
+    /// appended to `reasons`.
+    [[nodiscard]] std::vector<save_rule> advanced(const metadata& meta,
+                                                  std::chrono::system_clock::time_point t,
+                                                  std::vector<std::string>& reasons) const;
+    /// Writes the state of the rules `after` into the tags of the checkpoint they describe.
+    static void write_tags(const std::vector<save_rule>& after, metadata& stored);
+    /// The save is taken: the rules become `after`; an on_request flag is cleared unless the
+    /// save was forced (then no rule fired).
+    void commit(std::vector<save_rule>&& after, bool forced);
+
+    [[nodiscard]] snapshot save() const { return {policy_.rules(), fired_}; }
+    /// A save taken at `before` failed: the rules go back, so that they ask again, and the
+    /// on_request flags that fired are set again.
+    void roll_back(snapshot&& before);
+
+    /// Puts the rules where they were when `meta` was saved; a rule the checkpoint holds no
+    /// state for (the policy changed) starts from the checkpoint's step and time, and an on_best
+    /// rule from the best of `index`.
+    void restore(const metadata& meta, const std::vector<checkpoint_entry>& index);
+
+private:
+    save_policy policy_;
+    std::vector<char> fired_;
+    bool uses_clock_ = false;
+};
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/manager/policy_state-inl.hpp
+
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string encode_rule_state(const save_rule& r) {
+    if (const auto* s = std::get_if<rule_every_steps>(&r)) return std::to_string(s->last);
+    if (const auto* t = std::get_if<rule_every_time>(&r)) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t->last.time_since_epoch())
+                .count());
+    }
+    if (const auto* b = std::get_if<rule_on_best>(&r)) {
+        return b->best ? format_double(*b->best) + " " + std::to_string(b->best_step) : "none";
+    }
+    return {};
+}
+
+CKPT_INLINE bool decode_rule_state(save_rule& r, std::string_view text) {
+    if (auto* s = std::get_if<rule_every_steps>(&r)) {
+        const auto v = parse_int(text);
+        if (!v) return false;
+        s->last = *v;
+        return true;
+    }
+    if (auto* t = std::get_if<rule_every_time>(&r)) {
+        const auto v = parse_int(text);
+        if (!v) return false;
+        t->last = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::nanoseconds(*v)));
+        return true;
+    }
+    if (auto* b = std::get_if<rule_on_best>(&r)) {
+        if (text == "none") {
+            b->best.reset();
+            return true;
+        }
+        const auto space = text.find(' ');
+        if (space == std::string_view::npos) return false;
+        const auto v = parse_double(text.substr(0, space));
+        const auto step = parse_int(text.substr(space + 1));
+        if (!v || !step) return false;
+        b->best = *v;
+        b->best_step = *step;
+        return true;
+    }
+    return true;
+}
+
+CKPT_INLINE bool fires(const save_rule& rule, const metadata& meta,
+                       std::chrono::system_clock::time_point t) {
+    if (const auto* s = std::get_if<rule_every_steps>(&rule)) return meta.step - s->last >= s->n;
+    if (const auto* e = std::get_if<rule_every_time>(&rule)) return t - e->last >= e->period;
+    if (const auto* b = std::get_if<rule_on_best>(&rule)) {
+        const double v = meta.metrics.find(b->metric)->second;
+        return !std::isnan(v) && (!b->best || improves(v, *b->best, b->direction, b->min_delta));
+    }
+    if (const auto* a = std::get_if<rule_at_steps>(&rule)) {
+        return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
+    }
+    return std::get<rule_on_request>(rule).flag->load(std::memory_order_relaxed);
+}
+
+CKPT_INLINE void advance(save_rule& rule, const metadata& meta,
+                         std::chrono::system_clock::time_point t) {
+    if (auto* s = std::get_if<rule_every_steps>(&rule)) s->last = meta.step;
+    if (auto* e = std::get_if<rule_every_time>(&rule)) e->last = t;
+    if (auto* b = std::get_if<rule_on_best>(&rule)) {
+        b->best = meta.metrics.at(b->metric);
+        b->best_step = meta.step;
+    }
+}
+
+CKPT_INLINE policy_state::policy_state(save_policy policy)
+    : policy_(std::move(policy)), fired_(policy_.rules().size(), 0) {
+    for (const auto& rule : policy_.rules()) {
+        uses_clock_ = uses_clock_ || std::holds_alternative<rule_every_time>(rule);
+    }
+}
+
+CKPT_INLINE void policy_state::start(std::chrono::system_clock::time_point t) {
+    for (auto& rule : policy_.rules()) {
+        if (auto* e = std::get_if<rule_every_time>(&rule)) e->last = t;
+    }
+}
+
+CKPT_INLINE bool policy_state::ask(const metadata& meta, std::chrono::system_clock::time_point t) {
+    bool any = false;
+    for (std::size_t i = 0; i < fired_.size(); ++i) {
+        fired_[i] = fires(policy_.rules()[i], meta, t) ? 1 : 0;
+        any = any || fired_[i] != 0;
+    }
+    return any;
+}
+
+CKPT_INLINE void policy_state::clear_fired() {
+    std::fill(fired_.begin(), fired_.end(), 0);
+}
+
+CKPT_INLINE std::vector<save_rule> policy_state::advanced(const metadata& meta,
+                                                          std::chrono::system_clock::time_point t,
+                                                          std::vector<std::string>& reasons) const {
+    std::vector<save_rule> after = policy_.rules();
+    for (std::size_t i = 0; i < after.size(); ++i) {
+        if (fired_[i] == 0) continue;
+        reasons.push_back(rule_key(after[i]));
+        advance(after[i], meta, t);
+    }
+    return after;
+}
+
+CKPT_INLINE void policy_state::write_tags(const std::vector<save_rule>& after, metadata& stored) {
+    for (const auto& rule : after) {
+        const std::string text = encode_rule_state(rule);
+        if (!text.empty()) stored.tags[std::string(policy_tag_prefix) + rule_key(rule)] = text;
+    }
+}
+
+CKPT_INLINE void policy_state::commit(std::vector<save_rule>&& after, bool forced) {
+    policy_.rules() = std::move(after);
+    if (forced) return;
+    for (auto& rule : policy_.rules()) {
+        if (auto* r = std::get_if<rule_on_request>(&rule)) r->flag->store(false);
+    }
+}
+
+CKPT_INLINE void policy_state::roll_back(snapshot&& before) {
+    policy_.rules() = std::move(before.rules);
+    for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
+        auto* r = std::get_if<rule_on_request>(&policy_.rules()[i]);
+        if (r != nullptr && before.fired[i] != 0) r->flag->store(true);
+    }
+}
+
+CKPT_INLINE void policy_state::restore(const metadata& meta,
+                                       const std::vector<checkpoint_entry>& index) {
+    for (auto& rule : policy_.rules()) {
+        const auto tag = meta.tags.find(std::string(policy_tag_prefix) + rule_key(rule));
+        if (tag != meta.tags.end() && decode_rule_state(rule, tag->second)) continue;
+        if (auto* s = std::get_if<rule_every_steps>(&rule)) s->last = meta.step;
+        if (auto* t = std::get_if<rule_every_time>(&rule)) t->last = meta.time;
+        if (auto* b = std::get_if<rule_on_best>(&rule)) {
+            const auto order = ranked(index, b->metric, b->direction);
+            if (!order.empty()) {
+                b->best = index[order.front()].metrics.at(b->metric);
+                b->best_step = index[order.front()].step;
+            }
+        }
+    }
+}
+
+} // namespace ckpt::detail
+// end ckpt/manager/policy_state-inl.hpp
+#endif
+// end ckpt/manager/policy_state.hpp
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -4290,27 +5248,6 @@ CKPT_INLINE retention keep_all() {
 #include <vector>
 
 namespace ckpt {
-
-/// One checkpoint in a manager's directory.
-struct checkpoint_entry {
-    std::filesystem::path path{};
-    std::int64_t step = 0;
-    std::int64_t epoch = 0;
-    std::chrono::system_clock::time_point time{};
-    std::map<std::string, double> metrics{};
-    std::uint64_t bytes = 0;
-    bool latest = false; ///< the newest, by the step recorded in it
-    bool best = false;   ///< the best by a metric a policy or retention ranks
-
-    friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
-};
-
-/// A checkpoint restore passed over, and why.
-struct skipped_checkpoint {
-    std::filesystem::path path{};
-    int error_id = 0;   ///< the ckpt error id loading it gave
-    std::string reason; ///< the error's message
-};
 
 /// What step(), save_now() or wait() did.
 struct save_result {
@@ -4358,37 +5295,6 @@ struct manager_options {
     /// restore or the destructor.
     std::optional<async_options> async{};
 };
-
-namespace detail {
-
-inline constexpr std::string_view policy_tag_prefix = "ckpt.policy.";
-
-/// Step of a file named <prefix>-<digits><suffix>, or nothing.
-std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
-                                         std::string_view suffix);
-
-/// "<pid>-<n>", the tail of atomic_file's temporary names.
-bool is_temp_suffix(std::string_view s);
-
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-bool has_ckpt_prefix(const std::filesystem::path& p);
-
-/// Indices of `entries` sorted best first by `metric`; entries without it, or NaN, left out.
-std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
-                                const std::string& metric, goal direction);
-
-/// Which entries retention keeps: the union of its rules, the newest, and the best by every
-/// ranked metric. Pure: the same files give the same answer, before and after a restart.
-std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
-                              const std::vector<std::pair<std::string, goal>>& ranked_metrics);
-
-/// The state a rule carries from one run to the next, as text; empty for none.
-std::string encode_rule_state(const save_rule& r);
-
-/// Applies a rule's saved state; false when the text does not parse (the rule is left alone).
-bool decode_rule_state(save_rule& r, std::string_view text);
-
-} // namespace detail
 
 /// Checkpoints in one directory: decides when to save (a save_policy), what to keep (a
 /// retention), and resumes from the newest good checkpoint. Holds a lock on the directory.
@@ -4459,7 +5365,7 @@ public:
     template <class State>
     std::optional<metadata> restore_latest(State& state) {
         wait();
-        return restore_first(state, newest_first());
+        return restore_first(state, detail::newest_first(index_));
     }
 
     /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
@@ -4493,12 +5399,7 @@ public:
 private:
     std::chrono::system_clock::time_point now() const;
 
-    void add_ranked(const std::string& metric, goal direction);
-
     [[noreturn]] static void missing_metric(const metadata& meta, const std::string& metric);
-
-    static bool fires(const detail::save_rule& rule, const metadata& meta,
-                      std::chrono::system_clock::time_point t);
 
     /// Saves, then on success advances the fired rules, indexes the file and applies retention.
     /// Async: takes the snapshot and advances the rules; the rest happens in collect_finished().
@@ -4537,11 +5438,6 @@ private:
                     std::chrono::system_clock::time_point& t);
     /// save_now() before its save. @returns the clock's time
     std::chrono::system_clock::time_point begin_save_now(const metadata& meta, save_result& result);
-    /// The index's entries, newest step first.
-    std::vector<std::size_t> newest_first() const;
-
-    void advance_policy(std::vector<detail::save_rule>&& after, const char* forced);
-
     /// A checkpoint is on disk: it becomes the newest, enters the index, and retention runs.
     void record_committed(checkpoint_entry&& entry, save_result& result);
 
@@ -4549,9 +5445,6 @@ private:
     /// failed save puts the policy back where it was before it, when no later save was taken,
     /// so that the policy asks again. @throws the first background error not raised yet
     void collect_finished(save_result& result);
-
-    static void advance(detail::save_rule& rule, const metadata& meta,
-                        std::chrono::system_clock::time_point t);
 
     /// Deletes what retention does not keep; only indexed files (this manager's names with a
     /// valid ckpt header), and only after the newest save is committed.
@@ -4593,24 +5486,17 @@ private:
     void restore_failed(std::vector<std::filesystem::path>& damaged,
                         const std::filesystem::path& path, const error& err);
 
-    /// Puts the policy where it was when `meta` was saved; a rule the checkpoint holds no state
-    /// for (a policy that changed) starts from the checkpoint's step, time and best file.
-    void restore_policy(const metadata& meta);
-
-    void lock();
-
+    /// Indexes the directory (scan_directory) and removes the temporary files of crashed saves.
     void scan();
 
     std::filesystem::path dir_;
-    save_policy policy_;
+    detail::policy_state policy_;
     retention keep_;
     manager_options options_;
     io::backend* io_;
-    std::vector<std::pair<std::string, goal>> ranked_metrics_;
-    std::vector<char> fired_;
-    bool uses_clock_ = false;
-    int lock_fd_ = -1;
-    std::vector<checkpoint_entry> index_;
+    detail::ranked_metrics ranked_metrics_;
+    directory_lock lock_;
+    std::vector<checkpoint_entry> index_; ///< committed, in no particular order
     std::vector<skipped_checkpoint> unreadable_;
     std::vector<std::filesystem::path> foreign_; ///< our names, not ckpt's files: never touched
     std::vector<skipped_checkpoint> skipped_;
@@ -4624,8 +5510,7 @@ private:
     struct pending_save {
         std::uint64_t id = 0;
         checkpoint_entry entry;
-        std::vector<detail::save_rule> policy_before; ///< put back if the save fails
-        std::vector<char> fired;
+        detail::policy_state::snapshot policy_before; ///< put back if the save fails
     };
     std::vector<pending_save> pending_;      ///< staged, oldest first
     std::vector<std::exception_ptr> errors_; ///< background errors not raised yet
@@ -4659,195 +5544,19 @@ private:
 #include <variant>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 namespace ckpt {
-namespace detail {
-
-CKPT_INLINE std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
-                                                     std::string_view suffix) {
-    if (name.size() <= prefix.size() + 1 + suffix.size() || !name.starts_with(prefix) ||
-        name[prefix.size()] != '-' || !name.ends_with(suffix)) {
-        return std::nullopt;
-    }
-    const std::string_view digits =
-        name.substr(prefix.size() + 1, name.size() - prefix.size() - 1 - suffix.size());
-    if (digits.empty() || digits.size() > 18) return std::nullopt;
-    std::int64_t v = 0;
-    for (char c : digits) {
-        if (c < '0' || c > '9') return std::nullopt;
-        v = v * 10 + (c - '0');
-    }
-    return v;
-}
-
-CKPT_INLINE bool is_temp_suffix(std::string_view s) {
-    const auto dash = s.find('-');
-    const auto digits = [](std::string_view d) {
-        return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
-    };
-    return dash != std::string_view::npos && digits(s.substr(0, dash)) &&
-           digits(s.substr(dash + 1));
-}
-
-CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p) {
-    std::FILE* f = std::fopen(p.c_str(), "rb");
-    if (f == nullptr) return false;
-    char buf[8 + checksum_prefix.size()];
-    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-    std::fclose(f);
-    return n == sizeof buf && std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
-}
-
-CKPT_INLINE std::vector<std::size_t> ranked(const std::vector<checkpoint_entry>& entries,
-                                            const std::string& metric, goal direction) {
-    std::vector<std::size_t> idx;
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-        const auto it = entries[i].metrics.find(metric);
-        if (it != entries[i].metrics.end() && !std::isnan(it->second)) idx.push_back(i);
-    }
-    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) {
-        const double va = entries[a].metrics.at(metric);
-        const double vb = entries[b].metrics.at(metric);
-        if (va != vb) return direction == goal::minimize ? va < vb : va > vb;
-        return entries[a].step > entries[b].step; // a tie goes to the newer
-    });
-    return idx;
-}
-
-CKPT_INLINE std::vector<bool>
-select_kept(const std::vector<checkpoint_entry>& entries, const retention& keep,
-            const std::vector<std::pair<std::string, goal>>& ranked_metrics) {
-    std::vector<bool> kept(entries.size(), false);
-    if (entries.empty()) return kept;
-    std::vector<std::size_t> by_step(entries.size());
-    for (std::size_t i = 0; i < by_step.size(); ++i) by_step[i] = i;
-    std::stable_sort(by_step.begin(), by_step.end(), [&](std::size_t a, std::size_t b) {
-        return entries[a].step > entries[b].step;
-    });
-    kept[by_step.front()] = true; // the newest, always
-    for (const auto& [metric, direction] : ranked_metrics) {
-        const auto order = ranked(entries, metric, direction);
-        if (!order.empty()) kept[order.front()] = true; // the best, always
-    }
-    const auto earliest_per_bucket = [&](auto bucket_of) {
-        std::map<std::int64_t, std::size_t> first;
-        for (std::size_t i = 0; i < entries.size(); ++i) {
-            const std::int64_t b = bucket_of(entries[i]);
-            const auto it = first.find(b);
-            if (it == first.end() || entries[i].step < entries[it->second].step) first[b] = i;
-        }
-        for (const auto& [b, i] : first) kept[i] = true;
-    };
-    for (const auto& rule : keep.rules()) {
-        std::visit(
-            [&](const auto& r) {
-                using R = std::decay_t<decltype(r)>;
-                if constexpr (std::is_same_v<R, keep_last_rule>) {
-                    for (std::size_t i = 0; i < r.k && i < by_step.size(); ++i)
-                        kept[by_step[i]] = true;
-                } else if constexpr (std::is_same_v<R, keep_best_rule>) {
-                    const auto order = ranked(entries, r.metric, r.direction);
-                    for (std::size_t i = 0; i < r.k && i < order.size(); ++i) kept[order[i]] = true;
-                } else if constexpr (std::is_same_v<R, keep_every_steps_rule>) {
-                    earliest_per_bucket([&](const checkpoint_entry& e) { return e.step / r.n; });
-                } else if constexpr (std::is_same_v<R, keep_every_time_rule>) {
-                    earliest_per_bucket([&](const checkpoint_entry& e) {
-                        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            e.time.time_since_epoch());
-                        const auto q = ns.count() / r.period.count();
-                        return ns.count() < 0 && ns.count() % r.period.count() != 0 ? q - 1 : q;
-                    });
-                } else {
-                    std::fill(kept.begin(), kept.end(), true);
-                }
-            },
-            rule);
-    }
-    return kept;
-}
-
-CKPT_INLINE std::string encode_rule_state(const save_rule& r) {
-    if (const auto* s = std::get_if<rule_every_steps>(&r)) return std::to_string(s->last);
-    if (const auto* t = std::get_if<rule_every_time>(&r)) {
-        return std::to_string(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(t->last.time_since_epoch())
-                .count());
-    }
-    if (const auto* b = std::get_if<rule_on_best>(&r)) {
-        return b->best ? format_double(*b->best) + " " + std::to_string(b->best_step) : "none";
-    }
-    return {};
-}
-
-CKPT_INLINE bool decode_rule_state(save_rule& r, std::string_view text) {
-    if (auto* s = std::get_if<rule_every_steps>(&r)) {
-        const auto v = parse_int(text);
-        if (!v) return false;
-        s->last = *v;
-        return true;
-    }
-    if (auto* t = std::get_if<rule_every_time>(&r)) {
-        const auto v = parse_int(text);
-        if (!v) return false;
-        t->last = std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                std::chrono::nanoseconds(*v)));
-        return true;
-    }
-    if (auto* b = std::get_if<rule_on_best>(&r)) {
-        if (text == "none") {
-            b->best.reset();
-            return true;
-        }
-        const auto space = text.find(' ');
-        if (space == std::string_view::npos) return false;
-        const auto v = parse_double(text.substr(0, space));
-        const auto step = parse_int(text.substr(space + 1));
-        if (!v || !step) return false;
-        b->best = *v;
-        b->best_step = *step;
-        return true;
-    }
-    return true;
-}
-
-} // namespace detail
-
 CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retention keep,
                              manager_options options)
-    : dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)),
-      options_(std::move(options)),
-      io_(options_.backend != nullptr ? options_.backend : &io::default_backend()) {
-    if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos) {
-        detail::throw_error<usage_error>(errc::usage_argument,
-                                         "manager: the prefix must be a non-empty file name");
-    }
-    for (const auto& rule : policy_.rules()) {
-        if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-            add_ranked(b->metric, b->direction);
-        }
-        uses_clock_ = uses_clock_ || std::holds_alternative<detail::rule_every_time>(rule);
-    }
-    for (const auto& rule : keep_.rules()) {
-        if (const auto* b = std::get_if<detail::keep_best_rule>(&rule)) {
-            add_ranked(b->metric, b->direction);
-        }
-    }
-    fired_.resize(policy_.rules().size());
-    lock();
-    try {
-        scan();
-    } catch (...) {
-        ::close(std::exchange(lock_fd_, -1)); // no destructor runs: give the lock back here
-        throw;
-    }
+    : dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)), options_([&] {
+          detail::check_prefix(options.prefix, "manager");
+          return std::move(options);
+      }()),
+      io_(options_.backend != nullptr ? options_.backend : &io::default_backend()),
+      ranked_metrics_(detail::ranked_by(policy_.policy(), keep_)),
+      lock_(dir_, options_.prefix, *io_) {
+    scan();
     const auto start = now();
-    for (auto& rule : policy_.rules()) {
-        if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = start;
-    }
+    policy_.start(start);
     if (const checkpoint_entry* latest = newest()) {
         committed_step_ = latest->step;
         committed_time_ = latest->time;
@@ -4858,24 +5567,19 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
     if (options_.async) {
         async_options async = *options_.async;
         async.backend = io_;
-        try {
-            engine_ = std::make_unique<detail::async_engine>(
-                async, [this, user = std::move(async.on_done)](async_done&& d) {
-                    if (user) {
-                        try {
-                            user(d);
-                        } catch (...) {
-                            if (d.error == nullptr) d.error = std::current_exception();
-                        }
+        engine_ = std::make_unique<detail::async_engine>(
+            async, [this, user = std::move(async.on_done)](async_done&& d) {
+                if (user) {
+                    try {
+                        user(d);
+                    } catch (...) {
+                        if (d.error == nullptr) d.error = std::current_exception();
                     }
-                    std::lock_guard lock(done_mutex_);
-                    done_.push_back(std::move(d));
-                    done_count_.fetch_add(1, std::memory_order_release);
-                });
-        } catch (...) {
-            ::close(std::exchange(lock_fd_, -1));
-            throw;
-        }
+                }
+                std::lock_guard lock(done_mutex_);
+                done_.push_back(std::move(d));
+                done_count_.fetch_add(1, std::memory_order_release);
+            });
     }
 }
 
@@ -4889,7 +5593,7 @@ CKPT_INLINE manager::~manager() noexcept(false) {
         }
         engine_.reset();
     }
-    if (lock_fd_ >= 0) ::close(lock_fd_); // releases the lock
+    lock_.release();
     // One error can be raised, and only outside stack unwinding; the others go to stderr
     // (options.async->on_done saw every one).
     const bool can_throw = std::uncaught_exceptions() <= unwinding_;
@@ -4929,27 +5633,11 @@ CKPT_INLINE manager_stats manager::stats() const {
 }
 
 CKPT_INLINE std::filesystem::path manager::path_of(std::int64_t step) const {
-    std::string digits = std::to_string(step);
-    if (digits.size() < 12) digits.insert(0, 12 - digits.size(), '0');
-    return dir_ / (options_.prefix + "-" + digits + ".ckpt");
+    return dir_ / detail::checkpoint_file_name(options_.prefix, step);
 }
 
 CKPT_INLINE std::chrono::system_clock::time_point manager::now() const {
     return options_.clock ? options_.clock() : std::chrono::system_clock::now();
-}
-
-CKPT_INLINE void manager::add_ranked(const std::string& metric, goal direction) {
-    for (const auto& [m, d] : ranked_metrics_) {
-        if (m == metric) {
-            if (d != direction) {
-                detail::throw_error<usage_error>(
-                    errc::usage_argument,
-                    "manager: metric '" + metric + "' is ranked both ways (minimize and maximize)");
-            }
-            return;
-        }
-    }
-    ranked_metrics_.emplace_back(metric, direction);
 }
 
 CKPT_INLINE void manager::missing_metric(const metadata& meta, const std::string& metric) {
@@ -4961,34 +5649,6 @@ CKPT_INLINE void manager::missing_metric(const metadata& meta, const std::string
             "', which the save policy or retention ranks checkpoints by (metrics given: " +
             (given.empty() ? std::string("none") : given) +
             "); pass its latest value on every step");
-}
-
-CKPT_INLINE bool manager::fires(const detail::save_rule& rule, const metadata& meta,
-                                std::chrono::system_clock::time_point t) {
-    if (const auto* s = std::get_if<detail::rule_every_steps>(&rule)) {
-        return meta.step - s->last >= s->n;
-    }
-    if (const auto* e = std::get_if<detail::rule_every_time>(&rule)) {
-        return t - e->last >= e->period;
-    }
-    if (const auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-        const double v = meta.metrics.find(b->metric)->second;
-        return !std::isnan(v) && (!b->best || improves(v, *b->best, b->direction, b->min_delta));
-    }
-    if (const auto* a = std::get_if<detail::rule_at_steps>(&rule)) {
-        return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
-    }
-    return std::get<detail::rule_on_request>(rule).flag->load(std::memory_order_relaxed);
-}
-
-CKPT_INLINE void manager::advance_policy(std::vector<detail::save_rule>&& after,
-                                         const char* forced) {
-    policy_.rules() = std::move(after);
-    for (auto& rule : policy_.rules()) {
-        if (auto* r = std::get_if<detail::rule_on_request>(&rule)) {
-            if (forced == nullptr) r->flag->store(false);
-        }
-    }
 }
 
 CKPT_INLINE void manager::record_committed(checkpoint_entry&& entry, save_result& result) {
@@ -5022,13 +5682,7 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
         pending_.erase(it);
         if (d.error != nullptr) {
             stats_.saves_failed += 1;
-            if (newest) {
-                policy_.rules() = std::move(p.policy_before);
-                for (std::size_t i = 0; i < policy_.rules().size(); ++i) {
-                    auto* r = std::get_if<detail::rule_on_request>(&policy_.rules()[i]);
-                    if (r != nullptr && p.fired[i]) r->flag->store(true);
-                }
-            }
+            if (newest) policy_.roll_back(std::move(p.policy_before));
             errors_.push_back(d.error);
             continue;
         }
@@ -5040,16 +5694,6 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
         std::exception_ptr e = errors_.front();
         errors_.erase(errors_.begin());
         std::rethrow_exception(e);
-    }
-}
-
-CKPT_INLINE void manager::advance(detail::save_rule& rule, const metadata& meta,
-                                  std::chrono::system_clock::time_point t) {
-    if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
-    if (auto* e = std::get_if<detail::rule_every_time>(&rule)) e->last = t;
-    if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-        b->best = meta.metrics.at(b->metric);
-        b->best_step = meta.step;
     }
 }
 
@@ -5087,108 +5731,16 @@ CKPT_INLINE const checkpoint_entry* manager::newest() const {
     return best;
 }
 
-CKPT_INLINE void manager::restore_policy(const metadata& meta) {
-    for (auto& rule : policy_.rules()) {
-        const auto tag =
-            meta.tags.find(std::string(detail::policy_tag_prefix) + detail::rule_key(rule));
-        if (tag != meta.tags.end() && detail::decode_rule_state(rule, tag->second)) continue;
-        if (auto* s = std::get_if<detail::rule_every_steps>(&rule)) s->last = meta.step;
-        if (auto* t = std::get_if<detail::rule_every_time>(&rule)) t->last = meta.time;
-        if (auto* b = std::get_if<detail::rule_on_best>(&rule)) {
-            const auto order = detail::ranked(index_, b->metric, b->direction);
-            if (!order.empty()) {
-                b->best = index_[order.front()].metrics.at(b->metric);
-                b->best_step = index_[order.front()].step;
-            }
-        }
-    }
-}
-
-CKPT_INLINE void manager::lock() {
-    std::error_code ec;
-    std::filesystem::create_directories(dir_, ec);
-    if (ec) {
-        detail::throw_io(errc::io_open, "create directory", dir_.string(), ec.value());
-    }
-    const std::string path = (dir_ / (options_.prefix + ".lock")).string();
-    int fd = -1;
-    do {
-        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        const int e = errno;
-        detail::throw_io(errc::io_open, "create lock file", path, e,
-                         "the directory cannot be written");
-    }
-    // flock is released by the kernel when its holder dies: a lock file left by a dead
-    // process is no obstacle. The pid inside is for the message below.
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char buf[32] = {};
-        const ::ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-        ::close(fd);
-        const std::string owner = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
-        detail::throw_error<usage_error>(
-            errc::usage_directory_locked,
-            "directory '" + dir_.string() + "' is in use by another ckpt::manager (pid " + owner +
-                (owner == std::to_string(::getpid()) ? ", this process" : "") +
-                "); two managers on one directory would delete each other's checkpoints");
-    }
-    const std::string pid = std::to_string(::getpid());
-    if (::ftruncate(fd, 0) != 0 ||
-        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<::ssize_t>(pid.size())) {
-        const int e = errno;
-        ::close(fd);
-        detail::throw_io(errc::io_write, "write lock file", path, e,
-                         "the directory cannot be written");
-    }
-    lock_fd_ = fd;
-}
-
 CKPT_INLINE void manager::scan() {
-    const std::string& prefix = options_.prefix;
-    std::error_code ec;
-    for (const auto& de : std::filesystem::directory_iterator(dir_, ec)) {
-        std::error_code type_ec;
-        if (!de.is_regular_file(type_ec) || de.is_symlink(type_ec)) continue;
-        const std::string name = de.path().filename().string();
-        // A temporary file of a save that died: <prefix>-<step>.ckpt.tmp-<pid>-<n>.
-        if (const auto at = name.find(".ckpt.tmp-"); at != std::string::npos) {
-            const auto step = detail::step_of_name(name.substr(0, at + 5), prefix, ".ckpt");
-            if (step && path_of(*step).filename() == name.substr(0, at + 5) &&
-                detail::is_temp_suffix(std::string_view(name).substr(at + 10)) &&
-                io_->unlink(de.path().c_str()) == 0) {
-                cleaned_.push_back(de.path());
-            }
-            continue;
-        }
-        // Only the exact names this manager writes (path_of): "ckpt-7.ckpt" is someone else's.
-        const auto step = detail::step_of_name(name, prefix, ".ckpt");
-        if (!step || path_of(*step).filename() != name) continue;
-        try {
-            const info inf = ckpt::inspect(de.path(), inspect_options{false, options_.limits, io_});
-            if (inf.format_version < 1) {
-                unreadable_.push_back(
-                    {de.path(), errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
-                foreign_.push_back(de.path());
-                continue;
-            }
-            checkpoint_entry e;
-            e.path = de.path();
-            e.step = inf.meta.step;
-            e.epoch = inf.meta.epoch;
-            e.time = inf.meta.time;
-            e.metrics = inf.meta.metrics;
-            e.bytes = inf.file_bytes;
-            index_.push_back(std::move(e));
-        } catch (const error& err) {
-            // Unreadable: never deleted, reported by restore. A damaged file ckpt wrote (its
-            // header starts with ckpt's checksum) may be replaced by a new save of its step;
-            // anything else is never written over.
-            unreadable_.push_back({de.path(), err.id(), err.what()});
-            if (!detail::has_ckpt_prefix(de.path())) foreign_.push_back(de.path());
-        }
+    directory_listing found =
+        scan_directory(dir_, directory_options{options_.prefix, io_, options_.limits});
+    for (auto& temp : found.temporaries) {
+        if (io_->unlink(temp.c_str()) == 0) cleaned_.push_back(std::move(temp));
     }
-    if (ec) detail::throw_io(errc::io_read, "list directory", dir_.string(), ec.value());
+    index_ = std::move(found.checkpoints);
+    for (auto& e : index_) e.latest = false; // list() marks it, as the index changes
+    unreadable_ = std::move(found.unreadable);
+    foreign_ = std::move(found.foreign);
     skipped_ = unreadable_;
 }
 
@@ -5201,29 +5753,16 @@ CKPT_INLINE bool manager::begin_step(const metadata& meta, save_result& result,
         collect_finished(result);
     }
     seen_step_ = meta.step;
-    t = uses_clock_ ? now() : std::chrono::system_clock::time_point{};
-    bool any = false;
-    for (std::size_t i = 0; i < fired_.size(); ++i) {
-        fired_[i] = fires(policy_.rules()[i], meta, t);
-        any = any || fired_[i];
-    }
-    return any;
+    t = policy_.uses_clock() ? now() : std::chrono::system_clock::time_point{};
+    return policy_.ask(meta, t);
 }
 
 CKPT_INLINE std::chrono::system_clock::time_point manager::begin_save_now(const metadata& meta,
                                                                           save_result& result) {
     if (engine_) collect_finished(result);
     seen_step_ = meta.step;
-    std::fill(fired_.begin(), fired_.end(), false);
+    policy_.clear_fired();
     return now();
-}
-
-CKPT_INLINE std::vector<std::size_t> manager::newest_first() const {
-    std::vector<std::size_t> order(index_.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return index_[a].step > index_[b].step; });
-    return order;
 }
 
 CKPT_INLINE manager::planned_save manager::plan_save(save_result& result, const metadata& meta,
@@ -5234,23 +5773,12 @@ CKPT_INLINE manager::planned_save manager::plan_save(save_result& result, const 
             errc::usage_argument, "manager: step " + std::to_string(meta.step) + " is negative");
     }
     planned_save plan;
-    std::vector<detail::save_rule>& after = plan.after;
-    after = policy_.rules();
-    for (std::size_t i = 0; i < after.size(); ++i) {
-        if (!fired_[i]) continue;
-        result.reasons.push_back(detail::rule_key(after[i]));
-        advance(after[i], meta, t);
-    }
+    plan.after = policy_.advanced(meta, t, result.reasons);
     if (forced != nullptr) result.reasons.emplace_back(forced);
     metadata& stored = plan.stored;
     stored = meta;
     if (stored.time == std::chrono::system_clock::time_point{}) stored.time = now();
-    for (const auto& rule : after) {
-        const std::string text = detail::encode_rule_state(rule);
-        if (!text.empty()) {
-            stored.tags[std::string(detail::policy_tag_prefix) + detail::rule_key(rule)] = text;
-        }
-    }
+    detail::policy_state::write_tags(plan.after, stored);
     result.path = path_of(meta.step);
     if (std::find(foreign_.begin(), foreign_.end(), result.path) != foreign_.end()) {
         detail::throw_error<usage_error>(
@@ -5280,8 +5808,8 @@ CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
         result.skipped = ticket.skipped;
         return;
     }
-    pending_.push_back({ticket.id, std::move(plan.entry), policy_.rules(), fired_});
-    advance_policy(std::move(plan.after), forced);
+    pending_.push_back({ticket.id, std::move(plan.entry), policy_.save()});
+    policy_.commit(std::move(plan.after), forced != nullptr);
     result.saved = true;
     result.pending = true;
 }
@@ -5290,7 +5818,7 @@ CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const 
                                 std::chrono::steady_clock::time_point started) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    advance_policy(std::move(plan.after), forced);
+    policy_.commit(std::move(plan.after), forced != nullptr);
     stats_.last_save_seconds = seconds;
     stats_.total_save_seconds += seconds;
     result.saved = true;
@@ -5314,7 +5842,7 @@ CKPT_INLINE void manager::forget_damaged(const std::vector<std::filesystem::path
 CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& damaged,
                                    const metadata& meta) {
     forget_damaged(damaged);
-    restore_policy(meta);
+    policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;
     seen_step_ = meta.step;

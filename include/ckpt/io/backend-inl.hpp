@@ -5,12 +5,70 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace ckpt::io {
+
+CKPT_INLINE int backend::mkdir(const char* path, ::mode_t mode) {
+    return ::mkdir(path, mode);
+}
+
+CKPT_INLINE int backend::list(const char* path, std::vector<dir_entry>& out) {
+    out.clear();
+    DIR* d = ::opendir(path);
+    if (d == nullptr) return -1;
+    const int dfd = ::dirfd(d);
+    for (;;) {
+        errno = 0;
+        const ::dirent* de = ::readdir(d);
+        if (de == nullptr) break;
+        const std::string_view name(de->d_name);
+        if (name == "." || name == "..") continue;
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct ::stat st {};
+            if (::fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue; // gone
+            type = S_ISREG(st.st_mode)   ? DT_REG
+                   : S_ISDIR(st.st_mode) ? DT_DIR
+                   : S_ISLNK(st.st_mode) ? DT_LNK
+                                         : DT_UNKNOWN;
+        }
+        const dir_entry::kind kind = type == DT_REG   ? dir_entry::kind::regular
+                                     : type == DT_DIR ? dir_entry::kind::directory
+                                     : type == DT_LNK ? dir_entry::kind::symlink
+                                                      : dir_entry::kind::other;
+        out.push_back({std::string(name), kind});
+    }
+    const int e = errno;
+    ::closedir(d);
+    if (e != 0) {
+        out.clear();
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+CKPT_INLINE int backend::lock(int fd) {
+    return ::flock(fd, LOCK_EX | LOCK_NB);
+}
+
+CKPT_INLINE int backend::unlock(int fd) {
+    return ::flock(fd, LOCK_UN);
+}
+
+CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
+    return ::ftruncate(fd, static_cast<::off_t>(size));
+}
 
 CKPT_INLINE backend& default_backend() {
     static posix_backend instance;

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -14,6 +16,15 @@
 #include <unistd.h>
 
 namespace ckpt::io {
+
+/// One name in a directory, as backend::list gives it.
+struct dir_entry {
+    enum class kind { regular, directory, symlink, other };
+    std::string name; ///< the file name, never "." or ".."
+    kind type = kind::other;
+
+    friend bool operator==(const dir_entry&, const dir_entry&) = default;
+};
 
 /// The file-system calls ckpt makes, POSIX-style: a failure returns -1 (or nullptr) and sets
 /// errno. Every byte ckpt reads or writes goes through one of these, so a test can replace the
@@ -41,6 +52,23 @@ public:
     /// Starts writing a range back to the disk without waiting, so the final fsync has less to
     /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
     virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
+
+    // The directory calls of ckpt::manager and scan_directory. Their defaults are the POSIX
+    // calls, so a backend written before them keeps compiling and keeps working.
+
+    /// Creates one directory (its parent must exist); EEXIST when it does. Default: ::mkdir.
+    virtual int mkdir(const char* path, ::mode_t mode);
+    /// Replaces `out` with the names in a directory, in no particular order, without "." and
+    /// "..". Default: opendir/readdir (a type readdir does not know is read with lstat).
+    virtual int list(const char* path, std::vector<dir_entry>& out);
+    /// Takes an exclusive lock on an open file without waiting: -1 with EWOULDBLOCK when
+    /// another open file description holds it. The kernel releases it when its holder dies.
+    /// Default: flock(LOCK_EX | LOCK_NB).
+    virtual int lock(int fd);
+    /// Releases lock(). Default: flock(LOCK_UN).
+    virtual int unlock(int fd);
+    /// Sets an open file's size. Default: ::ftruncate.
+    virtual int truncate(int fd, std::uint64_t size);
 };
 
 /// The real thing: direct POSIX calls.

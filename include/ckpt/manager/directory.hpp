@@ -1,0 +1,108 @@
+#pragma once
+
+#include <ckpt/checkpoint.hpp>
+#include <ckpt/detail/config.hpp>
+#include <ckpt/error.hpp>
+#include <ckpt/format/header.hpp>
+#include <ckpt/format/limits.hpp>
+#include <ckpt/io/backend.hpp>
+#include <ckpt/manager/lock.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckpt {
+
+/// One checkpoint in a manager's directory.
+struct checkpoint_entry {
+    std::filesystem::path path{};
+    std::int64_t step = 0;
+    std::int64_t epoch = 0;
+    std::chrono::system_clock::time_point time{};
+    std::map<std::string, double> metrics{};
+    std::uint64_t bytes = 0;
+    bool latest = false; ///< the newest, by the step recorded in it
+    bool best = false;   ///< the best by a metric a policy or retention ranks
+
+    friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
+};
+
+/// A checkpoint restore passed over, and why.
+struct skipped_checkpoint {
+    std::filesystem::path path{};
+    int error_id = 0;   ///< the ckpt error id loading it gave
+    std::string reason; ///< the error's message
+
+    friend bool operator==(const skipped_checkpoint&, const skipped_checkpoint&) = default;
+};
+
+/// How scan_directory reads a directory: the names a manager with these options writes.
+struct directory_options {
+    std::string prefix = "ckpt";    ///< checkpoints are <prefix>-<step>.ckpt
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    ckpt::limits limits{};          ///< caps on what a header may declare
+};
+
+/// What a directory of checkpoints holds, as a manager with the same prefix sees it.
+struct directory_listing {
+    std::filesystem::path directory{};
+    /// The checkpoints that read (header and metadata; the tensors are not verified), oldest
+    /// step first; the newest is marked `latest`. `best` is left false: which metric ranks
+    /// them is the manager's to say.
+    std::vector<checkpoint_entry> checkpoints{};
+    /// Files of this prefix's names whose header does not read: damaged checkpoints and files
+    /// ckpt did not write. A manager skips them, never deletes them, and restore reports them.
+    std::vector<skipped_checkpoint> unreadable{};
+    /// Those of `unreadable` that ckpt did not write: a manager never writes over them.
+    std::vector<std::filesystem::path> foreign{};
+    /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
+    /// removes them when it starts.
+    std::vector<std::filesystem::path> temporaries{};
+    /// Every other name: other prefixes, other files, subdirectories, symbolic links (a manager
+    /// never follows one). The lock file is not among them.
+    std::vector<std::filesystem::path> others{};
+    /// Who holds the directory's lock (or held it and died), from the lock file.
+    std::optional<lock_holder> lock{};
+    /// The checkpoints' bytes, together.
+    [[nodiscard]] std::uint64_t checkpoint_bytes() const noexcept;
+};
+
+/// Reads a manager's directory: every list is sorted by name, except the checkpoints (by step).
+/// Takes no lock and changes nothing, so it can run beside a manager that holds the directory
+/// (what that manager commits or deletes meanwhile may or may not show).
+/// @throws io_error (the directory does not exist or cannot be listed), usage_error (an empty
+/// prefix or one with '/')
+directory_listing scan_directory(const std::filesystem::path& dir,
+                                 const directory_options& options = {});
+
+namespace detail {
+
+/// "<prefix>-<step, 12 digits at least>.ckpt": the name a manager gives a checkpoint.
+std::string checkpoint_file_name(std::string_view prefix, std::int64_t step);
+
+/// Step of a file named <prefix>-<digits><suffix>, or nothing.
+std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
+                                         std::string_view suffix);
+
+/// "<pid>-<n>", the tail of atomic_file's temporary names.
+bool is_temp_suffix(std::string_view s);
+
+/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
+bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
+
+/// Throws usage_error when `prefix` cannot name files.
+void check_prefix(const std::string& prefix, std::string_view who);
+
+} // namespace detail
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/manager/directory-inl.hpp>
+#endif
