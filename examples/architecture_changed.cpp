@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <string>
 
-namespace {
+namespace architecture_changed {
 
 using state_t = ckpt::nn::train_state<float>;
 
@@ -24,8 +24,6 @@ state_t make_state(std::int64_t hidden) {
     s.rng.seed(3);
     return s;
 }
-
-} // namespace
 
 TEST_CASE("loading a 2-64-2 checkpoint into a 2-32-2 model is a schema error naming the field") {
     const std::filesystem::path dir = "example-architecture-changed";
@@ -89,3 +87,5 @@ TEST_CASE("loading a 2-64-2 checkpoint into a 2-32-2 model is a schema error nam
     // optimizer.load_state_dict compares only the number of parameters, so Adam's mismatched
     // moments load silently and fail later, at the first optimizer.step().
 }
+
+} // namespace architecture_changed

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace every_5_epochs_keep_best_and_last {
 
 namespace fs = std::filesystem;
 using state_t = ckpt::nn::train_state<float>;
@@ -40,8 +40,6 @@ std::vector<std::string> ckpt_files(const fs::path& dir) {
     std::sort(names.begin(), names.end());
     return names;
 }
-
-} // namespace
 
 TEST_CASE("every 5 epochs and on the best val_loss; the best and the last stay on disk") {
     const fs::path dir = "example-every-5-epochs";
@@ -145,3 +143,5 @@ TEST_CASE("every 5 epochs and on the best val_loss; the best and the last stay o
                                       << stats.checkpoints_on_disk << " on disk ("
                                       << stats.bytes_on_disk << " bytes)");
 }
+
+} // namespace every_5_epochs_keep_best_and_last

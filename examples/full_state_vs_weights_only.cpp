@@ -15,7 +15,7 @@
 #include <sstream>
 #include <vector>
 
-namespace {
+namespace full_state_vs_weights_only {
 
 using state_t = ckpt::nn::train_state<float>; // model, Adam, sampler, rng, step, epoch, losses
 
@@ -37,8 +37,6 @@ std::vector<double> train(state_t& s, const ckpt::nn::dataset<float>& data, int 
     for (int i = 0; i < n; ++i) out.push_back(static_cast<double>(ckpt::nn::train_step(s, data)));
     return out;
 }
-
-} // namespace
 
 TEST_CASE("a full state resumes exactly; the weights alone, with a fresh Adam, do not") {
     const std::filesystem::path dir = "example-full-state-vs-weights-only";
@@ -115,3 +113,5 @@ TEST_CASE("a full state resumes exactly; the weights alone, with a fresh Adam, d
         CHECK(resumed.model != reference.model);
     }
 }
+
+} // namespace full_state_vs_weights_only

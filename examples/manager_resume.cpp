@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace manager_resume {
 
 namespace fs = std::filesystem;
 
@@ -80,8 +80,6 @@ std::vector<std::string> checkpoints_in(const fs::path& dir) {
     return names;
 }
 
-} // namespace
-
 TEST_CASE("checkpoint every 5 epochs, keep the last 3 and the best, resume after a crash") {
     const fs::path dir = "example-manager-resume";
     fs::remove_all(dir);
@@ -126,3 +124,5 @@ TEST_CASE("checkpoint every 5 epochs, keep the last 3 and the best, resume after
     CHECK(meta->epoch == 8);
     CHECK(meta->metrics.at("val_loss") == 0.65);
 }
+
+} // namespace manager_resume

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <sstream>
 
-namespace {
+namespace read_epoch_back {
 
 using state_t = ckpt::nn::train_state<float>;
 
@@ -24,8 +24,6 @@ state_t fresh_state() {
     s.rng.seed(3);
     return s;
 }
-
-} // namespace
 
 TEST_CASE("the epoch, step, metrics and tags come back with ckpt::load and ckpt::inspect") {
     const std::filesystem::path dir = "example-read-epoch-back";
@@ -107,3 +105,5 @@ TEST_CASE("the epoch, step, metrics and tags come back with ckpt::load and ckpt:
         CHECK(found);
     }
 }
+
+} // namespace read_epoch_back

@@ -9,7 +9,7 @@
 
 #include <filesystem>
 
-namespace {
+namespace save_and_resume {
 
 struct train_state {
     Eigen::MatrixXf weight; // any dense Eigen Matrix or Array becomes a named tensor
@@ -30,8 +30,6 @@ void train_step(train_state& s) {
     s.bias.array() += 0.001F;
     ++s.step;
 }
-
-} // namespace
 
 TEST_CASE("save, stop, resume: the resumed run is the run that never stopped") {
     const std::filesystem::path dir = "example-save-and-resume";
@@ -61,3 +59,5 @@ TEST_CASE("save, stop, resume: the resumed run is the run that never stopped") {
     const ckpt::info info = ckpt::inspect(dir / "last.ckpt");
     CHECK(info.tensors.size() == 2); // weight and bias; the rest is in the value stream
 }
+
+} // namespace save_and_resume

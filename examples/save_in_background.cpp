@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <vector>
 
-namespace {
+namespace save_in_background {
 
 namespace fs = std::filesystem;
 using state_t = ckpt::nn::train_state<float>;
@@ -25,8 +25,6 @@ state_t make_state() {
     s.rng.seed(3);
     return s;
 }
-
-} // namespace
 
 TEST_CASE("a manager that saves in the background resumes bit for bit") {
     const fs::path dir = "example-save-in-background";
@@ -97,3 +95,5 @@ TEST_CASE("the lower-level async_saver: a snapshot, then the state is free to ch
     CHECK(back == at_step_10); // the snapshot, not the state as it was when written
     CHECK(ticket.bytes == fs::file_size(dir / "step-10.ckpt"));
 }
+
+} // namespace save_in_background

@@ -13,7 +13,7 @@
 #include <set>
 #include <vector>
 
-namespace {
+namespace without_sampler_or_rng_state {
 
 using state = ckpt::nn::train_state<double>;
 
@@ -25,8 +25,6 @@ state fresh(const ckpt::nn::dataset<double>& data) {
     s.rng.seed(3);
     return s;
 }
-
-} // namespace
 
 TEST_CASE("resuming without the sampler's position replays the epoch's first batches") {
     const auto data = ckpt::nn::two_spirals<double>(100, 0.05, 7);
@@ -78,3 +76,5 @@ TEST_CASE("resuming without the random engine repeats the first steps' noise") {
     CHECK(exact == reference);
     CHECK_FALSE(no_rng == reference);
 }
+
+} // namespace without_sampler_or_rng_state
