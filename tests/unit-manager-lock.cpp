@@ -150,13 +150,10 @@ TEST_CASE("read_lock_holder: none, this process, a dead holder, and no lock take
     }
     CHECK_FALSE(ckpt::read_lock_holder(dir, "ckpt", ckpt::io::default_backend()).has_value());
     const ::pid_t dead = lock_test::dead_pid();
-    test::write_file(dir / "ckpt.lock", {});
-    {
-        std::FILE* f = std::fopen((dir / "ckpt.lock").c_str(), "wb");
-        REQUIRE(f != nullptr);
-        std::fputs(std::to_string(dead).c_str(), f);
-        std::fclose(f);
-    }
+    const std::string text = std::to_string(dead);
+    test::write_file(dir / "ckpt.lock",
+                     {reinterpret_cast<const std::byte*>(text.data()),
+                      reinterpret_cast<const std::byte*>(text.data()) + text.size()});
     const auto h = ckpt::read_lock_holder(dir, "ckpt", ckpt::io::default_backend());
     REQUIRE(h.has_value());
     CHECK(*h == ckpt::lock_holder{dead, false, false});
