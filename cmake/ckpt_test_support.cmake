@@ -60,28 +60,31 @@ endfunction()
 # that replaces a global allocation function (operator new, malloc) must not be among SOURCES:
 # the replacement would hold for every file of the program.
 #
-# FIRST: a long compile that should start at once, so the program depends on no other target. It
-# compiles tests/main.cpp itself (OWN_MAIN below) and, with LIBRARY ckpt::ckpt_compiled,
-# src/ckpt.cpp too (outside the unity file) instead of linking the library target.
+# FIRST: a long compile that should start at once. make -j sets aside a target whose
+# dependencies are not built yet and may come back to it only at the end, which left the longest
+# compile, the unity build, running alone after everything else. So the unity file is an object
+# library of its own that depends on no other target (against ckpt::ckpt_compiled it compiles
+# with CKPT_COMPILED against the headers), and only the program's link waits for the runner and
+# the library.
 function(ckpt_add_doctest_program program)
     cmake_parse_arguments(PARSE_ARGV 1 arg "FIRST" "LIBRARY;PREFIX" "SOURCES;LABELS")
-    set(library ${arg_LIBRARY})
-    set(extra "")
-    set(own_main "")
     if(arg_FIRST)
-        set(own_main OWN_MAIN)
-        if(library STREQUAL "ckpt::ckpt_compiled")
-            set(library ckpt::ckpt)
-            set(extra "${PROJECT_SOURCE_DIR}/src/ckpt.cpp")
-            set_source_files_properties("${extra}" PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
+        set(objects ${program}_unity)
+        add_library(${objects} OBJECT ${arg_SOURCES})
+        if(arg_LIBRARY STREQUAL "ckpt::ckpt_compiled")
+            target_link_libraries(${objects} PRIVATE ckpt::ckpt)
+            target_compile_definitions(${objects} PRIVATE CKPT_COMPILED)
+        else() # an interface library: nothing to build
+            target_link_libraries(${objects} PRIVATE ${arg_LIBRARY})
         endif()
-    endif()
-    _ckpt_doctest_executable(${program} SOURCES ${arg_SOURCES} ${extra} LIBRARY ${library}
-        ${own_main})
-    if(extra)
-        target_compile_definitions(${program} PRIVATE CKPT_COMPILED)
-        find_package(Threads REQUIRED)
-        target_link_libraries(${program} PRIVATE Threads::Threads)
+        target_link_libraries(${objects} PRIVATE doctest::doctest ckpt_warnings)
+        target_compile_definitions(${objects} PRIVATE
+            "CKPT_TEST_DATA_DIR=\"${PROJECT_SOURCE_DIR}/tests/data\"")
+        set_target_properties(${objects} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 0)
+        _ckpt_doctest_executable(${program} SOURCES $<TARGET_OBJECTS:${objects}>
+            LIBRARY ${arg_LIBRARY})
+    else()
+        _ckpt_doctest_executable(${program} SOURCES ${arg_SOURCES} LIBRARY ${arg_LIBRARY})
     endif()
     set_target_properties(${program} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 0)
     foreach(source IN LISTS arg_SOURCES)
@@ -95,22 +98,12 @@ function(ckpt_add_doctest_program program)
     endforeach()
 endfunction()
 
-# OWN_MAIN: compiles tests/main.cpp itself instead of linking ckpt_test_main. A program that
-# depends on no other target starts building at once: make -j sets aside a target whose
-# dependencies are not built yet and may come back to it only at the end, which left the
-# longest compile, the unity build, running alone after everything else.
+# The doctest program <name>: SOURCES, the runner, LIBRARY, warnings as errors and
+# CKPT_TEST_DATA_DIR.
 function(_ckpt_doctest_executable name)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "OWN_MAIN" "LIBRARY" "SOURCES")
-    if(arg_OWN_MAIN)
-        set(main "${PROJECT_SOURCE_DIR}/tests/main.cpp")
-        add_executable(${name} ${arg_SOURCES} "${main}")
-        set_source_files_properties("${main}" PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
-        target_link_libraries(${name} PRIVATE doctest::doctest)
-    else()
-        add_executable(${name} ${arg_SOURCES})
-        target_link_libraries(${name} PRIVATE ckpt_test_main)
-    endif()
-    target_link_libraries(${name} PRIVATE ${arg_LIBRARY} ckpt_warnings)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "LIBRARY" "SOURCES")
+    add_executable(${name} ${arg_SOURCES})
+    target_link_libraries(${name} PRIVATE ckpt_test_main ${arg_LIBRARY} ckpt_warnings)
     target_compile_definitions(${name} PRIVATE
         "CKPT_TEST_DATA_DIR=\"${PROJECT_SOURCE_DIR}/tests/data\"")
 endfunction()
