@@ -4,7 +4,14 @@
 
 #include <doctest/doctest.h>
 
+#include <cereal/types/memory.hpp>
+#include <cereal/types/variant.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
+#include <variant>
 
 namespace {
 
@@ -386,4 +393,115 @@ TEST_CASE("save refuses duplicate and reserved tensor names, and writes nothing"
           "[ckpt.schema.308] __metadata__: names starting with '__' are reserved by safetensors "
           "and ckpt");
     CHECK(std::filesystem::is_empty(dir));
+}
+
+namespace {
+// Tensors inside containers whose cereal load makes new elements (std::map and every map built on
+// cereal's MapItem clear and re-insert; optional emplaces; unique_ptr, shared_ptr and variant
+// construct a new object): a failure after the values pass must still give back their data.
+template <bool Copyable>
+struct rebuilt {
+    std::map<std::string, Eigen::VectorXf> by_key;
+    std::optional<Eigen::VectorXf> maybe;
+    // A unique_ptr makes the state move-only; the copyable one holds a second shared_ptr.
+    using owner = std::conditional_t<Copyable, std::shared_ptr<Eigen::VectorXf>,
+                                     std::unique_ptr<Eigen::VectorXf>>;
+    owner owned;
+    std::shared_ptr<Eigen::MatrixXf> shared;
+    std::variant<Eigen::VectorXf, Eigen::MatrixXd> either;
+    std::int32_t n = 0;
+
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(CEREAL_NVP(by_key), CEREAL_NVP(maybe), CEREAL_NVP(owned), CEREAL_NVP(shared),
+           CEREAL_NVP(either), CEREAL_NVP(n));
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(CEREAL_NVP(by_key), CEREAL_NVP(maybe), CEREAL_NVP(owned), CEREAL_NVP(shared),
+           CEREAL_NVP(either), CEREAL_NVP(n));
+        if (n == 7) throw std::invalid_argument("n = 7 is not allowed");
+    }
+};
+
+template <bool Copyable>
+rebuilt<Copyable> make_rebuilt(float fill, const char* second_key, std::int32_t n) {
+    rebuilt<Copyable> s;
+    s.by_key["a"] = Eigen::VectorXf::Constant(3, fill);
+    s.by_key[second_key] = Eigen::VectorXf::Constant(2, fill + 1);
+    s.maybe = Eigen::VectorXf::Constant(4, fill + 2);
+    s.owned = typename rebuilt<Copyable>::owner(
+        new Eigen::VectorXf(Eigen::VectorXf::Constant(2, fill + 3)));
+    s.shared = std::make_shared<Eigen::MatrixXf>(Eigen::MatrixXf::Constant(2, 2, fill + 4));
+    s.either = Eigen::VectorXf::Constant(1, fill + 5).eval();
+    s.n = n;
+    return s;
+}
+} // namespace
+
+TEST_CASE_TEMPLATE("tensors in maps, optionals, pointers and variants survive a failed load", Flag,
+                   std::true_type, std::false_type) {
+    constexpr bool copyable = Flag::value;
+    static_assert(std::is_copy_constructible_v<rebuilt<copyable>> == copyable);
+    const auto dir = test::scratch("schema-rebuilt");
+    const auto file = make_rebuilt<copyable>(10.0F, "c", 7); // its load fails at the end
+    ckpt::save(dir / "seven.ckpt", file);
+
+    for (const char* key : {"b", "c"}) { // other keys than the file's, then the same ones
+        INFO("the state's second key is ", std::string(key));
+        auto s = make_rebuilt<copyable>(1.0F, key, 1);
+        const auto before = test::state_bytes(s);
+        CHECK_THROWS_WITH_AS(ckpt::load(dir / "seven.ckpt", s), "n = 7 is not allowed",
+                             std::invalid_argument);
+        CHECK(test::state_bytes(s) == before);
+        REQUIRE(s.by_key.size() == 2);
+        CHECK(s.by_key.count(key) == 1);
+        CHECK(test::bits_equal(s.by_key.at("a"), Eigen::VectorXf::Constant(3, 1.0F).eval()));
+        CHECK(test::bits_equal(s.by_key.at(key), Eigen::VectorXf::Constant(2, 2.0F).eval()));
+        REQUIRE(s.maybe.has_value());
+        CHECK(test::bits_equal(*s.maybe, Eigen::VectorXf::Constant(4, 3.0F).eval()));
+        REQUIRE(s.owned != nullptr);
+        CHECK(test::bits_equal(*s.owned, Eigen::VectorXf::Constant(2, 4.0F).eval()));
+        REQUIRE(s.shared != nullptr);
+        CHECK(test::bits_equal(*s.shared, Eigen::MatrixXf::Constant(2, 2, 5.0F).eval()));
+        REQUIRE(s.either.index() == 0);
+        CHECK(test::bits_equal(std::get<0>(s.either), Eigen::VectorXf::Constant(1, 6.0F).eval()));
+        CHECK(s.n == 1);
+    }
+
+    // And a load that succeeds still gives the file's contents.
+    auto ok = make_rebuilt<copyable>(1.0F, "b", 1);
+    const auto good = make_rebuilt<copyable>(20.0F, "c", 3);
+    ckpt::save(dir / "three.ckpt", good);
+    ckpt::load(dir / "three.ckpt", ok);
+    CHECK(test::state_bytes(ok) == test::state_bytes(good));
+}
+
+TEST_CASE("the backup of an in-place load copies only the tensors that loading replaces") {
+    const auto names_of = [](const auto& state) {
+        ckpt::detail::tensor_oarchive ar;
+        ar(state);
+        std::vector<std::string> rebuilt_names;
+        for (const auto& r : ar.tensors()) {
+            if (r.rebuilt) rebuilt_names.push_back(r.name);
+        }
+        const ckpt::detail::state_backup backup(ar.values(), ar.tensors());
+        REQUIRE(backup.entries.size() == rebuilt_names.size());
+        std::uint64_t bytes = 0;
+        for (std::size_t i = 0; i < backup.entries.size(); ++i) {
+            CHECK(backup.entries[i].name == rebuilt_names[i]);
+            CHECK(backup.entries[i].begin == bytes);
+            bytes = backup.entries[i].end;
+        }
+        CHECK(backup.bytes.size() == bytes);
+        CHECK(backup.tensors.by_name.size() == rebuilt_names.size());
+        return std::make_pair(rebuilt_names, bytes);
+    };
+    // Plain members and std::vector elements are loaded into: nothing to copy.
+    CHECK(names_of(make_run({3, 4, 2}, 1.0F)).first.empty());
+    const auto [names, bytes] = names_of(make_rebuilt<true>(1.0F, "b", 1));
+    CHECK(names == std::vector<std::string>{"by_key.0.value", "by_key.1.value", "maybe.data",
+                                            "owned.ptr_wrapper.data", "shared.ptr_wrapper.data",
+                                            "either.data"});
+    CHECK(bytes == (3 + 2 + 4 + 2 + 4 + 1) * sizeof(float));
 }

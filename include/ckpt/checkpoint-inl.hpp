@@ -385,13 +385,37 @@ CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const 
     }
 }
 
+CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_values,
+                                       const std::vector<tensor_record>& records)
+    : values(&state_values) {
+    std::uint64_t total = 0;
+    for (const tensor_record& r : records) {
+        if (!r.rebuilt) continue;
+        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order});
+        total += r.bytes;
+    }
+    if (entries.empty()) return;
+    bytes.resize(static_cast<std::size_t>(total));
+    std::size_t i = 0;
+    for (const tensor_record& r : records) {
+        if (!r.rebuilt) continue;
+        if (r.bytes != 0) std::memcpy(bytes.data() + entries[i].begin, r.data, r.bytes);
+        ++i;
+    }
+    tensors.entries = &entries;
+    tensors.data = bytes.data();
+    for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
+}
+
 CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                             std::span<const std::byte> values,
-                             const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
+                             std::span<const std::byte> values, const state_backup* backup,
+                             std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
-            read_pass(walks, obj, *backup, nullptr, read_pass_kind::restore, 0);
+            read_pass(walks, obj, *backup->values,
+                      backup->entries.empty() ? nullptr : &backup->tensors, read_pass_kind::restore,
+                      0);
         } catch (...) { // the original error is the one to report
         }
     };
@@ -419,7 +443,8 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
     if (same_tensor_names(now.tensors(), src)) {
         // Same fields: check every shape before touching anything, then decode in place.
         check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        decode_into(walks, state, src, values, &now.values(), own);
+        const state_backup backup(now.values(), now.tensors());
+        decode_into(walks, state, src, values, &backup, own);
     } else if (walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.

@@ -201,11 +201,29 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
                const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
 
+/// What an in-place load puts back when it fails: the state's own values and a copy of the
+/// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and
+/// variants). The other tensors are not touched before the values and every shape have been
+/// checked, so they need no copy.
+struct state_backup {
+    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now.
+    state_backup(const std::vector<std::byte>& state_values,
+                 const std::vector<tensor_record>& records);
+    state_backup(const state_backup&) = delete;
+    state_backup& operator=(const state_backup&) = delete;
+
+    const std::vector<std::byte>* values;
+    std::vector<file_tensor> entries; ///< the replaced tensors, laid out in `bytes`
+    std::vector<std::byte> bytes;
+    tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
+};
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
-/// the state became, then the tensors. On failure the values are put back from `backup` when
-/// given. `own_tensors`: how many tensors the state held before loading.
+/// the state became, then the tensors. On failure the values, and the tensors loading
+/// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
+/// held before loading.
 void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                 std::span<const std::byte> values, const std::vector<std::byte>* backup,
+                 std::span<const std::byte> values, const state_backup* backup,
                  std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.

@@ -489,8 +489,11 @@ inline constexpr dtype dtype_of = detail::dtype_of_impl<T>();
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 namespace ckpt::detail {
@@ -513,6 +516,9 @@ struct tensor_record {
     std::int64_t max_cols = -1;
     const std::byte* data = nullptr;
     std::uint64_t bytes = 0;
+    /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
+    /// its values pass cannot put this tensor back from the state's values alone.
+    bool rebuilt = false;
 
     /// The row-major shape of the bytes, as written to the file.
     [[nodiscard]] std::vector<std::uint64_t> shape() const {
@@ -580,6 +586,10 @@ public:
     /// Records a tensor met at the current path.
     void add_tensor(tensor_record&& r);
 
+    /// The walk enters (leaves) an object that loading replaces rather than loads into.
+    void enter_rebuilt() noexcept { ++rebuilt_depth_; }
+    void leave_rebuilt() noexcept { --rebuilt_depth_; }
+
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
 
@@ -588,15 +598,36 @@ private:
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
+    std::uint32_t rebuilt_depth_ = 0;
 };
+
+/// Objects whose cereal load makes a new object instead of loading into the existing one: a map
+/// item (std::map, std::unordered_map and the other maps clear and re-insert), std::optional
+/// (emplace), the smart pointers (a new pointee) and std::variant (a new alternative). The
+/// tensors inside them are backed up before an in-place load (see load_state), because the
+/// state's values alone cannot bring their data back.
+template <class T>
+struct rebuilt_on_load : std::false_type {};
+template <class K, class V>
+struct rebuilt_on_load<cereal::MapItem<K, V>> : std::true_type {};
+template <class T>
+struct rebuilt_on_load<std::optional<T>> : std::true_type {};
+template <class T, class D>
+struct rebuilt_on_load<std::unique_ptr<T, D>> : std::true_type {};
+template <class T>
+struct rebuilt_on_load<std::shared_ptr<T>> : std::true_type {};
+template <class... T>
+struct rebuilt_on_load<std::variant<T...>> : std::true_type {};
 
 // Every item but names, sizes and raw bytes is a node of the field path.
 template <class T>
 void prologue(tensor_oarchive& ar, const T&) {
     ar.push();
+    if constexpr (rebuilt_on_load<T>::value) ar.enter_rebuilt();
 }
 template <class T>
 void epilogue(tensor_oarchive& ar, const T&) {
+    if constexpr (rebuilt_on_load<T>::value) ar.leave_rebuilt();
     ar.pop();
 }
 template <class T>
@@ -666,6 +697,7 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
 
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
     r.name = path();
+    r.rebuilt = rebuilt_depth_ != 0;
     tensors_.push_back(std::move(r));
 }
 
@@ -1078,7 +1110,9 @@ enum class read_pass_kind {
     values,
     /// Decodes the values again (same bytes, same object) and copies the tensors in.
     tensors,
-    /// Puts back values taken from the state itself; tensors are untouched, nothing is bounded.
+    /// Puts back values taken from the state itself, and the tensors of a backup (tensors that
+    /// loading replaced, see rebuilt_on_load) when one is given; the other tensors are untouched,
+    /// nothing is bounded.
     restore,
 };
 
@@ -1096,7 +1130,7 @@ class tensor_iarchive
     : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    /// `tensors` may be null only in a restore pass.
+    /// `tensors` may be null only in a restore pass (which then restores no tensor).
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors);
 
@@ -1132,13 +1166,8 @@ public:
 
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
-        if (kind_ == read_pass_kind::restore) return;
-        const tensor_record want = describe_tensor(m);
-        if (kind_ == read_pass_kind::values) {
-            account_tensor(want.bytes);
-            return;
-        }
-        const tensor_fill fill = find_tensor(want);
+        tensor_fill fill;
+        if (!fill_for(describe_tensor(m), fill)) return;
         if (fill.rows != m.rows() || fill.cols != m.cols()) {
             m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
         }
@@ -1159,6 +1188,12 @@ private:
         bool transpose = false;        ///< the file holds the other storage order
         bool source_row_major = false; ///< the file's order, when transposing
     };
+
+    /// What this pass does with a tensor the walk meets: in the values pass it is accounted for
+    /// (false: nothing to copy); in the tensor pass `fill` says where it comes from; in a restore
+    /// pass, only the tensors `tensors` holds (the backup of those that loading replaced) are
+    /// copied back, the others are untouched.
+    bool fill_for(const tensor_record& want, tensor_fill& fill);
 
     /// Finds the tensor at the current path (the shapes were checked before this pass).
     /// @throws schema_error when it is missing or changed since the check
@@ -1351,6 +1386,18 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
     : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
       tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
+}
+
+CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fill& fill) {
+    switch (kind_) {
+    case read_pass_kind::values: account_tensor(want.bytes); return false;
+    case read_pass_kind::restore:
+        if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
+        break;
+    case read_pass_kind::tensors: break;
+    }
+    fill = find_tensor(want);
+    return true;
 }
 
 CKPT_INLINE tensor_iarchive::tensor_fill
@@ -2811,11 +2858,29 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
                const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
 
+/// What an in-place load puts back when it fails: the state's own values and a copy of the
+/// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and
+/// variants). The other tensors are not touched before the values and every shape have been
+/// checked, so they need no copy.
+struct state_backup {
+    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now.
+    state_backup(const std::vector<std::byte>& state_values,
+                 const std::vector<tensor_record>& records);
+    state_backup(const state_backup&) = delete;
+    state_backup& operator=(const state_backup&) = delete;
+
+    const std::vector<std::byte>* values;
+    std::vector<file_tensor> entries; ///< the replaced tensors, laid out in `bytes`
+    std::vector<std::byte> bytes;
+    tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
+};
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
-/// the state became, then the tensors. On failure the values are put back from `backup` when
-/// given. `own_tensors`: how many tensors the state held before loading.
+/// the state became, then the tensors. On failure the values, and the tensors loading
+/// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
+/// held before loading.
 void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                 std::span<const std::byte> values, const std::vector<std::byte>* backup,
+                 std::span<const std::byte> values, const state_backup* backup,
                  std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
@@ -3275,13 +3340,37 @@ CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const 
     }
 }
 
+CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_values,
+                                       const std::vector<tensor_record>& records)
+    : values(&state_values) {
+    std::uint64_t total = 0;
+    for (const tensor_record& r : records) {
+        if (!r.rebuilt) continue;
+        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order});
+        total += r.bytes;
+    }
+    if (entries.empty()) return;
+    bytes.resize(static_cast<std::size_t>(total));
+    std::size_t i = 0;
+    for (const tensor_record& r : records) {
+        if (!r.rebuilt) continue;
+        if (r.bytes != 0) std::memcpy(bytes.data() + entries[i].begin, r.data, r.bytes);
+        ++i;
+    }
+    tensors.entries = &entries;
+    tensors.data = bytes.data();
+    for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
+}
+
 CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                             std::span<const std::byte> values,
-                             const std::vector<std::byte>* backup, std::uint64_t own_tensors) {
+                             std::span<const std::byte> values, const state_backup* backup,
+                             std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
-            read_pass(walks, obj, *backup, nullptr, read_pass_kind::restore, 0);
+            read_pass(walks, obj, *backup->values,
+                      backup->entries.empty() ? nullptr : &backup->tensors, read_pass_kind::restore,
+                      0);
         } catch (...) { // the original error is the one to report
         }
     };
@@ -3309,7 +3398,8 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
     if (same_tensor_names(now.tensors(), src)) {
         // Same fields: check every shape before touching anything, then decode in place.
         check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        decode_into(walks, state, src, values, &now.values(), own);
+        const state_backup backup(now.values(), now.tensors());
+        decode_into(walks, state, src, values, &backup, own);
     } else if (walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.

@@ -45,6 +45,18 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
 }
 
+CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fill& fill) {
+    switch (kind_) {
+    case read_pass_kind::values: account_tensor(want.bytes); return false;
+    case read_pass_kind::restore:
+        if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
+        break;
+    case read_pass_kind::tensors: break;
+    }
+    fill = find_tensor(want);
+    return true;
+}
+
 CKPT_INLINE tensor_iarchive::tensor_fill
 tensor_iarchive::find_tensor(const tensor_record& want) const {
     const std::string name = path();

@@ -45,7 +45,9 @@ enum class read_pass_kind {
     values,
     /// Decodes the values again (same bytes, same object) and copies the tensors in.
     tensors,
-    /// Puts back values taken from the state itself; tensors are untouched, nothing is bounded.
+    /// Puts back values taken from the state itself, and the tensors of a backup (tensors that
+    /// loading replaced, see rebuilt_on_load) when one is given; the other tensors are untouched,
+    /// nothing is bounded.
     restore,
 };
 
@@ -63,7 +65,7 @@ class tensor_iarchive
     : public cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>,
       public path_tracker {
 public:
-    /// `tensors` may be null only in a restore pass.
+    /// `tensors` may be null only in a restore pass (which then restores no tensor).
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors);
 
@@ -99,13 +101,8 @@ public:
 
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
-        if (kind_ == read_pass_kind::restore) return;
-        const tensor_record want = describe_tensor(m);
-        if (kind_ == read_pass_kind::values) {
-            account_tensor(want.bytes);
-            return;
-        }
-        const tensor_fill fill = find_tensor(want);
+        tensor_fill fill;
+        if (!fill_for(describe_tensor(m), fill)) return;
         if (fill.rows != m.rows() || fill.cols != m.cols()) {
             m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
         }
@@ -126,6 +123,12 @@ private:
         bool transpose = false;        ///< the file holds the other storage order
         bool source_row_major = false; ///< the file's order, when transposing
     };
+
+    /// What this pass does with a tensor the walk meets: in the values pass it is accounted for
+    /// (false: nothing to copy); in the tensor pass `fill` says where it comes from; in a restore
+    /// pass, only the tensors `tensors` holds (the backup of those that loading replaced) are
+    /// copied back, the others are untouched.
+    bool fill_for(const tensor_record& want, tensor_fill& fill);
 
     /// Finds the tensor at the current path (the shapes were checked before this pass).
     /// @throws schema_error when it is missing or changed since the check

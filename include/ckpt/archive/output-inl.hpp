@@ -22,6 +22,7 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
 
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
     r.name = path();
+    r.rebuilt = rebuilt_depth_ != 0;
     tensors_.push_back(std::move(r));
 }
 

@@ -12,8 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 namespace ckpt::detail {
@@ -36,6 +39,9 @@ struct tensor_record {
     std::int64_t max_cols = -1;
     const std::byte* data = nullptr;
     std::uint64_t bytes = 0;
+    /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
+    /// its values pass cannot put this tensor back from the state's values alone.
+    bool rebuilt = false;
 
     /// The row-major shape of the bytes, as written to the file.
     [[nodiscard]] std::vector<std::uint64_t> shape() const {
@@ -103,6 +109,10 @@ public:
     /// Records a tensor met at the current path.
     void add_tensor(tensor_record&& r);
 
+    /// The walk enters (leaves) an object that loading replaces rather than loads into.
+    void enter_rebuilt() noexcept { ++rebuilt_depth_; }
+    void leave_rebuilt() noexcept { --rebuilt_depth_; }
+
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
 
@@ -111,15 +121,36 @@ private:
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
+    std::uint32_t rebuilt_depth_ = 0;
 };
+
+/// Objects whose cereal load makes a new object instead of loading into the existing one: a map
+/// item (std::map, std::unordered_map and the other maps clear and re-insert), std::optional
+/// (emplace), the smart pointers (a new pointee) and std::variant (a new alternative). The
+/// tensors inside them are backed up before an in-place load (see load_state), because the
+/// state's values alone cannot bring their data back.
+template <class T>
+struct rebuilt_on_load : std::false_type {};
+template <class K, class V>
+struct rebuilt_on_load<cereal::MapItem<K, V>> : std::true_type {};
+template <class T>
+struct rebuilt_on_load<std::optional<T>> : std::true_type {};
+template <class T, class D>
+struct rebuilt_on_load<std::unique_ptr<T, D>> : std::true_type {};
+template <class T>
+struct rebuilt_on_load<std::shared_ptr<T>> : std::true_type {};
+template <class... T>
+struct rebuilt_on_load<std::variant<T...>> : std::true_type {};
 
 // Every item but names, sizes and raw bytes is a node of the field path.
 template <class T>
 void prologue(tensor_oarchive& ar, const T&) {
     ar.push();
+    if constexpr (rebuilt_on_load<T>::value) ar.enter_rebuilt();
 }
 template <class T>
 void epilogue(tensor_oarchive& ar, const T&) {
+    if constexpr (rebuilt_on_load<T>::value) ar.leave_rebuilt();
     ar.pop();
 }
 template <class T>
