@@ -83,26 +83,6 @@ fuzz::kinds_state kinds() {
     return k;
 }
 
-fuzz::shapes_state shapes() {
-    fuzz::shapes_state s;
-    const auto filled = [](float v, Eigen::Index n) {
-        fuzz::block b;
-        b.w.setConstant(v);
-        b.b = Eigen::VectorXf::Constant(n, -v);
-        return b;
-    };
-    s.blocks = {filled(1, 2), filled(2, 0), filled(3, 1)};
-    s.grid = {{filled(4, 1)}, {}, {filled(5, 2), filled(6, 0)}};
-    s.queue = {filled(7, 3)};
-    s.chain = {Eigen::Matrix4d::Identity(), Eigen::Matrix4d::Constant(0.5)};
-    s.links = {filled(8, 1), filled(9, 1)};
-    s.named = {{"alpha", Eigen::VectorXf::Ones(2)}, {"beta", Eigen::VectorXf::Zero(1)}};
-    s.maybe = filled(10, 2);
-    s.ids = {1, -2, 3};
-    s.mask = {true, false, true};
-    return s;
-}
-
 struct tiny {
     std::int32_t n = 42;
     template <class Archive>
@@ -131,7 +111,7 @@ int main(int argc, char** argv) {
     write(dir, "train-default.ckpt", ckpt::nn::train_state<float>{});
     write(dir, "kinds.ckpt", kinds());
     write(dir, "kinds-empty.ckpt", fuzz::kinds_state{});
-    write(dir, "shapes.ckpt", shapes());
+    write(dir, "shapes.ckpt", fuzz::filled_shapes());
     write(dir, "shapes-default.ckpt", fuzz::shapes_state{});
     ckpt::metadata bare; // no metrics or tags; the time of the committed seed
     bare.time = std::chrono::system_clock::time_point(

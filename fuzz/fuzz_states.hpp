@@ -1,0 +1,133 @@
+// The states the fuzz targets load into (fuzz_common.hpp), without the sanitizer hooks: the unit
+// tests replay the targets' findings into the same states.
+#pragma once
+
+#include <ckpt/ckpt.hpp>
+
+#include <Eigen/Core>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/forward_list.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <forward_list>
+#include <list>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace fuzz {
+
+/// A state with every dtype and every shape kind ckpt supports (the second load target).
+struct kinds_state {
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm;
+    Eigen::MatrixXd cm;
+    Eigen::Matrix<std::int32_t, 2, 2> fixed;
+    Eigen::Matrix<std::int16_t, Eigen::Dynamic, 3> fixed_cols;
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, 0, 4, 4> bounded;
+    Eigen::VectorXf vec;
+    Eigen::RowVectorXd row_vec;
+    Eigen::Matrix<double, 3, 1> fixed_vec;
+    Eigen::Array<Eigen::half, Eigen::Dynamic, 1> halfs;
+    Eigen::Matrix<Eigen::bfloat16, Eigen::Dynamic, 1> bf16s;
+    Eigen::Matrix<bool, Eigen::Dynamic, 1> flags;
+    Eigen::Matrix<std::uint8_t, Eigen::Dynamic, 1> u8s;
+    Eigen::Matrix<std::int8_t, Eigen::Dynamic, 1> i8s;
+    Eigen::Matrix<std::uint16_t, Eigen::Dynamic, 1> u16s;
+    Eigen::Matrix<std::uint32_t, Eigen::Dynamic, 1> u32s;
+    Eigen::Matrix<std::uint64_t, Eigen::Dynamic, 1> u64s;
+    Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> i64s;
+    std::vector<Eigen::VectorXf> list;
+    std::vector<std::string> names;
+    std::string text;
+    bool on = false;
+    double x = 0;
+    std::mt19937 rng;
+    std::normal_distribution<double> noise;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(rm), CEREAL_NVP(cm), CEREAL_NVP(fixed), CEREAL_NVP(fixed_cols),
+           CEREAL_NVP(bounded), CEREAL_NVP(vec), CEREAL_NVP(row_vec), CEREAL_NVP(fixed_vec),
+           CEREAL_NVP(halfs), CEREAL_NVP(bf16s), CEREAL_NVP(flags), CEREAL_NVP(u8s),
+           CEREAL_NVP(i8s), CEREAL_NVP(u16s), CEREAL_NVP(u32s), CEREAL_NVP(u64s), CEREAL_NVP(i64s),
+           CEREAL_NVP(list), CEREAL_NVP(names), CEREAL_NVP(text), CEREAL_NVP(on), CEREAL_NVP(x),
+           CEREAL_NVP(rng), CEREAL_NVP(noise));
+    }
+};
+
+/// An element that costs no value bytes: a fixed-size tensor (1 KiB) and a dynamic one.
+struct block {
+    Eigen::Matrix<float, 16, 16> w = Eigen::Matrix<float, 16, 16>::Zero();
+    Eigen::VectorXf b;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(w), CEREAL_NVP(b));
+    }
+};
+
+/// Containers of tensor-only elements, at several depths and in every standard sequence: the
+/// shapes where a count from the file could create memory without costing value bytes (the
+/// third load target). It holds two blocks before loading, so the state's own tensors pay for
+/// some the file lacks.
+struct shapes_state {
+    std::vector<block> blocks = std::vector<block>(2);
+    std::vector<std::vector<block>> grid;
+    std::deque<block> queue;
+    std::list<Eigen::Matrix4d> chain;
+    std::forward_list<block> links;
+    std::map<std::string, Eigen::VectorXf> named;
+    std::optional<block> maybe;
+    std::vector<std::int32_t> ids;
+    std::vector<bool> mask;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(blocks), CEREAL_NVP(grid), CEREAL_NVP(queue), CEREAL_NVP(chain),
+           CEREAL_NVP(links), CEREAL_NVP(named), CEREAL_NVP(maybe), CEREAL_NVP(ids),
+           CEREAL_NVP(mask));
+    }
+};
+
+/// The shapes_state of the corpus file shapes.ckpt. Loaded into, a file with its tensor names
+/// takes the in-place path, where a failure after the values pass must put back the tensors
+/// that loading replaced (the map's and the optional's).
+inline shapes_state filled_shapes() {
+    shapes_state s;
+    const auto filled = [](float v, Eigen::Index n) {
+        block b;
+        b.w.setConstant(v);
+        b.b = Eigen::VectorXf::Constant(n, -v);
+        return b;
+    };
+    s.blocks = {filled(1, 2), filled(2, 0), filled(3, 1)};
+    s.grid = {{filled(4, 1)}, {}, {filled(5, 2), filled(6, 0)}};
+    s.queue = {filled(7, 3)};
+    s.chain = {Eigen::Matrix4d::Identity(), Eigen::Matrix4d::Constant(0.5)};
+    s.links = {filled(8, 1), filled(9, 1)};
+    s.named = {{"alpha", Eigen::VectorXf::Ones(2)}, {"beta", Eigen::VectorXf::Zero(1)}};
+    s.maybe = filled(10, 2);
+    s.ids = {1, -2, 3};
+    s.mask = {true, false, true};
+    return s;
+}
+
+/// The same bytes for the same state (the time is fixed).
+template <class State>
+std::vector<std::byte> state_bytes(const State& s) {
+    ckpt::metadata m;
+    m.time = std::chrono::system_clock::time_point(std::chrono::seconds(1));
+    return ckpt::save_to_memory(s, m);
+}
+
+} // namespace fuzz
