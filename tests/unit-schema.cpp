@@ -4,9 +4,17 @@
 
 #include <doctest/doctest.h>
 
+#include <cereal/types/deque.hpp>
+#include <cereal/types/forward_list.hpp>
+#include <cereal/types/list.hpp>
 #include <cereal/types/memory.hpp>
 #include <cereal/types/variant.hpp>
 
+#include <algorithm>
+#include <deque>
+#include <forward_list>
+#include <iterator>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -504,4 +512,49 @@ TEST_CASE("the backup of an in-place load copies only the tensors that loading r
                                             "owned.ptr_wrapper.data", "shared.ptr_wrapper.data",
                                             "either.data"});
     CHECK(bytes == (3 + 2 + 4 + 2 + 4 + 1) * sizeof(float));
+}
+
+namespace {
+template <class Seq>
+struct tail_state {
+    Seq seq;
+    std::int32_t marker = 0x5A5A5A5A;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(seq), CEREAL_NVP(marker));
+    }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("a file whose values hold fewer elements than its header lists tensors for is "
+                   "refused, and the state keeps its elements",
+                   Seq, std::vector<Eigen::VectorXf>, std::deque<Eigen::VectorXf>,
+                   std::list<Eigen::VectorXf>, std::forward_list<Eigen::VectorXf>) {
+    tail_state<Seq> file_state;
+    file_state.seq = {Eigen::VectorXf::Constant(2, 7.0F), Eigen::VectorXf::Constant(3, 8.0F)};
+    std::vector<std::byte> file = test::state_bytes(file_state);
+
+    // The values say one element (a size tag, then the count, then the marker's I32), the
+    // header still lists seq.0 and seq.1; the checksum is made to match.
+    std::vector<std::byte> pattern(1 + 8 + 1 + 4);
+    pattern[0] = static_cast<std::byte>(ckpt::detail::tag_size);
+    const std::uint64_t two = 2;
+    std::memcpy(pattern.data() + 1, &two, 8);
+    pattern[9] = static_cast<std::byte>(ckpt::dtype_of<std::int32_t>);
+    std::memcpy(pattern.data() + 10, &file_state.marker, 4);
+    const auto at = std::search(file.begin(), file.end(), pattern.begin(), pattern.end());
+    REQUIRE(at != file.end());
+    REQUIRE(std::search(at + 1, file.end(), pattern.begin(), pattern.end()) == file.end());
+    *(at + 1) = std::byte{1};
+    test::fix_checksum(file);
+
+    tail_state<Seq> s;
+    s.seq = {Eigen::VectorXf::Constant(2, 1.0F), Eigen::VectorXf::Constant(3, 2.0F)};
+    const auto before = test::state_bytes(s);
+    CHECK(test::error_text([&] { ckpt::load_from_memory(file, s); }) ==
+          "[ckpt.corrupt.208] the checkpoint's values describe 1 tensors, its header 2: a "
+          "container is shorter in the values than in the tensors");
+    CHECK(test::state_bytes(s) == before);
+    CHECK(std::distance(s.seq.begin(), s.seq.end()) == 2);
+    CHECK(test::bits_equal(*std::next(s.seq.begin()), Eigen::VectorXf::Constant(3, 2.0F).eval()));
 }

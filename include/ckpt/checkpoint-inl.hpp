@@ -372,13 +372,14 @@ CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const vo
     }
 }
 
-CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
-                           const tensor_source* tensors, read_pass_kind kind,
-                           std::uint64_t own_tensors) {
+CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
+                                  std::span<const std::byte> values, const tensor_source* tensors,
+                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
     try {
-        tensor_iarchive ar(values, tensors, kind, own_tensors);
+        tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
+        return {ar.tensors_met(), ar.kept_tail()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -419,8 +420,11 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         } catch (...) { // the original error is the one to report
         }
     };
+    pass_result met;
     try {
-        read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors);
+        // In place (a backup is given), no element that may hold tensors is removed yet.
+        met = read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors,
+                        backup != nullptr);
     } catch (...) {
         restore();
         throw;
@@ -431,6 +435,16 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         !r.problems.empty()) {
         restore();
         r.raise();
+    }
+    if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
+        // The kept elements hold tensors the values no longer describe, while the header lists
+        // them: the file contradicts itself.
+        restore();
+        throw_error<corrupt_error>(
+            errc::corrupt_values, "the checkpoint's values describe " +
+                                      std::to_string(met.tensors_met) + " tensors, its header " +
+                                      std::to_string(shaped.tensors().size()) +
+                                      ": a container is shorter in the values than in the tensors");
     }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
 }

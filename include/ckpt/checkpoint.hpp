@@ -197,9 +197,17 @@ std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 /// Whether the state's tensors and the file's have the same names.
 bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
-/// Runs one input pass; cereal's own errors become ckpt's.
-void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
-               const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
+/// What a values pass met: its tensors, and whether a sequence kept elements the values do not
+/// describe (keep_tails).
+struct pass_result {
+    std::uint64_t tensors_met = 0;
+    bool kept_tail = false;
+};
+
+/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
+pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+                      const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors,
+                      bool keep_tails = false);
 
 /// What an in-place load puts back when it fails: the state's own values and a copy of the
 /// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and

@@ -1131,8 +1131,18 @@ class tensor_iarchive
       public path_tracker {
 public:
     /// `tensors` may be null only in a restore pass (which then restores no tensor).
+    /// `keep_tails`: a sequence the values make shorter keeps its extra elements, unwalked,
+    /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
-                    read_pass_kind kind, std::uint64_t own_tensors);
+                    read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+
+    /// Whether a sequence the values make shorter keeps its extra elements for now.
+    [[nodiscard]] bool keeps_tails() const noexcept { return keep_tails_; }
+    /// A sequence kept elements the values do not describe (keep_tails only).
+    void note_kept_tail() noexcept { kept_tail_ = true; }
+    [[nodiscard]] bool kept_tail() const noexcept { return kept_tail_; }
+    /// How many tensors a values pass has met.
+    [[nodiscard]] std::uint64_t tensors_met() const noexcept { return claimed_count_ + unpaid_; }
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
@@ -1218,6 +1228,8 @@ private:
     const tensor_source* tensors_;
     read_pass_kind kind_;
     std::uint64_t own_tensors_;
+    bool keep_tails_;
+    bool kept_tail_ = false;
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
@@ -1278,17 +1290,24 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
 // and encoding are cereal's; an existing element is loaded in place, extra ones are removed.
 
 /// Loads `count` elements into `seq` (vector, deque or list): reuses, then appends, then trims.
+/// A values pass over the state itself (keeps_tails) does not trim: the elements it would remove
+/// may hold tensors, which putting the values back cannot recreate. If they hold tensors, the
+/// checks after the values pass fail (decode_into) and the state is put back as it was; if not,
+/// the tensor pass trims.
 template <class Seq>
 void load_sequence(tensor_iarchive& ar, Seq& seq) {
     cereal::size_type count = 0;
     ar(cereal::make_size_tag(count));
     const auto n = static_cast<std::size_t>(count);
-    if (n < seq.size()) seq.resize(n); // shrinking allocates nothing
-    std::size_t i = 0;
-    for (auto& element : seq) {
-        ar(element);
-        ++i;
+    if (n < seq.size()) {
+        if (ar.keeps_tails()) {
+            ar.note_kept_tail();
+        } else {
+            seq.resize(n); // shrinking allocates nothing
+        }
     }
+    std::size_t i = 0;
+    for (auto it = seq.begin(); it != seq.end() && i < n; ++it, ++i) ar(*it);
     for (; i < n; ++i) ar(seq.emplace_back());
 }
 
@@ -1334,7 +1353,12 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::forward_list<T, A>& l) 
         ++before;
         ar(*before);
     }
-    l.erase_after(before, l.end());
+    if (std::next(before) == l.end()) return;
+    if (ar.keeps_tails()) {
+        ar.note_kept_tail(); // see load_sequence
+    } else {
+        l.erase_after(before, l.end());
+    }
 }
 
 } // namespace ckpt::detail
@@ -1382,9 +1406,9 @@ CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want,
 
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
                                              const tensor_source* tensors, read_pass_kind kind,
-                                             std::uint64_t own_tensors)
+                                             std::uint64_t own_tensors, bool keep_tails)
     : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
-      tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
+      tensors_(tensors), kind_(kind), own_tensors_(own_tensors), keep_tails_(keep_tails) {
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
 }
 
@@ -2854,9 +2878,17 @@ std::size_t problem_cap(const tensor_source& src, std::uint64_t own_tensors);
 /// Whether the state's tensors and the file's have the same names.
 bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_source& src);
 
-/// Runs one input pass; cereal's own errors become ckpt's.
-void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
-               const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors);
+/// What a values pass met: its tensors, and whether a sequence kept elements the values do not
+/// describe (keep_tails).
+struct pass_result {
+    std::uint64_t tensors_met = 0;
+    bool kept_tail = false;
+};
+
+/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
+pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
+                      const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors,
+                      bool keep_tails = false);
 
 /// What an in-place load puts back when it fails: the state's own values and a copy of the
 /// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and
@@ -3327,13 +3359,14 @@ CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const vo
     }
 }
 
-CKPT_INLINE void read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
-                           const tensor_source* tensors, read_pass_kind kind,
-                           std::uint64_t own_tensors) {
+CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
+                                  std::span<const std::byte> values, const tensor_source* tensors,
+                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
     try {
-        tensor_iarchive ar(values, tensors, kind, own_tensors);
+        tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
+        return {ar.tensors_met(), ar.kept_tail()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -3374,8 +3407,11 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         } catch (...) { // the original error is the one to report
         }
     };
+    pass_result met;
     try {
-        read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors);
+        // In place (a backup is given), no element that may hold tensors is removed yet.
+        met = read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors,
+                        backup != nullptr);
     } catch (...) {
         restore();
         throw;
@@ -3386,6 +3422,16 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         !r.problems.empty()) {
         restore();
         r.raise();
+    }
+    if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
+        // The kept elements hold tensors the values no longer describe, while the header lists
+        // them: the file contradicts itself.
+        restore();
+        throw_error<corrupt_error>(
+            errc::corrupt_values, "the checkpoint's values describe " +
+                                      std::to_string(met.tensors_met) + " tensors, its header " +
+                                      std::to_string(shaped.tensors().size()) +
+                                      ": a container is shorter in the values than in the tensors");
     }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
 }

@@ -39,9 +39,9 @@ CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want,
 
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
                                              const tensor_source* tensors, read_pass_kind kind,
-                                             std::uint64_t own_tensors)
+                                             std::uint64_t own_tensors, bool keep_tails)
     : cereal::InputArchive<tensor_iarchive, cereal::AllowEmptyClassElision>(this), values_(values),
-      tensors_(tensors), kind_(kind), own_tensors_(own_tensors) {
+      tensors_(tensors), kind_(kind), own_tensors_(own_tensors), keep_tails_(keep_tails) {
     if (kind_ == read_pass_kind::values) claimed_.assign(tensors_->entries->size(), 0);
 }
 

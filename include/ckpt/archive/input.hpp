@@ -66,8 +66,18 @@ class tensor_iarchive
       public path_tracker {
 public:
     /// `tensors` may be null only in a restore pass (which then restores no tensor).
+    /// `keep_tails`: a sequence the values make shorter keeps its extra elements, unwalked,
+    /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
-                    read_pass_kind kind, std::uint64_t own_tensors);
+                    read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+
+    /// Whether a sequence the values make shorter keeps its extra elements for now.
+    [[nodiscard]] bool keeps_tails() const noexcept { return keep_tails_; }
+    /// A sequence kept elements the values do not describe (keep_tails only).
+    void note_kept_tail() noexcept { kept_tail_ = true; }
+    [[nodiscard]] bool kept_tail() const noexcept { return kept_tail_; }
+    /// How many tensors a values pass has met.
+    [[nodiscard]] std::uint64_t tensors_met() const noexcept { return claimed_count_ + unpaid_; }
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
@@ -153,6 +163,8 @@ private:
     const tensor_source* tensors_;
     read_pass_kind kind_;
     std::uint64_t own_tensors_;
+    bool keep_tails_;
+    bool kept_tail_ = false;
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
@@ -213,17 +225,24 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
 // and encoding are cereal's; an existing element is loaded in place, extra ones are removed.
 
 /// Loads `count` elements into `seq` (vector, deque or list): reuses, then appends, then trims.
+/// A values pass over the state itself (keeps_tails) does not trim: the elements it would remove
+/// may hold tensors, which putting the values back cannot recreate. If they hold tensors, the
+/// checks after the values pass fail (decode_into) and the state is put back as it was; if not,
+/// the tensor pass trims.
 template <class Seq>
 void load_sequence(tensor_iarchive& ar, Seq& seq) {
     cereal::size_type count = 0;
     ar(cereal::make_size_tag(count));
     const auto n = static_cast<std::size_t>(count);
-    if (n < seq.size()) seq.resize(n); // shrinking allocates nothing
-    std::size_t i = 0;
-    for (auto& element : seq) {
-        ar(element);
-        ++i;
+    if (n < seq.size()) {
+        if (ar.keeps_tails()) {
+            ar.note_kept_tail();
+        } else {
+            seq.resize(n); // shrinking allocates nothing
+        }
     }
+    std::size_t i = 0;
+    for (auto it = seq.begin(); it != seq.end() && i < n; ++it, ++i) ar(*it);
     for (; i < n; ++i) ar(seq.emplace_back());
 }
 
@@ -269,7 +288,12 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::forward_list<T, A>& l) 
         ++before;
         ar(*before);
     }
-    l.erase_after(before, l.end());
+    if (std::next(before) == l.end()) return;
+    if (ar.keeps_tails()) {
+        ar.note_kept_tail(); // see load_sequence
+    } else {
+        l.erase_after(before, l.end());
+    }
 }
 
 } // namespace ckpt::detail
