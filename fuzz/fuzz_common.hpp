@@ -101,8 +101,8 @@ inline bool verifies(std::span<const std::byte> bytes) {
     return std::memcmp(copy.data() + at, p + at, 16) == 0;
 }
 
-/// Every way ckpt reads bytes: load into train_state<float>, kinds_state and shapes_state (fresh
-/// each time), into a filled shapes_state (which a failed load must leave as it was), and the
+/// Every way ckpt reads bytes: load into train_state<float>, kinds_state, shapes_state and
+/// versioned_state (fresh each time), into a filled shapes_state (which a failed load must leave as it was), and the
 /// inspect paths (header only, and verified). Only ckpt::error may escape a call.
 inline void run_input(const std::uint8_t* data, std::size_t size) {
     const alloc_guard guard(size);
@@ -119,6 +119,11 @@ inline void run_input(const std::uint8_t* data, std::size_t size) {
     }
     try {
         shapes_state state;
+        (void)ckpt::load_from_memory(bytes, state);
+    } catch (const ckpt::error&) {
+    }
+    try {
+        versioned_state state;
         (void)ckpt::load_from_memory(bytes, state);
     } catch (const ckpt::error&) {
     }

@@ -99,6 +99,45 @@ struct shapes_state {
     }
 };
 
+/// Versioned classes (format 2 stores their versions in the values): a versioned element in a
+/// vector, inside a versioned state, and a split save/load that takes the version. The fifth
+/// load target; a version in the file above these is refused before the type's fields are read.
+struct versioned_layer {
+    Eigen::VectorXf w;
+    Eigen::VectorXf b;
+    template <class Archive>
+    void serialize(Archive& ar, std::uint32_t const version) {
+        ar(CEREAL_NVP(w));
+        if (version >= 1) ar(CEREAL_NVP(b));
+    }
+};
+
+struct versioned_clock {
+    std::int64_t ticks = 0;
+    double rate = 1.0;
+    template <class Archive>
+    void save(Archive& ar, std::uint32_t const version) const {
+        ar(CEREAL_NVP(ticks));
+        if (version >= 1) ar(CEREAL_NVP(rate));
+    }
+    template <class Archive>
+    void load(Archive& ar, std::uint32_t const version) {
+        ar(CEREAL_NVP(ticks));
+        if (version >= 1) ar(CEREAL_NVP(rate));
+    }
+};
+
+struct versioned_state {
+    std::vector<versioned_layer> layers;
+    versioned_clock clock;
+    Eigen::MatrixXd ema;
+    template <class Archive>
+    void serialize(Archive& ar, std::uint32_t const version) {
+        ar(CEREAL_NVP(layers), CEREAL_NVP(clock));
+        if (version >= 2) ar(CEREAL_NVP(ema));
+    }
+};
+
 /// The shapes_state of the corpus file shapes.ckpt. Loaded into, a file with its tensor names
 /// takes the in-place path, where a failure after the values pass must put back the tensors
 /// that loading replaced (the map's and the optional's).
@@ -149,3 +188,7 @@ inline bool same_as_filled(const shapes_state& s) {
 }
 
 } // namespace fuzz
+
+CEREAL_CLASS_VERSION(fuzz::versioned_layer, 1)
+CEREAL_CLASS_VERSION(fuzz::versioned_clock, 1)
+CEREAL_CLASS_VERSION(fuzz::versioned_state, 2)

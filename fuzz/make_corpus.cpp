@@ -113,6 +113,12 @@ int main(int argc, char** argv) {
     write(dir, "kinds-empty.ckpt", fuzz::kinds_state{});
     write(dir, "shapes.ckpt", fuzz::filled_shapes());
     write(dir, "shapes-default.ckpt", fuzz::shapes_state{});
+    fuzz::versioned_state versioned;
+    versioned.layers = {{Eigen::VectorXf::Constant(3, 0.5F), Eigen::VectorXf::Ones(2)},
+                        {Eigen::VectorXf::Constant(1, -1.0F), Eigen::VectorXf()}};
+    versioned.clock = {42, 0.25};
+    versioned.ema = Eigen::MatrixXd::Identity(2, 3);
+    write(dir, "versioned.ckpt", versioned, fixed_meta(7));
     ckpt::metadata bare; // no metrics or tags; the time of the committed seed
     bare.time = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(

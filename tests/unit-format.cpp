@@ -86,7 +86,7 @@ TEST_CASE("a checkpoint is a valid safetensors file") {
         REQUIRE(meta.HasMember(key));
         CHECK(meta[key].IsString());
     }
-    CHECK(std::string(meta["ckpt.format_version"].GetString()) == "1");
+    CHECK(std::string(meta["ckpt.format_version"].GetString()) == "2");
     CHECK(std::string(meta["ckpt.library_version"].GetString()) == CKPT_VERSION_STRING);
     // Largest elements first so that each tensor is aligned; values last.
     std::vector<std::string> names;
@@ -161,11 +161,12 @@ TEST_CASE("each structural defect behind a correct checksum has its own error") 
 }
 
 TEST_CASE("format versions: a newer one is refused clearly, a broken one too") {
-    const auto newer = test::craft(test::header_start(2) + values_entry(0, 0) + "}");
+    static_assert(ckpt::format_version == 2);
+    const auto newer = test::craft(test::header_start(3) + values_entry(0, 0) + "}");
     one_t s;
     CHECK(test::error_text([&] { ckpt::load_from_memory(newer, s); }) ==
-          "[ckpt.version.401] '<memory>' uses checkpoint format version 2; this ckpt "
-          "(" CKPT_VERSION_STRING ") reads versions up to 1: load it with a newer ckpt");
+          "[ckpt.version.401] '<memory>' uses checkpoint format version 3; this ckpt "
+          "(" CKPT_VERSION_STRING ") reads versions up to 2: load it with a newer ckpt");
     std::string zero = test::header_start(0) + values_entry(0, 0) + "}";
     CHECK(load_id(test::craft(zero)) == ckpt::errc::version_invalid);
     std::string word = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') +

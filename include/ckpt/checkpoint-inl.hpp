@@ -188,6 +188,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
                                           std::span<const std::byte>& values) const {
     src.entries = &header_.entries;
     src.data = data_;
+    src.legacy_versions = version_ < 2;
     bool have_values = false;
     for (std::size_t i = 0; i < header_.entries.size(); ++i) {
         const file_tensor& e = header_.entries[i];
@@ -379,7 +380,7 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
-        return {ar.tensors_met(), ar.kept_tail()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.versions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -429,7 +430,8 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         restore();
         throw;
     }
-    tensor_oarchive shaped(true); // for the tensor list only
+    tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
+    shaped.use_versions(&met.versions);
     collect(shaped, walks, obj);
     if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
         !r.problems.empty()) {
@@ -454,21 +456,22 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
-    if (same_tensor_names(now.tensors(), src)) {
-        // Same fields: check every shape before touching anything, then decode in place.
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        const state_backup backup(now.values(), now.tensors());
-        decode_into(walks, state, src, values, &backup, own);
-    } else if (walks.copy != nullptr) {
+    const bool same_names = same_tensor_names(now.tensors(), src);
+    if (!same_names && walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
         decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
-    } else {
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+        return;
     }
+    // Same fields: check every shape before touching anything. Either way decode in place; the
+    // backup puts the state back if anything fails (a type that cannot be copied gets here with
+    // other fields too, say a file written with an older class version).
+    if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+    const state_backup backup(now.values(), now.tensors());
+    decode_into(walks, state, src, values, &backup, own);
 }
 
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,

@@ -202,6 +202,7 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
+    class_versions versions; ///< the class versions the values store
 };
 
 /// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.

@@ -7,6 +7,7 @@
 #define CKPT_VERSION_STRING "0.1.0"
 
 namespace ckpt {
-/// The on-disk format version this build writes; files with a newer one are refused.
-inline constexpr int format_version = 1;
+/// The on-disk format version this build writes; files with a newer one are refused, older ones
+/// load. 1: the first format. 2: cereal class versions in the values have a tag of their own.
+inline constexpr int format_version = 2;
 } // namespace ckpt

@@ -78,6 +78,10 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// The current item's path, or "(the state)" for the root object itself.
+    [[nodiscard]] std::string object_path() const {
+        return nodes_.size() <= 1 ? std::string("(the state)") : path();
+    }
 
 private:
     struct node {
@@ -247,6 +251,7 @@ inline constexpr int schema_value_type = 305;
 inline constexpr int schema_value_count = 306;
 inline constexpr int schema_duplicate = 307;
 inline constexpr int schema_reserved = 308;
+inline constexpr int schema_class_version = 309;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;
@@ -493,6 +498,8 @@ inline constexpr dtype dtype_of = detail::dtype_of_impl<T>();
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <typeindex>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -501,6 +508,12 @@ namespace ckpt::detail {
 /// Tags of the non-tensor values stream; a scalar is tagged with its dtype's code.
 inline constexpr std::uint8_t tag_size = 0x40;
 inline constexpr std::uint8_t tag_bytes = 0x41;
+/// A cereal class version (format 2 on): the tag, then a u32, at the first node of each
+/// versioned type. A format-1 file stored it as a plain U32 scalar.
+inline constexpr std::uint8_t tag_version = 0x42;
+
+/// The cereal class version of each type met by a walk, by cereal's type hash.
+using class_versions = std::unordered_map<std::size_t, std::uint32_t>;
 
 /// One Eigen tensor met while walking a state.
 struct tensor_record {
@@ -579,6 +592,20 @@ public:
     }
     void write_size(std::uint64_t n);
     void write_bytes(const void* data, std::size_t n);
+    void write_class_version(std::uint32_t version);
+
+    /// Walks each versioned type met by a load's values pass with the version the checkpoint
+    /// stored for it, not the one compiled in, so the walk lists the tensors that version has.
+    /// Types the values pass did not meet keep the compiled version. `versions` must outlive
+    /// the walk.
+    void use_versions(const class_versions* versions) noexcept { versions_ = versions; }
+    /// The version a walk gives a type: the checkpoint's when use_versions knows it.
+    [[nodiscard]] std::uint32_t class_version(std::size_t hash,
+                                              std::uint32_t compiled) const noexcept {
+        if (versions_ == nullptr) return compiled;
+        const auto it = versions_->find(hash);
+        return it == versions_->end() ? compiled : it->second;
+    }
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
         add_tensor(describe_tensor(m));
@@ -599,7 +626,26 @@ private:
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
     std::uint32_t rebuilt_depth_ = 0;
+    const class_versions* versions_ = nullptr;
 };
+
+} // namespace ckpt::detail
+
+/// cereal asks its archive for the class version of each versioned type, once per type and
+/// walk; ckpt's output archive answers with the version of the checkpoint being loaded when it
+/// has one (see use_versions) and writes it with its own tag. (An explicit specialization of
+/// the member template for this one archive: cereal's versioning, not its encoding, is kept.)
+template <>
+template <class T>
+std::uint32_t cereal::OutputArchive<ckpt::detail::tensor_oarchive,
+                                    cereal::AllowEmptyClassElision>::registerClassVersion() {
+    static const auto hash = std::type_index(typeid(T)).hash_code();
+    const std::uint32_t version = self->class_version(hash, cereal::detail::Version<T>::version);
+    if (itsVersionedTypes.insert(hash).second) self->write_class_version(version);
+    return version;
+}
+
+namespace ckpt::detail {
 
 /// Objects whose cereal load makes a new object instead of loading into the existing one: a map
 /// item (std::map, std::unordered_map and the other maps clear and re-insert), std::optional
@@ -693,6 +739,11 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
     const auto len = static_cast<std::uint64_t>(n);
     append(&len, sizeof len);
     append(data, n);
+}
+
+CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
+    values_.push_back(static_cast<std::byte>(tag_version));
+    append(&version, sizeof version);
 }
 
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
@@ -1097,6 +1148,8 @@ struct tensor_source {
     const std::vector<file_tensor>* entries = nullptr;
     std::unordered_map<std::string_view, std::size_t> by_name;
     const std::byte* data = nullptr; ///< start of the data section
+    /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
+    bool legacy_versions = false;
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
@@ -1169,6 +1222,13 @@ public:
         pos_ += sizeof(T);
     }
     std::uint64_t read_size();
+    /// The class version the values store for a type whose version in this program is
+    /// `compiled`, recorded in versions(). A format-2 type node with no version was written by
+    /// a serialize that took none: version 0. @throws schema_error (309) when the stored
+    /// version is newer than `compiled`
+    std::uint32_t read_class_version(std::size_t hash, std::uint32_t compiled);
+    /// The versions read so far, by cereal's type hash.
+    [[nodiscard]] const class_versions& versions() const noexcept { return versions_; }
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
     void expect_bytes(std::uint64_t count, std::size_t element_size);
@@ -1233,7 +1293,28 @@ private:
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
+    class_versions versions_;
 };
+
+} // namespace ckpt::detail
+
+/// The input side of the output archive's versioning: the version comes from the values, and
+/// one newer than the program's is refused (see read_class_version).
+template <>
+template <class T>
+std::uint32_t cereal::InputArchive<ckpt::detail::tensor_iarchive,
+                                   cereal::AllowEmptyClassElision>::loadClassVersion() {
+    static const auto hash = std::type_index(typeid(T)).hash_code();
+    if (const auto it = itsVersionedTypes.find(hash); it != itsVersionedTypes.end()) {
+        return it->second;
+    }
+    const std::uint32_t version =
+        self->read_class_version(hash, cereal::detail::Version<T>::version);
+    itsVersionedTypes.emplace(hash, version);
+    return version;
+}
+
+namespace ckpt::detail {
 
 template <class T>
 void prologue(tensor_iarchive& ar, const T&) {
@@ -1502,6 +1583,29 @@ CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
     return n;
 }
 
+CKPT_INLINE std::uint32_t tensor_iarchive::read_class_version(std::size_t hash,
+                                                              std::uint32_t compiled) {
+    std::uint32_t version = 0;
+    if (tensors_ != nullptr && tensors_->legacy_versions) {
+        read_scalar(version);
+    } else if (pos_ < values_.size() && static_cast<std::uint8_t>(values_[pos_]) == tag_version) {
+        ++pos_;
+        need(sizeof version);
+        std::memcpy(&version, values_.data() + pos_, sizeof version);
+        pos_ += sizeof version;
+    }
+    if (version > compiled) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_class_version, object_path(),
+             "the checkpoint was written with class version " + std::to_string(version) +
+                 " of this type, this program has version " + std::to_string(compiled) +
+                 " (CEREAL_CLASS_VERSION): load it with the program that wrote it, or a newer "
+                 "one"}});
+    }
+    versions_.emplace(hash, version);
+    return version;
+}
+
 CKPT_INLINE void tensor_iarchive::expect_bytes(std::uint64_t count, std::size_t element_size) {
     const std::size_t at = pos_;
     expect_tag(tag_bytes);
@@ -1584,6 +1688,7 @@ CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
 CKPT_INLINE std::string tensor_iarchive::tag_name(std::uint8_t tag) {
     if (tag == tag_size) return "a container size";
     if (tag == tag_bytes) return "a byte string";
+    if (tag == tag_version) return "a class version";
     if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
         tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
         return std::string(to_string(static_cast<dtype>(tag)));
@@ -1599,7 +1704,27 @@ CKPT_INLINE void tensor_iarchive::expect_tag(std::uint8_t tag) {
                  " here, but the checkpoint's values end: the state has more non-tensor "
                  "fields than the checkpoint"}});
     }
-    const auto got = static_cast<std::uint8_t>(values_[pos_]);
+    auto got = static_cast<std::uint8_t>(values_[pos_]);
+    if (got == tag_version && tag != tag_version) {
+        // Written by a serialize that took a version, read by one that takes none: version 0
+        // is the same as none; any other is a newer type than this program's.
+        std::uint32_t version = 0;
+        need(1 + sizeof version);
+        std::memcpy(&version, values_.data() + pos_ + 1, sizeof version);
+        if (version != 0) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_class_version, path(),
+                 "the checkpoint holds class version " + std::to_string(version) +
+                     " of the type this field is in, whose serialize in this program takes no "
+                     "version"}});
+        }
+        pos_ += 1 + sizeof version;
+        if (pos_ >= values_.size()) {
+            expect_tag(tag); // the values end here
+            return;
+        }
+        got = static_cast<std::uint8_t>(values_[pos_]);
+    }
     if (got != tag) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_value_type, path(),
@@ -2692,8 +2817,9 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Array<S, R, C, O, MR,
 #define CKPT_VERSION_STRING "0.1.0"
 
 namespace ckpt {
-/// The on-disk format version this build writes; files with a newer one are refused.
-inline constexpr int format_version = 1;
+/// The on-disk format version this build writes; files with a newer one are refused, older ones
+/// load. 1: the first format. 2: cereal class versions in the values have a tag of their own.
+inline constexpr int format_version = 2;
 } // namespace ckpt
 // end ckpt/version.hpp
 
@@ -2883,6 +3009,7 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
+    class_versions versions; ///< the class versions the values store
 };
 
 /// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
@@ -3175,6 +3302,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
                                           std::span<const std::byte>& values) const {
     src.entries = &header_.entries;
     src.data = data_;
+    src.legacy_versions = version_ < 2;
     bool have_values = false;
     for (std::size_t i = 0; i < header_.entries.size(); ++i) {
         const file_tensor& e = header_.entries[i];
@@ -3366,7 +3494,7 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
-        return {ar.tensors_met(), ar.kept_tail()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.versions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -3416,7 +3544,8 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
         restore();
         throw;
     }
-    tensor_oarchive shaped(true); // for the tensor list only
+    tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
+    shaped.use_versions(&met.versions);
     collect(shaped, walks, obj);
     if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
         !r.problems.empty()) {
@@ -3441,21 +3570,22 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
-    if (same_tensor_names(now.tensors(), src)) {
-        // Same fields: check every shape before touching anything, then decode in place.
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-        const state_backup backup(now.values(), now.tensors());
-        decode_into(walks, state, src, values, &backup, own);
-    } else if (walks.copy != nullptr) {
+    const bool same_names = same_tensor_names(now.tensors(), src);
+    if (!same_names && walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
         decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
-    } else {
-        check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+        return;
     }
+    // Same fields: check every shape before touching anything. Either way decode in place; the
+    // backup puts the state back if anything fails (a type that cannot be copied gets here with
+    // other fields too, say a file written with an older class version).
+    if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
+    const state_backup backup(now.values(), now.tensors());
+    decode_into(walks, state, src, values, &backup, own);
 }
 
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,

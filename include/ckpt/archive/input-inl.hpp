@@ -135,6 +135,29 @@ CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
     return n;
 }
 
+CKPT_INLINE std::uint32_t tensor_iarchive::read_class_version(std::size_t hash,
+                                                              std::uint32_t compiled) {
+    std::uint32_t version = 0;
+    if (tensors_ != nullptr && tensors_->legacy_versions) {
+        read_scalar(version);
+    } else if (pos_ < values_.size() && static_cast<std::uint8_t>(values_[pos_]) == tag_version) {
+        ++pos_;
+        need(sizeof version);
+        std::memcpy(&version, values_.data() + pos_, sizeof version);
+        pos_ += sizeof version;
+    }
+    if (version > compiled) {
+        throw_error<schema_error>(std::vector<schema_problem>{
+            {errc::schema_class_version, object_path(),
+             "the checkpoint was written with class version " + std::to_string(version) +
+                 " of this type, this program has version " + std::to_string(compiled) +
+                 " (CEREAL_CLASS_VERSION): load it with the program that wrote it, or a newer "
+                 "one"}});
+    }
+    versions_.emplace(hash, version);
+    return version;
+}
+
 CKPT_INLINE void tensor_iarchive::expect_bytes(std::uint64_t count, std::size_t element_size) {
     const std::size_t at = pos_;
     expect_tag(tag_bytes);
@@ -217,6 +240,7 @@ CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
 CKPT_INLINE std::string tensor_iarchive::tag_name(std::uint8_t tag) {
     if (tag == tag_size) return "a container size";
     if (tag == tag_bytes) return "a byte string";
+    if (tag == tag_version) return "a class version";
     if (tag >= static_cast<std::uint8_t>(dtype::boolean) &&
         tag <= static_cast<std::uint8_t>(dtype::f8_e5m2)) {
         return std::string(to_string(static_cast<dtype>(tag)));
@@ -232,7 +256,27 @@ CKPT_INLINE void tensor_iarchive::expect_tag(std::uint8_t tag) {
                  " here, but the checkpoint's values end: the state has more non-tensor "
                  "fields than the checkpoint"}});
     }
-    const auto got = static_cast<std::uint8_t>(values_[pos_]);
+    auto got = static_cast<std::uint8_t>(values_[pos_]);
+    if (got == tag_version && tag != tag_version) {
+        // Written by a serialize that took a version, read by one that takes none: version 0
+        // is the same as none; any other is a newer type than this program's.
+        std::uint32_t version = 0;
+        need(1 + sizeof version);
+        std::memcpy(&version, values_.data() + pos_ + 1, sizeof version);
+        if (version != 0) {
+            throw_error<schema_error>(std::vector<schema_problem>{
+                {errc::schema_class_version, path(),
+                 "the checkpoint holds class version " + std::to_string(version) +
+                     " of the type this field is in, whose serialize in this program takes no "
+                     "version"}});
+        }
+        pos_ += 1 + sizeof version;
+        if (pos_ >= values_.size()) {
+            expect_tag(tag); // the values end here
+            return;
+        }
+        got = static_cast<std::uint8_t>(values_[pos_]);
+    }
     if (got != tag) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_value_type, path(),

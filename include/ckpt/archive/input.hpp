@@ -32,6 +32,8 @@ struct tensor_source {
     const std::vector<file_tensor>* entries = nullptr;
     std::unordered_map<std::string_view, std::size_t> by_name;
     const std::byte* data = nullptr; ///< start of the data section
+    /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
+    bool legacy_versions = false;
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
@@ -104,6 +106,13 @@ public:
         pos_ += sizeof(T);
     }
     std::uint64_t read_size();
+    /// The class version the values store for a type whose version in this program is
+    /// `compiled`, recorded in versions(). A format-2 type node with no version was written by
+    /// a serialize that took none: version 0. @throws schema_error (309) when the stored
+    /// version is newer than `compiled`
+    std::uint32_t read_class_version(std::size_t hash, std::uint32_t compiled);
+    /// The versions read so far, by cereal's type hash.
+    [[nodiscard]] const class_versions& versions() const noexcept { return versions_; }
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
     void expect_bytes(std::uint64_t count, std::size_t element_size);
@@ -168,7 +177,28 @@ private:
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
+    class_versions versions_;
 };
+
+} // namespace ckpt::detail
+
+/// The input side of the output archive's versioning: the version comes from the values, and
+/// one newer than the program's is refused (see read_class_version).
+template <>
+template <class T>
+std::uint32_t cereal::InputArchive<ckpt::detail::tensor_iarchive,
+                                   cereal::AllowEmptyClassElision>::loadClassVersion() {
+    static const auto hash = std::type_index(typeid(T)).hash_code();
+    if (const auto it = itsVersionedTypes.find(hash); it != itsVersionedTypes.end()) {
+        return it->second;
+    }
+    const std::uint32_t version =
+        self->read_class_version(hash, cereal::detail::Version<T>::version);
+    itsVersionedTypes.emplace(hash, version);
+    return version;
+}
+
+namespace ckpt::detail {
 
 template <class T>
 void prologue(tensor_iarchive& ar, const T&) {

@@ -20,6 +20,11 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
     append(data, n);
 }
 
+CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
+    values_.push_back(static_cast<std::byte>(tag_version));
+    append(&version, sizeof version);
+}
+
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
     r.name = path();
     r.rebuilt = rebuilt_depth_ != 0;

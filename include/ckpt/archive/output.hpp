@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <typeindex>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -24,6 +26,12 @@ namespace ckpt::detail {
 /// Tags of the non-tensor values stream; a scalar is tagged with its dtype's code.
 inline constexpr std::uint8_t tag_size = 0x40;
 inline constexpr std::uint8_t tag_bytes = 0x41;
+/// A cereal class version (format 2 on): the tag, then a u32, at the first node of each
+/// versioned type. A format-1 file stored it as a plain U32 scalar.
+inline constexpr std::uint8_t tag_version = 0x42;
+
+/// The cereal class version of each type met by a walk, by cereal's type hash.
+using class_versions = std::unordered_map<std::size_t, std::uint32_t>;
 
 /// One Eigen tensor met while walking a state.
 struct tensor_record {
@@ -102,6 +110,20 @@ public:
     }
     void write_size(std::uint64_t n);
     void write_bytes(const void* data, std::size_t n);
+    void write_class_version(std::uint32_t version);
+
+    /// Walks each versioned type met by a load's values pass with the version the checkpoint
+    /// stored for it, not the one compiled in, so the walk lists the tensors that version has.
+    /// Types the values pass did not meet keep the compiled version. `versions` must outlive
+    /// the walk.
+    void use_versions(const class_versions* versions) noexcept { versions_ = versions; }
+    /// The version a walk gives a type: the checkpoint's when use_versions knows it.
+    [[nodiscard]] std::uint32_t class_version(std::size_t hash,
+                                              std::uint32_t compiled) const noexcept {
+        if (versions_ == nullptr) return compiled;
+        const auto it = versions_->find(hash);
+        return it == versions_->end() ? compiled : it->second;
+    }
     template <class Derived>
     void write_tensor(const Eigen::PlainObjectBase<Derived>& m) {
         add_tensor(describe_tensor(m));
@@ -122,7 +144,26 @@ private:
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
     std::uint32_t rebuilt_depth_ = 0;
+    const class_versions* versions_ = nullptr;
 };
+
+} // namespace ckpt::detail
+
+/// cereal asks its archive for the class version of each versioned type, once per type and
+/// walk; ckpt's output archive answers with the version of the checkpoint being loaded when it
+/// has one (see use_versions) and writes it with its own tag. (An explicit specialization of
+/// the member template for this one archive: cereal's versioning, not its encoding, is kept.)
+template <>
+template <class T>
+std::uint32_t cereal::OutputArchive<ckpt::detail::tensor_oarchive,
+                                    cereal::AllowEmptyClassElision>::registerClassVersion() {
+    static const auto hash = std::type_index(typeid(T)).hash_code();
+    const std::uint32_t version = self->class_version(hash, cereal::detail::Version<T>::version);
+    if (itsVersionedTypes.insert(hash).second) self->write_class_version(version);
+    return version;
+}
+
+namespace ckpt::detail {
 
 /// Objects whose cereal load makes a new object instead of loading into the existing one: a map
 /// item (std::map, std::unordered_map and the other maps clear and re-insert), std::optional

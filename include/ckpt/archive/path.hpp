@@ -32,6 +32,10 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// The current item's path, or "(the state)" for the root object itself.
+    [[nodiscard]] std::string object_path() const {
+        return nodes_.size() <= 1 ? std::string("(the state)") : path();
+    }
 
 private:
     struct node {
