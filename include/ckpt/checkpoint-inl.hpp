@@ -309,6 +309,10 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
         }
         const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
+            if (src.allow_missing) {
+                out.missing.push_back(r.name);
+                continue;
+            }
             add(errc::schema_missing, r.name, [&] {
                 return "state expects " + describe_side(r.type, r.shape()) +
                        ", the checkpoint has no such tensor";
@@ -344,10 +348,18 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                           (r.max_cols < 0 || cols <= r.max_cols);
         if (!fits) add(errc::schema_mismatch, r.name, both);
     }
-    for (const file_tensor& f : *src.entries) {
-        if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        add(errc::schema_unexpected, f.name, [&] {
-            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
+    for (std::size_t i = 0; i < src.entries->size(); ++i) {
+        const file_tensor& f = (*src.entries)[i];
+        const std::string_view name = src.name_of(i);
+        if (f.name == values_entry || expected.count(name) != 0) continue;
+        if (src.ignore_unexpected) {
+            out.ignored.push_back(f.name);
+            continue;
+        }
+        add(errc::schema_unexpected, name, [&] {
+            return "file has " + describe_side(f.type, f.shape) +
+                   (name != f.name ? " (named " + f.name + " in the file)" : std::string()) +
+                   ", the state has no such tensor";
         });
     }
     return out;
@@ -409,9 +421,9 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
-CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                             std::span<const std::byte> values, const state_backup* backup,
-                             std::uint64_t own_tensors) {
+CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj,
+                                      const tensor_source& src, std::span<const std::byte> values,
+                                      const state_backup* backup, std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
@@ -433,10 +445,10 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
     tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
     shaped.use_versions(&met.versions);
     collect(shaped, walks, obj);
-    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-        !r.problems.empty()) {
+    schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+    if (!checked.problems.empty()) {
         restore();
-        r.raise();
+        checked.raise();
     }
     if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
         // The kept elements hold tensors the values no longer describe, while the header lists
@@ -449,10 +461,11 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
                                       ": a container is shorter in the values than in the tensors");
     }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
+    return checked;
 }
 
-CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_source& src,
-                            std::span<const std::byte> values) {
+CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
+                                     const tensor_source& src, std::span<const std::byte> values) {
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
@@ -462,25 +475,96 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
-        decode_into(walks, staged.get(), src, values, nullptr, own);
+        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
-        return;
+        return checked;
     }
     // Same fields: check every shape before touching anything. Either way decode in place; the
     // backup puts the state back if anything fails (a type that cannot be copied gets here with
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors());
-    decode_into(walks, state, src, values, &backup, own);
+    return decode_into(walks, state, src, values, &backup, own);
+}
+
+CKPT_INLINE void apply_renames(tensor_source& src,
+                               const std::vector<std::pair<std::string, std::string>>& renames,
+                               std::vector<std::pair<std::string, std::string>>& renamed) {
+    if (renames.empty()) return;
+    const auto matches = [](std::string_view name, std::string_view old) {
+        return old.empty() || name == old ||
+               (name.size() > old.size() && name.substr(0, old.size()) == old &&
+                name[old.size()] == '.');
+    };
+    std::vector<char> used(renames.size(), 0);
+    const std::vector<file_tensor>& entries = *src.entries;
+    src.renamed_names.assign(entries.size(), std::string());
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const std::string& name = entries[i].name;
+        std::string& now = src.renamed_names[i];
+        now = name;
+        if (name == values_entry) continue;
+        std::size_t best = renames.size();
+        for (std::size_t k = 0; k < renames.size(); ++k) {
+            if (!matches(name, renames[k].first)) continue;
+            used[k] = 1; // matches a name, even where a longer rename wins
+            if (best == renames.size() || renames[k].first.size() > renames[best].first.size()) {
+                best = k;
+            }
+        }
+        if (best == renames.size()) continue;
+        const auto& [old, to] = renames[best];
+        std::string_view rest = std::string_view(name).substr(old.size());
+        if (!old.empty() && !rest.empty()) rest.remove_prefix(1); // the '.'
+        now = to;
+        if (!rest.empty()) {
+            if (!now.empty()) now += '.';
+            now += rest;
+        }
+        if (now != name) renamed.emplace_back(name, now);
+    }
+    std::vector<schema_problem> problems;
+    for (std::size_t k = 0; k < renames.size(); ++k) {
+        if (used[k] == 0) {
+            problems.push_back({errc::schema_rename_unmatched, renames[k].first,
+                                "the rename to '" + renames[k].second +
+                                    "' matches no tensor of the checkpoint"});
+        }
+    }
+    src.by_name.clear();
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].name == values_entry) continue;
+        const auto [it, fresh] = src.by_name.emplace(src.renamed_names[i], i);
+        if (fresh) continue;
+        const std::string& a = entries[it->second].name;
+        const std::string& b = entries[i].name;
+        problems.push_back({errc::schema_rename_collision, src.renamed_names[i],
+                            "the checkpoint's tensors " + std::min(a, b) + " and " +
+                                std::max(a, b) + " both have this name after the renames"});
+    }
+    if (!problems.empty()) {
+        const std::size_t total = problems.size();
+        throw_error<schema_error>(std::move(problems), total);
+    }
 }
 
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
-                                void* state, const limits& lim, const std::string& where) {
-    opened_checkpoint file(p, size, lim, where, true);
+                                void* state, const load_options& options,
+                                const std::string& where) {
+    opened_checkpoint file(p, size, options.limits, where, true);
     tensor_source src;
     std::span<const std::byte> values;
     file.index(src, values);
-    load_state(walks, state, src, values);
+    src.allow_missing = options.allow_missing;
+    src.ignore_unexpected = options.ignore_unexpected;
+    load_report report;
+    apply_renames(src, options.renames, report.renamed);
+    schema_report checked = load_state(walks, state, src, values);
+    if (options.report != nullptr) {
+        report.missing = std::move(checked.missing);
+        report.ignored = std::move(checked.ignored);
+        *options.report = std::move(report);
+    }
     return file.meta();
 }
 
@@ -489,7 +573,7 @@ CKPT_INLINE metadata load_file(const std::filesystem::path& path, const state_wa
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     const std::string where = path.string();
     const file_bytes bytes(io, where);
-    return load_bytes(bytes.data(), bytes.size(), walks, state, options.limits, where);
+    return load_bytes(bytes.data(), bytes.size(), walks, state, options, where);
 }
 
 CKPT_INLINE std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,

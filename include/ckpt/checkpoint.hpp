@@ -36,10 +36,34 @@ struct save_options {
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
 };
 
+/// What a load left out or renamed, as load_options allowed it.
+struct load_report {
+    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values.
+    std::vector<std::string> missing;
+    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the file.
+    std::vector<std::string> ignored;
+    /// The tensors a rename applied to: {name in the file, name in the state}.
+    std::vector<std::pair<std::string, std::string>> renamed;
+};
+
 /// How load() reads.
 struct load_options {
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    /// A tensor of the state that the checkpoint lacks keeps its value instead of failing the
+    /// load (ckpt.schema.301); report->missing lists them. Values are never partial.
+    bool allow_missing = false;
+    /// A tensor of the checkpoint that the state lacks is skipped instead of failing the load
+    /// (ckpt.schema.303); report->ignored lists them.
+    bool ignore_unexpected = false;
+    /// {old, new}: the checkpoint's tensor `old`, or every one under `old.` (a whole
+    /// sub-struct), is matched as `new` (with the rest of its name); an empty `old` matches
+    /// every name (a prefix is added), an empty `new` drops the prefix. The longest `old` that
+    /// matches wins. A rename that matches no tensor is an error (ckpt.schema.310), so is one
+    /// that gives two tensors the same name (ckpt.schema.311).
+    std::vector<std::pair<std::string, std::string>> renames{};
+    /// When not null, set to what the load left out and renamed, once it has succeeded.
+    load_report* report = nullptr;
 };
 
 /// What inspect() reads.
@@ -176,10 +200,13 @@ std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape);
 /// "row-major" or "column-major".
 const char* order_name(char order);
 
-/// The differences check_tensors found: the first ones, and how many in all.
+/// The differences check_tensors found: the first ones, and how many in all; and the tensors
+/// that the source's allow_missing and ignore_unexpected let through.
 struct schema_report {
     std::vector<schema_problem> problems;
     std::size_t total = 0;
+    std::vector<std::string> missing;
+    std::vector<std::string> ignored;
 
     /// Throws them as one schema_error, when there are any.
     void raise();
@@ -227,21 +254,27 @@ struct state_backup {
     tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
 };
 
+/// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),
+/// and lists in `renamed` what each rename applied to. @throws schema_error (310, 311)
+void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, std::string>>& renames,
+                   std::vector<std::pair<std::string, std::string>>& renamed);
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values, and the tensors loading
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
-/// held before loading.
-void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+/// held before loading. @returns the final check, with what it let through
+schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                  std::span<const std::byte> values, const state_backup* backup,
                  std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
-void load_state(const state_walks& walks, void* state, const tensor_source& src,
+/// @returns the tensors the source's options let through
+schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
                 std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
-                    const limits& lim, const std::string& where);
+                    const load_options& options, const std::string& where);
 
 /// load() and save() for a state known by its walks.
 metadata load_file(const std::filesystem::path& path, const state_walks& walks, void* state,
@@ -290,14 +323,23 @@ metadata load(const std::filesystem::path& path, T& state, const load_options& o
     return detail::load_file(path, detail::walks_of<T>, &state, options);
 }
 
-/// load() from bytes in memory.
+/// load() from bytes in memory (options.backend is not used).
 template <class T>
-metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+metadata load_from_memory(std::span<const std::byte> bytes, T& state,
+                          const load_options& options) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");
-    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, lim,
+    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, options,
                               "<memory>");
+}
+
+/// load() from bytes in memory, within `lim`.
+template <class T>
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+    load_options options;
+    options.limits = lim;
+    return load_from_memory(bytes, state, options);
 }
 
 /// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.

@@ -132,6 +132,8 @@ inline constexpr int schema_value_count = 306;
 inline constexpr int schema_duplicate = 307;
 inline constexpr int schema_reserved = 308;
 inline constexpr int schema_class_version = 309;
+inline constexpr int schema_rename_unmatched = 310;
+inline constexpr int schema_rename_collision = 311;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;

@@ -141,20 +141,23 @@ public:
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
     /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
     /// disk: nullopt, and `state` is untouched.
+    /// `options` as for ckpt::load (partial restore, renames, the report), except that the
+    /// manager's own limits and backend replace its `limits` and `backend`.
     /// @throws schema_error, version_error (the state or the library does not fit the newest
     /// readable checkpoint: falling back past that would hide a bug)
     template <class State>
-    std::optional<metadata> restore_latest(State& state) {
+    std::optional<metadata> restore_latest(State& state, const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::newest_first(index_));
+        return restore_first(state, detail::newest_first(index_), options);
     }
 
     /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
-                                         goal direction = goal::minimize) {
+                                         goal direction = goal::minimize,
+                                         const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::ranked(index_, metric, direction));
+        return restore_first(state, detail::ranked(index_, metric, direction), options);
     }
 
     /// The checkpoints in the directory, oldest first.
@@ -234,12 +237,16 @@ private:
     const checkpoint_entry* newest() const;
 
     template <class State>
-    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order) {
+    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order,
+                                          const load_options& options) {
         std::vector<std::filesystem::path> damaged = begin_restore();
+        load_options own = options;
+        own.limits = options_.limits;
+        own.backend = io_;
         for (const std::size_t i : order) {
             const std::filesystem::path path = index_[i].path;
             try {
-                metadata meta = ckpt::load(path, state, load_options{options_.limits, io_});
+                metadata meta = ckpt::load(path, state, own);
                 restored(damaged, meta);
                 return meta;
             } catch (const schema_error&) {

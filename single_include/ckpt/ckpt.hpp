@@ -252,6 +252,8 @@ inline constexpr int schema_value_count = 306;
 inline constexpr int schema_duplicate = 307;
 inline constexpr int schema_reserved = 308;
 inline constexpr int schema_class_version = 309;
+inline constexpr int schema_rename_unmatched = 310;
+inline constexpr int schema_rename_collision = 311;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;
@@ -1137,6 +1139,7 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
 #include <list>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
@@ -1150,6 +1153,22 @@ struct tensor_source {
     const std::byte* data = nullptr; ///< start of the data section
     /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
     bool legacy_versions = false;
+    /// A state's tensor the file lacks keeps its value (load_options::allow_missing).
+    bool allow_missing = false;
+    /// A file's tensor the state lacks is skipped (load_options::ignore_unexpected).
+    bool ignore_unexpected = false;
+    /// Per entry, the name the state knows it by when a rename applies (by_name's keys then
+    /// point here); empty when nothing was renamed.
+    std::vector<std::string> renamed_names;
+
+    tensor_source() = default;
+    tensor_source(const tensor_source&) = delete; // by_name's keys may point into this
+    tensor_source& operator=(const tensor_source&) = delete;
+
+    /// The name entry `i` is matched by.
+    [[nodiscard]] std::string_view name_of(std::size_t i) const {
+        return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
+    }
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
@@ -1499,7 +1518,10 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
     case read_pass_kind::restore:
         if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
         break;
-    case read_pass_kind::tensors: break;
+    case read_pass_kind::tensors:
+        // A tensor the file lacks was let through by the check (allow_missing): kept as it is.
+        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) return false;
+        break;
     }
     fill = find_tensor(want);
     return true;
@@ -2843,10 +2865,34 @@ struct save_options {
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
 };
 
+/// What a load left out or renamed, as load_options allowed it.
+struct load_report {
+    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values.
+    std::vector<std::string> missing;
+    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the file.
+    std::vector<std::string> ignored;
+    /// The tensors a rename applied to: {name in the file, name in the state}.
+    std::vector<std::pair<std::string, std::string>> renamed;
+};
+
 /// How load() reads.
 struct load_options {
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    /// A tensor of the state that the checkpoint lacks keeps its value instead of failing the
+    /// load (ckpt.schema.301); report->missing lists them. Values are never partial.
+    bool allow_missing = false;
+    /// A tensor of the checkpoint that the state lacks is skipped instead of failing the load
+    /// (ckpt.schema.303); report->ignored lists them.
+    bool ignore_unexpected = false;
+    /// {old, new}: the checkpoint's tensor `old`, or every one under `old.` (a whole
+    /// sub-struct), is matched as `new` (with the rest of its name); an empty `old` matches
+    /// every name (a prefix is added), an empty `new` drops the prefix. The longest `old` that
+    /// matches wins. A rename that matches no tensor is an error (ckpt.schema.310), so is one
+    /// that gives two tensors the same name (ckpt.schema.311).
+    std::vector<std::pair<std::string, std::string>> renames{};
+    /// When not null, set to what the load left out and renamed, once it has succeeded.
+    load_report* report = nullptr;
 };
 
 /// What inspect() reads.
@@ -2983,10 +3029,13 @@ std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape);
 /// "row-major" or "column-major".
 const char* order_name(char order);
 
-/// The differences check_tensors found: the first ones, and how many in all.
+/// The differences check_tensors found: the first ones, and how many in all; and the tensors
+/// that the source's allow_missing and ignore_unexpected let through.
 struct schema_report {
     std::vector<schema_problem> problems;
     std::size_t total = 0;
+    std::vector<std::string> missing;
+    std::vector<std::string> ignored;
 
     /// Throws them as one schema_error, when there are any.
     void raise();
@@ -3034,21 +3083,27 @@ struct state_backup {
     tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
 };
 
+/// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),
+/// and lists in `renamed` what each rename applied to. @throws schema_error (310, 311)
+void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, std::string>>& renames,
+                   std::vector<std::pair<std::string, std::string>>& renamed);
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values, and the tensors loading
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
-/// held before loading.
-void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+/// held before loading. @returns the final check, with what it let through
+schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                  std::span<const std::byte> values, const state_backup* backup,
                  std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
-void load_state(const state_walks& walks, void* state, const tensor_source& src,
+/// @returns the tensors the source's options let through
+schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
                 std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
-                    const limits& lim, const std::string& where);
+                    const load_options& options, const std::string& where);
 
 /// load() and save() for a state known by its walks.
 metadata load_file(const std::filesystem::path& path, const state_walks& walks, void* state,
@@ -3097,14 +3152,23 @@ metadata load(const std::filesystem::path& path, T& state, const load_options& o
     return detail::load_file(path, detail::walks_of<T>, &state, options);
 }
 
-/// load() from bytes in memory.
+/// load() from bytes in memory (options.backend is not used).
 template <class T>
-metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+metadata load_from_memory(std::span<const std::byte> bytes, T& state,
+                          const load_options& options) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");
-    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, lim,
+    return detail::load_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, options,
                               "<memory>");
+}
+
+/// load() from bytes in memory, within `lim`.
+template <class T>
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const limits& lim = {}) {
+    load_options options;
+    options.limits = lim;
+    return load_from_memory(bytes, state, options);
 }
 
 /// Reads a checkpoint's header, metadata and tensor list without knowing the state's type.
@@ -3423,6 +3487,10 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
         }
         const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
+            if (src.allow_missing) {
+                out.missing.push_back(r.name);
+                continue;
+            }
             add(errc::schema_missing, r.name, [&] {
                 return "state expects " + describe_side(r.type, r.shape()) +
                        ", the checkpoint has no such tensor";
@@ -3458,10 +3526,18 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                           (r.max_cols < 0 || cols <= r.max_cols);
         if (!fits) add(errc::schema_mismatch, r.name, both);
     }
-    for (const file_tensor& f : *src.entries) {
-        if (f.name == values_entry || expected.count(f.name) != 0) continue;
-        add(errc::schema_unexpected, f.name, [&] {
-            return "file has " + describe_side(f.type, f.shape) + ", the state has no such tensor";
+    for (std::size_t i = 0; i < src.entries->size(); ++i) {
+        const file_tensor& f = (*src.entries)[i];
+        const std::string_view name = src.name_of(i);
+        if (f.name == values_entry || expected.count(name) != 0) continue;
+        if (src.ignore_unexpected) {
+            out.ignored.push_back(f.name);
+            continue;
+        }
+        add(errc::schema_unexpected, name, [&] {
+            return "file has " + describe_side(f.type, f.shape) +
+                   (name != f.name ? " (named " + f.name + " in the file)" : std::string()) +
+                   ", the state has no such tensor";
         });
     }
     return out;
@@ -3523,9 +3599,9 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
-CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                             std::span<const std::byte> values, const state_backup* backup,
-                             std::uint64_t own_tensors) {
+CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj,
+                                      const tensor_source& src, std::span<const std::byte> values,
+                                      const state_backup* backup, std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
@@ -3547,10 +3623,10 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
     tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
     shaped.use_versions(&met.versions);
     collect(shaped, walks, obj);
-    if (schema_report r = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-        !r.problems.empty()) {
+    schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+    if (!checked.problems.empty()) {
         restore();
-        r.raise();
+        checked.raise();
     }
     if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
         // The kept elements hold tensors the values no longer describe, while the header lists
@@ -3563,10 +3639,11 @@ CKPT_INLINE void decode_into(const state_walks& walks, void* obj, const tensor_s
                                       ": a container is shorter in the values than in the tensors");
     }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
+    return checked;
 }
 
-CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_source& src,
-                            std::span<const std::byte> values) {
+CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
+                                     const tensor_source& src, std::span<const std::byte> values) {
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
@@ -3576,25 +3653,96 @@ CKPT_INLINE void load_state(const state_walks& walks, void* state, const tensor_
         // which the values may reshape, and keep it only if everything fits.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
-        decode_into(walks, staged.get(), src, values, nullptr, own);
+        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
-        return;
+        return checked;
     }
     // Same fields: check every shape before touching anything. Either way decode in place; the
     // backup puts the state back if anything fails (a type that cannot be copied gets here with
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors());
-    decode_into(walks, state, src, values, &backup, own);
+    return decode_into(walks, state, src, values, &backup, own);
+}
+
+CKPT_INLINE void apply_renames(tensor_source& src,
+                               const std::vector<std::pair<std::string, std::string>>& renames,
+                               std::vector<std::pair<std::string, std::string>>& renamed) {
+    if (renames.empty()) return;
+    const auto matches = [](std::string_view name, std::string_view old) {
+        return old.empty() || name == old ||
+               (name.size() > old.size() && name.substr(0, old.size()) == old &&
+                name[old.size()] == '.');
+    };
+    std::vector<char> used(renames.size(), 0);
+    const std::vector<file_tensor>& entries = *src.entries;
+    src.renamed_names.assign(entries.size(), std::string());
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const std::string& name = entries[i].name;
+        std::string& now = src.renamed_names[i];
+        now = name;
+        if (name == values_entry) continue;
+        std::size_t best = renames.size();
+        for (std::size_t k = 0; k < renames.size(); ++k) {
+            if (!matches(name, renames[k].first)) continue;
+            used[k] = 1; // matches a name, even where a longer rename wins
+            if (best == renames.size() || renames[k].first.size() > renames[best].first.size()) {
+                best = k;
+            }
+        }
+        if (best == renames.size()) continue;
+        const auto& [old, to] = renames[best];
+        std::string_view rest = std::string_view(name).substr(old.size());
+        if (!old.empty() && !rest.empty()) rest.remove_prefix(1); // the '.'
+        now = to;
+        if (!rest.empty()) {
+            if (!now.empty()) now += '.';
+            now += rest;
+        }
+        if (now != name) renamed.emplace_back(name, now);
+    }
+    std::vector<schema_problem> problems;
+    for (std::size_t k = 0; k < renames.size(); ++k) {
+        if (used[k] == 0) {
+            problems.push_back({errc::schema_rename_unmatched, renames[k].first,
+                                "the rename to '" + renames[k].second +
+                                    "' matches no tensor of the checkpoint"});
+        }
+    }
+    src.by_name.clear();
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].name == values_entry) continue;
+        const auto [it, fresh] = src.by_name.emplace(src.renamed_names[i], i);
+        if (fresh) continue;
+        const std::string& a = entries[it->second].name;
+        const std::string& b = entries[i].name;
+        problems.push_back({errc::schema_rename_collision, src.renamed_names[i],
+                            "the checkpoint's tensors " + std::min(a, b) + " and " +
+                                std::max(a, b) + " both have this name after the renames"});
+    }
+    if (!problems.empty()) {
+        const std::size_t total = problems.size();
+        throw_error<schema_error>(std::move(problems), total);
+    }
 }
 
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
-                                void* state, const limits& lim, const std::string& where) {
-    opened_checkpoint file(p, size, lim, where, true);
+                                void* state, const load_options& options,
+                                const std::string& where) {
+    opened_checkpoint file(p, size, options.limits, where, true);
     tensor_source src;
     std::span<const std::byte> values;
     file.index(src, values);
-    load_state(walks, state, src, values);
+    src.allow_missing = options.allow_missing;
+    src.ignore_unexpected = options.ignore_unexpected;
+    load_report report;
+    apply_renames(src, options.renames, report.renamed);
+    schema_report checked = load_state(walks, state, src, values);
+    if (options.report != nullptr) {
+        report.missing = std::move(checked.missing);
+        report.ignored = std::move(checked.ignored);
+        *options.report = std::move(report);
+    }
     return file.meta();
 }
 
@@ -3603,7 +3751,7 @@ CKPT_INLINE metadata load_file(const std::filesystem::path& path, const state_wa
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     const std::string where = path.string();
     const file_bytes bytes(io, where);
-    return load_bytes(bytes.data(), bytes.size(), walks, state, options.limits, where);
+    return load_bytes(bytes.data(), bytes.size(), walks, state, options, where);
 }
 
 CKPT_INLINE std::uint64_t save_file(const std::filesystem::path& path, const state_walks& walks,
@@ -5624,20 +5772,23 @@ public:
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
     /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
     /// disk: nullopt, and `state` is untouched.
+    /// `options` as for ckpt::load (partial restore, renames, the report), except that the
+    /// manager's own limits and backend replace its `limits` and `backend`.
     /// @throws schema_error, version_error (the state or the library does not fit the newest
     /// readable checkpoint: falling back past that would hide a bug)
     template <class State>
-    std::optional<metadata> restore_latest(State& state) {
+    std::optional<metadata> restore_latest(State& state, const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::newest_first(index_));
+        return restore_first(state, detail::newest_first(index_), options);
     }
 
     /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
-                                         goal direction = goal::minimize) {
+                                         goal direction = goal::minimize,
+                                         const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::ranked(index_, metric, direction));
+        return restore_first(state, detail::ranked(index_, metric, direction), options);
     }
 
     /// The checkpoints in the directory, oldest first.
@@ -5717,12 +5868,16 @@ private:
     const checkpoint_entry* newest() const;
 
     template <class State>
-    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order) {
+    std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order,
+                                          const load_options& options) {
         std::vector<std::filesystem::path> damaged = begin_restore();
+        load_options own = options;
+        own.limits = options_.limits;
+        own.backend = io_;
         for (const std::size_t i : order) {
             const std::filesystem::path path = index_[i].path;
             try {
-                metadata meta = ckpt::load(path, state, load_options{options_.limits, io_});
+                metadata meta = ckpt::load(path, state, own);
                 restored(damaged, meta);
                 return meta;
             } catch (const schema_error&) {

@@ -51,7 +51,10 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
     case read_pass_kind::restore:
         if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
         break;
-    case read_pass_kind::tensors: break;
+    case read_pass_kind::tensors:
+        // A tensor the file lacks was let through by the check (allow_missing): kept as it is.
+        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) return false;
+        break;
     }
     fill = find_tensor(want);
     return true;

@@ -21,6 +21,7 @@
 #include <list>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +35,22 @@ struct tensor_source {
     const std::byte* data = nullptr; ///< start of the data section
     /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
     bool legacy_versions = false;
+    /// A state's tensor the file lacks keeps its value (load_options::allow_missing).
+    bool allow_missing = false;
+    /// A file's tensor the state lacks is skipped (load_options::ignore_unexpected).
+    bool ignore_unexpected = false;
+    /// Per entry, the name the state knows it by when a rename applies (by_name's keys then
+    /// point here); empty when nothing was renamed.
+    std::vector<std::string> renamed_names;
+
+    tensor_source() = default;
+    tensor_source(const tensor_source&) = delete; // by_name's keys may point into this
+    tensor_source& operator=(const tensor_source&) = delete;
+
+    /// The name entry `i` is matched by.
+    [[nodiscard]] std::string_view name_of(std::size_t i) const {
+        return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
+    }
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
