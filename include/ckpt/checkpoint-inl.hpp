@@ -563,6 +563,9 @@ CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const st
     if (options.report != nullptr) {
         report.missing = std::move(checked.missing);
         report.ignored = std::move(checked.ignored);
+        // By name: the file's order is its layout's (tensors by element size).
+        std::sort(report.ignored.begin(), report.ignored.end());
+        std::sort(report.renamed.begin(), report.renamed.end());
         *options.report = std::move(report);
     }
     return file.meta();

@@ -38,11 +38,13 @@ struct save_options {
 
 /// What a load left out or renamed, as load_options allowed it.
 struct load_report {
-    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values.
+    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values. In the
+    /// state's order.
     std::vector<std::string> missing;
-    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the file.
+    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the
+    /// file, sorted.
     std::vector<std::string> ignored;
-    /// The tensors a rename applied to: {name in the file, name in the state}.
+    /// The tensors a rename applied to: {name in the file, name in the state}, sorted.
     std::vector<std::pair<std::string, std::string>> renamed;
 };
 

@@ -2867,11 +2867,13 @@ struct save_options {
 
 /// What a load left out or renamed, as load_options allowed it.
 struct load_report {
-    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values.
+    /// The state's tensors the checkpoint lacks (allow_missing): they kept their values. In the
+    /// state's order.
     std::vector<std::string> missing;
-    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the file.
+    /// The checkpoint's tensors the state lacks (ignore_unexpected), by their names in the
+    /// file, sorted.
     std::vector<std::string> ignored;
-    /// The tensors a rename applied to: {name in the file, name in the state}.
+    /// The tensors a rename applied to: {name in the file, name in the state}, sorted.
     std::vector<std::pair<std::string, std::string>> renamed;
 };
 
@@ -3741,6 +3743,9 @@ CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const st
     if (options.report != nullptr) {
         report.missing = std::move(checked.missing);
         report.ignored = std::move(checked.ignored);
+        // By name: the file's order is its layout's (tensors by element size).
+        std::sort(report.ignored.begin(), report.ignored.end());
+        std::sort(report.renamed.begin(), report.renamed.end());
         *options.report = std::move(report);
     }
     return file.meta();
