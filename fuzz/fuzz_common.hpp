@@ -102,8 +102,9 @@ inline bool verifies(std::span<const std::byte> bytes) {
 }
 
 /// Every way ckpt reads bytes: load into train_state<float>, kinds_state, shapes_state and
-/// versioned_state (fresh each time), into a filled shapes_state (which a failed load must leave as it was), and the
-/// inspect paths (header only, and verified). Only ckpt::error may escape a call.
+/// versioned_state (fresh each time); into a filled shapes_state and a filled pinned_shapes,
+/// which a failed load must leave as they were; and the inspect paths (header only, and
+/// verified). Only ckpt::error may escape a call.
 inline void run_input(const std::uint8_t* data, std::size_t size) {
     const alloc_guard guard(size);
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -131,15 +132,22 @@ inline void run_input(const std::uint8_t* data, std::size_t size) {
         // The strong guarantee under hostile bytes: a load that fails leaves every byte of a
         // state that held tensors (in a map and an optional too) as it was. Only a file whose
         // checksum verifies can reach the state (most raw inputs of load_fuzzer stop before).
+        const auto changed = [] {
+            static const char msg[] = "==ckpt-fuzz== a failed load changed the state\n";
+            (void)!write(2, msg, sizeof msg - 1);
+            std::abort();
+        };
         shapes_state state = filled_shapes();
         try {
             (void)ckpt::load_from_memory(bytes, state);
         } catch (const ckpt::error&) {
-            if (!same_as_filled(state)) {
-                static const char msg[] = "==ckpt-fuzz== a failed load changed the state\n";
-                (void)!write(2, msg, sizeof msg - 1);
-                std::abort();
-            }
+            if (!same_as_filled(state)) changed();
+        }
+        pinned_shapes pinned; // the same, decoded in place whatever the file's tensors
+        try {
+            (void)ckpt::load_from_memory(bytes, pinned);
+        } catch (const ckpt::error&) {
+            if (!same_as_filled(pinned.shapes)) changed();
         }
     }
     for (const bool verify : {false, true}) {

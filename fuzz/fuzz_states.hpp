@@ -20,6 +20,7 @@
 #include <forward_list>
 #include <list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -160,6 +161,19 @@ inline shapes_state filled_shapes() {
     s.mask = {true, false, true};
     return s;
 }
+
+/// A shapes_state that cannot be copied, with the same tensor paths: a load into it decodes in
+/// place even when the file's tensors differ from its own (a copyable state decodes into a copy
+/// then), so a failure there must be undone by its backup alone.
+struct pinned_shapes {
+    shapes_state shapes = filled_shapes();
+    std::unique_ptr<int> pin = std::make_unique<int>(1);
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        shapes.serialize(ar); // no node of its own: the paths are shapes_state's
+    }
+};
 
 /// Whether `s` holds exactly what filled_shapes() holds: the same values and the same tensors
 /// (names, shapes, bytes). A walk of both states, without building a file: it runs on every
