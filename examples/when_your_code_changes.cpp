@@ -151,7 +151,8 @@ TEST_CASE("a refactor renamed the layers: map the old names to the new") {
 }
 
 TEST_CASE("fine-tuning: the model's weights out of a full training checkpoint") {
-    const auto bytes = ckpt::save_to_memory(training_run{filled(3), filled(0.1F), filled(0.2F), 900});
+    const auto bytes =
+        ckpt::save_to_memory(training_run{filled(3), filled(0.1F), filled(0.2F), 900});
     fine_tuning s;
     CHECK(ckpt_error_id([&] { ckpt::load_from_memory(bytes, s); }) ==
           ckpt::errc::schema_unexpected); // strict by default: 303, the optimizer is left over

@@ -262,8 +262,7 @@ TEST_CASE("renames: a prefix rename moves a whole sub-struct") {
     after_refactor s;
     ckpt::load_report report;
     ckpt::load_from_memory(
-        bytes, s,
-        renaming({{"model.fc1", "model.hidden"}, {"model.fc2", "model.out"}}, &report));
+        bytes, s, renaming({{"model.fc1", "model.hidden"}, {"model.fc2", "model.out"}}, &report));
     const before_refactor want;
     CHECK(s.model.hidden.weight == want.model.fc1.weight);
     CHECK(s.model.hidden.bias == want.model.fc1.bias);
@@ -284,8 +283,7 @@ TEST_CASE("renames: dropping and adding a prefix; the longest match wins") {
     SUBCASE("drop 'model', and fcN become hidden/out") {
         bare_net s;
         ckpt::load_from_memory(
-            bytes, s,
-            renaming({{"model", ""}, {"model.fc1", "hidden"}, {"model.fc2", "out"}}));
+            bytes, s, renaming({{"model", ""}, {"model.fc1", "hidden"}, {"model.fc2", "out"}}));
         CHECK(s.hidden.weight == want.model.fc1.weight);
         CHECK(s.out.bias == want.model.fc2.bias);
     }
@@ -332,11 +330,12 @@ TEST_CASE("renames: a collision and a rename that matches nothing are errors") {
     }
     SUBCASE("renamed but still not the state's: the error names the file's name") {
         CHECK(test::error_text([&] {
-                  ckpt::load_from_memory(bytes, s,
-                                         renaming({{"model.fc1", "model.hidden"},
-                                                   {"model.fc2", "model.output"}}));
-              }).starts_with("[ckpt.schema.301] model.out.weight: state expects F32 [4, 2], the "
-                            "checkpoint has no such tensor (and 3 more:"));
+                  ckpt::load_from_memory(
+                      bytes, s,
+                      renaming({{"model.fc1", "model.hidden"}, {"model.fc2", "model.output"}}));
+              })
+                  .starts_with("[ckpt.schema.301] model.out.weight: state expects F32 [4, 2], the "
+                               "checkpoint has no such tensor (and 3 more:"));
         std::string text;
         try {
             ckpt::load_from_memory(
@@ -365,8 +364,7 @@ TEST_CASE("partial restore: the manager passes the options through") {
     CHECK(report.ignored == std::vector<std::string>{"only_in_file"});
     report = {};
     s.step = 0;
-    const auto best =
-        m.restore_best(s, "loss", ckpt::goal::minimize, partial(true, true, &report));
+    const auto best = m.restore_best(s, "loss", ckpt::goal::minimize, partial(true, true, &report));
     REQUIRE(best.has_value());
     CHECK(s.step == 42);
     CHECK(report.missing == std::vector<std::string>{"only_in_state"});

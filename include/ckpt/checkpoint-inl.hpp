@@ -421,9 +421,9 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
-CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj,
-                                      const tensor_source& src, std::span<const std::byte> values,
-                                      const state_backup* backup, std::uint64_t own_tensors) {
+CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                                      std::span<const std::byte> values, const state_backup* backup,
+                                      std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
@@ -526,9 +526,9 @@ CKPT_INLINE void apply_renames(tensor_source& src,
     std::vector<schema_problem> problems;
     for (std::size_t k = 0; k < renames.size(); ++k) {
         if (used[k] == 0) {
-            problems.push_back({errc::schema_rename_unmatched, renames[k].first,
-                                "the rename to '" + renames[k].second +
-                                    "' matches no tensor of the checkpoint"});
+            problems.push_back(
+                {errc::schema_rename_unmatched, renames[k].first,
+                 "the rename to '" + renames[k].second + "' matches no tensor of the checkpoint"});
         }
     }
     src.by_name.clear();

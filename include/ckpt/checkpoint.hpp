@@ -258,7 +258,8 @@ struct state_backup {
 
 /// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),
 /// and lists in `renamed` what each rename applied to. @throws schema_error (310, 311)
-void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, std::string>>& renames,
+void apply_renames(tensor_source& src,
+                   const std::vector<std::pair<std::string, std::string>>& renames,
                    std::vector<std::pair<std::string, std::string>>& renamed);
 
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
@@ -266,13 +267,13 @@ void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, 
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
 /// held before loading. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                 std::span<const std::byte> values, const state_backup* backup,
-                 std::uint64_t own_tensors);
+                          std::span<const std::byte> values, const state_backup* backup,
+                          std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
 schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
-                std::span<const std::byte> values);
+                         std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
@@ -327,8 +328,7 @@ metadata load(const std::filesystem::path& path, T& state, const load_options& o
 
 /// load() from bytes in memory (options.backend is not used).
 template <class T>
-metadata load_from_memory(std::span<const std::byte> bytes, T& state,
-                          const load_options& options) {
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const load_options& options) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");

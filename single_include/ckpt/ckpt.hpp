@@ -3087,7 +3087,8 @@ struct state_backup {
 
 /// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),
 /// and lists in `renamed` what each rename applied to. @throws schema_error (310, 311)
-void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, std::string>>& renames,
+void apply_renames(tensor_source& src,
+                   const std::vector<std::pair<std::string, std::string>>& renames,
                    std::vector<std::pair<std::string, std::string>>& renamed);
 
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
@@ -3095,13 +3096,13 @@ void apply_renames(tensor_source& src, const std::vector<std::pair<std::string, 
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
 /// held before loading. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
-                 std::span<const std::byte> values, const state_backup* backup,
-                 std::uint64_t own_tensors);
+                          std::span<const std::byte> values, const state_backup* backup,
+                          std::uint64_t own_tensors);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
 schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
-                std::span<const std::byte> values);
+                         std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
@@ -3156,8 +3157,7 @@ metadata load(const std::filesystem::path& path, T& state, const load_options& o
 
 /// load() from bytes in memory (options.backend is not used).
 template <class T>
-metadata load_from_memory(std::span<const std::byte> bytes, T& state,
-                          const load_options& options) {
+metadata load_from_memory(std::span<const std::byte> bytes, T& state, const load_options& options) {
     static_assert(is_checkpointable<T>::value,
                   "ckpt::load_from_memory: T is not checkpointable: give it a cereal "
                   "serialize(Archive&) member or save()/load() functions");
@@ -3601,9 +3601,9 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
-CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj,
-                                      const tensor_source& src, std::span<const std::byte> values,
-                                      const state_backup* backup, std::uint64_t own_tensors) {
+CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
+                                      std::span<const std::byte> values, const state_backup* backup,
+                                      std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
         if (backup == nullptr) return;
         try {
@@ -3706,9 +3706,9 @@ CKPT_INLINE void apply_renames(tensor_source& src,
     std::vector<schema_problem> problems;
     for (std::size_t k = 0; k < renames.size(); ++k) {
         if (used[k] == 0) {
-            problems.push_back({errc::schema_rename_unmatched, renames[k].first,
-                                "the rename to '" + renames[k].second +
-                                    "' matches no tensor of the checkpoint"});
+            problems.push_back(
+                {errc::schema_rename_unmatched, renames[k].first,
+                 "the rename to '" + renames[k].second + "' matches no tensor of the checkpoint"});
         }
     }
     src.by_name.clear();
