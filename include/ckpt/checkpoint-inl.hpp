@@ -392,7 +392,7 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
-        return {ar.tensors_met(), ar.kept_tail(), ar.versions()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace ckpt::detail {
@@ -128,8 +129,8 @@ public:
     /// a serialize that took none: version 0. @throws schema_error (309) when the stored
     /// version is newer than `compiled`
     std::uint32_t read_class_version(std::size_t hash, std::uint32_t compiled);
-    /// The versions read so far, by cereal's type hash.
-    [[nodiscard]] const class_versions& versions() const noexcept { return versions_; }
+    /// The versions read, by cereal's type hash; moved out, for after the walk.
+    [[nodiscard]] class_versions take_versions() noexcept { return std::move(versions_); }
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
     void expect_bytes(std::uint64_t count, std::size_t element_size);
