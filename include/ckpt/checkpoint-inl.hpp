@@ -197,16 +197,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
                                        "'" + where_ + "': tensor '" + e.name +
                                            "' is not aligned to its element size");
         }
-        if (e.type == dtype::boolean) {
-            // A bool must be 0 or 1: anything else would be undefined once copied in.
-            for (std::uint64_t b = e.begin; b < e.end; ++b) {
-                if (static_cast<unsigned char>(data_[b]) > 1) {
-                    throw_error<corrupt_error>(errc::corrupt_values,
-                                               "'" + where_ + "': BOOL tensor '" + e.name +
-                                                   "' holds a byte other than 0 or 1");
-                }
-            }
-        }
+        check_bools(e);
         if (e.name == values_entry) {
             if (e.type != dtype::u8 || e.shape.size() != 1) {
                 throw_error<corrupt_error>(errc::corrupt_header,
@@ -222,6 +213,27 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
         throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
                                                              std::string(values_entry) + " entry");
     }
+}
+
+CKPT_INLINE void opened_checkpoint::check_bools(const file_tensor& e) const {
+    if (e.type != dtype::boolean) return;
+    // A bool must be 0 or 1: anything else would be undefined once copied in.
+    for (std::uint64_t b = e.begin; b < e.end; ++b) {
+        if (static_cast<unsigned char>(data_[b]) > 1) {
+            throw_error<corrupt_error>(errc::corrupt_values,
+                                       "'" + where_ + "': BOOL tensor '" + e.name +
+                                           "' holds a byte other than 0 or 1");
+        }
+    }
+}
+
+CKPT_INLINE bool opened_checkpoint::has_ckpt_header(const std::byte* p, std::uint64_t size) {
+    if (size < 8) return false;
+    std::uint64_t n = 0;
+    std::memcpy(&n, p, sizeof n);
+    if (n > size - 8) return false;
+    return is_ckpt_header(
+        std::string_view(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n)));
 }
 
 CKPT_INLINE bool opened_checkpoint::is_ckpt_header(std::string_view json) {
@@ -330,7 +342,19 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                    ", state expects " + describe_side(r.type, r.shape()) +
                    (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
         };
-        if (f.type != r.type || !ranks_match) {
+        if (!src.loads_as(f.type, r.type)) {
+            add(errc::schema_mismatch, r.name, [&] {
+                if (!src.offers_conversion || !ranks_match) return both();
+                switch (classify_conversion(f.type, r.type)) {
+                case conversion::widening: return both() + " (import_options::widen converts it)";
+                case conversion::narrowing:
+                    return both() + " (import_options::narrow converts it, rounding)";
+                default: return both();
+                }
+            });
+            continue;
+        }
+        if (!ranks_match) {
             add(errc::schema_mismatch, r.name, both);
             continue;
         }
@@ -340,13 +364,8 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                 [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
             continue;
         }
-        if (rows == r.rows && cols == r.cols) continue;
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-                          (!r.fixed_cols || cols == r.cols) &&
-                          (r.max_rows < 0 || rows <= r.max_rows) &&
-                          (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, rows, cols)) add(errc::schema_mismatch, r.name, both);
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -392,7 +411,7 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
-        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -421,17 +440,20 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
+CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
+                               const state_backup& backup) noexcept {
+    try {
+        read_pass(walks, obj, *backup.values, backup.entries.empty() ? nullptr : &backup.tensors,
+                  read_pass_kind::restore, 0);
+    } catch (...) { // the original error is the one to report
+    }
+}
+
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
                                       std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
-        if (backup == nullptr) return;
-        try {
-            read_pass(walks, obj, *backup->values,
-                      backup->entries.empty() ? nullptr : &backup->tensors, read_pass_kind::restore,
-                      0);
-        } catch (...) { // the original error is the one to report
-        }
+        if (backup != nullptr) restore_state(walks, obj, *backup);
     };
     pass_result met;
     try {
@@ -464,19 +486,23 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     return checked;
 }
 
-CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
-                                     const tensor_source& src, std::span<const std::byte> values) {
+CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
+                                     std::span<const std::byte> values) {
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
     const bool same_names = same_tensor_names(now.tensors(), src);
     if (!same_names && walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
-        // which the values may reshape, and keep it only if everything fits.
+        // which the values may reshape, and keep it only if everything fits. A tensor the file
+        // lacks that loading recreates keeps its value from the backup.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
+        const state_backup kept(now.values(), now.tensors());
+        if (src.allow_missing && !kept.entries.empty()) src.fallback = &kept.tensors;
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
+        src.fallback = nullptr;
         return checked;
     }
     // Same fields: check every shape before touching anything. Either way decode in place; the
@@ -484,7 +510,10 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors());
-    return decode_into(walks, state, src, values, &backup, own);
+    if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
+    schema_report checked = decode_into(walks, state, src, values, &backup, own);
+    src.fallback = nullptr;
+    return checked;
 }
 
 CKPT_INLINE void apply_renames(tensor_source& src,

@@ -171,6 +171,13 @@ public:
     [[nodiscard]] const std::string& checksum() const noexcept { return checksum_; }
     [[nodiscard]] bool verified() const noexcept { return verified_; }
     [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
+    [[nodiscard]] const std::byte* data() const noexcept { return data_; } ///< data section
+
+    /// Whether the bytes start with ckpt's header (and so carry its checksum).
+    static bool has_ckpt_header(const std::byte* p, std::uint64_t size);
+
+    /// Rejects a BOOL tensor holding a byte other than 0 or 1. @throws corrupt_error
+    void check_bools(const file_tensor& e) const;
 
     /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
     void index(tensor_source& src, std::span<const std::byte>& values) const;
@@ -231,7 +238,8 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
-    class_versions versions; ///< the class versions the values store
+    class_versions versions;                  ///< the class versions the values store
+    std::vector<converted_entry> conversions; ///< the tensors the pass converted
 };
 
 /// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
@@ -262,6 +270,10 @@ void apply_renames(tensor_source& src,
                    const std::vector<std::pair<std::string, std::string>>& renames,
                    std::vector<std::pair<std::string, std::string>>& renamed);
 
+/// Puts back the values, and the tensors loading replaced, from `backup`; errors are dropped
+/// (the one that made the load fail is the one to report).
+void restore_state(const state_walks& walks, void* obj, const state_backup& backup) noexcept;
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values, and the tensors loading
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
@@ -272,7 +284,7 @@ schema_report decode_into(const state_walks& walks, void* obj, const tensor_sour
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
-schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
+schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
                          std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.

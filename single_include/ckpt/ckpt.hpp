@@ -763,6 +763,207 @@ CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {
 // end ckpt/archive/output-inl.hpp
 #endif
 // end ckpt/archive/output.hpp
+// begin ckpt/format/convert.hpp
+
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ckpt::detail {
+
+/// How a tensor stored as one floating-point dtype loads into another.
+enum class conversion : std::uint8_t {
+    same,      ///< the same dtype: a copy
+    widening,  ///< every value is exact: F16 or BF16 to F32 or F64, F32 to F64
+    narrowing, ///< values round to nearest, ties to even: the other pairs of F16, BF16, F32, F64
+    none,      ///< no conversion (integers, bools, F8)
+};
+
+/// The conversion from `from` to `to`.
+[[nodiscard]] conversion classify_conversion(dtype from, dtype to) noexcept;
+
+/// Converts `count` elements of `from` at `src` to `to` at `dst` (both unaligned, not
+/// overlapping; the pair is widening or narrowing). NaN stays NaN and keeps its sign; a finite
+/// value beyond the target's range becomes an infinity of its sign.
+/// @returns how many values changed: finite values that rounded or overflowed
+std::uint64_t convert_elements(dtype from, const std::byte* src, dtype to, std::byte* dst,
+                               std::uint64_t count) noexcept;
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/format/convert-inl.hpp
+
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace ckpt::detail {
+
+CKPT_INLINE conversion classify_conversion(dtype from, dtype to) noexcept {
+    if (from == to) return conversion::same;
+    // Precision (significand bits) and exponent range, smallest first.
+    const auto rank = [](dtype t) -> int {
+        switch (t) {
+        case dtype::f16: return 1;
+        case dtype::bf16: return 2;
+        case dtype::f32: return 3;
+        case dtype::f64: return 4;
+        default: return 0;
+        }
+    };
+    const int a = rank(from);
+    const int b = rank(to);
+    if (a == 0 || b == 0) return conversion::none;
+    // F16 and BF16 each hold values the other cannot (precision one way, range the other).
+    if (b > a && !(from == dtype::f16 && to == dtype::bf16)) return conversion::widening;
+    return conversion::narrowing;
+}
+
+namespace convert_impl {
+
+inline std::uint16_t load16(const std::byte* p) noexcept {
+    std::uint16_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/// F16 to F32, exactly (NaN payloads included).
+inline float f16_to_f32(std::uint16_t h) noexcept {
+    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+    const std::uint32_t exp = (h >> 10) & 0x1fu;
+    const std::uint32_t mant = h & 0x3ffu;
+    if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+    if (exp == 0) { // zero or subnormal: mant * 2^-24, exact in a float
+        const float v = std::ldexp(static_cast<float>(mant), -24);
+        return sign != 0 ? -v : v;
+    }
+    return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+inline float bf16_to_f32(std::uint16_t b) noexcept {
+    return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
+}
+
+/// Any of the four as a double, exactly.
+inline double load_double(dtype t, const std::byte* p) noexcept {
+    switch (t) {
+    case dtype::f16: return f16_to_f32(load16(p));
+    case dtype::bf16: return bf16_to_f32(load16(p));
+    case dtype::f32: {
+        float f = 0;
+        std::memcpy(&f, p, sizeof f);
+        return f;
+    }
+    default: {
+        double d = 0;
+        std::memcpy(&d, p, sizeof d);
+        return d;
+    }
+    }
+}
+
+/// `v` rounded once, to nearest with ties to even, to a binary format of `mant_bits` stored
+/// significand bits and `exp_bits` exponent bits (F16: 10, 5; BF16: 7, 8). Sets `changed` when
+/// a finite value is not exact.
+inline std::uint16_t round_to_16(double v, int mant_bits, int exp_bits, bool& changed) noexcept {
+    const auto sign = static_cast<std::uint16_t>(std::signbit(v) ? 0x8000u : 0u);
+    const int bias = (1 << (exp_bits - 1)) - 1;
+    const int exp_all = (1 << exp_bits) - 1;
+    const auto inf = static_cast<std::uint16_t>(sign | (exp_all << mant_bits));
+    if (std::isnan(v)) return static_cast<std::uint16_t>(inf | (1 << (mant_bits - 1)));
+    const double a = std::fabs(v);
+    if (std::isinf(a)) return inf;
+    if (a == 0) return sign;
+    int e = 0;
+    (void)std::frexp(a, &e);                             // a in [2^(e-1), 2^e)
+    const int q = std::max(e - 1, 1 - bias) - mant_bits; // the unit in the last place
+    const double t = std::ldexp(a, -q);                  // < 2^(mant_bits + 1): exact
+    double r = std::floor(t);
+    const double rest = t - r;
+    if (rest > 0.5 || (rest == 0.5 && std::fmod(r, 2.0) != 0)) r += 1;
+    changed = r != t;
+    auto sig = static_cast<std::uint32_t>(r);
+    int unit = q;
+    if (sig == (2u << mant_bits)) { // rounding carried into the next binade
+        sig >>= 1;
+        ++unit;
+    }
+    if (sig < (1u << mant_bits)) return static_cast<std::uint16_t>(sign | sig); // subnormal
+    const int field = unit + mant_bits + bias;
+    if (field >= exp_all) {
+        changed = true;
+        return inf;
+    }
+    return static_cast<std::uint16_t>(sign | (field << mant_bits) | (sig - (1u << mant_bits)));
+}
+
+/// `v` rounded to a float as the hardware does (to nearest, ties to even), without the cast of
+/// an out-of-range double, which C++ leaves undefined.
+inline float round_to_f32(double v) noexcept {
+    // FLT_MAX is 2^128 - 2^104; from halfway to the next power, 2^128 - 2^103, on (ties go to
+    // the even 2^128), a value rounds to infinity.
+    constexpr double to_infinity = 0x1.ffffffp+127;
+    const double a = std::fabs(v);
+    if (a >= to_infinity && !std::isinf(a)) {
+        return std::copysign(std::numeric_limits<float>::infinity(),
+                             static_cast<float>(std::signbit(v) ? -1 : 1));
+    }
+    if (a > static_cast<double>(std::numeric_limits<float>::max()) && !std::isinf(a)) {
+        return std::copysign(std::numeric_limits<float>::max(),
+                             static_cast<float>(std::signbit(v) ? -1 : 1));
+    }
+    return static_cast<float>(v);
+}
+
+} // namespace convert_impl
+
+CKPT_INLINE std::uint64_t convert_elements(dtype from, const std::byte* src, dtype to,
+                                           std::byte* dst, std::uint64_t count) noexcept {
+    using namespace convert_impl;
+    const std::uint64_t in = size_of(from);
+    const std::uint64_t out = size_of(to);
+    std::uint64_t changed = 0;
+    // The common widenings bit by bit; everything else through one exact double.
+    if (to == dtype::f32 && (from == dtype::f16 || from == dtype::bf16)) {
+        for (std::uint64_t i = 0; i < count; ++i) {
+            const std::uint16_t h = load16(src + i * in);
+            const float f = from == dtype::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+            std::memcpy(dst + i * out, &f, sizeof f);
+        }
+        return 0;
+    }
+    for (std::uint64_t i = 0; i < count; ++i) {
+        const double v = load_double(from, src + i * in);
+        std::byte* d = dst + i * out;
+        switch (to) {
+        case dtype::f64: std::memcpy(d, &v, sizeof v); break;
+        case dtype::f32: {
+            const float f = round_to_f32(v);
+            if (!std::isnan(v) && static_cast<double>(f) != v) ++changed;
+            std::memcpy(d, &f, sizeof f);
+            break;
+        }
+        default: {
+            bool c = false;
+            const std::uint16_t h =
+                to == dtype::f16 ? round_to_16(v, 10, 5, c) : round_to_16(v, 7, 8, c);
+            if (c) ++changed;
+            std::memcpy(d, &h, sizeof h);
+            break;
+        }
+        }
+    }
+    return changed;
+}
+
+} // namespace ckpt::detail
+// end ckpt/format/convert-inl.hpp
+#endif
+// end ckpt/format/convert.hpp
 // begin ckpt/format/header.hpp
 
 // begin ckpt/format/limits.hpp
@@ -1161,6 +1362,16 @@ struct tensor_source {
     /// Per entry, the name the state knows it by when a rename applies (by_name's keys then
     /// point here); empty when nothing was renamed.
     std::vector<std::string> renamed_names;
+    /// A tensor stored with a narrower floating-point dtype loads into a wider one
+    /// (import_options::widen); `narrow`, the other way, rounding (import_options::narrow).
+    bool widen = false;
+    bool narrow = false;
+    /// The conversions are on offer (an import): a dtype mismatch says which option converts.
+    bool offers_conversion = false;
+    /// Where the tensor pass finds a tensor the file lacks (allow_missing) that loading
+    /// recreates (in a map, optional, smart pointer or variant), so it keeps its value: the
+    /// backup of those tensors. May be null.
+    const tensor_source* fallback = nullptr;
 
     tensor_source() = default;
     tensor_source(const tensor_source&) = delete; // by_name's keys may point into this
@@ -1170,12 +1381,34 @@ struct tensor_source {
     [[nodiscard]] std::string_view name_of(std::size_t i) const {
         return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
     }
+
+    /// Whether a tensor stored as `from` loads into one of `to` with the conversions allowed.
+    [[nodiscard]] bool loads_as(dtype from, dtype to) const noexcept {
+        switch (classify_conversion(from, to)) {
+        case conversion::same: return true;
+        case conversion::widening: return widen;
+        case conversion::narrowing: return narrow;
+        case conversion::none: break;
+        }
+        return false;
+    }
+};
+
+/// A tensor the tensor pass converted: its entry in the file, and how many values changed.
+struct converted_entry {
+    std::size_t entry = 0;
+    dtype to = dtype::u8; ///< the state's dtype
+    std::uint64_t inexact = 0;
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
 /// tensor; false when the ranks differ.
 bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
                     std::int64_t& cols);
+
+/// Whether the state's tensor can hold rows x cols: its own shape, or any shape within its
+/// compile-time bounds when it is an empty dynamic tensor (which takes the file's shape).
+bool holds_shape(const tensor_record& want, std::int64_t rows, std::int64_t cols);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -1249,6 +1482,10 @@ public:
     std::uint32_t read_class_version(std::size_t hash, std::uint32_t compiled);
     /// The versions read, by cereal's type hash; moved out, for after the walk.
     [[nodiscard]] class_versions take_versions() noexcept { return std::move(versions_); }
+    /// The tensors the tensor pass converted, in the walk's order; moved out.
+    [[nodiscard]] std::vector<converted_entry> take_conversions() noexcept {
+        return std::move(conversions_);
+    }
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
     void expect_bytes(std::uint64_t count, std::size_t element_size);
@@ -1271,10 +1508,13 @@ private:
     /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
     struct tensor_fill {
         const std::byte* src = nullptr;
-        std::uint64_t bytes = 0;
+        std::uint64_t bytes = 0; ///< in the file
         std::int64_t rows = 0;
         std::int64_t cols = 0;
-        std::size_t element_size = 0;
+        std::size_t element_size = 0;  ///< in the state
+        dtype from = dtype::u8;        ///< the file's dtype
+        dtype to = dtype::u8;          ///< the state's
+        std::size_t entry = 0;         ///< in the file, for the record of a conversion
         bool transpose = false;        ///< the file holds the other storage order
         bool source_row_major = false; ///< the file's order, when transposing
     };
@@ -1289,8 +1529,12 @@ private:
     /// @throws schema_error when it is missing or changed since the check
     [[nodiscard]] tensor_fill find_tensor(const tensor_record& want) const;
 
-    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols.
-    static void copy_tensor(const tensor_fill& fill, void* dst) noexcept;
+    /// The fallback's tensor at the current path, when it has one that fits `want`.
+    [[nodiscard]] bool find_fallback(const tensor_record& want, tensor_fill& fill) const;
+
+    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols,
+    /// converting its dtype when it differs (and recording that).
+    void copy_tensor(const tensor_fill& fill, void* dst);
 
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
@@ -1314,6 +1558,7 @@ private:
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
     class_versions versions_;
+    std::vector<converted_entry> conversions_;
 };
 
 } // namespace ckpt::detail
@@ -1505,6 +1750,13 @@ CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want,
     return true;
 }
 
+CKPT_INLINE bool holds_shape(const tensor_record& r, std::int64_t rows, std::int64_t cols) {
+    if (rows == r.rows && cols == r.cols) return true;
+    return r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
+           (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
+           (r.max_cols < 0 || cols <= r.max_cols);
+}
+
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
                                              const tensor_source* tensors, read_pass_kind kind,
                                              std::uint64_t own_tensors, bool keep_tails)
@@ -1520,8 +1772,11 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
         break;
     case read_pass_kind::tensors:
-        // A tensor the file lacks was let through by the check (allow_missing): kept as it is.
-        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) return false;
+        // A tensor the file lacks was let through by the check (allow_missing): it keeps its
+        // value, from the fallback when loading recreated it.
+        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) {
+            return find_fallback(want, fill);
+        }
         break;
     }
     fill = find_tensor(want);
@@ -1538,13 +1793,16 @@ tensor_iarchive::find_tensor(const tensor_record& want) const {
     }
     const file_tensor& f = (*tensors_->entries)[it->second];
     tensor_fill fill;
-    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+    if (!tensors_->loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_mismatch, name, "the tensor changed while loading"}});
     }
     fill.src = tensors_->data + f.begin;
     fill.bytes = f.end - f.begin;
     fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    fill.from = f.type;
+    fill.to = want.type;
+    fill.entry = it->second;
     const char order = f.order == '-' ? want.order : f.order;
     fill.transpose = !want.vector && order != want.order;
     fill.source_row_major = order == 'R';
@@ -1563,9 +1821,42 @@ void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t oute
     }
 }
 
-CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) noexcept {
+CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want,
+                                                tensor_fill& fill) const {
+    const tensor_source* back = tensors_->fallback;
+    if (back == nullptr) return false;
+    const auto it = back->by_name.find(path());
+    if (it == back->by_name.end()) return false;
+    // The backup holds the state's own tensor at this path, unless the values put another kind
+    // of object there (a variant's other alternative): then it is not used.
+    const file_tensor& f = (*back->entries)[it->second];
+    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols) ||
+        (!want.vector && f.order != want.order) || !holds_shape(want, fill.rows, fill.cols)) {
+        return false;
+    }
+    fill.src = back->data + f.begin;
+    fill.bytes = f.end - f.begin;
+    fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    fill.from = fill.to = want.type;
+    return true;
+}
+
+CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) {
     if (fill.bytes == 0) return;
-    if (!fill.transpose) {
+    const std::byte* from = fill.src;
+    std::vector<std::byte> converted; // the converted values, when they are transposed next
+    if (fill.from != fill.to) {
+        const std::uint64_t count = fill.bytes / size_of(fill.from);
+        std::byte* into = static_cast<std::byte*>(dst);
+        if (fill.transpose) {
+            converted.resize(static_cast<std::size_t>(count * fill.element_size));
+            into = converted.data();
+        }
+        conversions_.push_back(
+            {fill.entry, fill.to, convert_elements(fill.from, fill.src, fill.to, into, count)});
+        if (!fill.transpose) return;
+        from = converted.data();
+    } else if (!fill.transpose) {
         std::memcpy(dst, fill.src, fill.bytes);
         return;
     }
@@ -1578,10 +1869,10 @@ CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst
     const std::uint64_t outer = fill.source_row_major ? rows : cols;
     const std::uint64_t inner = fill.source_row_major ? cols : rows;
     switch (fill.element_size) {
-    case 1: transpose_elements<1>(out, fill.src, outer, inner); break;
-    case 2: transpose_elements<2>(out, fill.src, outer, inner); break;
-    case 4: transpose_elements<4>(out, fill.src, outer, inner); break;
-    default: transpose_elements<8>(out, fill.src, outer, inner); break;
+    case 1: transpose_elements<1>(out, from, outer, inner); break;
+    case 2: transpose_elements<2>(out, from, outer, inner); break;
+    case 4: transpose_elements<4>(out, from, outer, inner); break;
+    default: transpose_elements<8>(out, from, outer, inner); break;
     }
 }
 
@@ -3001,6 +3292,13 @@ public:
     [[nodiscard]] const std::string& checksum() const noexcept { return checksum_; }
     [[nodiscard]] bool verified() const noexcept { return verified_; }
     [[nodiscard]] std::uint64_t header_bytes() const noexcept { return header_bytes_; }
+    [[nodiscard]] const std::byte* data() const noexcept { return data_; } ///< data section
+
+    /// Whether the bytes start with ckpt's header (and so carry its checksum).
+    static bool has_ckpt_header(const std::byte* p, std::uint64_t size);
+
+    /// Rejects a BOOL tensor holding a byte other than 0 or 1. @throws corrupt_error
+    void check_bools(const file_tensor& e) const;
 
     /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
     void index(tensor_source& src, std::span<const std::byte>& values) const;
@@ -3061,7 +3359,8 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
-    class_versions versions; ///< the class versions the values store
+    class_versions versions;                  ///< the class versions the values store
+    std::vector<converted_entry> conversions; ///< the tensors the pass converted
 };
 
 /// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
@@ -3092,6 +3391,10 @@ void apply_renames(tensor_source& src,
                    const std::vector<std::pair<std::string, std::string>>& renames,
                    std::vector<std::pair<std::string, std::string>>& renamed);
 
+/// Puts back the values, and the tensors loading replaced, from `backup`; errors are dropped
+/// (the one that made the load fail is the one to report).
+void restore_state(const state_walks& walks, void* obj, const state_backup& backup) noexcept;
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then the tensors. On failure the values, and the tensors loading
 /// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
@@ -3102,7 +3405,7 @@ schema_report decode_into(const state_walks& walks, void* obj, const tensor_sour
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
-schema_report load_state(const state_walks& walks, void* state, const tensor_source& src,
+schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
                          std::span<const std::byte> values);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
@@ -3378,16 +3681,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
                                        "'" + where_ + "': tensor '" + e.name +
                                            "' is not aligned to its element size");
         }
-        if (e.type == dtype::boolean) {
-            // A bool must be 0 or 1: anything else would be undefined once copied in.
-            for (std::uint64_t b = e.begin; b < e.end; ++b) {
-                if (static_cast<unsigned char>(data_[b]) > 1) {
-                    throw_error<corrupt_error>(errc::corrupt_values,
-                                               "'" + where_ + "': BOOL tensor '" + e.name +
-                                                   "' holds a byte other than 0 or 1");
-                }
-            }
-        }
+        check_bools(e);
         if (e.name == values_entry) {
             if (e.type != dtype::u8 || e.shape.size() != 1) {
                 throw_error<corrupt_error>(errc::corrupt_header,
@@ -3403,6 +3697,27 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
         throw_error<corrupt_error>(errc::corrupt_header, "'" + where_ + "': the file has no " +
                                                              std::string(values_entry) + " entry");
     }
+}
+
+CKPT_INLINE void opened_checkpoint::check_bools(const file_tensor& e) const {
+    if (e.type != dtype::boolean) return;
+    // A bool must be 0 or 1: anything else would be undefined once copied in.
+    for (std::uint64_t b = e.begin; b < e.end; ++b) {
+        if (static_cast<unsigned char>(data_[b]) > 1) {
+            throw_error<corrupt_error>(errc::corrupt_values,
+                                       "'" + where_ + "': BOOL tensor '" + e.name +
+                                           "' holds a byte other than 0 or 1");
+        }
+    }
+}
+
+CKPT_INLINE bool opened_checkpoint::has_ckpt_header(const std::byte* p, std::uint64_t size) {
+    if (size < 8) return false;
+    std::uint64_t n = 0;
+    std::memcpy(&n, p, sizeof n);
+    if (n > size - 8) return false;
+    return is_ckpt_header(
+        std::string_view(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n)));
 }
 
 CKPT_INLINE bool opened_checkpoint::is_ckpt_header(std::string_view json) {
@@ -3511,7 +3826,19 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                    ", state expects " + describe_side(r.type, r.shape()) +
                    (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
         };
-        if (f.type != r.type || !ranks_match) {
+        if (!src.loads_as(f.type, r.type)) {
+            add(errc::schema_mismatch, r.name, [&] {
+                if (!src.offers_conversion || !ranks_match) return both();
+                switch (classify_conversion(f.type, r.type)) {
+                case conversion::widening: return both() + " (import_options::widen converts it)";
+                case conversion::narrowing:
+                    return both() + " (import_options::narrow converts it, rounding)";
+                default: return both();
+                }
+            });
+            continue;
+        }
+        if (!ranks_match) {
             add(errc::schema_mismatch, r.name, both);
             continue;
         }
@@ -3521,13 +3848,8 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                 [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
             continue;
         }
-        if (rows == r.rows && cols == r.cols) continue;
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        const bool fits = r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-                          (!r.fixed_cols || cols == r.cols) &&
-                          (r.max_rows < 0 || rows <= r.max_rows) &&
-                          (r.max_cols < 0 || cols <= r.max_cols);
-        if (!fits) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, rows, cols)) add(errc::schema_mismatch, r.name, both);
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -3573,7 +3895,7 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         walks.read(ar, obj);
         ar.finish();
-        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -3602,17 +3924,20 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
 }
 
+CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
+                               const state_backup& backup) noexcept {
+    try {
+        read_pass(walks, obj, *backup.values, backup.entries.empty() ? nullptr : &backup.tensors,
+                  read_pass_kind::restore, 0);
+    } catch (...) { // the original error is the one to report
+    }
+}
+
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
                                       std::uint64_t own_tensors) {
     const auto restore = [&]() noexcept {
-        if (backup == nullptr) return;
-        try {
-            read_pass(walks, obj, *backup->values,
-                      backup->entries.empty() ? nullptr : &backup->tensors, read_pass_kind::restore,
-                      0);
-        } catch (...) { // the original error is the one to report
-        }
+        if (backup != nullptr) restore_state(walks, obj, *backup);
     };
     pass_result met;
     try {
@@ -3645,19 +3970,23 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     return checked;
 }
 
-CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
-                                     const tensor_source& src, std::span<const std::byte> values) {
+CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
+                                     std::span<const std::byte> values) {
     tensor_oarchive now;
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
     const bool same_names = same_tensor_names(now.tensors(), src);
     if (!same_names && walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
-        // which the values may reshape, and keep it only if everything fits.
+        // which the values may reshape, and keep it only if everything fits. A tensor the file
+        // lacks that loading recreates keeps its value from the backup.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
+        const state_backup kept(now.values(), now.tensors());
+        if (src.allow_missing && !kept.entries.empty()) src.fallback = &kept.tensors;
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
+        src.fallback = nullptr;
         return checked;
     }
     // Same fields: check every shape before touching anything. Either way decode in place; the
@@ -3665,7 +3994,10 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state,
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors());
-    return decode_into(walks, state, src, values, &backup, own);
+    if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
+    schema_report checked = decode_into(walks, state, src, values, &backup, own);
+    src.fallback = nullptr;
+    return checked;
 }
 
 CKPT_INLINE void apply_renames(tensor_source& src,
@@ -4484,6 +4816,197 @@ CKPT_INLINE void async_saver::rethrow_pending() {
 // end ckpt/async-inl.hpp
 #endif
 // end ckpt/async.hpp
+// begin ckpt/import.hpp
+
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+/// How import_safetensors() reads a safetensors file that ckpt did not write.
+struct import_options {
+    ckpt::limits limits{};          ///< caps on what the file may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    /// The XXH3-64 (seed 0) of the whole file, as `xxhsum -H3` prints it or Python's
+    /// `xxhash.xxh3_64_intdigest` returns it: when given, the file must hash to it
+    /// (ckpt.corrupt.204). A plain safetensors file carries no checksum of its own, so this is
+    /// the only way to know it arrived intact. (A file ckpt wrote is checked against its own.)
+    std::optional<std::uint64_t> xxh3_64{};
+    /// A tensor of the state that the file lacks keeps its value (see load_options).
+    bool allow_missing = false;
+    /// A tensor of the file that the state lacks is skipped (see load_options).
+    bool ignore_unexpected = false;
+    /// {old, new} prefixes of the file's tensor names, as in load_options: `{"0", "layers.0"}`
+    /// loads torch's `0.weight` as `layers.0.weight`.
+    std::vector<std::pair<std::string, std::string>> renames{};
+    /// An F16 or BF16 tensor loads into F32 or F64, and F32 into F64: every value is exact.
+    bool widen = false;
+    /// F64 loads into F32, F16 or BF16; F32 into F16 or BF16; F16 and BF16 into each other:
+    /// values round to nearest, ties to even, and a value beyond the range becomes an infinity.
+    /// import_report counts the values that changed.
+    bool narrow = false;
+};
+
+/// A tensor import_safetensors() converted.
+struct converted_tensor {
+    std::string name; ///< in the file
+    dtype from = dtype::f32;
+    dtype to = dtype::f32;
+    std::uint64_t inexact = 0; ///< values that rounded or overflowed (narrowing only)
+};
+
+/// What import_safetensors() did: what it left out and renamed (as load_report), what it
+/// converted, and the file's metadata.
+struct import_report : load_report {
+    std::vector<converted_tensor> converted;     ///< by name in the file
+    std::uint64_t inexact = 0;                   ///< values that changed, over every tensor
+    std::map<std::string, std::string> metadata; ///< the file's __metadata__
+};
+
+namespace detail {
+
+import_report import_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
+                           void* state, const import_options& options, const std::string& where);
+import_report import_file(const std::filesystem::path& path, const state_walks& walks, void* state,
+                          const import_options& options);
+
+} // namespace detail
+
+/// Loads the tensors of a safetensors file written by anyone (PyTorch, Hugging Face, JAX,
+/// numpy) into `state`, by name: its tensors whose paths the file has are filled, everything
+/// else in the state (its non-tensor values, and its tensors under allow_missing) keeps its
+/// value. The file's structure and limits are validated as strictly as load()'s; it has no
+/// checksum unless ckpt wrote it (then it is verified) or options.xxh3_64 gives one. A 2-D
+/// tensor is row-major, as safetensors defines it: [r, c] fills an r x c matrix of either
+/// storage order. A dtype other than the state's is an error unless options.widen or
+/// options.narrow converts it. On any error `state` is left as it was.
+/// @throws io_error, corrupt_error, version_error, schema_error, limit_error
+template <class T>
+import_report import_safetensors(const std::filesystem::path& path, T& state,
+                                 const import_options& options = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::import_safetensors: T is not checkpointable: give it a cereal "
+                  "serialize(Archive&) member or save()/load() functions");
+    return detail::import_file(path, detail::walks_of<T>, &state, options);
+}
+
+/// import_safetensors() from bytes in memory (options.backend is not used).
+template <class T>
+import_report import_safetensors_from_memory(std::span<const std::byte> bytes, T& state,
+                                             const import_options& options = {}) {
+    static_assert(is_checkpointable<T>::value,
+                  "ckpt::import_safetensors_from_memory: T is not checkpointable: give it a "
+                  "cereal serialize(Archive&) member or save()/load() functions");
+    return detail::import_bytes(bytes.data(), bytes.size(), detail::walks_of<T>, &state, options,
+                                "<memory>");
+}
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/import-inl.hpp
+
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ckpt::detail {
+
+CKPT_INLINE import_report import_bytes(const std::byte* p, std::uint64_t size,
+                                       const state_walks& walks, void* state,
+                                       const import_options& options, const std::string& where) {
+    if (options.xxh3_64) {
+        const std::uint64_t actual = hash_bytes(p, static_cast<std::size_t>(size));
+        if (actual != *options.xxh3_64) {
+            throw_error<corrupt_error>(errc::corrupt_checksum,
+                                       "'" + where + "': the file's XXH3-64 is " + to_hex(actual) +
+                                           ", import_options::xxh3_64 expects " +
+                                           to_hex(*options.xxh3_64) +
+                                           ": the file is damaged or not the one meant");
+        }
+    }
+    // A file ckpt wrote carries its checksum: verify it (its values are not read).
+    const opened_checkpoint file(p, size, options.limits, where,
+                                 opened_checkpoint::has_ckpt_header(p, size));
+
+    // The tensors, without ckpt's values entry. safetensors' data is row-major (C order), so a
+    // 2-D tensor of a file that names no storage order is row-major: it fills a column-major
+    // matrix transposed, the way numpy and torch read it.
+    std::vector<file_tensor> entries;
+    entries.reserve(file.header().entries.size());
+    for (const file_tensor& e : file.header().entries) {
+        if (e.name == values_entry) continue;
+        file.check_bools(e);
+        entries.push_back(e);
+        if (entries.back().order == '-' && e.shape.size() == 2) entries.back().order = 'R';
+    }
+    tensor_source src;
+    src.entries = &entries;
+    src.data = file.data();
+    src.allow_missing = options.allow_missing;
+    src.ignore_unexpected = options.ignore_unexpected;
+    src.widen = options.widen;
+    src.narrow = options.narrow;
+    src.offers_conversion = true;
+    for (std::size_t i = 0; i < entries.size(); ++i) src.by_name.emplace(entries[i].name, i);
+
+    import_report report;
+    apply_renames(src, options.renames, report.renamed);
+
+    // Every tensor is checked against the state as it is; then one tensor pass over the state's
+    // own values fills them. The values are the state's, so nothing but tensors changes.
+    tensor_oarchive now;
+    collect(now, walks, state);
+    const std::uint64_t own = now.tensors().size();
+    schema_report checked = check_tensors(now.tensors(), src, problem_cap(src, own));
+    checked.raise();
+    const state_backup backup(now.values(), now.tensors());
+    if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
+    pass_result met;
+    try {
+        met = read_pass(walks, state, now.values(), &src, read_pass_kind::tensors, own);
+    } catch (...) {
+        restore_state(walks, state, backup);
+        throw;
+    }
+
+    report.missing = std::move(checked.missing);
+    report.ignored = std::move(checked.ignored);
+    std::sort(report.ignored.begin(), report.ignored.end());
+    std::sort(report.renamed.begin(), report.renamed.end());
+    for (const converted_entry& c : met.conversions) {
+        const file_tensor& e = entries[c.entry];
+        report.converted.push_back({e.name, e.type, c.to, c.inexact});
+        report.inexact += c.inexact;
+    }
+    std::sort(report.converted.begin(), report.converted.end(),
+              [](const converted_tensor& a, const converted_tensor& b) { return a.name < b.name; });
+    report.metadata = file.header().meta;
+    return report;
+}
+
+CKPT_INLINE import_report import_file(const std::filesystem::path& path, const state_walks& walks,
+                                      void* state, const import_options& options) {
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    const std::string where = path.string();
+    const file_bytes bytes(io, where);
+    return import_bytes(bytes.data(), bytes.size(), walks, state, options, where);
+}
+
+} // namespace ckpt::detail
+// end ckpt/import-inl.hpp
+#endif
+// end ckpt/import.hpp
 // begin ckpt/manager.hpp
 
 // begin ckpt/manager/directory.hpp

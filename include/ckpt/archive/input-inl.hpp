@@ -37,6 +37,13 @@ CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want,
     return true;
 }
 
+CKPT_INLINE bool holds_shape(const tensor_record& r, std::int64_t rows, std::int64_t cols) {
+    if (rows == r.rows && cols == r.cols) return true;
+    return r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
+           (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
+           (r.max_cols < 0 || cols <= r.max_cols);
+}
+
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
                                              const tensor_source* tensors, read_pass_kind kind,
                                              std::uint64_t own_tensors, bool keep_tails)
@@ -52,8 +59,11 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
         break;
     case read_pass_kind::tensors:
-        // A tensor the file lacks was let through by the check (allow_missing): kept as it is.
-        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) return false;
+        // A tensor the file lacks was let through by the check (allow_missing): it keeps its
+        // value, from the fallback when loading recreated it.
+        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) {
+            return find_fallback(want, fill);
+        }
         break;
     }
     fill = find_tensor(want);
@@ -70,13 +80,16 @@ tensor_iarchive::find_tensor(const tensor_record& want) const {
     }
     const file_tensor& f = (*tensors_->entries)[it->second];
     tensor_fill fill;
-    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+    if (!tensors_->loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_mismatch, name, "the tensor changed while loading"}});
     }
     fill.src = tensors_->data + f.begin;
     fill.bytes = f.end - f.begin;
     fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    fill.from = f.type;
+    fill.to = want.type;
+    fill.entry = it->second;
     const char order = f.order == '-' ? want.order : f.order;
     fill.transpose = !want.vector && order != want.order;
     fill.source_row_major = order == 'R';
@@ -95,9 +108,42 @@ void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t oute
     }
 }
 
-CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) noexcept {
+CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want,
+                                                tensor_fill& fill) const {
+    const tensor_source* back = tensors_->fallback;
+    if (back == nullptr) return false;
+    const auto it = back->by_name.find(path());
+    if (it == back->by_name.end()) return false;
+    // The backup holds the state's own tensor at this path, unless the values put another kind
+    // of object there (a variant's other alternative): then it is not used.
+    const file_tensor& f = (*back->entries)[it->second];
+    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols) ||
+        (!want.vector && f.order != want.order) || !holds_shape(want, fill.rows, fill.cols)) {
+        return false;
+    }
+    fill.src = back->data + f.begin;
+    fill.bytes = f.end - f.begin;
+    fill.element_size = static_cast<std::size_t>(size_of(want.type));
+    fill.from = fill.to = want.type;
+    return true;
+}
+
+CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) {
     if (fill.bytes == 0) return;
-    if (!fill.transpose) {
+    const std::byte* from = fill.src;
+    std::vector<std::byte> converted; // the converted values, when they are transposed next
+    if (fill.from != fill.to) {
+        const std::uint64_t count = fill.bytes / size_of(fill.from);
+        std::byte* into = static_cast<std::byte*>(dst);
+        if (fill.transpose) {
+            converted.resize(static_cast<std::size_t>(count * fill.element_size));
+            into = converted.data();
+        }
+        conversions_.push_back(
+            {fill.entry, fill.to, convert_elements(fill.from, fill.src, fill.to, into, count)});
+        if (!fill.transpose) return;
+        from = converted.data();
+    } else if (!fill.transpose) {
         std::memcpy(dst, fill.src, fill.bytes);
         return;
     }
@@ -110,10 +156,10 @@ CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst
     const std::uint64_t outer = fill.source_row_major ? rows : cols;
     const std::uint64_t inner = fill.source_row_major ? cols : rows;
     switch (fill.element_size) {
-    case 1: transpose_elements<1>(out, fill.src, outer, inner); break;
-    case 2: transpose_elements<2>(out, fill.src, outer, inner); break;
-    case 4: transpose_elements<4>(out, fill.src, outer, inner); break;
-    default: transpose_elements<8>(out, fill.src, outer, inner); break;
+    case 1: transpose_elements<1>(out, from, outer, inner); break;
+    case 2: transpose_elements<2>(out, from, outer, inner); break;
+    case 4: transpose_elements<4>(out, from, outer, inner); break;
+    default: transpose_elements<8>(out, from, outer, inner); break;
     }
 }
 

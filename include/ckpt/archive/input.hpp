@@ -5,6 +5,7 @@
 #include <ckpt/archive/output.hpp>
 #include <ckpt/archive/path.hpp>
 #include <ckpt/error.hpp>
+#include <ckpt/format/convert.hpp>
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/header.hpp>
 
@@ -43,6 +44,16 @@ struct tensor_source {
     /// Per entry, the name the state knows it by when a rename applies (by_name's keys then
     /// point here); empty when nothing was renamed.
     std::vector<std::string> renamed_names;
+    /// A tensor stored with a narrower floating-point dtype loads into a wider one
+    /// (import_options::widen); `narrow`, the other way, rounding (import_options::narrow).
+    bool widen = false;
+    bool narrow = false;
+    /// The conversions are on offer (an import): a dtype mismatch says which option converts.
+    bool offers_conversion = false;
+    /// Where the tensor pass finds a tensor the file lacks (allow_missing) that loading
+    /// recreates (in a map, optional, smart pointer or variant), so it keeps its value: the
+    /// backup of those tensors. May be null.
+    const tensor_source* fallback = nullptr;
 
     tensor_source() = default;
     tensor_source(const tensor_source&) = delete; // by_name's keys may point into this
@@ -52,12 +63,34 @@ struct tensor_source {
     [[nodiscard]] std::string_view name_of(std::size_t i) const {
         return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
     }
+
+    /// Whether a tensor stored as `from` loads into one of `to` with the conversions allowed.
+    [[nodiscard]] bool loads_as(dtype from, dtype to) const noexcept {
+        switch (classify_conversion(from, to)) {
+        case conversion::same: return true;
+        case conversion::widening: return widen;
+        case conversion::narrowing: return narrow;
+        case conversion::none: break;
+        }
+        return false;
+    }
+};
+
+/// A tensor the tensor pass converted: its entry in the file, and how many values changed.
+struct converted_entry {
+    std::size_t entry = 0;
+    dtype to = dtype::u8; ///< the state's dtype
+    std::uint64_t inexact = 0;
 };
 
 /// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
 /// tensor; false when the ranks differ.
 bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
                     std::int64_t& cols);
+
+/// Whether the state's tensor can hold rows x cols: its own shape, or any shape within its
+/// compile-time bounds when it is an empty dynamic tensor (which takes the file's shape).
+bool holds_shape(const tensor_record& want, std::int64_t rows, std::int64_t cols);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -131,6 +164,10 @@ public:
     std::uint32_t read_class_version(std::size_t hash, std::uint32_t compiled);
     /// The versions read, by cereal's type hash; moved out, for after the walk.
     [[nodiscard]] class_versions take_versions() noexcept { return std::move(versions_); }
+    /// The tensors the tensor pass converted, in the walk's order; moved out.
+    [[nodiscard]] std::vector<converted_entry> take_conversions() noexcept {
+        return std::move(conversions_);
+    }
     /// Checks, before the state allocates for it, that the next value is a byte string of
     /// `count` elements of `element_size` bytes; reads nothing.
     void expect_bytes(std::uint64_t count, std::size_t element_size);
@@ -153,10 +190,13 @@ private:
     /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
     struct tensor_fill {
         const std::byte* src = nullptr;
-        std::uint64_t bytes = 0;
+        std::uint64_t bytes = 0; ///< in the file
         std::int64_t rows = 0;
         std::int64_t cols = 0;
-        std::size_t element_size = 0;
+        std::size_t element_size = 0;  ///< in the state
+        dtype from = dtype::u8;        ///< the file's dtype
+        dtype to = dtype::u8;          ///< the state's
+        std::size_t entry = 0;         ///< in the file, for the record of a conversion
         bool transpose = false;        ///< the file holds the other storage order
         bool source_row_major = false; ///< the file's order, when transposing
     };
@@ -171,8 +211,12 @@ private:
     /// @throws schema_error when it is missing or changed since the check
     [[nodiscard]] tensor_fill find_tensor(const tensor_record& want) const;
 
-    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols.
-    static void copy_tensor(const tensor_fill& fill, void* dst) noexcept;
+    /// The fallback's tensor at the current path, when it has one that fits `want`.
+    [[nodiscard]] bool find_fallback(const tensor_record& want, tensor_fill& fill) const;
+
+    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols,
+    /// converting its dtype when it differs (and recording that).
+    void copy_tensor(const tensor_fill& fill, void* dst);
 
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
@@ -196,6 +240,7 @@ private:
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
     class_versions versions_;
+    std::vector<converted_entry> conversions_;
 };
 
 } // namespace ckpt::detail
