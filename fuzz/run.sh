@@ -7,7 +7,7 @@
 #   fuzz/run.sh -runs=1000000          # the long mode: a random seed per target (exploration)
 #   fuzz/run.sh 480                    # 480 seconds per target
 # Environment: CKPT_FUZZ_BIN (default build/fuzz/fuzz), CKPT_FUZZ_OUT (findings, default
-# build/fuzz/findings), CKPT_FUZZ_TARGETS (default: both),
+# build/fuzz/findings), CKPT_FUZZ_TARGETS (default: all three),
 # CKPT_FUZZ_PARALLEL=1 runs the targets at the same time (under nice; not with -seed).
 # Exit status: non-zero when any target found something (crash, sanitizer report, allocation
 # above the bound, timeout, leak).
@@ -59,6 +59,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppres
 run_one() { # target
     mkdir -p "$work/$1" "$out/$1"
     cp "$here"/corpus/* "$here"/../tests/data/fuzz/* "$work/$1/"
+    # import_fuzzer also starts from plain safetensors files (tests/python/write_torch_mlp.py's).
+    if [ "$1" = import_fuzzer ]; then cp "$here"/corpus-import/* "$work/$1/"; fi
     before=$(ls "$work/$1" | wc -l)
     ls "$out/$1" | wc -l >"$work/$1.found0"
     # shellcheck disable=SC2086 # $norandom and $seed are words or nothing
@@ -69,7 +71,7 @@ run_one() { # target
     echo $(( $(ls "$work/$1" | wc -l) - before )) >"$work/$1.grew"
 }
 
-targets=${CKPT_FUZZ_TARGETS:-load_fuzzer mutate_fuzzer}
+targets=${CKPT_FUZZ_TARGETS:-load_fuzzer mutate_fuzzer import_fuzzer}
 if [ "${CKPT_FUZZ_PARALLEL:-0}" = 1 ] && [ -z "$seed" ]; then
     for t in $targets; do run_one "$t" & done
     wait
