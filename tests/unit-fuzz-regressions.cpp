@@ -7,7 +7,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <span>
 #include <new>
 
 #ifndef CKPT_TEST_DATA_DIR
@@ -159,4 +162,56 @@ TEST_CASE("a failed load that shortened a list of tensors leaves the list as it 
     CHECK(test::state_bytes(state) == before);
     REQUIRE(std::distance(state.chain.begin(), state.chain.end()) == 2);
     CHECK(test::bits_equal(state.chain.back(), Eigen::Matrix4d::Constant(0.5).eval()));
+}
+
+// import_safetensors reads files with no checksum, so every malformed file reaches its parser and
+// checks: each input of the fuzz corpora (fuzz/corpus, fuzz/corpus-import, the regressions),
+// whole and cut short at 64 places, must import or be refused with a ckpt::error, within the
+// fuzz targets' allocation bound, and a cut-short file is always refused.
+TEST_CASE("every fuzz corpus file, whole or truncated, imports or is refused within the bound") {
+    const std::filesystem::path data(CKPT_TEST_DATA_DIR);
+    std::vector<std::filesystem::path> inputs;
+    for (const auto& dir : {data / "../../fuzz/corpus", data / "../../fuzz/corpus-import",
+                            data / "fuzz"}) {
+        for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+            inputs.push_back(entry.path());
+        }
+    }
+    std::sort(inputs.begin(), inputs.end());
+    REQUIRE(inputs.size() >= 18);
+    std::size_t imported = 0;
+    std::size_t refused = 0;
+    for (const auto& path : inputs) {
+        CAPTURE(path.filename().string());
+        const std::vector<std::byte> whole = test::read_file(path);
+        for (std::size_t cut = 0; cut <= 64; ++cut) {
+            const std::size_t size = whole.size() - whole.size() * cut / 64;
+            CAPTURE(size);
+            const std::span<const std::byte> bytes(whole.data(), size);
+            ckpt::import_options o;
+            o.allow_missing = true;
+            o.ignore_unexpected = true;
+            o.widen = true;
+            o.narrow = true;
+            int id = 0;
+            test::watch_allocations([&] {
+                try {
+                    fuzz::shapes_state shapes;
+                    (void)ckpt::import_safetensors_from_memory(bytes, shapes, o);
+                    ckpt::nn::train_state<float> train;
+                    (void)ckpt::import_safetensors_from_memory(bytes, train, o);
+                } catch (const ckpt::error& e) {
+                    id = e.id();
+                }
+            });
+            CHECK(test::alloc_watch.largest <= fuzz_bound(size));
+            if (size < whole.size()) {
+                CHECK(id != 0); // a truncated file is malformed
+            }
+            (id == 0 ? imported : refused) += 1;
+        }
+    }
+    MESSAGE(imported << " imported, " << refused << " refused");
+    // Every whole file imports but time-overflow.safetensors (its ckpt.time is corrupt).
+    CHECK(imported == inputs.size() - 1);
 }
