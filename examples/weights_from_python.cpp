@@ -36,8 +36,8 @@ TEST_CASE("a PyTorch model's half-precision weights, into ckpt::nn::mlp<float>")
 
     CHECK(model.layers()[0].weight(0, 0) == 0.1029052734375F); // torch's 0.weight[0][0]
     CHECK(model.layers()[1].bias(2) == -0.0421142578125F);     // torch's 2.bias[2]
-    CHECK(report.converted.size() == 4); // every tensor, F16 to F32
-    CHECK(report.inexact == 0);          // widening is exact
+    CHECK(report.converted.size() == 4);                       // every tensor, F16 to F32
+    CHECK(report.inexact == 0);                                // widening is exact
     CHECK(report.metadata.at("format") == "pt");
 
     ckpt::nn::matrix<float> x(1, 4);

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <span>
 #include <new>
+#include <span>
 
 #ifndef CKPT_TEST_DATA_DIR
 #define CKPT_TEST_DATA_DIR "tests/data"
@@ -171,8 +171,8 @@ TEST_CASE("a failed load that shortened a list of tensors leaves the list as it 
 TEST_CASE("every fuzz corpus file, whole or truncated, imports or is refused within the bound") {
     const std::filesystem::path data(CKPT_TEST_DATA_DIR);
     std::vector<std::filesystem::path> inputs;
-    for (const auto& dir : {data / "../../fuzz/corpus", data / "../../fuzz/corpus-import",
-                            data / "fuzz"}) {
+    for (const auto& dir :
+         {data / "../../fuzz/corpus", data / "../../fuzz/corpus-import", data / "fuzz"}) {
         for (const auto& entry : std::filesystem::directory_iterator(dir)) {
             inputs.push_back(entry.path());
         }
