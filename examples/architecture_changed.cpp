@@ -47,31 +47,31 @@ TEST_CASE("loading a 2-64-2 checkpoint into a 2-32-2 model is a schema error nam
         // torch.nn.Linear stores a weight); the rest of the message lists every other one.
         const std::string message = e.what();
         const std::string first_line = message.substr(0, message.find('\n'));
-        CHECK(first_line == "[ckpt.schema.302] model.layers.0.weight: file has F32 [64, 2], state "
-                            "expects F32 [32, 2] (and 8 more:");
-        CHECK(message == "[ckpt.schema.302] model.layers.0.weight: file has F32 [64, 2], state "
-                         "expects F32 [32, 2] (and 8 more:\n"
-                         "  [ckpt.schema.302] model.layers.0.bias: file has F32 [64], state "
-                         "expects F32 [32]\n"
-                         "  [ckpt.schema.302] model.layers.1.weight: file has F32 [2, 64], state "
-                         "expects F32 [2, 32]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg.0.weight: file has F32 [64, 2], "
-                         "state expects F32 [32, 2]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg.0.bias: file has F32 [64], state "
-                         "expects F32 [32]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg.1.weight: file has F32 [2, 64], "
-                         "state expects F32 [2, 32]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg_sq.0.weight: file has F32 [64, "
-                         "2], state expects F32 [32, 2]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg_sq.0.bias: file has F32 [64], "
-                         "state expects F32 [32]\n"
-                         "  [ckpt.schema.302] optimizer.exp_avg_sq.1.weight: file has F32 [2, "
-                         "64], state expects F32 [2, 32])");
+        CHECK(first_line == "[ckpt.schema.302] model.layers.0.weight: file has float 64x2 "
+                            "(row-major), state expects float 32x2 (and 8 more:");
+        CHECK(message == "[ckpt.schema.302] model.layers.0.weight: file has float 64x2 "
+                         "(row-major), state expects float 32x2 (and 8 more:\n"
+                         "  [ckpt.schema.302] model.layers.0.bias: file has float[64], state "
+                         "expects float[32]\n"
+                         "  [ckpt.schema.302] model.layers.1.weight: file has float 2x64 "
+                         "(row-major), state expects float 2x32\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg.0.weight: file has float 64x2 "
+                         "(row-major), state expects float 32x2\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg.0.bias: file has float[64], "
+                         "state expects float[32]\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg.1.weight: file has float 2x64 "
+                         "(row-major), state expects float 2x32\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg_sq.0.weight: file has float "
+                         "64x2 (row-major), state expects float 32x2\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg_sq.0.bias: file has float[64], "
+                         "state expects float[32]\n"
+                         "  [ckpt.schema.302] optimizer.exp_avg_sq.1.weight: file has float "
+                         "2x64 (row-major), state expects float 2x32)");
         // The same, as data: every problem with its id and path.
         REQUIRE(e.problems().size() == 9);
         CHECK(e.problems()[0].id == ckpt::errc::schema_mismatch);
         CHECK(e.problems()[0].path == "model.layers.0.weight");
-        CHECK(e.problems()[0].text == "file has F32 [64, 2], state expects F32 [32, 2]");
+        CHECK(e.problems()[0].text == "file has float 64x2 (row-major), state expects float 32x2");
         CHECK(e.problems()[8].path == "optimizer.exp_avg_sq.1.weight");
     }
     // All or nothing: not one weight, moment or counter of the state was touched.

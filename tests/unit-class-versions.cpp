@@ -120,7 +120,7 @@ TEST_CASE("class versions: a state that cannot be copied loads an older version 
     shaped.step = 100;
     const auto before = test::state_bytes(shaped);
     CHECK(test::error_text([&] { ckpt::load_from_memory(bytes, shaped); }) ==
-          "[ckpt.schema.302] w: file has F32 [3], state expects F32 [4]");
+          "[ckpt.schema.302] w: file has float[3], state expects float[4]");
     CHECK(test::state_bytes(shaped) == before);
     CHECK(shaped.step == 100);
 }

@@ -324,15 +324,15 @@ TEST_CASE("import: a dtype other than the state's is an error unless a conversio
         const std::vector<std::byte> before = test::state_bytes(net);
         const std::string text = test::error_text(
             [&] { ckpt::import_safetensors_from_memory(file, net, with_renames()); });
-        CHECK(text == "[ckpt.schema.302] weight: file has " + dtype +
-                          " [2, 3] (row-major), state expects F32 [3, 2] (column-major) "
-                          "(import_options::widen converts it) (and 2 more:\n  [ckpt.schema.302] "
-                          "proj: file has " +
-                          dtype +
-                          " [2, 3], state expects F32 [2, 3] (import_options::widen converts "
-                          "it)\n  [ckpt.schema.302] bias: file has " +
-                          dtype +
-                          " [2], state expects F32 [2] (import_options::widen converts it))");
+        const std::string type = dtype == "F16" ? "half" : "bfloat16";
+        CHECK(text == "[ckpt.schema.302] weight: file has " + type +
+                          " 2x3 (row-major), state expects float 2x3 (import_options::widen "
+                          "converts it) (and 2 more:\n  [ckpt.schema.302] proj: file has " +
+                          type +
+                          " 2x3 (row-major), state expects float 2x3 (import_options::widen "
+                          "converts it)\n  [ckpt.schema.302] bias: file has " +
+                          type +
+                          "[2], state expects float[2] (import_options::widen converts it))");
         CHECK(test::state_bytes(net) == before);
 
         ckpt::import_options o = with_renames();
@@ -376,9 +376,9 @@ TEST_CASE("import: narrowing needs its own option and counts the values that cha
     ckpt::import_options o;
     o.widen = true; // widening does not let narrowing through
     CHECK(test::error_text([&] { ckpt::import_safetensors_from_memory(file, s, o); }) ==
-          "[ckpt.schema.302] h: file has F32 [3], state expects F16 [3] "
+          "[ckpt.schema.302] h: file has float[3], state expects half[3] "
           "(import_options::narrow converts it, rounding) (and 1 more:\n  [ckpt.schema.302] f: "
-          "file has F64 [2], state expects F32 [2] (import_options::narrow converts it, "
+          "file has double[2], state expects float[2] (import_options::narrow converts it, "
           "rounding))");
     o.narrow = true;
     const ckpt::import_report r = ckpt::import_safetensors_from_memory(file, s, o);
@@ -406,7 +406,7 @@ TEST_CASE("import: integers, bools and F8 never convert") {
     o.widen = true;
     o.narrow = true;
     CHECK(test::error_text([&] { ckpt::import_safetensors_from_memory(file, s, o); }) ==
-          "[ckpt.schema.302] h: file has I32 [3], state expects F16 [0]");
+          "[ckpt.schema.302] h: file has int32[3], state expects half[]");
 }
 
 namespace {
@@ -458,7 +458,7 @@ TEST_CASE("import: partial restore and renames as load's, with the exact report"
           ckpt::errc::schema_rename_unmatched);
     o.renames = {{"model.w", "weight"}, {"model.b", "bias"}};
     CHECK(test::error_text([&] { ckpt::import_safetensors_from_memory(file, net, o); }) ==
-          "[ckpt.schema.301] proj: state expects F32 [2, 3], the checkpoint has no such tensor "
+          "[ckpt.schema.301] proj: state expects float 2x3, the checkpoint has no such tensor "
           "(and 1 more:\n  [ckpt.schema.303] bn.num_batches_tracked: file has I64 [], the state "
           "has no such tensor)");
     CHECK(test::state_bytes(net) == before);

@@ -171,7 +171,7 @@ TEST_CASE("partial restore: each combination of the options, with the exact repo
     SUBCASE("neither: both differences are errors, the state is untouched") {
         loading_side s;
         CHECK(test::error_text([&] { ckpt::load_from_memory(bytes, s, partial(false, false)); }) ==
-              "[ckpt.schema.301] only_in_state: state expects F64 [4], the checkpoint has no "
+              "[ckpt.schema.301] only_in_state: state expects double[4], the checkpoint has no "
               "such tensor (and 1 more:\n  [ckpt.schema.303] only_in_file: file has F32 [2, 2], "
               "the state has no such tensor)");
         CHECK(test::state_bytes(s) == before);
@@ -185,7 +185,7 @@ TEST_CASE("partial restore: each combination of the options, with the exact repo
     SUBCASE("ignore_unexpected alone: the missing tensor is still an error") {
         loading_side s;
         CHECK(test::error_text([&] { ckpt::load_from_memory(bytes, s, partial(false, true)); }) ==
-              "[ckpt.schema.301] only_in_state: state expects F64 [4], the checkpoint has no "
+              "[ckpt.schema.301] only_in_state: state expects double[4], the checkpoint has no "
               "such tensor");
         CHECK(test::state_bytes(s) == before);
     }
@@ -334,7 +334,7 @@ TEST_CASE("renames: a collision and a rename that matches nothing are errors") {
                       bytes, s,
                       renaming({{"model.fc1", "model.hidden"}, {"model.fc2", "model.output"}}));
               })
-                  .starts_with("[ckpt.schema.301] model.out.weight: state expects F32 [4, 2], the "
+                  .starts_with("[ckpt.schema.301] model.out.weight: state expects float 2x4, the "
                                "checkpoint has no such tensor (and 3 more:"));
         std::string text;
         try {

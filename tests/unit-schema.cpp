@@ -73,15 +73,17 @@ TEST_CASE("a changed layer size names the field and both shapes, and changes not
         FAIL("load accepted a changed architecture");
     } catch (const ckpt::schema_error& e) {
         CHECK(std::string(e.what()) ==
-              "[ckpt.schema.302] model.layers.0.weight: file has F32 [32, 16], state expects F32 "
-              "[16, 16] (and 2 more:\n"
-              "  [ckpt.schema.302] model.layers.0.bias: file has F32 [32], state expects F32 [16]\n"
-              "  [ckpt.schema.302] model.layers.1.weight: file has F32 [64, 32], state expects F32 "
-              "[64, 16])");
+              "[ckpt.schema.302] model.layers.0.weight: file has float 32x16 (row-major), state "
+              "expects float 16x16 (and 2 more:\n"
+              "  [ckpt.schema.302] model.layers.0.bias: file has float[32], state expects "
+              "float[16]\n"
+              "  [ckpt.schema.302] model.layers.1.weight: file has float 64x32 (row-major), state "
+              "expects float 64x16)");
         CHECK(e.id() == ckpt::errc::schema_mismatch);
         REQUIRE(e.problems().size() == 3);
         CHECK(e.problems()[2].path == "model.layers.1.weight");
-        CHECK(e.problems()[2].text == "file has F32 [64, 32], state expects F32 [64, 16]");
+        CHECK(e.problems()[2].text ==
+              "file has float 64x32 (row-major), state expects float 64x16");
     }
     CHECK(test::state_bytes(state) == before);
 }
@@ -152,11 +154,11 @@ TEST_CASE_TEMPLATE("every missing and unexpected tensor is listed, copyable or n
         REQUIRE(e.problems().size() == 3);
         CHECK(e.problems()[0].id == ckpt::errc::schema_missing);
         CHECK(e.problems()[0].path == "d");
-        CHECK(e.problems()[0].text == "state expects F32 [2], the checkpoint has no such tensor");
+        CHECK(e.problems()[0].text == "state expects float[2], the checkpoint has no such tensor");
         CHECK(e.problems()[1].id == ckpt::errc::schema_missing);
         CHECK(e.problems()[1].path == "e");
         CHECK(e.problems()[1].text ==
-              "state expects F64 [2, 2], the checkpoint has no such tensor");
+              "state expects double 2x2, the checkpoint has no such tensor");
         CHECK(e.problems()[2].id == ckpt::errc::schema_unexpected);
         CHECK(e.problems()[2].path == "a");
         CHECK(e.problems()[2].text == "file has F32 [2], the state has no such tensor");
@@ -184,7 +186,8 @@ TEST_CASE("check_tensors keeps the first cap problems and counts all: one short,
         CHECK(r.problems.size() == std::min<std::size_t>(cap, 13));
         CHECK(r.total == 13);
         CHECK(r.problems.back().path == "t" + std::to_string(r.problems.size() - 1));
-        CHECK(r.problems.back().text == "state expects F32 [2], the checkpoint has no such tensor");
+        CHECK(r.problems.back().text ==
+              "state expects float[2], the checkpoint has no such tensor");
     }
 }
 
@@ -208,12 +211,12 @@ TEST_CASE("dtype, rank and bounds mismatches are errors; nothing is silently con
     holder<Eigen::VectorXf> f;
     f.w = Eigen::VectorXf::Constant(3, 2.0F);
     CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", f); }) ==
-          "[ckpt.schema.302] w: file has F64 [3], state expects F32 [3]");
+          "[ckpt.schema.302] w: file has double[3], state expects float[3]");
     CHECK(f.w == Eigen::VectorXf::Constant(3, 2.0F));
 
     holder<Eigen::MatrixXd> m;
     CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", m); }) ==
-          "[ckpt.schema.302] w: file has F64 [3], state expects F64 [0, 0]");
+          "[ckpt.schema.302] w: file has F64 [3], state expects double ?x?");
 
     holder<Eigen::Matrix<double, Eigen::Dynamic, 1, 0, 2, 1>> bounded; // at most 2 rows
     CHECK(test::error_id([&] { ckpt::load(dir / "d.ckpt", bounded); }) ==
@@ -221,7 +224,7 @@ TEST_CASE("dtype, rank and bounds mismatches are errors; nothing is silently con
 
     holder<Eigen::Vector4d> fixed;
     CHECK(test::error_text([&] { ckpt::load(dir / "d.ckpt", fixed); }) ==
-          "[ckpt.schema.302] w: file has F64 [3], state expects F64 [4]");
+          "[ckpt.schema.302] w: file has double[3], state expects double[4]");
 
     holder<Eigen::VectorXd> shaped; // a non-empty dynamic tensor keeps its shape: no silent resize
     shaped.w = Eigen::VectorXd::Zero(5);
@@ -285,7 +288,7 @@ TEST_CASE("storage order: dynamic tensors are converted, fixed-size ones must ma
     holder<Eigen::Matrix2f> fixed_col;
     fixed_col.w.setZero();
     CHECK(test::error_text([&] { ckpt::load(dir / "fixed.ckpt", fixed_col); }) ==
-          "[ckpt.schema.304] w: file has F32 [2, 2] (row-major), state expects F32 [2, 2] "
+          "[ckpt.schema.304] w: file has float 2x2 (row-major), state expects float 2x2 "
           "(column-major): a fixed-size tensor must keep its storage order");
     CHECK(fixed_col.w == Eigen::Matrix2f::Zero());
 }
@@ -557,4 +560,49 @@ TEST_CASE_TEMPLATE("a file whose values hold fewer elements than its header list
     CHECK(test::state_bytes(s) == before);
     CHECK(std::distance(s.seq.begin(), s.seq.end()) == 2);
     CHECK(test::bits_equal(*std::next(s.seq.begin()), Eigen::VectorXf::Constant(3, 2.0F).eval()));
+}
+
+TEST_CASE("a mismatch is said as the C++ types hold the tensors, with safetensors' shape after") {
+    const auto dir = test::scratch("schema-user-terms");
+    holder<Eigen::MatrixXf> written;
+    written.w = Eigen::MatrixXf::Zero(3, 5);
+    ckpt::save(dir / "m.ckpt", written);
+    holder<Eigen::MatrixXf> other;
+    other.w = Eigen::MatrixXf::Zero(3, 6);
+    CHECK(test::error_text([&] { ckpt::load(dir / "m.ckpt", other); }) ==
+          "[ckpt.schema.302] w: file has float 3x5 (column-major, stored as F32 [5, 3]), state "
+          "expects float 3x6");
+    holder<Eigen::Matrix<float, 3, Eigen::Dynamic>> three_rows;
+    three_rows.w.resize(3, 2);
+    CHECK(test::error_text([&] { ckpt::load(dir / "m.ckpt", three_rows); }) ==
+          "[ckpt.schema.302] w: file has float 3x5 (column-major, stored as F32 [5, 3]), state "
+          "expects float 3x2");
+
+    using ckpt::detail::describe_state;
+    const auto record = [](const auto& m) { return ckpt::detail::describe_tensor(m); };
+    // An empty dynamic tensor takes the file's shape: its dynamic sizes are '?', with their bound.
+    CHECK(describe_state(record(Eigen::MatrixXd()), false) == "double ?x?");
+    CHECK(describe_state(record(Eigen::Matrix<float, 3, Eigen::Dynamic>()), false) == "float 3x?");
+    CHECK(describe_state(record(Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, 0, 4, 6>()),
+                         false) == "float ?x? (at most 4x6)");
+    CHECK(describe_state(record(Eigen::Matrix<float, 3, Eigen::Dynamic, 0, 3, 6>()), false) ==
+          "float 3x? (at most 3x6)");
+    CHECK(describe_state(record(Eigen::VectorXf()), false) == "float[]");
+    CHECK(describe_state(record(Eigen::Matrix<int, Eigen::Dynamic, 1, 0, 8, 1>()), false) ==
+          "int32[] (at most 8)");
+    CHECK(describe_state(
+              record(Eigen::Matrix<Eigen::half, 1, Eigen::Dynamic, Eigen::RowMajor, 1, 5>()),
+              false) == "half[] (at most 5)");
+    CHECK(describe_state(record(Eigen::Vector4d()), false) == "double[4]");
+    CHECK(describe_state(record(Eigen::Matrix2f()), true) == "float 2x2 (column-major)");
+    CHECK(describe_state(record(Eigen::Matrix<std::uint8_t, 2, 3, Eigen::RowMajor>()), true) ==
+          "uint8 2x3 (row-major)");
+    CHECK(ckpt::detail::cpp_name(ckpt::dtype::bf16) == "bfloat16");
+    CHECK(ckpt::detail::cpp_name(ckpt::dtype::f8_e4m3) == "F8_E4M3"); // no C++ type
+    // The file's side in the state's terms, or as safetensors has it when the ranks differ.
+    const ckpt::detail::file_tensor rank3{"t", ckpt::dtype::f32, {2, 3, 4}, 0, 96, '-'};
+    CHECK(ckpt::detail::describe_file(rank3, record(Eigen::MatrixXf())) == "F32 [2, 3, 4]");
+    const ckpt::detail::file_tensor row{"t", ckpt::dtype::i64, {2, 3}, 0, 48, 'R'};
+    CHECK(ckpt::detail::describe_file(row, record(Eigen::MatrixXf())) == "int64 2x3 (row-major)");
+    CHECK(ckpt::detail::describe_file(row, record(Eigen::VectorXf())) == "I64 [2, 3]");
 }

@@ -301,6 +301,65 @@ CKPT_INLINE const char* order_name(char order) {
     return order == 'R' ? "row-major" : "column-major";
 }
 
+CKPT_INLINE std::string_view cpp_name(dtype t) noexcept {
+    switch (t) {
+    case dtype::boolean: return "bool";
+    case dtype::u8: return "uint8";
+    case dtype::i8: return "int8";
+    case dtype::u16: return "uint16";
+    case dtype::i16: return "int16";
+    case dtype::f16: return "half";
+    case dtype::bf16: return "bfloat16";
+    case dtype::u32: return "uint32";
+    case dtype::i32: return "int32";
+    case dtype::f32: return "float";
+    case dtype::u64: return "uint64";
+    case dtype::i64: return "int64";
+    case dtype::f64: return "double";
+    case dtype::f8_e4m3:
+    case dtype::f8_e5m2: break;
+    }
+    return to_string(t);
+}
+
+CKPT_INLINE std::string describe_state(const tensor_record& r, bool with_order) {
+    std::string out(cpp_name(r.type));
+    // An empty dynamic tensor takes the file's shape: its dynamic sizes show as '?'.
+    const bool takes_shape = r.rows * r.cols == 0;
+    const auto dim = [&](std::int64_t n, bool fixed) {
+        return takes_shape && !fixed ? std::string("?") : std::to_string(n);
+    };
+    if (r.vector) {
+        const bool fixed = r.fixed_rows && r.fixed_cols;
+        out +=
+            "[" + (takes_shape && !fixed ? std::string() : std::to_string(r.rows * r.cols)) + "]";
+        const std::int64_t bound = r.fixed_rows ? r.max_cols : r.max_rows; // the dynamic size's
+        if (takes_shape && !fixed && bound >= 0) out += " (at most " + std::to_string(bound) + ")";
+        return out;
+    }
+    out += " " + dim(r.rows, r.fixed_rows) + "x" + dim(r.cols, r.fixed_cols);
+    if (takes_shape && ((!r.fixed_rows && r.max_rows >= 0) || (!r.fixed_cols && r.max_cols >= 0))) {
+        const auto bound = [](std::int64_t n) {
+            return n < 0 ? std::string("?") : std::to_string(n);
+        };
+        out += " (at most " + bound(r.max_rows) + "x" + bound(r.max_cols) + ")";
+    }
+    if (with_order) out += std::string(" (") + order_name(r.order) + ")";
+    return out;
+}
+
+CKPT_INLINE std::string describe_file(const file_tensor& f, const tensor_record& r) {
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    if (!eigen_shape_of(f, r, rows, cols)) return describe_side(f.type, f.shape); // other rank
+    std::string out(cpp_name(f.type));
+    if (r.vector) return out + "[" + std::to_string(rows * cols) + "]";
+    out += " " + std::to_string(rows) + "x" + std::to_string(cols);
+    if (f.order == 'R') out += " (row-major)";
+    if (f.order == 'C') out += " (column-major, stored as " + describe_side(f.type, f.shape) + ")";
+    return out;
+}
+
 CKPT_INLINE void schema_report::raise() {
     if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
 }
@@ -326,7 +385,7 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                 continue;
             }
             add(errc::schema_missing, r.name, [&] {
-                return "state expects " + describe_side(r.type, r.shape()) +
+                return "state expects " + describe_state(r, false) +
                        ", the checkpoint has no such tensor";
             });
             continue;
@@ -337,10 +396,9 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
         const bool ranks_match = eigen_shape_of(f, r, rows, cols);
         const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
         const auto both = [&] { // both sides, built only when there is something to say
-            return "file has " + describe_side(f.type, f.shape) +
-                   (orders_differ ? std::string(" (") + order_name(f.order) + ")" : "") +
-                   ", state expects " + describe_side(r.type, r.shape()) +
-                   (orders_differ ? std::string(" (") + order_name(r.order) + ")" : "");
+            // The state's order matters only where it cannot be transposed into: fixed sizes.
+            return "file has " + describe_file(f, r) + ", state expects " +
+                   describe_state(r, orders_differ && ranks_match && r.fixed_rows && r.fixed_cols);
         };
         if (!src.loads_as(f.type, r.type)) {
             add(errc::schema_mismatch, r.name, [&] {

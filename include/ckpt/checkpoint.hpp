@@ -209,6 +209,19 @@ std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape);
 /// "row-major" or "column-major".
 const char* order_name(char order);
 
+/// The C++ element type of a dtype, as errors name it ("float", "half", "int32"); the
+/// safetensors name for the F8 kinds, which have none.
+std::string_view cpp_name(dtype t) noexcept;
+
+/// A state's tensor as its C++ type holds it: "float 3x6", "double[4]"; an empty dynamic tensor
+/// takes the file's shape, so its dynamic sizes show as '?' ("float ?x?", "float[]"), with its
+/// compile-time bound. `with_order` adds its storage order.
+std::string describe_state(const tensor_record& r, bool with_order);
+
+/// A file's tensor in the terms of the state's tensor `r`: "float 3x5 (column-major, stored as
+/// F32 [5, 3])", "double[3]"; as safetensors shows it when the ranks differ ("F32 [2, 3, 4]").
+std::string describe_file(const file_tensor& f, const tensor_record& r);
+
 /// The differences check_tensors found: the first ones, and how many in all; and the tensors
 /// that the source's allow_missing and ignore_unexpected let through.
 struct schema_report {

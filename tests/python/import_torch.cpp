@@ -180,8 +180,9 @@ int main(int argc, char** argv) {
         } catch (const ckpt::schema_error& err) {
             const std::string text = err.what();
             expect(err.id() == ckpt::errc::schema_mismatch &&
-                       text.find("layers.0.weight: file has F16 [8, 4], state expects F32 [8, 4] "
-                                 "(import_options::widen converts it)") != std::string::npos,
+                       text.find("layers.0.weight: file has half 8x4 (row-major), state expects "
+                                 "float 8x4 (import_options::widen converts it)") !=
+                           std::string::npos,
                    "F16 without widen: " + text);
         }
         expect(model == before, "a refused import changed the model");
