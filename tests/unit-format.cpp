@@ -8,6 +8,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <array>
+#include <cstring>
 #include <random>
 #include <string>
 #include <utility>
@@ -242,6 +244,85 @@ TEST_CASE("the format-version-1 golden file keeps loading, bit for bit") {
     CHECK(info.format_version == 1);
     CHECK(info.checksum_verified);
     CHECK(info.library_version == "0.1.0");
+}
+
+namespace {
+/// The state of tests/data/containers-v2.ckpt: standard containers of numbers, which format 2
+/// stores in the value stream (the golden file a change that makes them tensors must keep
+/// loading), beside an Eigen tensor and a value.
+struct containers_golden {
+    std::vector<float> vf;
+    std::vector<double> vd;
+    std::vector<std::int32_t> vi;
+    std::vector<std::uint8_t> bytes;
+    std::array<float, 4> af{};
+    std::array<std::int64_t, 3> ai{};
+    float raw[3] = {};
+    std::int16_t grid[2][3] = {};
+    std::vector<bool> flags;
+    std::vector<std::vector<float>> nested;
+    Eigen::VectorXf e;
+    std::int64_t step = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(vf), CEREAL_NVP(vd), CEREAL_NVP(vi), CEREAL_NVP(bytes), CEREAL_NVP(af),
+           CEREAL_NVP(ai), CEREAL_NVP(raw), CEREAL_NVP(grid), CEREAL_NVP(flags), CEREAL_NVP(nested),
+           CEREAL_NVP(e), CEREAL_NVP(step));
+    }
+};
+containers_golden containers_recipe() {
+    containers_golden g;
+    for (int i = 0; i < 64; ++i) g.vf.push_back(static_cast<float>(i) * 0.5F - 3.0F);
+    g.vd = {0.1, -2.5, 1e300, -0.0};
+    g.vi = {-7, 0, 7, 2147483647};
+    g.bytes = {0, 1, 254, 255};
+    g.af = {1.5F, -1.5F, 0.25F, 8.0F};
+    g.ai = {-1, 0, 9007199254740993};
+    g.raw[0] = 3.0F;
+    g.raw[1] = -0.125F;
+    g.raw[2] = 1e-30F;
+    for (int r = 0; r < 2; ++r) {
+        for (int c = 0; c < 3; ++c) g.grid[r][c] = static_cast<std::int16_t>(100 * r - c);
+    }
+    g.flags = {true, false, true, true, false};
+    g.nested = {{1.0F}, {}, {2.0F, 3.0F}};
+    g.e = Eigen::VectorXf::LinSpaced(5, -1.0F, 1.0F);
+    g.step = 4242;
+    return g;
+}
+} // namespace
+
+// Written once by format 2, before standard containers of numbers could be tensors; never
+// rewritten (CKPT_WRITE_CONTAINERS_GOLDEN=1 wrote it).
+TEST_CASE("the format-2 golden file of standard containers keeps loading, value for value") {
+    const std::filesystem::path golden =
+        std::filesystem::path(CKPT_TEST_DATA_DIR) / "containers-v2.ckpt";
+    if (std::getenv("CKPT_WRITE_CONTAINERS_GOLDEN") != nullptr) {
+        ckpt::save(golden, containers_recipe(), golden_meta());
+    }
+    REQUIRE(std::filesystem::exists(golden));
+    containers_golden loaded;
+    const ckpt::metadata meta = ckpt::load(golden, loaded);
+    const containers_golden expect = containers_recipe();
+    CHECK(meta == golden_meta());
+    CHECK(loaded.vf == expect.vf);
+    CHECK(loaded.vd.size() == 4);
+    CHECK(std::memcmp(loaded.vd.data(), expect.vd.data(), 4 * sizeof(double)) == 0); // -0.0 too
+    CHECK(loaded.vi == expect.vi);
+    CHECK(loaded.bytes == expect.bytes);
+    CHECK(loaded.af == expect.af);
+    CHECK(loaded.ai == expect.ai);
+    CHECK(std::memcmp(loaded.raw, expect.raw, sizeof loaded.raw) == 0);    // C arrays: these did
+    CHECK(std::memcmp(loaded.grid, expect.grid, sizeof loaded.grid) == 0); // not load before
+    CHECK(loaded.flags == expect.flags);
+    CHECK(loaded.nested == expect.nested);
+    CHECK(test::bits_equal(loaded.e, expect.e));
+    CHECK(loaded.step == 4242);
+    const ckpt::info info = ckpt::inspect(golden, {.verify = true});
+    CHECK(info.format_version == 2);
+    CHECK(info.checksum_verified);
+    REQUIRE(info.tensors.size() == 1); // in format 2 the containers are values
+    CHECK(info.tensors[0].name == "e");
 }
 
 namespace {

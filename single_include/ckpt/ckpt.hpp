@@ -1624,8 +1624,12 @@ template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::SizeTag<T>& tag) {
     tag.size = static_cast<std::remove_reference_t<T>>(ar.read_size());
 }
+/// A serialize, not a load, as cereal's binary input archive has it: cereal's C-array support
+/// picks binary_data for both directions by asking whether the archive can *output* BinaryData,
+/// which only a serialize overload answers for an input archive. With a load here, `float a[3]`
+/// was saved as one byte string and loaded element by element, and could not load.
 template <class T>
-void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
+void CEREAL_SERIALIZE_FUNCTION_NAME(tensor_iarchive& ar, cereal::BinaryData<T>& bd) {
     ar.read_bytes(bd.data, static_cast<std::size_t>(bd.size));
 }
 
