@@ -7,6 +7,7 @@
 #include <cereal/types/deque.hpp>
 #include <cereal/types/forward_list.hpp>
 #include <cereal/types/list.hpp>
+#include <cereal/types/memory.hpp>
 
 #include <bit>
 #include <cmath>
@@ -14,6 +15,9 @@
 #include <forward_list>
 #include <limits>
 #include <list>
+#include <map>
+#include <memory>
+#include <optional>
 #include <random>
 
 namespace {
@@ -240,6 +244,56 @@ TEST_CASE_TEMPLATE("random engines continue their sequences exactly", Engine, st
     for (int i = 0; i < 2000; ++i) {
         REQUIRE(loaded() == e());
     }
+}
+
+namespace {
+/// Engines inside objects that loading makes anew: a map's items, an optional, a pointee; and
+/// a tensor, so a load can take either path (a copy when the names differ, in place when not).
+struct held_engines {
+    std::map<int, std::mt19937_64> by_rank;
+    std::optional<std::mt19937> maybe;
+    std::unique_ptr<std::minstd_rand> owned;
+    Eigen::VectorXf w = Eigen::VectorXf::Ones(2);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(by_rank), CEREAL_NVP(maybe), CEREAL_NVP(owned), CEREAL_NVP(w));
+    }
+};
+held_engines advanced_engines() {
+    held_engines h;
+    h.by_rank[0].seed(42);
+    h.by_rank[3].seed(43);
+    h.by_rank[3].discard(7);
+    h.maybe.emplace(7);
+    h.maybe->discard(3);
+    h.owned = std::make_unique<std::minstd_rand>(11);
+    h.owned->discard(5);
+    return h;
+}
+bool same_engines(const held_engines& a, const held_engines& b) {
+    return a.by_rank == b.by_rank && a.maybe == b.maybe && a.owned && b.owned &&
+           *a.owned == *b.owned;
+}
+} // namespace
+
+// The tensor pass skips parsing an engine's text that the values pass just decoded into the same
+// object; an engine in a map, an optional or a pointer is a new object in every pass, and came
+// back default-constructed.
+TEST_CASE("random engines in maps, optionals and pointers are restored, by load and import") {
+    const held_engines saved = advanced_engines();
+    const std::vector<std::byte> file = ckpt::save_to_memory(saved);
+    held_engines fresh; // other names (no by_rank items): decoded into a copy
+    ckpt::load_from_memory(file, fresh);
+    CHECK(same_engines(fresh, saved));
+    held_engines same = advanced_engines(); // the same names: decoded in place
+    same.by_rank[3].discard(1);
+    same.maybe->seed(1);
+    same.w.setZero();
+    ckpt::load_from_memory(file, same);
+    CHECK(same_engines(same, saved));
+    held_engines imported = advanced_engines(); // import keeps the state's own engines
+    (void)ckpt::import_safetensors_from_memory(file, imported);
+    CHECK(same_engines(imported, advanced_engines()));
 }
 
 TEST_CASE("distributions keep their cached state, so the draws continue exactly") {

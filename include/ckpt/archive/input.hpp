@@ -134,8 +134,14 @@ public:
 
     /// False in the tensor pass, which always follows a values pass over the same object with
     /// the same values (see load_state): costly value decoders (random engines' text) may read
-    /// their bytes and skip the decoding, whose result the object already holds.
-    [[nodiscard]] bool decodes_values() const noexcept { return kind_ != read_pass_kind::tensors; }
+    /// their bytes and skip the decoding, whose result the object already holds. True inside an
+    /// object that loading makes anew (rebuilt_on_load: a map's item, an optional's value, a
+    /// pointee, a variant's alternative), which holds nothing decoded yet.
+    [[nodiscard]] bool decodes_values() const noexcept {
+        return kind_ != read_pass_kind::tensors || rebuilt_depth_ != 0;
+    }
+    void enter_rebuilt() noexcept { ++rebuilt_depth_; }
+    void leave_rebuilt() noexcept { --rebuilt_depth_; }
 
     template <class T>
     void read_scalar(T& v) {
@@ -239,6 +245,7 @@ private:
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
+    std::uint32_t rebuilt_depth_ = 0;
     class_versions versions_;
     std::vector<converted_entry> conversions_;
 };
@@ -266,9 +273,11 @@ namespace ckpt::detail {
 template <class T>
 void prologue(tensor_iarchive& ar, const T&) {
     ar.push();
+    if constexpr (rebuilt_on_load<T>::value) ar.enter_rebuilt();
 }
 template <class T>
 void epilogue(tensor_iarchive& ar, const T&) {
+    if constexpr (rebuilt_on_load<T>::value) ar.leave_rebuilt();
     ar.pop();
 }
 template <class T>
