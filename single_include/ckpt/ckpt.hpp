@@ -898,7 +898,8 @@ inline std::uint16_t round_to_16(double v, int mant_bits, int exp_bits, bool& ch
         changed = true;
         return inf;
     }
-    return static_cast<std::uint16_t>(sign | (field << mant_bits) | (sig - (1u << mant_bits)));
+    const auto exponent = static_cast<std::uint32_t>(field) << mant_bits; // field > 0 here
+    return static_cast<std::uint16_t>(sign | exponent | (sig - (1u << mant_bits)));
 }
 
 /// `v` rounded to a float as the hardware does (to nearest, ties to even), without the cast of
