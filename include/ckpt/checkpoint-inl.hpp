@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -556,8 +557,11 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
         // lacks that loading recreates keeps its value from the backup.
         const std::unique_ptr<void, void (*)(void*) noexcept> staged(walks.copy(state),
                                                                      walks.destroy);
-        const state_backup kept(now.values(), now.tensors());
-        if (src.allow_missing && !kept.entries.empty()) src.fallback = &kept.tensors;
+        std::optional<state_backup> kept; // only a partial load needs it
+        if (src.allow_missing) {
+            kept.emplace(now.values(), now.tensors());
+            if (!kept->entries.empty()) src.fallback = &kept->tensors;
+        }
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
         walks.adopt(state, staged.get());
         src.fallback = nullptr;

@@ -53,47 +53,56 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
 }
 
 CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fill& fill) {
-    switch (kind_) {
-    case read_pass_kind::values: account_tensor(want.bytes); return false;
-    case read_pass_kind::restore:
-        if (tensors_ == nullptr || tensors_->by_name.count(path()) == 0) return false;
-        break;
-    case read_pass_kind::tensors:
-        // A tensor the file lacks was let through by the check (allow_missing): it keeps its
-        // value, from the fallback when loading recreated it.
-        if (tensors_->allow_missing && tensors_->by_name.count(path()) == 0) {
-            return find_fallback(want, fill);
-        }
-        break;
+    if (kind_ == read_pass_kind::values) {
+        account_tensor(want.bytes);
+        return false;
     }
-    fill = find_tensor(want);
-    return true;
-}
-
-CKPT_INLINE tensor_iarchive::tensor_fill
-tensor_iarchive::find_tensor(const tensor_record& want) const {
+    if (tensors_ == nullptr) return false; // a restore with no tensors to put back
     const std::string name = path();
     const auto it = tensors_->by_name.find(name);
     if (it == tensors_->by_name.end()) {
+        // A restore puts back only the tensors its backup holds. A tensor the file lacks was
+        // let through by the check (allow_missing): it keeps its value, from the fallback
+        // when loading recreated it.
+        if (kind_ == read_pass_kind::restore) return false;
+        if (tensors_->allow_missing) return find_fallback(want, name, fill);
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_missing, name, "the checkpoint has no such tensor"}});
     }
-    const file_tensor& f = (*tensors_->entries)[it->second];
-    tensor_fill fill;
-    if (!tensors_->loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+    if (!locate(*tensors_, it->second, want, fill)) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_mismatch, name, "the tensor changed while loading"}});
     }
-    fill.src = tensors_->data + f.begin;
+    return true;
+}
+
+CKPT_INLINE bool tensor_iarchive::locate(const tensor_source& src, std::size_t entry,
+                                         const tensor_record& want, tensor_fill& fill) {
+    const file_tensor& f = (*src.entries)[entry];
+    if (!src.loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
+        return false;
+    }
+    fill.src = src.data + f.begin;
     fill.bytes = f.end - f.begin;
     fill.element_size = static_cast<std::size_t>(size_of(want.type));
     fill.from = f.type;
     fill.to = want.type;
-    fill.entry = it->second;
+    fill.entry = entry;
     const char order = f.order == '-' ? want.order : f.order;
     fill.transpose = !want.vector && order != want.order;
     fill.source_row_major = order == 'R';
-    return fill;
+    return true;
+}
+
+CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, const std::string& name,
+                                                tensor_fill& fill) const {
+    const tensor_source* back = tensors_->fallback;
+    if (back == nullptr) return false;
+    const auto it = back->by_name.find(name);
+    // The backup holds the state's own tensor at this path, unless the values put another kind
+    // of object there (a variant's other alternative): then it is not used.
+    return it != back->by_name.end() && locate(*back, it->second, want, fill) &&
+           holds_shape(want, fill.rows, fill.cols);
 }
 
 /// Element (o, i) of a dense `outer` x `inner` array of N-byte elements becomes element (i, o)
@@ -106,26 +115,6 @@ void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t oute
             std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
         }
     }
-}
-
-CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want,
-                                                tensor_fill& fill) const {
-    const tensor_source* back = tensors_->fallback;
-    if (back == nullptr) return false;
-    const auto it = back->by_name.find(path());
-    if (it == back->by_name.end()) return false;
-    // The backup holds the state's own tensor at this path, unless the values put another kind
-    // of object there (a variant's other alternative): then it is not used.
-    const file_tensor& f = (*back->entries)[it->second];
-    if (f.type != want.type || !eigen_shape_of(f, want, fill.rows, fill.cols) ||
-        (!want.vector && f.order != want.order) || !holds_shape(want, fill.rows, fill.cols)) {
-        return false;
-    }
-    fill.src = back->data + f.begin;
-    fill.bytes = f.end - f.begin;
-    fill.element_size = static_cast<std::size_t>(size_of(want.type));
-    fill.from = fill.to = want.type;
-    return true;
 }
 
 CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst) {

@@ -213,12 +213,14 @@ private:
     /// copied back, the others are untouched.
     bool fill_for(const tensor_record& want, tensor_fill& fill);
 
-    /// Finds the tensor at the current path (the shapes were checked before this pass).
-    /// @throws schema_error when it is missing or changed since the check
-    [[nodiscard]] tensor_fill find_tensor(const tensor_record& want) const;
+    /// Where entry `entry` of `src` fills `want`; false when its dtype cannot load into
+    /// want's (with src's conversions) or its rank differs.
+    static bool locate(const tensor_source& src, std::size_t entry, const tensor_record& want,
+                       tensor_fill& fill);
 
-    /// The fallback's tensor at the current path, when it has one that fits `want`.
-    [[nodiscard]] bool find_fallback(const tensor_record& want, tensor_fill& fill) const;
+    /// The fallback's tensor at `name` (the current path), when it has one that fits `want`.
+    [[nodiscard]] bool find_fallback(const tensor_record& want, const std::string& name,
+                                     tensor_fill& fill) const;
 
     /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols,
     /// converting its dtype when it differs (and recording that).
