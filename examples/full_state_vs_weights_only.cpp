@@ -53,10 +53,11 @@ TEST_CASE("a full state resumes exactly; the weights alone, with a fresh Adam, d
     ckpt::save(dir / "weights.ckpt", run.model, {.step = run.step});
 
     // What each file holds: the model's 3 layers are 6 tensors; the full state adds Adam's two
-    // moments of each (optimizer.exp_avg.0.weight, ...) and, in its values, the step count t,
-    // the sampler's position, the noise engine, the step, the epoch and the loss history.
+    // moments of each (optimizer.exp_avg.0.weight, ...), the loss history (a std::vector, so a
+    // tensor: losses) and, in its values, the step count t, the sampler's position, the noise
+    // engine, the step and the epoch.
     CHECK(ckpt::inspect(dir / "weights.ckpt").tensors.size() == 6);
-    CHECK(ckpt::inspect(dir / "full.ckpt").tensors.size() == 18);
+    CHECK(ckpt::inspect(dir / "full.ckpt").tensors.size() == 19);
 
     SUBCASE("(a) the full state: the resumed run is the run that never stopped") {
         state_t resumed; // a new process: everything comes from the file

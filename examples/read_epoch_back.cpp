@@ -84,7 +84,8 @@ TEST_CASE("the epoch, step, metrics and tags come back with ckpt::load and ckpt:
         CHECK(info.raw_metadata.at("ckpt.step") == "24");
         CHECK(info.raw_metadata.at("tag.optimizer") == "adam lr=0.01");
         CHECK(info.raw_metadata.count("metric.val_loss") == 1);
-        REQUIRE(info.tensors.size() == 12); // 4 model tensors, Adam's two moments of each
+        // 4 model tensors, Adam's two moments of each, and the loss history (losses)
+        REQUIRE(info.tensors.size() == 13);
         std::ostringstream listing;
         for (const ckpt::tensor_info& t : info.tensors) {
             listing << "\n  " << t.name << " " << ckpt::to_string(t.type) << " [";

@@ -193,7 +193,7 @@ inline bool same_as_filled(const shapes_state& s) {
     for (std::size_t i = 0; i < want.size(); ++i) {
         const ckpt::detail::tensor_record& a = now.tensors()[i];
         const ckpt::detail::tensor_record& b = want[i];
-        if (a.name != b.name || a.type != b.type || a.rows != b.rows || a.cols != b.cols ||
+        if (a.name != b.name || a.type != b.type || a.rank != b.rank || a.dims != b.dims ||
             a.bytes != b.bytes || (a.bytes != 0 && std::memcmp(a.data, b.data, a.bytes) != 0)) {
             return false;
         }

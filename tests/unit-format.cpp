@@ -88,7 +88,7 @@ TEST_CASE("a checkpoint is a valid safetensors file") {
         REQUIRE(meta.HasMember(key));
         CHECK(meta[key].IsString());
     }
-    CHECK(std::string(meta["ckpt.format_version"].GetString()) == "2");
+    CHECK(std::string(meta["ckpt.format_version"].GetString()) == "3");
     CHECK(std::string(meta["ckpt.library_version"].GetString()) == CKPT_VERSION_STRING);
     // Largest elements first so that each tensor is aligned; values last.
     std::vector<std::string> names;
@@ -163,12 +163,12 @@ TEST_CASE("each structural defect behind a correct checksum has its own error") 
 }
 
 TEST_CASE("format versions: a newer one is refused clearly, a broken one too") {
-    static_assert(ckpt::format_version == 2);
-    const auto newer = test::craft(test::header_start(3) + values_entry(0, 0) + "}");
+    static_assert(ckpt::format_version == 3);
+    const auto newer = test::craft(test::header_start(4) + values_entry(0, 0) + "}");
     one_t s;
     CHECK(test::error_text([&] { ckpt::load_from_memory(newer, s); }) ==
-          "[ckpt.version.401] '<memory>' uses checkpoint format version 3; this ckpt "
-          "(" CKPT_VERSION_STRING ") reads versions up to 2: load it with a newer ckpt");
+          "[ckpt.version.401] '<memory>' uses checkpoint format version 4; this ckpt "
+          "(" CKPT_VERSION_STRING ") reads versions up to 3: load it with a newer ckpt");
     std::string zero = test::header_start(0) + values_entry(0, 0) + "}";
     CHECK(load_id(test::craft(zero)) == ckpt::errc::version_invalid);
     std::string word = std::string(ckpt::detail::checksum_prefix) + std::string(16, '0') +
@@ -323,6 +323,27 @@ TEST_CASE("the format-2 golden file of standard containers keeps loading, value 
     CHECK(info.checksum_verified);
     REQUIRE(info.tensors.size() == 1); // in format 2 the containers are values
     CHECK(info.tensors[0].name == "e");
+
+    // Saved again, by format 3: every container of numbers but std::vector<bool> is a tensor,
+    // and the state loads back the same.
+    const auto again = ckpt::save_to_memory(loaded, golden_meta());
+    const auto dir = test::scratch("containers-v3");
+    test::write_file(dir / "v3.ckpt", again);
+    const ckpt::info now = ckpt::inspect(dir / "v3.ckpt");
+    CHECK(now.format_version == 3);
+    std::vector<std::string> names;
+    for (const auto& t : now.tensors) names.push_back(t.name);
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"af", "ai", "bytes", "e", "grid", "nested.0",
+                                            "nested.1", "nested.2", "raw", "vd", "vf", "vi"});
+    containers_golden back;
+    ckpt::load_from_memory(again, back);
+    CHECK(back.vf == expect.vf);
+    CHECK(std::memcmp(back.vd.data(), expect.vd.data(), 4 * sizeof(double)) == 0);
+    CHECK(back.flags == expect.flags);
+    CHECK(back.nested == expect.nested);
+    CHECK(std::memcmp(back.grid, expect.grid, sizeof back.grid) == 0);
+    CHECK(back.step == 4242);
 }
 
 namespace {

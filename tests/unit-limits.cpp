@@ -127,13 +127,15 @@ TEST_CASE("tensor count, rank and name length are capped") {
 }
 
 namespace {
+/// `ints` is kept in the values (as every vector of numbers was before format 3); the inner
+/// vectors of `nested` are tensors, the outer one a count in the values.
 struct with_containers {
     std::vector<std::int32_t> ints{1, 2, 3};
     std::string text = "abc";
     std::vector<std::vector<double>> nested{{1.0}, {2.0}};
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(CEREAL_NVP(ints), CEREAL_NVP(text), CEREAL_NVP(nested));
+        ar(cereal::make_nvp("ints", ckpt::as_value(ints)), CEREAL_NVP(text), CEREAL_NVP(nested));
     }
 };
 
@@ -163,7 +165,7 @@ TEST_CASE("a container size beyond the bytes left is refused before any resize")
         ar(saved);
         return ar.values().size();
     }();
-    for (int nth = 0; nth < 4; ++nth) {
+    for (int nth = 0; nth < 3; ++nth) {
         CAPTURE(nth);
         auto bad = good;
         set_size_tag(bad, values_len, nth, std::uint64_t{1} << 60);

@@ -173,9 +173,8 @@ TEST_CASE("check_tensors keeps the first cap problems and counts all: one short,
     for (std::size_t i = 0; i < records.size(); ++i) {
         records[i].name = "t" + std::to_string(i);
         records[i].type = ckpt::dtype::f32;
-        records[i].vector = true;
-        records[i].rows = 2;
-        records[i].cols = 1;
+        records[i].rank = 1;
+        records[i].dims[0] = 2;
     }
     const std::vector<ckpt::detail::file_tensor> entries; // a file without tensors
     ckpt::detail::tensor_source src;

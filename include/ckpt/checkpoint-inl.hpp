@@ -190,6 +190,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
     src.entries = &header_.entries;
     src.data = data_;
     src.legacy_versions = version_ < 2;
+    src.containers_as_values = version_ < 3;
     bool have_values = false;
     for (std::size_t i = 0; i < header_.entries.size(); ++i) {
         const file_tensor& e = header_.entries[i];
@@ -325,37 +326,43 @@ CKPT_INLINE std::string_view cpp_name(dtype t) noexcept {
 
 CKPT_INLINE std::string describe_state(const tensor_record& r, bool with_order) {
     std::string out(cpp_name(r.type));
-    // An empty dynamic tensor takes the file's shape: its dynamic sizes show as '?'.
-    const bool takes_shape = r.rows * r.cols == 0;
-    const auto dim = [&](std::int64_t n, bool fixed) {
-        return takes_shape && !fixed ? std::string("?") : std::to_string(n);
+    if (r.rank == 0) return out + " (rank 0)";
+    // A tensor that takes the file's shape shows its sizes that are not fixed as '?'.
+    const bool takes_shape = r.resizes || (r.elements() == 0 && !r.all_fixed());
+    const auto dim = [&](std::size_t i) {
+        return takes_shape && !r.fixed_axis(i) ? std::string("?") : std::to_string(r.dims[i]);
     };
-    if (r.vector) {
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        out +=
-            "[" + (takes_shape && !fixed ? std::string() : std::to_string(r.rows * r.cols)) + "]";
-        const std::int64_t bound = r.fixed_rows ? r.max_cols : r.max_rows; // the dynamic size's
-        if (takes_shape && !fixed && bound >= 0) out += " (at most " + std::to_string(bound) + ")";
+    bool bounded = false;
+    for (std::size_t i = 0; i < r.rank; ++i)
+        bounded = bounded || (!r.fixed_axis(i) && r.max[i] >= 0);
+    if (r.rank == 1) {
+        out += "[" + (takes_shape && !r.fixed_axis(0) ? std::string() : std::to_string(r.dims[0])) +
+               "]";
+        if (takes_shape && bounded) out += " (at most " + std::to_string(r.max[0]) + ")";
         return out;
     }
-    out += " " + dim(r.rows, r.fixed_rows) + "x" + dim(r.cols, r.fixed_cols);
-    if (takes_shape && ((!r.fixed_rows && r.max_rows >= 0) || (!r.fixed_cols && r.max_cols >= 0))) {
-        const auto bound = [](std::int64_t n) {
-            return n < 0 ? std::string("?") : std::to_string(n);
-        };
-        out += " (at most " + bound(r.max_rows) + "x" + bound(r.max_cols) + ")";
+    out += ' ';
+    for (std::size_t i = 0; i < r.rank; ++i) out += (i == 0 ? "" : "x") + dim(i);
+    if (takes_shape && bounded) {
+        out += " (at most ";
+        for (std::size_t i = 0; i < r.rank; ++i) {
+            out +=
+                (i == 0 ? "" : "x") + (r.max[i] < 0 ? std::string("?") : std::to_string(r.max[i]));
+        }
+        out += ")";
     }
     if (with_order) out += std::string(" (") + order_name(r.order) + ")";
     return out;
 }
 
 CKPT_INLINE std::string describe_file(const file_tensor& f, const tensor_record& r) {
-    std::int64_t rows = 0;
-    std::int64_t cols = 0;
-    if (!eigen_shape_of(f, r, rows, cols)) return describe_side(f.type, f.shape); // other rank
+    tensor_dims dims{};
+    if (!dims_of(f, r, dims)) return describe_side(f.type, f.shape); // other rank
     std::string out(cpp_name(f.type));
-    if (r.vector) return out + "[" + std::to_string(rows * cols) + "]";
-    out += " " + std::to_string(rows) + "x" + std::to_string(cols);
+    if (r.rank == 0) return out + " (rank 0)";
+    if (r.rank == 1) return out + "[" + std::to_string(dims[0]) + "]";
+    out += ' ';
+    for (std::size_t i = 0; i < r.rank; ++i) out += (i == 0 ? "" : "x") + std::to_string(dims[i]);
     if (f.order == 'R') out += " (row-major)";
     if (f.order == 'C') out += " (column-major, stored as " + describe_side(f.type, f.shape) + ")";
     return out;
@@ -392,14 +399,13 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             continue;
         }
         const file_tensor& f = (*src.entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
-        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
+        tensor_dims dims{};
+        const bool ranks_match = dims_of(f, r, dims);
+        const bool orders_differ = r.rank >= 2 && f.order != '-' && f.order != r.order;
         const auto both = [&] { // both sides, built only when there is something to say
             // The state's order matters only where it cannot be transposed into: fixed sizes.
             return "file has " + describe_file(f, r) + ", state expects " +
-                   describe_state(r, orders_differ && ranks_match && r.fixed_rows && r.fixed_cols);
+                   describe_state(r, orders_differ && ranks_match && r.all_fixed());
         };
         if (!src.loads_as(f.type, r.type)) {
             add(errc::schema_mismatch, r.name, [&] {
@@ -417,14 +423,13 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             add(errc::schema_mismatch, r.name, both);
             continue;
         }
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        if (fixed && orders_differ) {
+        if (r.all_fixed() && orders_differ) {
             add(errc::schema_storage_order, r.name,
                 [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
             continue;
         }
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        if (!holds_shape(r, rows, cols)) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, dims)) add(errc::schema_mismatch, r.name, both);
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -468,8 +473,10 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
                                   read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
     try {
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
+        ar.containers_as_values(tensors != nullptr && tensors->containers_as_values);
         walks.read(ar, obj);
         ar.finish();
+        ar.finish_views();
         return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
@@ -478,8 +485,10 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
 }
 
 CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_values,
-                                       const std::vector<tensor_record>& records)
+                                       const std::vector<tensor_record>& records,
+                                       bool containers_as_values)
     : values(&state_values) {
+    tensors.containers_as_values = containers_as_values;
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
@@ -502,8 +511,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
 CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
                                const state_backup& backup) noexcept {
     try {
-        read_pass(walks, obj, *backup.values, backup.entries.empty() ? nullptr : &backup.tensors,
-                  read_pass_kind::restore, 0);
+        read_pass(walks, obj, *backup.values, &backup.tensors, read_pass_kind::restore, 0);
     } catch (...) { // the original error is the one to report
     }
 }
@@ -525,6 +533,7 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     }
     tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
     shaped.use_versions(&met.versions);
+    shaped.containers_as_values(src.containers_as_values);
     collect(shaped, walks, obj);
     schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
     if (!checked.problems.empty()) {
@@ -548,6 +557,7 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
 CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
                                      std::span<const std::byte> values) {
     tensor_oarchive now;
+    now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
     const bool same_names = same_tensor_names(now.tensors(), src);
@@ -559,7 +569,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
                                                                      walks.destroy);
         std::optional<state_backup> kept; // only a partial load needs it
         if (src.allow_missing) {
-            kept.emplace(now.values(), now.tensors());
+            kept.emplace(now.values(), now.tensors(), src.containers_as_values);
             if (!kept->entries.empty()) src.fallback = &kept->tensors;
         }
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
@@ -571,7 +581,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     // backup puts the state back if anything fails (a type that cannot be copied gets here with
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-    const state_backup backup(now.values(), now.tensors());
+    const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
     schema_report checked = decode_into(walks, state, src, values, &backup, own);
     src.fallback = nullptr;

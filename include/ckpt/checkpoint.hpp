@@ -13,6 +13,8 @@
 #include <ckpt/io/backend.hpp>
 #include <ckpt/io/file.hpp>
 #include <ckpt/metadata.hpp>
+#include <ckpt/tensor.hpp>
+#include <ckpt/types/containers.hpp>
 #include <ckpt/types/eigen.hpp>
 #include <ckpt/version.hpp>
 
@@ -265,16 +267,17 @@ pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::
 /// variants). The other tensors are not touched before the values and every shape have been
 /// checked, so they need no copy.
 struct state_backup {
-    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now.
+    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now,
+    /// which wrote standard containers as values when `containers_as_values`.
     state_backup(const std::vector<std::byte>& state_values,
-                 const std::vector<tensor_record>& records);
+                 const std::vector<tensor_record>& records, bool containers_as_values = false);
     state_backup(const state_backup&) = delete;
     state_backup& operator=(const state_backup&) = delete;
 
     const std::vector<std::byte>* values;
     std::vector<file_tensor> entries; ///< the replaced tensors, laid out in `bytes`
     std::vector<std::byte> bytes;
-    tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
+    tensor_source tensors; ///< over entries and bytes (none when entries is empty)
 };
 
 /// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),

@@ -19,6 +19,8 @@
 #include <ckpt/nn.hpp>
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>
+#include <ckpt/tensor.hpp>
+#include <ckpt/types/containers.hpp>
 #include <ckpt/types/eigen.hpp>
 #include <ckpt/types/random.hpp>
 #include <ckpt/version.hpp>

@@ -27,15 +27,15 @@ CKPT_INLINE import_report import_bytes(const std::byte* p, std::uint64_t size,
                                  opened_checkpoint::has_ckpt_header(p, size));
 
     // The tensors, without ckpt's values entry. safetensors' data is row-major (C order), so a
-    // 2-D tensor of a file that names no storage order is row-major: it fills a column-major
-    // matrix transposed, the way numpy and torch read it.
+    // tensor of rank 2 or more of a file that names no storage order is row-major: it fills a
+    // column-major one transposed, the way numpy and torch read it.
     std::vector<file_tensor> entries;
     entries.reserve(file.header().entries.size());
     for (const file_tensor& e : file.header().entries) {
         if (e.name == values_entry) continue;
         file.check_bools(e);
         entries.push_back(e);
-        if (entries.back().order == '-' && e.shape.size() == 2) entries.back().order = 'R';
+        if (entries.back().order == '-' && e.shape.size() >= 2) entries.back().order = 'R';
     }
     tensor_source src;
     src.entries = &entries;

@@ -9,5 +9,7 @@
 namespace ckpt {
 /// The on-disk format version this build writes; files with a newer one are refused, older ones
 /// load. 1: the first format. 2: cereal class versions in the values have a tag of their own.
-inline constexpr int format_version = 2;
+/// 3: standard containers of numbers (std::vector, std::array, C arrays) are tensors, and
+/// tensors of rank 0 to 8 carry a storage order from rank 2 on.
+inline constexpr int format_version = 3;
 } // namespace ckpt

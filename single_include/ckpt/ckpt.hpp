@@ -493,6 +493,7 @@ inline constexpr dtype dtype_of = detail::dtype_of_impl<T>();
 #include <Eigen/Core>
 #include <cereal/cereal.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -517,35 +518,60 @@ inline constexpr std::uint8_t tag_version = 0x42;
 /// The cereal class version of each type met by a walk, by cereal's type hash.
 using class_versions = std::unordered_map<std::size_t, std::uint32_t>;
 
-/// One Eigen tensor met while walking a state.
+/// The most axes a tensor of the state may have.
+inline constexpr std::size_t max_rank = 8;
+/// Sizes per axis, first axis first; only the first `rank` are used.
+using tensor_dims = std::array<std::int64_t, max_rank>;
+/// No compile-time bound on any axis.
+inline constexpr tensor_dims unbounded = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+/// One tensor met while walking a state: an Eigen object, a standard container of numbers, an
+/// Eigen::Tensor or a view of the user's memory.
 struct tensor_record {
     std::string name;
     dtype type = dtype::u8;
-    bool vector = false; ///< a compile-time vector: stored with rank 1
-    std::int64_t rows = 0;
-    std::int64_t cols = 0;
-    char order = '-'; ///< 'R' or 'C' for rank 2, '-' for rank 1
-    bool fixed_rows = false;
-    bool fixed_cols = false;
-    std::int64_t max_rows = -1; ///< -1: no compile-time bound
-    std::int64_t max_cols = -1;
-    const std::byte* data = nullptr;
-    std::uint64_t bytes = 0;
+    std::uint8_t rank = 0;  ///< axes, as the C++ type indexes them (an Eigen vector has one)
+    char order = '-';       ///< 'R' or 'C' from rank 2 on, '-' below
+    std::uint8_t fixed = 0; ///< bit i: the type fixes the size of axis i
+    /// Takes the file's size on every axis the type does not fix, whatever it holds now (a
+    /// std::vector). An empty dynamic Eigen object takes it too; see holds_shape.
+    bool resizes = false;
+    /// Memory the user owns (ckpt::tensor): filled only once everything else has loaded.
+    bool view = false;
     /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
     /// its values pass cannot put this tensor back from the state's values alone.
     bool rebuilt = false;
+    tensor_dims dims{};
+    tensor_dims max = unbounded; ///< compile-time bounds of dynamic axes; -1: none
+    const std::byte* data = nullptr;
+    std::uint64_t bytes = 0;
 
-    /// The row-major shape of the bytes, as written to the file.
+    [[nodiscard]] bool fixed_axis(std::size_t i) const noexcept { return ((fixed >> i) & 1U) != 0; }
+    [[nodiscard]] bool all_fixed() const noexcept {
+        return fixed == static_cast<std::uint8_t>((1U << rank) - 1U);
+    }
+    [[nodiscard]] std::int64_t elements() const noexcept {
+        std::int64_t n = 1;
+        for (std::size_t i = 0; i < rank; ++i) n *= dims[i];
+        return n;
+    }
+    /// The row-major shape of the bytes, as written to the file: a column-major tensor's axes
+    /// in reverse.
     [[nodiscard]] std::vector<std::uint64_t> shape() const {
-        const auto r = static_cast<std::uint64_t>(rows);
-        const auto c = static_cast<std::uint64_t>(cols);
-        if (vector) return {r * c};
-        if (order == 'R') return {r, c};
-        return {c, r};
+        std::vector<std::uint64_t> s(rank);
+        for (std::size_t i = 0; i < rank; ++i) {
+            s[i] = static_cast<std::uint64_t>(order == 'C' ? dims[rank - 1 - i] : dims[i]);
+        }
+        return s;
     }
 };
 
-/// Describes an Eigen plain object type for a tensor record.
+/// A record of `rank` axes of `dims` over contiguous memory of `type` elements.
+tensor_record make_record(dtype type, const void* data, std::size_t rank, const std::int64_t* dims,
+                          char order, std::uint8_t fixed, bool resizes);
+
+/// Describes an Eigen plain object type for a tensor record: rank 1 for a compile-time vector,
+/// 2 for a matrix.
 template <class Derived>
 tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
     using scalar = typename Derived::Scalar;
@@ -554,16 +580,27 @@ tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
                   "float, double, Eigen::half or Eigen::bfloat16)");
     tensor_record r;
     r.type = dtype_of<scalar>;
-    r.vector = Derived::IsVectorAtCompileTime;
-    r.rows = static_cast<std::int64_t>(m.rows());
-    r.cols = static_cast<std::int64_t>(m.cols());
-    r.order = r.vector ? '-' : (Derived::IsRowMajor ? 'R' : 'C');
-    r.fixed_rows = Derived::RowsAtCompileTime != Eigen::Dynamic;
-    r.fixed_cols = Derived::ColsAtCompileTime != Eigen::Dynamic;
-    r.max_rows =
-        Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
-    r.max_cols =
-        Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
+    if constexpr (Derived::IsVectorAtCompileTime) {
+        r.rank = 1;
+        r.dims[0] = static_cast<std::int64_t>(m.size());
+        r.fixed = Derived::SizeAtCompileTime != Eigen::Dynamic ? 1 : 0;
+        if constexpr (Derived::MaxSizeAtCompileTime != Eigen::Dynamic) {
+            r.max[0] = Derived::MaxSizeAtCompileTime;
+        }
+    } else {
+        r.rank = 2;
+        r.order = Derived::IsRowMajor ? 'R' : 'C';
+        r.dims[0] = static_cast<std::int64_t>(m.rows());
+        r.dims[1] = static_cast<std::int64_t>(m.cols());
+        r.fixed = static_cast<std::uint8_t>((Derived::RowsAtCompileTime != Eigen::Dynamic ? 1 : 0) |
+                                            (Derived::ColsAtCompileTime != Eigen::Dynamic ? 2 : 0));
+        if constexpr (Derived::MaxRowsAtCompileTime != Eigen::Dynamic) {
+            r.max[0] = Derived::MaxRowsAtCompileTime;
+        }
+        if constexpr (Derived::MaxColsAtCompileTime != Eigen::Dynamic) {
+            r.max[1] = Derived::MaxColsAtCompileTime;
+        }
+    }
     r.data = reinterpret_cast<const std::byte*>(m.data());
     r.bytes = static_cast<std::uint64_t>(m.size()) * sizeof(scalar);
     return r;
@@ -583,6 +620,12 @@ public:
 
     /// False when only the tensors of this walk are used.
     [[nodiscard]] bool values_wanted() const noexcept { return !tensors_only_; }
+
+    /// Standard containers of numbers (std::vector, std::array, C arrays) are written as values,
+    /// the way format 2 and older stored them, rather than as tensors: for the walks of a load
+    /// from such a file, whose tensors and values must match the file's.
+    void containers_as_values(bool on) noexcept { containers_as_values_ = on; }
+    [[nodiscard]] bool containers_as_values() const noexcept { return containers_as_values_; }
 
     template <class T>
     void write_scalar(const T& v) {
@@ -627,6 +670,7 @@ private:
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
+    bool containers_as_values_ = false;
     std::uint32_t rebuilt_depth_ = 0;
     const class_versions* versions_ = nullptr;
 };
@@ -730,6 +774,21 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>&
 #include <utility>
 
 namespace ckpt::detail {
+
+CKPT_INLINE tensor_record make_record(dtype type, const void* data, std::size_t rank,
+                                      const std::int64_t* dims, char order, std::uint8_t fixed,
+                                      bool resizes) {
+    tensor_record r;
+    r.type = type;
+    r.rank = static_cast<std::uint8_t>(rank);
+    r.order = rank >= 2 ? order : '-';
+    r.fixed = fixed;
+    r.resizes = resizes;
+    for (std::size_t i = 0; i < rank; ++i) r.dims[i] = dims[i];
+    r.data = static_cast<const std::byte*>(data);
+    r.bytes = static_cast<std::uint64_t>(r.elements()) * size_of(type);
+    return r;
+}
 
 CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
     values_.push_back(static_cast<std::byte>(tag_size));
@@ -1310,9 +1369,10 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
             if (c != 'R' && c != 'C' && c != '-') {
                 corrupt(errc::corrupt_header, std::string("ckpt.layout holds '") + c + "'");
             }
-            if (c != '-' && h.entries[i].shape.size() != 2) {
+            if (c != '-' && h.entries[i].shape.size() < 2) {
                 corrupt(errc::corrupt_header, "ckpt.layout gives a storage order to '" +
-                                                  h.entries[i].name + "', which is not a matrix");
+                                                  h.entries[i].name +
+                                                  "', which has fewer than 2 axes");
             }
             h.entries[i].order = c;
         }
@@ -1356,6 +1416,9 @@ struct tensor_source {
     const std::byte* data = nullptr; ///< start of the data section
     /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
     bool legacy_versions = false;
+    /// The values come from a file of format 2 or older, which stored standard containers of
+    /// numbers as values (see tensor_oarchive::containers_as_values).
+    bool containers_as_values = false;
     /// A state's tensor the file lacks keeps its value (load_options::allow_missing).
     bool allow_missing = false;
     /// A file's tensor the state lacks is skipped (load_options::ignore_unexpected).
@@ -1402,14 +1465,15 @@ struct converted_entry {
     std::uint64_t inexact = 0;
 };
 
-/// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
-/// tensor; false when the ranks differ.
-bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                    std::int64_t& cols);
+/// The sizes, axis by axis as the state's tensor indexes them, that it must have to hold a file
+/// tensor (a column-major file tensor's row-major shape is its axes in reverse); false when the
+/// ranks differ.
+bool dims_of(const file_tensor& f, const tensor_record& want, tensor_dims& dims);
 
-/// Whether the state's tensor can hold rows x cols: its own shape, or any shape within its
-/// compile-time bounds when it is an empty dynamic tensor (which takes the file's shape).
-bool holds_shape(const tensor_record& want, std::int64_t rows, std::int64_t cols);
+/// Whether the state's tensor can hold a tensor of `dims`: its own shape, or any shape within
+/// its fixed sizes and compile-time bounds when it takes the file's shape (a std::vector, or an
+/// empty dynamic Eigen object).
+bool holds_shape(const tensor_record& want, const tensor_dims& dims);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -1442,6 +1506,11 @@ public:
     /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+
+    /// Standard containers of numbers are read from the values (see
+    /// tensor_oarchive::containers_as_values).
+    void containers_as_values(bool on) noexcept { containers_as_values_ = on; }
+    [[nodiscard]] bool containers_as_values() const noexcept { return containers_as_values_; }
 
     /// Whether a sequence the values make shorter keeps its extra elements for now.
     [[nodiscard]] bool keeps_tails() const noexcept { return keep_tails_; }
@@ -1498,32 +1567,59 @@ public:
     void expect_bytes(std::uint64_t count, std::size_t element_size);
     void read_bytes(void* data, std::size_t n);
 
+    /// Reads the tensor `want` describes: `resize(dims)` gives it the shape the file's tensor
+    /// has (the check has made sure it can hold it) and returns where its elements go. Memory
+    /// the user owns (a view) is written only by finish_views(), at the end of the walk.
+    template <class Resize>
+    void read_tensor_as(const tensor_record& want, Resize&& resize) {
+        tensor_fill fill;
+        if (!fill_for(want, fill)) return;
+        void* dst = resize(static_cast<const tensor_dims&>(fill.dims));
+        if (want.view) {
+            views_.emplace_back(fill, dst);
+        } else {
+            copy_tensor(fill, dst);
+        }
+    }
+
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
-        tensor_fill fill;
-        if (!fill_for(describe_tensor(m), fill)) return;
-        if (fill.rows != m.rows() || fill.cols != m.cols()) {
-            m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
-        }
-        copy_tensor(fill, m.data());
+        read_tensor_as(describe_tensor(m), [&m](const tensor_dims& d) -> void* {
+            Eigen::Index rows = 0;
+            Eigen::Index cols = 0;
+            if constexpr (!Derived::IsVectorAtCompileTime) {
+                rows = static_cast<Eigen::Index>(d[0]);
+                cols = static_cast<Eigen::Index>(d[1]);
+            } else if constexpr (Derived::RowsAtCompileTime == 1 &&
+                                 Derived::ColsAtCompileTime != 1) {
+                rows = 1;
+                cols = static_cast<Eigen::Index>(d[0]);
+            } else {
+                rows = static_cast<Eigen::Index>(d[0]);
+                cols = 1;
+            }
+            if (rows != m.rows() || cols != m.cols()) m.resize(rows, cols);
+            return m.data();
+        });
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
     void finish() const;
+    /// Fills the views the tensor pass met (after finish(): nothing can fail any more).
+    void finish_views();
 
 private:
     /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
     struct tensor_fill {
         const std::byte* src = nullptr;
-        std::uint64_t bytes = 0; ///< in the file
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        std::size_t element_size = 0;  ///< in the state
-        dtype from = dtype::u8;        ///< the file's dtype
-        dtype to = dtype::u8;          ///< the state's
-        std::size_t entry = 0;         ///< in the file, for the record of a conversion
-        bool transpose = false;        ///< the file holds the other storage order
-        bool source_row_major = false; ///< the file's order, when transposing
+        std::uint64_t bytes = 0;      ///< in the file
+        tensor_dims dims{};           ///< as the state indexes them
+        const file_tensor* stored{};  ///< the file's entry: its row-major shape
+        std::size_t element_size = 0; ///< in the state
+        dtype from = dtype::u8;       ///< the file's dtype
+        dtype to = dtype::u8;         ///< the state's
+        std::size_t entry = 0;        ///< in the file, for the record of a conversion
+        bool transpose = false;       ///< the file holds the other storage order
     };
 
     /// What this pass does with a tensor the walk meets: in the values pass it is accounted for
@@ -1541,7 +1637,7 @@ private:
     [[nodiscard]] bool find_fallback(const tensor_record& want, const std::string& name,
                                      tensor_fill& fill) const;
 
-    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols,
+    /// Copies a found tensor into the state's buffer, which holds fill.dims,
     /// converting its dtype when it differs (and recording that).
     void copy_tensor(const tensor_fill& fill, void* dst);
 
@@ -1567,8 +1663,10 @@ private:
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
+    bool containers_as_values_ = false;
     class_versions versions_;
     std::vector<converted_entry> conversions_;
+    std::vector<std::pair<tensor_fill, void*>> views_; ///< found, to fill at the end
 };
 
 } // namespace ckpt::detail
@@ -1673,16 +1771,35 @@ void load_sequence(tensor_iarchive& ar, Seq& seq) {
     for (; i < n; ++i) ar(seq.emplace_back());
 }
 
+/// A vector of numbers stored in the values: a count, then one byte string whose length is
+/// checked against the count before the resize.
+template <class T, class A>
+void load_vector_values(tensor_iarchive& ar, std::vector<T, A>& v) {
+    cereal::size_type count = 0;
+    ar(cereal::make_size_tag(count));
+    ar.expect_bytes(count, sizeof(T));
+    v.resize(static_cast<std::size_t>(count));
+    ar(cereal::binary_data(v.data(), static_cast<std::size_t>(count) * sizeof(T)));
+}
+
 template <class T, class A>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::vector<T, A>& v) {
+    if constexpr (is_supported_scalar_v<T>) {
+        if (!std::is_arithmetic_v<T> || !ar.containers_as_values()) {
+            // A tensor of rank 1 that takes the file's length.
+            const std::int64_t n = static_cast<std::int64_t>(v.size());
+            ar.read_tensor_as(make_record(dtype_of<T>, v.data(), 1, &n, '-', 0, true),
+                              [&v](const tensor_dims& d) -> void* {
+                                  const auto len = static_cast<std::size_t>(d[0]);
+                                  if (len != v.size()) v.resize(len);
+                                  return v.data();
+                              });
+            return;
+        }
+    }
     if constexpr (std::is_arithmetic_v<T>) {
-        // One byte string: its length is checked against the count before the resize.
-        cereal::size_type count = 0;
-        ar(cereal::make_size_tag(count));
-        ar.expect_bytes(count, sizeof(T));
-        v.resize(static_cast<std::size_t>(count));
-        ar(cereal::binary_data(v.data(), static_cast<std::size_t>(count) * sizeof(T)));
-    } else {
+        load_vector_values(ar, v); // format 2 and older
+    } else if constexpr (!is_supported_scalar_v<T>) {
         load_sequence(ar, v);
     }
 }
@@ -1731,6 +1848,7 @@ CEREAL_SETUP_ARCHIVE_TRAITS(ckpt::detail::tensor_iarchive, ckpt::detail::tensor_
 // begin ckpt/archive/input-inl.hpp
 
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -1739,38 +1857,33 @@ CEREAL_SETUP_ARCHIVE_TRAITS(ckpt::detail::tensor_iarchive, ckpt::detail::tensor_
 
 namespace ckpt::detail {
 
-CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                                std::int64_t& cols) {
-    if (want.vector) {
-        if (f.shape.size() != 1) return false;
-        const auto n = static_cast<std::int64_t>(f.shape[0]);
-        // A compile-time vector is one row or one column; which one is fixed by its type.
-        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
-            rows = 1;
-            cols = n;
-        } else {
-            rows = n;
-            cols = 1;
-        }
-        return true;
-    }
-    if (f.shape.size() != 2) return false;
+CKPT_INLINE bool dims_of(const file_tensor& f, const tensor_record& want, tensor_dims& dims) {
+    const std::size_t rank = want.rank;
+    if (f.shape.size() != rank) return false;
     const char order = f.order == '-' ? want.order : f.order;
-    if (order == 'R') {
-        rows = static_cast<std::int64_t>(f.shape[0]);
-        cols = static_cast<std::int64_t>(f.shape[1]);
-    } else {
-        rows = static_cast<std::int64_t>(f.shape[1]);
-        cols = static_cast<std::int64_t>(f.shape[0]);
+    for (std::size_t i = 0; i < rank; ++i) {
+        const std::uint64_t n = order == 'C' ? f.shape[rank - 1 - i] : f.shape[i];
+        // A size no object can have (the file's data bounds the others, not an axis of an
+        // empty tensor): the shapes differ.
+        if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / 16)) {
+            return false;
+        }
+        dims[i] = static_cast<std::int64_t>(n);
     }
     return true;
 }
 
-CKPT_INLINE bool holds_shape(const tensor_record& r, std::int64_t rows, std::int64_t cols) {
-    if (rows == r.rows && cols == r.cols) return true;
-    return r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-           (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
-           (r.max_cols < 0 || cols <= r.max_cols);
+CKPT_INLINE bool holds_shape(const tensor_record& r, const tensor_dims& dims) {
+    bool same = true;
+    for (std::size_t i = 0; i < r.rank; ++i) same = same && dims[i] == r.dims[i];
+    if (same) return true;
+    // A std::vector takes the file's shape; so does an empty Eigen object of dynamic size.
+    if (!r.resizes && (r.elements() != 0 || r.all_fixed())) return false;
+    for (std::size_t i = 0; i < r.rank; ++i) {
+        if (r.fixed_axis(i) && dims[i] != r.dims[i]) return false;
+        if (r.max[i] >= 0 && dims[i] > r.max[i]) return false;
+    }
+    return true;
 }
 
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
@@ -1787,6 +1900,8 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         return false;
     }
     if (tensors_ == nullptr) return false; // a restore with no tensors to put back
+    // A view's memory is written only once the load has succeeded: there is nothing to restore.
+    if (kind_ == read_pass_kind::restore && want.view) return false;
     const std::string name = path();
     const auto it = tensors_->by_name.find(name);
     if (it == tensors_->by_name.end()) {
@@ -1808,18 +1923,16 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
 CKPT_INLINE bool tensor_iarchive::locate(const tensor_source& src, std::size_t entry,
                                          const tensor_record& want, tensor_fill& fill) {
     const file_tensor& f = (*src.entries)[entry];
-    if (!src.loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
-        return false;
-    }
+    if (!src.loads_as(f.type, want.type) || !dims_of(f, want, fill.dims)) return false;
     fill.src = src.data + f.begin;
     fill.bytes = f.end - f.begin;
+    fill.stored = &f;
     fill.element_size = static_cast<std::size_t>(size_of(want.type));
     fill.from = f.type;
     fill.to = want.type;
     fill.entry = entry;
     const char order = f.order == '-' ? want.order : f.order;
-    fill.transpose = !want.vector && order != want.order;
-    fill.source_row_major = order == 'R';
+    fill.transpose = want.rank >= 2 && order != want.order;
     return true;
 }
 
@@ -1831,17 +1944,32 @@ CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, const
     // The backup holds the state's own tensor at this path, unless the values put another kind
     // of object there (a variant's other alternative): then it is not used.
     return it != back->by_name.end() && locate(*back, it->second, want, fill) &&
-           holds_shape(want, fill.rows, fill.cols);
+           holds_shape(want, fill.dims);
 }
 
-/// Element (o, i) of a dense `outer` x `inner` array of N-byte elements becomes element (i, o)
-/// of the dense `inner` x `outer` array at dst.
+/// Reverses the axes of a dense array of N-byte elements: `src` is row-major over `shape` (of
+/// `rank` >= 2 axes), `dst` becomes row-major over the reversed shape, which is `src`'s
+/// column-major order. For a matrix, the transpose.
 template <std::size_t N>
-void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
-                        std::uint64_t inner) noexcept {
-    for (std::uint64_t o = 0; o < outer; ++o) {
-        for (std::uint64_t i = 0; i < inner; ++i) {
-            std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
+void reverse_axes(std::byte* dst, const std::byte* src, const std::vector<std::uint64_t>& shape) {
+    const std::size_t rank = shape.size();
+    std::array<std::uint64_t, max_rank> stride{}; // in dst, of each axis of src
+    stride[0] = 1;
+    for (std::size_t k = 1; k < rank; ++k) stride[k] = stride[k - 1] * shape[k - 1];
+    const std::uint64_t inner = shape[rank - 1];
+    const std::uint64_t step = stride[rank - 1];
+    std::uint64_t runs = 1;
+    for (std::size_t k = 0; k + 1 < rank; ++k) runs *= shape[k];
+    std::array<std::uint64_t, max_rank> at{}; // index over the outer axes
+    for (std::uint64_t run = 0; run < runs; ++run) {
+        std::uint64_t base = 0;
+        for (std::size_t k = 0; k + 1 < rank; ++k) base += at[k] * stride[k];
+        for (std::uint64_t i = 0; i < inner; ++i, src += N) {
+            std::memcpy(dst + (base + i * step) * N, src, N);
+        }
+        for (std::size_t k = rank - 1; k-- > 0;) {
+            if (++at[k] < shape[k]) break;
+            at[k] = 0;
         }
     }
 }
@@ -1865,20 +1993,21 @@ CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst
         std::memcpy(dst, fill.src, fill.bytes);
         return;
     }
-    // Same values, other storage order: the source is `outer` runs of `inner` elements (rows of
-    // cols when it is row-major, columns of rows when column-major), the destination the
-    // transpose of that layout.
-    const auto rows = static_cast<std::uint64_t>(fill.rows);
-    const auto cols = static_cast<std::uint64_t>(fill.cols);
+    // Same values, other storage order: the file's bytes are row-major over its shape, the
+    // state's over the reversed shape.
     auto* out = static_cast<std::byte*>(dst);
-    const std::uint64_t outer = fill.source_row_major ? rows : cols;
-    const std::uint64_t inner = fill.source_row_major ? cols : rows;
+    const std::vector<std::uint64_t>& shape = fill.stored->shape;
     switch (fill.element_size) {
-    case 1: transpose_elements<1>(out, from, outer, inner); break;
-    case 2: transpose_elements<2>(out, from, outer, inner); break;
-    case 4: transpose_elements<4>(out, from, outer, inner); break;
-    default: transpose_elements<8>(out, from, outer, inner); break;
+    case 1: reverse_axes<1>(out, from, shape); break;
+    case 2: reverse_axes<2>(out, from, shape); break;
+    case 4: reverse_axes<4>(out, from, shape); break;
+    default: reverse_axes<8>(out, from, shape); break;
     }
+}
+
+CKPT_INLINE void tensor_iarchive::finish_views() {
+    for (const auto& [fill, dst] : views_) copy_tensor(fill, dst);
+    views_.clear();
 }
 
 CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {
@@ -3098,6 +3227,403 @@ CKPT_INLINE void atomic_file::sync_directory() {
 // end ckpt/io/file-inl.hpp
 #endif
 // end ckpt/io/file.hpp
+// begin ckpt/tensor.hpp
+
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace ckpt {
+
+/// How the elements of a tensor view are laid out: the last axis varies fastest (C order, as
+/// safetensors, NumPy and PyTorch store them) or the first (Fortran order, as Eigen's default).
+enum class storage_order : char { row_major = 'R', column_major = 'C' };
+
+/// The sizes of a tensor view's axes, first axis first: `{vocab, dim}`, any integer types;
+/// `{}` is a single element (rank 0). At most 8 axes.
+class tensor_shape {
+public:
+    tensor_shape() = default;
+    template <std::integral... I>
+    requires(sizeof...(I) > 0)
+        tensor_shape(I... sizes) { // NOLINT: implicit, so that `{vocab, dim}` reads as a shape
+        static_assert(sizeof...(I) <= detail::max_rank, "ckpt: a tensor has at most 8 axes");
+        (add(sizes), ...);
+    }
+    /// From sizes known at run time. @throws usage_error (601) for more than 8 axes
+    explicit tensor_shape(std::span<const std::int64_t> sizes);
+
+    [[nodiscard]] std::size_t rank() const noexcept { return rank_; }
+    [[nodiscard]] std::int64_t operator[](std::size_t axis) const noexcept { return dims_[axis]; }
+    [[nodiscard]] const detail::tensor_dims& dims() const noexcept { return dims_; }
+    /// The number of elements. @throws usage_error (601) when it overflows
+    [[nodiscard]] std::uint64_t elements() const;
+
+private:
+    template <class I>
+    void add(I n) {
+        if constexpr (std::is_signed_v<I>) {
+            if (n < 0) negative(static_cast<std::int64_t>(n));
+        }
+        if constexpr (sizeof(I) >= sizeof(std::int64_t) && std::is_unsigned_v<I>) {
+            if (n > static_cast<I>(INT64_MAX)) too_large();
+        }
+        dims_[rank_++] = static_cast<std::int64_t>(n);
+    }
+    [[noreturn]] static void negative(std::int64_t n);
+    [[noreturn]] static void too_large();
+
+    detail::tensor_dims dims_{};
+    std::size_t rank_ = 0;
+};
+
+namespace detail {
+void check_view(const std::string& name, bool null, const tensor_shape& shape);
+void check_span_size(const std::string& name, std::size_t size, const tensor_shape& shape);
+} // namespace detail
+
+/// A shaped view of memory the user owns, named like a field: see ckpt::tensor().
+template <class T>
+class tensor_view {
+    using element = std::remove_const_t<T>;
+    static_assert(is_supported_scalar_v<element>,
+                  "ckpt::tensor: unsupported element type (use bool, an integer of 8 to 64 bits, "
+                  "float, double, Eigen::half or Eigen::bfloat16)");
+
+public:
+    /// @throws usage_error (601) for a null pointer to a non-empty shape
+    tensor_view(std::string name, T* data, tensor_shape shape, storage_order order)
+        : name_(std::move(name)), data_(data), shape_(shape), order_(order) {
+        detail::check_view(name_, data_ == nullptr, shape_);
+    }
+
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    [[nodiscard]] T* data() const noexcept { return data_; }
+    [[nodiscard]] const tensor_shape& shape() const noexcept { return shape_; }
+    [[nodiscard]] storage_order order() const noexcept { return order_; }
+
+    /// The record the archives walk: every size fixed, filled only once a load has succeeded.
+    [[nodiscard]] detail::tensor_record record() const {
+        detail::tensor_record r =
+            detail::make_record(dtype_of<element>, data_, shape_.rank(), shape_.dims().data(),
+                                static_cast<char>(order_),
+                                static_cast<std::uint8_t>((1U << shape_.rank()) - 1U), false);
+        r.view = true;
+        return r;
+    }
+
+private:
+    std::string name_;
+    T* data_;
+    tensor_shape shape_;
+    storage_order order_;
+};
+
+/// A named tensor over memory the user owns, to write inside `serialize` like a field:
+/// `ar(ckpt::tensor("embedding", arena + offset, {vocab, dim}))`. Saving streams the memory as
+/// it is; loading fills it in place, with no allocation, and requires the file's shape to be
+/// exactly `shape` (with the dtype of T). The memory is written only once everything else of
+/// the load has been verified and read, so a load that fails leaves it untouched. The name is
+/// the last part of the tensor's path, as a CEREAL_NVP's is. A view of const memory saves only.
+/// @throws usage_error (601) for a null pointer to a non-empty shape
+template <class T>
+tensor_view<T> tensor(std::string name, T* data, tensor_shape shape,
+                      storage_order order = storage_order::row_major) {
+    return tensor_view<T>(std::move(name), data, shape, order);
+}
+
+/// The same over a span, whose size must be the shape's number of elements.
+/// @throws usage_error (601) when it is not
+template <class T, std::size_t E>
+tensor_view<T> tensor(std::string name, std::span<T, E> data, tensor_shape shape,
+                      storage_order order = storage_order::row_major) {
+    detail::check_span_size(name, data.size(), shape);
+    return tensor_view<T>(std::move(name), data.data(), shape, order);
+}
+
+namespace detail {
+
+// A view names its own node of the field path, as a CEREAL_NVP does.
+template <class T>
+void prologue(tensor_oarchive&, const tensor_view<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const tensor_view<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const tensor_view<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const tensor_view<T>&) {}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const tensor_view<T>& v) {
+    ar.name_next(v.name().c_str());
+    ar.push();
+    ar.add_tensor(v.record());
+    ar.pop();
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, tensor_view<T>& v) {
+    static_assert(!std::is_const_v<T>, "ckpt::tensor: a view of const memory cannot be loaded");
+    ar.name_next(v.name().c_str());
+    ar.push();
+    ar.read_tensor_as(v.record(), [&v](const tensor_dims&) -> void* { return v.data(); });
+    ar.pop();
+}
+
+} // namespace detail
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/tensor-inl.hpp
+
+
+#include <cstdint>
+#include <string>
+
+namespace ckpt {
+
+CKPT_INLINE tensor_shape::tensor_shape(std::span<const std::int64_t> sizes) {
+    if (sizes.size() > detail::max_rank) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "ckpt::tensor_shape: " + std::to_string(sizes.size()) +
+                                             " axes; a tensor has at most 8");
+    }
+    for (const std::int64_t n : sizes) add(n);
+}
+
+CKPT_INLINE std::uint64_t tensor_shape::elements() const {
+    std::uint64_t n = 1;
+    for (std::size_t i = 0; i < rank_; ++i) {
+        if (!detail::checked_mul(n, static_cast<std::uint64_t>(dims_[i]), n) ||
+            n > static_cast<std::uint64_t>(INT64_MAX)) {
+            detail::throw_error<usage_error>(
+                errc::usage_argument, "ckpt::tensor_shape: the number of elements overflows");
+        }
+    }
+    return n;
+}
+
+CKPT_INLINE void tensor_shape::negative(std::int64_t n) {
+    detail::throw_error<usage_error>(errc::usage_argument, "ckpt::tensor_shape: a size of " +
+                                                               std::to_string(n) + " elements");
+}
+
+CKPT_INLINE void tensor_shape::too_large() {
+    detail::throw_error<usage_error>(errc::usage_argument,
+                                     "ckpt::tensor_shape: a size larger than 2^63 - 1 elements");
+}
+
+namespace detail {
+
+CKPT_INLINE void check_view(const std::string& name, bool null, const tensor_shape& shape) {
+    if (null && shape.elements() != 0) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 "ckpt::tensor '" + name + "': a null pointer for " +
+                                     std::to_string(shape.elements()) + " elements");
+    }
+}
+
+CKPT_INLINE void check_span_size(const std::string& name, std::size_t size,
+                                 const tensor_shape& shape) {
+    if (size != shape.elements()) {
+        throw_error<usage_error>(errc::usage_argument,
+                                 "ckpt::tensor '" + name + "': the span holds " +
+                                     std::to_string(size) + " elements, the shape " +
+                                     std::to_string(shape.elements()));
+    }
+}
+
+} // namespace detail
+} // namespace ckpt
+// end ckpt/tensor-inl.hpp
+#endif
+// end ckpt/tensor.hpp
+// begin ckpt/types/containers.hpp
+
+
+#include <cereal/cereal.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+namespace detail {
+/// See ckpt::as_value.
+template <class C>
+struct as_value_t {
+    C& container;
+};
+} // namespace detail
+
+/// Keeps a std::vector or std::array of numbers in the checkpoint's values, as format 2 stored
+/// every one, instead of making it a tensor: for small fields that describe the state rather
+/// than hold its data (say, a network's layer sizes), so that files of weights written
+/// elsewhere need not have them. `ar(cereal::make_nvp("sizes", ckpt::as_value(sizes_)))`.
+/// Other cereal archives see the container itself, one level down.
+template <class C>
+detail::as_value_t<C> as_value(C& container) noexcept {
+    return {container};
+}
+
+} // namespace ckpt
+
+namespace ckpt::detail {
+
+// Standard contiguous containers of numbers are named tensors of rank 1 (a C array of more
+// extents has one axis per extent, row-major), whatever their length: std::vector<T> (which
+// takes the file's length when loading), std::array<T, N> and T[N], for every element type
+// with a dtype. std::vector<bool> is not contiguous and stays a value. Format 2 and older
+// stored them as values; the walks of a load from such a file read them that way
+// (containers_as_values). These overloads are more specialized than cereal's, which write
+// them as byte strings.
+
+/// An element type of a container that is a tensor.
+template <class T>
+concept tensor_element = is_supported_scalar_v<T>;
+/// The same for std::vector, whose bool specialization is not contiguous.
+template <class T>
+concept vector_element = tensor_element<T> && !std::is_same_v<T, bool>;
+/// A number cereal writes as bytes in a container (what format 2 stored).
+template <class T>
+concept arithmetic = std::is_arithmetic_v<T>;
+
+template <class Archive, class C>
+void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const as_value_t<C>& v) {
+    ar(v.container);
+}
+template <class Archive, class C>
+void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, as_value_t<C>& v) {
+    ar(v.container);
+}
+/// A vector of numbers in the values: a count, then one byte string.
+template <arithmetic T, class A>
+void save_vector_values(tensor_oarchive& ar, const std::vector<T, A>& v) {
+    ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
+    ar(cereal::binary_data(v.data(), v.size() * sizeof(T)));
+}
+template <arithmetic T, class A>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const as_value_t<std::vector<T, A>>& v) {
+    save_vector_values(ar, v.container);
+}
+template <arithmetic T, class A>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const as_value_t<const std::vector<T, A>>& v) {
+    save_vector_values(ar, v.container);
+}
+template <arithmetic T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, as_value_t<std::vector<T, A>>& v) {
+    load_vector_values(ar, v.container);
+}
+template <arithmetic T, std::size_t N>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const as_value_t<std::array<T, N>>& v) {
+    ar(cereal::binary_data(v.container.data(), sizeof(v.container)));
+}
+template <arithmetic T, std::size_t N>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const as_value_t<const std::array<T, N>>& v) {
+    ar(cereal::binary_data(v.container.data(), sizeof(v.container)));
+}
+template <arithmetic T, std::size_t N>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, as_value_t<std::array<T, N>>& v) {
+    ar(cereal::binary_data(v.container.data(), sizeof(v.container)));
+}
+
+template <vector_element T, class A>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const std::vector<T, A>& v) {
+    if constexpr (std::is_arithmetic_v<T>) {
+        if (ar.containers_as_values()) {
+            save_vector_values(ar, v);
+            return;
+        }
+    }
+    const auto n = static_cast<std::int64_t>(v.size());
+    ar.add_tensor(make_record(dtype_of<T>, v.data(), 1, &n, '-', 0, true));
+}
+
+template <tensor_element T, std::size_t N>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const std::array<T, N>& a) {
+    if constexpr (std::is_arithmetic_v<T>) {
+        if (ar.containers_as_values()) {
+            ar(cereal::binary_data(a.data(), sizeof(a)));
+            return;
+        }
+    }
+    constexpr auto n = static_cast<std::int64_t>(N);
+    ar.add_tensor(make_record(dtype_of<T>, a.data(), 1, &n, '-', 1, false));
+}
+
+template <tensor_element T, std::size_t N>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::array<T, N>& a) {
+    if constexpr (std::is_arithmetic_v<T>) {
+        if (ar.containers_as_values()) {
+            ar(cereal::binary_data(a.data(), sizeof(a)));
+            return;
+        }
+    }
+    constexpr auto n = static_cast<std::int64_t>(N);
+    ar.read_tensor_as(make_record(dtype_of<T>, a.data(), 1, &n, '-', 1, false),
+                      [&a](const tensor_dims&) -> void* { return a.data(); });
+}
+
+/// The extents of a C array type, outermost first.
+template <class A>
+constexpr std::array<std::int64_t, std::rank_v<A>> extents_of() {
+    std::array<std::int64_t, std::rank_v<A>> out{};
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((out[I] = static_cast<std::int64_t>(std::extent_v<A, I>)), ...);
+    }
+    (std::make_index_sequence<std::rank_v<A>>{});
+    return out;
+}
+
+/// The record of a C array: one axis per extent, row-major, every size fixed.
+template <class A>
+tensor_record c_array_record(const A& a) {
+    static_assert(std::rank_v<A> <= max_rank, "ckpt: a C array of more than 8 extents");
+    static constexpr auto dims = extents_of<A>();
+    return make_record(dtype_of<std::remove_all_extents_t<A>>, &a, dims.size(), dims.data(), 'R',
+                       static_cast<std::uint8_t>((1U << dims.size()) - 1U), false);
+}
+
+/// A C array whose elements are numbers.
+template <class T>
+concept numeric_c_array = std::is_array_v<T> && tensor_element<std::remove_all_extents_t<T>>;
+
+// C arrays: a serialize, as cereal's own is (a save beside it would be ambiguous to cereal).
+template <class T, std::size_t N>
+requires numeric_c_array<T[N]>
+void CEREAL_SERIALIZE_FUNCTION_NAME(tensor_oarchive& ar, T (&a)[N]) {
+    if constexpr (std::is_arithmetic_v<std::remove_all_extents_t<T>>) {
+        if (ar.containers_as_values()) {
+            ar(cereal::binary_data(a, sizeof(a)));
+            return;
+        }
+    }
+    ar.add_tensor(c_array_record(a));
+}
+
+template <class T, std::size_t N>
+requires numeric_c_array<T[N]>
+void CEREAL_SERIALIZE_FUNCTION_NAME(tensor_iarchive& ar, T (&a)[N]) {
+    if constexpr (std::is_arithmetic_v<std::remove_all_extents_t<T>>) {
+        if (ar.containers_as_values()) {
+            ar(cereal::binary_data(a, sizeof(a)));
+            return;
+        }
+    }
+    ar.read_tensor_as(c_array_record(a), [&a](const tensor_dims&) -> void* { return &a; });
+}
+
+} // namespace ckpt::detail
+// end ckpt/types/containers.hpp
 // begin ckpt/types/eigen.hpp
 
 
@@ -3138,7 +3664,9 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Array<S, R, C, O, MR,
 namespace ckpt {
 /// The on-disk format version this build writes; files with a newer one are refused, older ones
 /// load. 1: the first format. 2: cereal class versions in the values have a tag of their own.
-inline constexpr int format_version = 2;
+/// 3: standard containers of numbers (std::vector, std::array, C arrays) are tensors, and
+/// tensors of rank 0 to 8 carry a storage order from rank 2 on.
+inline constexpr int format_version = 3;
 } // namespace ckpt
 // end ckpt/version.hpp
 
@@ -3391,16 +3919,17 @@ pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::
 /// variants). The other tensors are not touched before the values and every shape have been
 /// checked, so they need no copy.
 struct state_backup {
-    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now.
+    /// `state_values` (kept by reference) and `records` from a walk of the state as it is now,
+    /// which wrote standard containers as values when `containers_as_values`.
     state_backup(const std::vector<std::byte>& state_values,
-                 const std::vector<tensor_record>& records);
+                 const std::vector<tensor_record>& records, bool containers_as_values = false);
     state_backup(const state_backup&) = delete;
     state_backup& operator=(const state_backup&) = delete;
 
     const std::vector<std::byte>* values;
     std::vector<file_tensor> entries; ///< the replaced tensors, laid out in `bytes`
     std::vector<std::byte> bytes;
-    tensor_source tensors; ///< over entries and bytes; used only when entries is not empty
+    tensor_source tensors; ///< over entries and bytes (none when entries is empty)
 };
 
 /// Matches the checkpoint's tensors under the names `renames` gives them (see load_options),
@@ -3692,6 +4221,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
     src.entries = &header_.entries;
     src.data = data_;
     src.legacy_versions = version_ < 2;
+    src.containers_as_values = version_ < 3;
     bool have_values = false;
     for (std::size_t i = 0; i < header_.entries.size(); ++i) {
         const file_tensor& e = header_.entries[i];
@@ -3827,37 +4357,43 @@ CKPT_INLINE std::string_view cpp_name(dtype t) noexcept {
 
 CKPT_INLINE std::string describe_state(const tensor_record& r, bool with_order) {
     std::string out(cpp_name(r.type));
-    // An empty dynamic tensor takes the file's shape: its dynamic sizes show as '?'.
-    const bool takes_shape = r.rows * r.cols == 0;
-    const auto dim = [&](std::int64_t n, bool fixed) {
-        return takes_shape && !fixed ? std::string("?") : std::to_string(n);
+    if (r.rank == 0) return out + " (rank 0)";
+    // A tensor that takes the file's shape shows its sizes that are not fixed as '?'.
+    const bool takes_shape = r.resizes || (r.elements() == 0 && !r.all_fixed());
+    const auto dim = [&](std::size_t i) {
+        return takes_shape && !r.fixed_axis(i) ? std::string("?") : std::to_string(r.dims[i]);
     };
-    if (r.vector) {
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        out +=
-            "[" + (takes_shape && !fixed ? std::string() : std::to_string(r.rows * r.cols)) + "]";
-        const std::int64_t bound = r.fixed_rows ? r.max_cols : r.max_rows; // the dynamic size's
-        if (takes_shape && !fixed && bound >= 0) out += " (at most " + std::to_string(bound) + ")";
+    bool bounded = false;
+    for (std::size_t i = 0; i < r.rank; ++i)
+        bounded = bounded || (!r.fixed_axis(i) && r.max[i] >= 0);
+    if (r.rank == 1) {
+        out += "[" + (takes_shape && !r.fixed_axis(0) ? std::string() : std::to_string(r.dims[0])) +
+               "]";
+        if (takes_shape && bounded) out += " (at most " + std::to_string(r.max[0]) + ")";
         return out;
     }
-    out += " " + dim(r.rows, r.fixed_rows) + "x" + dim(r.cols, r.fixed_cols);
-    if (takes_shape && ((!r.fixed_rows && r.max_rows >= 0) || (!r.fixed_cols && r.max_cols >= 0))) {
-        const auto bound = [](std::int64_t n) {
-            return n < 0 ? std::string("?") : std::to_string(n);
-        };
-        out += " (at most " + bound(r.max_rows) + "x" + bound(r.max_cols) + ")";
+    out += ' ';
+    for (std::size_t i = 0; i < r.rank; ++i) out += (i == 0 ? "" : "x") + dim(i);
+    if (takes_shape && bounded) {
+        out += " (at most ";
+        for (std::size_t i = 0; i < r.rank; ++i) {
+            out +=
+                (i == 0 ? "" : "x") + (r.max[i] < 0 ? std::string("?") : std::to_string(r.max[i]));
+        }
+        out += ")";
     }
     if (with_order) out += std::string(" (") + order_name(r.order) + ")";
     return out;
 }
 
 CKPT_INLINE std::string describe_file(const file_tensor& f, const tensor_record& r) {
-    std::int64_t rows = 0;
-    std::int64_t cols = 0;
-    if (!eigen_shape_of(f, r, rows, cols)) return describe_side(f.type, f.shape); // other rank
+    tensor_dims dims{};
+    if (!dims_of(f, r, dims)) return describe_side(f.type, f.shape); // other rank
     std::string out(cpp_name(f.type));
-    if (r.vector) return out + "[" + std::to_string(rows * cols) + "]";
-    out += " " + std::to_string(rows) + "x" + std::to_string(cols);
+    if (r.rank == 0) return out + " (rank 0)";
+    if (r.rank == 1) return out + "[" + std::to_string(dims[0]) + "]";
+    out += ' ';
+    for (std::size_t i = 0; i < r.rank; ++i) out += (i == 0 ? "" : "x") + std::to_string(dims[i]);
     if (f.order == 'R') out += " (row-major)";
     if (f.order == 'C') out += " (column-major, stored as " + describe_side(f.type, f.shape) + ")";
     return out;
@@ -3894,14 +4430,13 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             continue;
         }
         const file_tensor& f = (*src.entries)[it->second];
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        const bool ranks_match = eigen_shape_of(f, r, rows, cols);
-        const bool orders_differ = !r.vector && f.order != '-' && f.order != r.order;
+        tensor_dims dims{};
+        const bool ranks_match = dims_of(f, r, dims);
+        const bool orders_differ = r.rank >= 2 && f.order != '-' && f.order != r.order;
         const auto both = [&] { // both sides, built only when there is something to say
             // The state's order matters only where it cannot be transposed into: fixed sizes.
             return "file has " + describe_file(f, r) + ", state expects " +
-                   describe_state(r, orders_differ && ranks_match && r.fixed_rows && r.fixed_cols);
+                   describe_state(r, orders_differ && ranks_match && r.all_fixed());
         };
         if (!src.loads_as(f.type, r.type)) {
             add(errc::schema_mismatch, r.name, [&] {
@@ -3919,14 +4454,13 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             add(errc::schema_mismatch, r.name, both);
             continue;
         }
-        const bool fixed = r.fixed_rows && r.fixed_cols;
-        if (fixed && orders_differ) {
+        if (r.all_fixed() && orders_differ) {
             add(errc::schema_storage_order, r.name,
                 [&] { return both() + ": a fixed-size tensor must keep its storage order"; });
             continue;
         }
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        if (!holds_shape(r, rows, cols)) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, dims)) add(errc::schema_mismatch, r.name, both);
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -3970,8 +4504,10 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
                                   read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
     try {
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
+        ar.containers_as_values(tensors != nullptr && tensors->containers_as_values);
         walks.read(ar, obj);
         ar.finish();
+        ar.finish_views();
         return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
@@ -3980,8 +4516,10 @@ CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
 }
 
 CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_values,
-                                       const std::vector<tensor_record>& records)
+                                       const std::vector<tensor_record>& records,
+                                       bool containers_as_values)
     : values(&state_values) {
+    tensors.containers_as_values = containers_as_values;
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
@@ -4004,8 +4542,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
 CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
                                const state_backup& backup) noexcept {
     try {
-        read_pass(walks, obj, *backup.values, backup.entries.empty() ? nullptr : &backup.tensors,
-                  read_pass_kind::restore, 0);
+        read_pass(walks, obj, *backup.values, &backup.tensors, read_pass_kind::restore, 0);
     } catch (...) { // the original error is the one to report
     }
 }
@@ -4027,6 +4564,7 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     }
     tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
     shaped.use_versions(&met.versions);
+    shaped.containers_as_values(src.containers_as_values);
     collect(shaped, walks, obj);
     schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
     if (!checked.problems.empty()) {
@@ -4050,6 +4588,7 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
 CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
                                      std::span<const std::byte> values) {
     tensor_oarchive now;
+    now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
     const bool same_names = same_tensor_names(now.tensors(), src);
@@ -4061,7 +4600,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
                                                                      walks.destroy);
         std::optional<state_backup> kept; // only a partial load needs it
         if (src.allow_missing) {
-            kept.emplace(now.values(), now.tensors());
+            kept.emplace(now.values(), now.tensors(), src.containers_as_values);
             if (!kept->entries.empty()) src.fallback = &kept->tensors;
         }
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
@@ -4073,7 +4612,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     // backup puts the state back if anything fails (a type that cannot be copied gets here with
     // other fields too, say a file written with an older class version).
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
-    const state_backup backup(now.values(), now.tensors());
+    const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
     schema_report checked = decode_into(walks, state, src, values, &backup, own);
     src.fallback = nullptr;
@@ -5020,15 +5559,15 @@ CKPT_INLINE import_report import_bytes(const std::byte* p, std::uint64_t size,
                                  opened_checkpoint::has_ckpt_header(p, size));
 
     // The tensors, without ckpt's values entry. safetensors' data is row-major (C order), so a
-    // 2-D tensor of a file that names no storage order is row-major: it fills a column-major
-    // matrix transposed, the way numpy and torch read it.
+    // tensor of rank 2 or more of a file that names no storage order is row-major: it fills a
+    // column-major one transposed, the way numpy and torch read it.
     std::vector<file_tensor> entries;
     entries.reserve(file.header().entries.size());
     for (const file_tensor& e : file.header().entries) {
         if (e.name == values_entry) continue;
         file.check_bools(e);
         entries.push_back(e);
-        if (entries.back().order == '-' && e.shape.size() == 2) entries.back().order = 'R';
+        if (entries.back().order == '-' && e.shape.size() >= 2) entries.back().order = 'R';
     }
     tensor_source src;
     src.entries = &entries;
@@ -7030,8 +7569,8 @@ public:
 
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(cereal::make_nvp("sizes", sizes_), cereal::make_nvp("activation", hidden_),
-           cereal::make_nvp("layers", layers_));
+        ar(cereal::make_nvp("sizes", ckpt::as_value(sizes_)),
+           cereal::make_nvp("activation", hidden_), cereal::make_nvp("layers", layers_));
     }
     friend bool operator==(const mlp& a, const mlp& b) {
         return a.sizes_ == b.sizes_ && a.hidden_ == b.hidden_ && a.layers_ == b.layers_;

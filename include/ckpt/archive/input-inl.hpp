@@ -2,6 +2,7 @@
 
 #include <ckpt/archive/input.hpp>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -10,38 +11,33 @@
 
 namespace ckpt::detail {
 
-CKPT_INLINE bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                                std::int64_t& cols) {
-    if (want.vector) {
-        if (f.shape.size() != 1) return false;
-        const auto n = static_cast<std::int64_t>(f.shape[0]);
-        // A compile-time vector is one row or one column; which one is fixed by its type.
-        if (want.fixed_rows && want.rows == 1 && !(want.fixed_cols && want.cols == 1)) {
-            rows = 1;
-            cols = n;
-        } else {
-            rows = n;
-            cols = 1;
-        }
-        return true;
-    }
-    if (f.shape.size() != 2) return false;
+CKPT_INLINE bool dims_of(const file_tensor& f, const tensor_record& want, tensor_dims& dims) {
+    const std::size_t rank = want.rank;
+    if (f.shape.size() != rank) return false;
     const char order = f.order == '-' ? want.order : f.order;
-    if (order == 'R') {
-        rows = static_cast<std::int64_t>(f.shape[0]);
-        cols = static_cast<std::int64_t>(f.shape[1]);
-    } else {
-        rows = static_cast<std::int64_t>(f.shape[1]);
-        cols = static_cast<std::int64_t>(f.shape[0]);
+    for (std::size_t i = 0; i < rank; ++i) {
+        const std::uint64_t n = order == 'C' ? f.shape[rank - 1 - i] : f.shape[i];
+        // A size no object can have (the file's data bounds the others, not an axis of an
+        // empty tensor): the shapes differ.
+        if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / 16)) {
+            return false;
+        }
+        dims[i] = static_cast<std::int64_t>(n);
     }
     return true;
 }
 
-CKPT_INLINE bool holds_shape(const tensor_record& r, std::int64_t rows, std::int64_t cols) {
-    if (rows == r.rows && cols == r.cols) return true;
-    return r.rows * r.cols == 0 && (!r.fixed_rows || rows == r.rows) &&
-           (!r.fixed_cols || cols == r.cols) && (r.max_rows < 0 || rows <= r.max_rows) &&
-           (r.max_cols < 0 || cols <= r.max_cols);
+CKPT_INLINE bool holds_shape(const tensor_record& r, const tensor_dims& dims) {
+    bool same = true;
+    for (std::size_t i = 0; i < r.rank; ++i) same = same && dims[i] == r.dims[i];
+    if (same) return true;
+    // A std::vector takes the file's shape; so does an empty Eigen object of dynamic size.
+    if (!r.resizes && (r.elements() != 0 || r.all_fixed())) return false;
+    for (std::size_t i = 0; i < r.rank; ++i) {
+        if (r.fixed_axis(i) && dims[i] != r.dims[i]) return false;
+        if (r.max[i] >= 0 && dims[i] > r.max[i]) return false;
+    }
+    return true;
 }
 
 CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
@@ -58,6 +54,8 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         return false;
     }
     if (tensors_ == nullptr) return false; // a restore with no tensors to put back
+    // A view's memory is written only once the load has succeeded: there is nothing to restore.
+    if (kind_ == read_pass_kind::restore && want.view) return false;
     const std::string name = path();
     const auto it = tensors_->by_name.find(name);
     if (it == tensors_->by_name.end()) {
@@ -79,18 +77,16 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
 CKPT_INLINE bool tensor_iarchive::locate(const tensor_source& src, std::size_t entry,
                                          const tensor_record& want, tensor_fill& fill) {
     const file_tensor& f = (*src.entries)[entry];
-    if (!src.loads_as(f.type, want.type) || !eigen_shape_of(f, want, fill.rows, fill.cols)) {
-        return false;
-    }
+    if (!src.loads_as(f.type, want.type) || !dims_of(f, want, fill.dims)) return false;
     fill.src = src.data + f.begin;
     fill.bytes = f.end - f.begin;
+    fill.stored = &f;
     fill.element_size = static_cast<std::size_t>(size_of(want.type));
     fill.from = f.type;
     fill.to = want.type;
     fill.entry = entry;
     const char order = f.order == '-' ? want.order : f.order;
-    fill.transpose = !want.vector && order != want.order;
-    fill.source_row_major = order == 'R';
+    fill.transpose = want.rank >= 2 && order != want.order;
     return true;
 }
 
@@ -102,17 +98,32 @@ CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, const
     // The backup holds the state's own tensor at this path, unless the values put another kind
     // of object there (a variant's other alternative): then it is not used.
     return it != back->by_name.end() && locate(*back, it->second, want, fill) &&
-           holds_shape(want, fill.rows, fill.cols);
+           holds_shape(want, fill.dims);
 }
 
-/// Element (o, i) of a dense `outer` x `inner` array of N-byte elements becomes element (i, o)
-/// of the dense `inner` x `outer` array at dst.
+/// Reverses the axes of a dense array of N-byte elements: `src` is row-major over `shape` (of
+/// `rank` >= 2 axes), `dst` becomes row-major over the reversed shape, which is `src`'s
+/// column-major order. For a matrix, the transpose.
 template <std::size_t N>
-void transpose_elements(std::byte* dst, const std::byte* src, std::uint64_t outer,
-                        std::uint64_t inner) noexcept {
-    for (std::uint64_t o = 0; o < outer; ++o) {
-        for (std::uint64_t i = 0; i < inner; ++i) {
-            std::memcpy(dst + (i * outer + o) * N, src + (o * inner + i) * N, N);
+void reverse_axes(std::byte* dst, const std::byte* src, const std::vector<std::uint64_t>& shape) {
+    const std::size_t rank = shape.size();
+    std::array<std::uint64_t, max_rank> stride{}; // in dst, of each axis of src
+    stride[0] = 1;
+    for (std::size_t k = 1; k < rank; ++k) stride[k] = stride[k - 1] * shape[k - 1];
+    const std::uint64_t inner = shape[rank - 1];
+    const std::uint64_t step = stride[rank - 1];
+    std::uint64_t runs = 1;
+    for (std::size_t k = 0; k + 1 < rank; ++k) runs *= shape[k];
+    std::array<std::uint64_t, max_rank> at{}; // index over the outer axes
+    for (std::uint64_t run = 0; run < runs; ++run) {
+        std::uint64_t base = 0;
+        for (std::size_t k = 0; k + 1 < rank; ++k) base += at[k] * stride[k];
+        for (std::uint64_t i = 0; i < inner; ++i, src += N) {
+            std::memcpy(dst + (base + i * step) * N, src, N);
+        }
+        for (std::size_t k = rank - 1; k-- > 0;) {
+            if (++at[k] < shape[k]) break;
+            at[k] = 0;
         }
     }
 }
@@ -136,20 +147,21 @@ CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst
         std::memcpy(dst, fill.src, fill.bytes);
         return;
     }
-    // Same values, other storage order: the source is `outer` runs of `inner` elements (rows of
-    // cols when it is row-major, columns of rows when column-major), the destination the
-    // transpose of that layout.
-    const auto rows = static_cast<std::uint64_t>(fill.rows);
-    const auto cols = static_cast<std::uint64_t>(fill.cols);
+    // Same values, other storage order: the file's bytes are row-major over its shape, the
+    // state's over the reversed shape.
     auto* out = static_cast<std::byte*>(dst);
-    const std::uint64_t outer = fill.source_row_major ? rows : cols;
-    const std::uint64_t inner = fill.source_row_major ? cols : rows;
+    const std::vector<std::uint64_t>& shape = fill.stored->shape;
     switch (fill.element_size) {
-    case 1: transpose_elements<1>(out, from, outer, inner); break;
-    case 2: transpose_elements<2>(out, from, outer, inner); break;
-    case 4: transpose_elements<4>(out, from, outer, inner); break;
-    default: transpose_elements<8>(out, from, outer, inner); break;
+    case 1: reverse_axes<1>(out, from, shape); break;
+    case 2: reverse_axes<2>(out, from, shape); break;
+    case 4: reverse_axes<4>(out, from, shape); break;
+    default: reverse_axes<8>(out, from, shape); break;
     }
+}
+
+CKPT_INLINE void tensor_iarchive::finish_views() {
+    for (const auto& [fill, dst] : views_) copy_tensor(fill, dst);
+    views_.clear();
 }
 
 CKPT_INLINE std::uint64_t tensor_iarchive::read_size() {

@@ -37,6 +37,9 @@ struct tensor_source {
     const std::byte* data = nullptr; ///< start of the data section
     /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
     bool legacy_versions = false;
+    /// The values come from a file of format 2 or older, which stored standard containers of
+    /// numbers as values (see tensor_oarchive::containers_as_values).
+    bool containers_as_values = false;
     /// A state's tensor the file lacks keeps its value (load_options::allow_missing).
     bool allow_missing = false;
     /// A file's tensor the state lacks is skipped (load_options::ignore_unexpected).
@@ -83,14 +86,15 @@ struct converted_entry {
     std::uint64_t inexact = 0;
 };
 
-/// The (rows, cols) an Eigen object must have to hold a file tensor, given the state's kind of
-/// tensor; false when the ranks differ.
-bool eigen_shape_of(const file_tensor& f, const tensor_record& want, std::int64_t& rows,
-                    std::int64_t& cols);
+/// The sizes, axis by axis as the state's tensor indexes them, that it must have to hold a file
+/// tensor (a column-major file tensor's row-major shape is its axes in reverse); false when the
+/// ranks differ.
+bool dims_of(const file_tensor& f, const tensor_record& want, tensor_dims& dims);
 
-/// Whether the state's tensor can hold rows x cols: its own shape, or any shape within its
-/// compile-time bounds when it is an empty dynamic tensor (which takes the file's shape).
-bool holds_shape(const tensor_record& want, std::int64_t rows, std::int64_t cols);
+/// Whether the state's tensor can hold a tensor of `dims`: its own shape, or any shape within
+/// its fixed sizes and compile-time bounds when it takes the file's shape (a std::vector, or an
+/// empty dynamic Eigen object).
+bool holds_shape(const tensor_record& want, const tensor_dims& dims);
 
 /// What one walk of tensor_iarchive over a state does.
 enum class read_pass_kind {
@@ -123,6 +127,11 @@ public:
     /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+
+    /// Standard containers of numbers are read from the values (see
+    /// tensor_oarchive::containers_as_values).
+    void containers_as_values(bool on) noexcept { containers_as_values_ = on; }
+    [[nodiscard]] bool containers_as_values() const noexcept { return containers_as_values_; }
 
     /// Whether a sequence the values make shorter keeps its extra elements for now.
     [[nodiscard]] bool keeps_tails() const noexcept { return keep_tails_; }
@@ -179,32 +188,59 @@ public:
     void expect_bytes(std::uint64_t count, std::size_t element_size);
     void read_bytes(void* data, std::size_t n);
 
+    /// Reads the tensor `want` describes: `resize(dims)` gives it the shape the file's tensor
+    /// has (the check has made sure it can hold it) and returns where its elements go. Memory
+    /// the user owns (a view) is written only by finish_views(), at the end of the walk.
+    template <class Resize>
+    void read_tensor_as(const tensor_record& want, Resize&& resize) {
+        tensor_fill fill;
+        if (!fill_for(want, fill)) return;
+        void* dst = resize(static_cast<const tensor_dims&>(fill.dims));
+        if (want.view) {
+            views_.emplace_back(fill, dst);
+        } else {
+            copy_tensor(fill, dst);
+        }
+    }
+
     template <class Derived>
     void read_tensor(Eigen::PlainObjectBase<Derived>& m) {
-        tensor_fill fill;
-        if (!fill_for(describe_tensor(m), fill)) return;
-        if (fill.rows != m.rows() || fill.cols != m.cols()) {
-            m.resize(static_cast<Eigen::Index>(fill.rows), static_cast<Eigen::Index>(fill.cols));
-        }
-        copy_tensor(fill, m.data());
+        read_tensor_as(describe_tensor(m), [&m](const tensor_dims& d) -> void* {
+            Eigen::Index rows = 0;
+            Eigen::Index cols = 0;
+            if constexpr (!Derived::IsVectorAtCompileTime) {
+                rows = static_cast<Eigen::Index>(d[0]);
+                cols = static_cast<Eigen::Index>(d[1]);
+            } else if constexpr (Derived::RowsAtCompileTime == 1 &&
+                                 Derived::ColsAtCompileTime != 1) {
+                rows = 1;
+                cols = static_cast<Eigen::Index>(d[0]);
+            } else {
+                rows = static_cast<Eigen::Index>(d[0]);
+                cols = 1;
+            }
+            if (rows != m.rows() || cols != m.cols()) m.resize(rows, cols);
+            return m.data();
+        });
     }
 
     /// Throws when values are left over: the checkpoint holds more than the state reads.
     void finish() const;
+    /// Fills the views the tensor pass met (after finish(): nothing can fail any more).
+    void finish_views();
 
 private:
     /// Where the tensor pass finds a state's tensor in the file, and the shape it gives it.
     struct tensor_fill {
         const std::byte* src = nullptr;
-        std::uint64_t bytes = 0; ///< in the file
-        std::int64_t rows = 0;
-        std::int64_t cols = 0;
-        std::size_t element_size = 0;  ///< in the state
-        dtype from = dtype::u8;        ///< the file's dtype
-        dtype to = dtype::u8;          ///< the state's
-        std::size_t entry = 0;         ///< in the file, for the record of a conversion
-        bool transpose = false;        ///< the file holds the other storage order
-        bool source_row_major = false; ///< the file's order, when transposing
+        std::uint64_t bytes = 0;      ///< in the file
+        tensor_dims dims{};           ///< as the state indexes them
+        const file_tensor* stored{};  ///< the file's entry: its row-major shape
+        std::size_t element_size = 0; ///< in the state
+        dtype from = dtype::u8;       ///< the file's dtype
+        dtype to = dtype::u8;         ///< the state's
+        std::size_t entry = 0;        ///< in the file, for the record of a conversion
+        bool transpose = false;       ///< the file holds the other storage order
     };
 
     /// What this pass does with a tensor the walk meets: in the values pass it is accounted for
@@ -222,7 +258,7 @@ private:
     [[nodiscard]] bool find_fallback(const tensor_record& want, const std::string& name,
                                      tensor_fill& fill) const;
 
-    /// Copies a found tensor into the state's buffer, which holds fill.rows x fill.cols,
+    /// Copies a found tensor into the state's buffer, which holds fill.dims,
     /// converting its dtype when it differs (and recording that).
     void copy_tensor(const tensor_fill& fill, void* dst);
 
@@ -248,8 +284,10 @@ private:
     std::uint64_t claimed_count_ = 0;
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
+    bool containers_as_values_ = false;
     class_versions versions_;
     std::vector<converted_entry> conversions_;
+    std::vector<std::pair<tensor_fill, void*>> views_; ///< found, to fill at the end
 };
 
 } // namespace ckpt::detail
@@ -354,16 +392,35 @@ void load_sequence(tensor_iarchive& ar, Seq& seq) {
     for (; i < n; ++i) ar(seq.emplace_back());
 }
 
+/// A vector of numbers stored in the values: a count, then one byte string whose length is
+/// checked against the count before the resize.
+template <class T, class A>
+void load_vector_values(tensor_iarchive& ar, std::vector<T, A>& v) {
+    cereal::size_type count = 0;
+    ar(cereal::make_size_tag(count));
+    ar.expect_bytes(count, sizeof(T));
+    v.resize(static_cast<std::size_t>(count));
+    ar(cereal::binary_data(v.data(), static_cast<std::size_t>(count) * sizeof(T)));
+}
+
 template <class T, class A>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, std::vector<T, A>& v) {
+    if constexpr (is_supported_scalar_v<T>) {
+        if (!std::is_arithmetic_v<T> || !ar.containers_as_values()) {
+            // A tensor of rank 1 that takes the file's length.
+            const std::int64_t n = static_cast<std::int64_t>(v.size());
+            ar.read_tensor_as(make_record(dtype_of<T>, v.data(), 1, &n, '-', 0, true),
+                              [&v](const tensor_dims& d) -> void* {
+                                  const auto len = static_cast<std::size_t>(d[0]);
+                                  if (len != v.size()) v.resize(len);
+                                  return v.data();
+                              });
+            return;
+        }
+    }
     if constexpr (std::is_arithmetic_v<T>) {
-        // One byte string: its length is checked against the count before the resize.
-        cereal::size_type count = 0;
-        ar(cereal::make_size_tag(count));
-        ar.expect_bytes(count, sizeof(T));
-        v.resize(static_cast<std::size_t>(count));
-        ar(cereal::binary_data(v.data(), static_cast<std::size_t>(count) * sizeof(T)));
-    } else {
+        load_vector_values(ar, v); // format 2 and older
+    } else if constexpr (!is_supported_scalar_v<T>) {
         load_sequence(ar, v);
     }
 }

@@ -8,6 +8,21 @@
 
 namespace ckpt::detail {
 
+CKPT_INLINE tensor_record make_record(dtype type, const void* data, std::size_t rank,
+                                      const std::int64_t* dims, char order, std::uint8_t fixed,
+                                      bool resizes) {
+    tensor_record r;
+    r.type = type;
+    r.rank = static_cast<std::uint8_t>(rank);
+    r.order = rank >= 2 ? order : '-';
+    r.fixed = fixed;
+    r.resizes = resizes;
+    for (std::size_t i = 0; i < rank; ++i) r.dims[i] = dims[i];
+    r.data = static_cast<const std::byte*>(data);
+    r.bytes = static_cast<std::uint64_t>(r.elements()) * size_of(type);
+    return r;
+}
+
 CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
     values_.push_back(static_cast<std::byte>(tag_size));
     append(&n, sizeof n);

@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <cereal/cereal.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,35 +34,60 @@ inline constexpr std::uint8_t tag_version = 0x42;
 /// The cereal class version of each type met by a walk, by cereal's type hash.
 using class_versions = std::unordered_map<std::size_t, std::uint32_t>;
 
-/// One Eigen tensor met while walking a state.
+/// The most axes a tensor of the state may have.
+inline constexpr std::size_t max_rank = 8;
+/// Sizes per axis, first axis first; only the first `rank` are used.
+using tensor_dims = std::array<std::int64_t, max_rank>;
+/// No compile-time bound on any axis.
+inline constexpr tensor_dims unbounded = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+/// One tensor met while walking a state: an Eigen object, a standard container of numbers, an
+/// Eigen::Tensor or a view of the user's memory.
 struct tensor_record {
     std::string name;
     dtype type = dtype::u8;
-    bool vector = false; ///< a compile-time vector: stored with rank 1
-    std::int64_t rows = 0;
-    std::int64_t cols = 0;
-    char order = '-'; ///< 'R' or 'C' for rank 2, '-' for rank 1
-    bool fixed_rows = false;
-    bool fixed_cols = false;
-    std::int64_t max_rows = -1; ///< -1: no compile-time bound
-    std::int64_t max_cols = -1;
-    const std::byte* data = nullptr;
-    std::uint64_t bytes = 0;
+    std::uint8_t rank = 0;  ///< axes, as the C++ type indexes them (an Eigen vector has one)
+    char order = '-';       ///< 'R' or 'C' from rank 2 on, '-' below
+    std::uint8_t fixed = 0; ///< bit i: the type fixes the size of axis i
+    /// Takes the file's size on every axis the type does not fix, whatever it holds now (a
+    /// std::vector). An empty dynamic Eigen object takes it too; see holds_shape.
+    bool resizes = false;
+    /// Memory the user owns (ckpt::tensor): filled only once everything else has loaded.
+    bool view = false;
     /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
     /// its values pass cannot put this tensor back from the state's values alone.
     bool rebuilt = false;
+    tensor_dims dims{};
+    tensor_dims max = unbounded; ///< compile-time bounds of dynamic axes; -1: none
+    const std::byte* data = nullptr;
+    std::uint64_t bytes = 0;
 
-    /// The row-major shape of the bytes, as written to the file.
+    [[nodiscard]] bool fixed_axis(std::size_t i) const noexcept { return ((fixed >> i) & 1U) != 0; }
+    [[nodiscard]] bool all_fixed() const noexcept {
+        return fixed == static_cast<std::uint8_t>((1U << rank) - 1U);
+    }
+    [[nodiscard]] std::int64_t elements() const noexcept {
+        std::int64_t n = 1;
+        for (std::size_t i = 0; i < rank; ++i) n *= dims[i];
+        return n;
+    }
+    /// The row-major shape of the bytes, as written to the file: a column-major tensor's axes
+    /// in reverse.
     [[nodiscard]] std::vector<std::uint64_t> shape() const {
-        const auto r = static_cast<std::uint64_t>(rows);
-        const auto c = static_cast<std::uint64_t>(cols);
-        if (vector) return {r * c};
-        if (order == 'R') return {r, c};
-        return {c, r};
+        std::vector<std::uint64_t> s(rank);
+        for (std::size_t i = 0; i < rank; ++i) {
+            s[i] = static_cast<std::uint64_t>(order == 'C' ? dims[rank - 1 - i] : dims[i]);
+        }
+        return s;
     }
 };
 
-/// Describes an Eigen plain object type for a tensor record.
+/// A record of `rank` axes of `dims` over contiguous memory of `type` elements.
+tensor_record make_record(dtype type, const void* data, std::size_t rank, const std::int64_t* dims,
+                          char order, std::uint8_t fixed, bool resizes);
+
+/// Describes an Eigen plain object type for a tensor record: rank 1 for a compile-time vector,
+/// 2 for a matrix.
 template <class Derived>
 tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
     using scalar = typename Derived::Scalar;
@@ -70,16 +96,27 @@ tensor_record describe_tensor(const Eigen::PlainObjectBase<Derived>& m) {
                   "float, double, Eigen::half or Eigen::bfloat16)");
     tensor_record r;
     r.type = dtype_of<scalar>;
-    r.vector = Derived::IsVectorAtCompileTime;
-    r.rows = static_cast<std::int64_t>(m.rows());
-    r.cols = static_cast<std::int64_t>(m.cols());
-    r.order = r.vector ? '-' : (Derived::IsRowMajor ? 'R' : 'C');
-    r.fixed_rows = Derived::RowsAtCompileTime != Eigen::Dynamic;
-    r.fixed_cols = Derived::ColsAtCompileTime != Eigen::Dynamic;
-    r.max_rows =
-        Derived::MaxRowsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxRowsAtCompileTime;
-    r.max_cols =
-        Derived::MaxColsAtCompileTime == Eigen::Dynamic ? -1 : Derived::MaxColsAtCompileTime;
+    if constexpr (Derived::IsVectorAtCompileTime) {
+        r.rank = 1;
+        r.dims[0] = static_cast<std::int64_t>(m.size());
+        r.fixed = Derived::SizeAtCompileTime != Eigen::Dynamic ? 1 : 0;
+        if constexpr (Derived::MaxSizeAtCompileTime != Eigen::Dynamic) {
+            r.max[0] = Derived::MaxSizeAtCompileTime;
+        }
+    } else {
+        r.rank = 2;
+        r.order = Derived::IsRowMajor ? 'R' : 'C';
+        r.dims[0] = static_cast<std::int64_t>(m.rows());
+        r.dims[1] = static_cast<std::int64_t>(m.cols());
+        r.fixed = static_cast<std::uint8_t>((Derived::RowsAtCompileTime != Eigen::Dynamic ? 1 : 0) |
+                                            (Derived::ColsAtCompileTime != Eigen::Dynamic ? 2 : 0));
+        if constexpr (Derived::MaxRowsAtCompileTime != Eigen::Dynamic) {
+            r.max[0] = Derived::MaxRowsAtCompileTime;
+        }
+        if constexpr (Derived::MaxColsAtCompileTime != Eigen::Dynamic) {
+            r.max[1] = Derived::MaxColsAtCompileTime;
+        }
+    }
     r.data = reinterpret_cast<const std::byte*>(m.data());
     r.bytes = static_cast<std::uint64_t>(m.size()) * sizeof(scalar);
     return r;
@@ -99,6 +136,12 @@ public:
 
     /// False when only the tensors of this walk are used.
     [[nodiscard]] bool values_wanted() const noexcept { return !tensors_only_; }
+
+    /// Standard containers of numbers (std::vector, std::array, C arrays) are written as values,
+    /// the way format 2 and older stored them, rather than as tensors: for the walks of a load
+    /// from such a file, whose tensors and values must match the file's.
+    void containers_as_values(bool on) noexcept { containers_as_values_ = on; }
+    [[nodiscard]] bool containers_as_values() const noexcept { return containers_as_values_; }
 
     template <class T>
     void write_scalar(const T& v) {
@@ -143,6 +186,7 @@ private:
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
+    bool containers_as_values_ = false;
     std::uint32_t rebuilt_depth_ = 0;
     const class_versions* versions_ = nullptr;
 };

@@ -265,9 +265,10 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
             if (c != 'R' && c != 'C' && c != '-') {
                 corrupt(errc::corrupt_header, std::string("ckpt.layout holds '") + c + "'");
             }
-            if (c != '-' && h.entries[i].shape.size() != 2) {
+            if (c != '-' && h.entries[i].shape.size() < 2) {
                 corrupt(errc::corrupt_header, "ckpt.layout gives a storage order to '" +
-                                                  h.entries[i].name + "', which is not a matrix");
+                                                  h.entries[i].name +
+                                                  "', which has fewer than 2 axes");
             }
             h.entries[i].order = c;
         }

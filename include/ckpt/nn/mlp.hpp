@@ -3,6 +3,7 @@
 #include <ckpt/detail/config.hpp>
 
 #include <ckpt/error.hpp>
+#include <ckpt/types/containers.hpp>
 
 #include <Eigen/Core>
 #include <cereal/cereal.hpp>
@@ -139,8 +140,8 @@ public:
 
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(cereal::make_nvp("sizes", sizes_), cereal::make_nvp("activation", hidden_),
-           cereal::make_nvp("layers", layers_));
+        ar(cereal::make_nvp("sizes", ckpt::as_value(sizes_)),
+           cereal::make_nvp("activation", hidden_), cereal::make_nvp("layers", layers_));
     }
     friend bool operator==(const mlp& a, const mlp& b) {
         return a.sizes_ == b.sizes_ && a.hidden_ == b.hidden_ && a.layers_ == b.layers_;
