@@ -6,9 +6,11 @@
 // bytes are taken coefficient by coefficient in that view's order, then checked against the
 // Eigen object's data().
 #include <ckpt/ckpt.hpp>
+#include <ckpt/types/eigen_tensor.hpp>
 
 #include <Eigen/Core>
 
+#include <array>
 #include <bit>
 #include <chrono>
 #include <cstddef>
@@ -41,6 +43,12 @@ struct sample_state {
     Eigen::Matrix<bool, 3, 3, RowMajor> bool_fixed_row;                    // BOOL [3, 3]
     Eigen::MatrixXd f64_empty_col;                                         // F64 0 x 3 -> [3, 0]
     Eigen::VectorXf f32_empty_vector;                                      // F32 [0]
+    std::vector<float> f32_std_vector;                                     // F32 [5]
+    std::array<std::int32_t, 3> i32_std_array{};                           // I32 [3]
+    std::int16_t i16_c_grid[2][3] = {};                                    // I16 [2, 3]
+    Eigen::Tensor<float, 3> f32_tensor_col;                 // F32 2 x 3 x 4 -> [4, 3, 2]
+    Eigen::Tensor<std::uint8_t, 3, RowMajor> u8_tensor_row; // U8 [2, 2, 3]
+    double view_memory[6] = {};                             // not a field: seen through the view
 
     template <class Archive>
     void serialize(Archive& ar) {
@@ -48,7 +56,10 @@ struct sample_state {
            CEREAL_NVP(i32_fixed_col), CEREAL_NVP(i16_row_vector), CEREAL_NVP(i8_dynamic_row),
            CEREAL_NVP(u64_fixed_array), CEREAL_NVP(u32_fixed_vector), CEREAL_NVP(u16_dynamic_array),
            CEREAL_NVP(u8_half_fixed_row), CEREAL_NVP(bool_fixed_row), CEREAL_NVP(f64_empty_col),
-           CEREAL_NVP(f32_empty_vector));
+           CEREAL_NVP(f32_empty_vector), CEREAL_NVP(f32_std_vector), CEREAL_NVP(i32_std_array),
+           CEREAL_NVP(i16_c_grid), CEREAL_NVP(f32_tensor_col), CEREAL_NVP(u8_tensor_row));
+        // F64 3 x 2, column-major -> [2, 3]
+        ar(ckpt::tensor("f64_view_col", view_memory, {3, 2}, ckpt::storage_order::column_major));
     }
 };
 
@@ -109,6 +120,23 @@ sample_state make_sample() {
     }
     s.f64_empty_col.resize(0, 3);
     s.f32_empty_vector.resize(0);
+    s.f32_std_vector = {1.5F, -0.0F, std::numeric_limits<float>::infinity(), -3.25F, 1e-40F};
+    s.i32_std_array = {-7, 0, 2147483647};
+    for (int i = 0; i < 2; ++i) {
+        for (int j = 0; j < 3; ++j) s.i16_c_grid[i][j] = static_cast<std::int16_t>(-300 * i + j);
+    }
+    s.f32_tensor_col.resize(2, 3, 4);
+    for (Eigen::Index i = 0; i < 2; ++i) {
+        for (Eigen::Index j = 0; j < 3; ++j) {
+            for (Eigen::Index k = 0; k < 4; ++k) {
+                s.f32_tensor_col(i, j, k) = static_cast<float>(100 * i + 10 * j + k) + 0.25F;
+            }
+        }
+    }
+    s.u8_tensor_row.resize(2, 2, 3);
+    for (Eigen::Index i = 0; i < 12; ++i)
+        s.u8_tensor_row.data()[i] = static_cast<std::uint8_t>(20 * i + 3);
+    for (int i = 0; i < 6; ++i) s.view_memory[i] = -1.5 * i + 0.125;
     return s;
 }
 
@@ -216,6 +244,43 @@ int main() {
         tensors["bool_fixed_row"] = view_of(s.bool_fixed_row, "BOOL", "bool_fixed_row");
         tensors["f64_empty_col"] = view_of(s.f64_empty_col, "F64", "f64_empty_col");
         tensors["f32_empty_vector"] = view_of(s.f32_empty_vector, "F32", "f32_empty_vector");
+        {
+            expected_tensor v{"F32", {5}, ""};
+            for (const float x : s.f32_std_vector) v.hex += hex_of_value(x);
+            tensors["f32_std_vector"] = v;
+            expected_tensor a{"I32", {3}, ""};
+            for (const std::int32_t x : s.i32_std_array) a.hex += hex_of_value(x);
+            tensors["i32_std_array"] = a;
+            expected_tensor g{"I16", {2, 3}, ""};
+            for (int i = 0; i < 2; ++i) {
+                for (int j = 0; j < 3; ++j) g.hex += hex_of_value(s.i16_c_grid[i][j]);
+            }
+            tensors["i16_c_grid"] = g;
+            // Column-major 2 x 3 x 4: its row-major view is [4, 3, 2], the first index fastest.
+            expected_tensor t{"F32", {4, 3, 2}, ""};
+            for (Eigen::Index k = 0; k < 4; ++k) {
+                for (Eigen::Index j = 0; j < 3; ++j) {
+                    for (Eigen::Index i = 0; i < 2; ++i)
+                        t.hex += hex_of_value(s.f32_tensor_col(i, j, k));
+                }
+            }
+            tensors["f32_tensor_col"] = t;
+            expected_tensor u{"U8", {2, 2, 3}, ""};
+            for (Eigen::Index i = 0; i < 2; ++i) {
+                for (Eigen::Index j = 0; j < 2; ++j) {
+                    for (Eigen::Index k = 0; k < 3; ++k)
+                        u.hex += hex_of_value(s.u8_tensor_row(i, j, k));
+                }
+            }
+            tensors["u8_tensor_row"] = u;
+            // Column-major 3 x 2 over view_memory: element (i, j) at [i + 3 j]; the row-major
+            // view [2, 3] takes j outer, i inner.
+            expected_tensor w{"F64", {2, 3}, ""};
+            for (int j = 0; j < 2; ++j) {
+                for (int i = 0; i < 3; ++i) w.hex += hex_of_value(s.view_memory[i + 3 * j]);
+            }
+            tensors["f64_view_col"] = w;
+        }
         // The state holds nothing but tensors, so ckpt's entry for other values is empty.
         tensors["__ckpt_values__"] = {"U8", {0}, ""};
 
