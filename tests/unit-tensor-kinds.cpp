@@ -1,14 +1,11 @@
 // Every tensor a C++ model holds: standard containers of numbers, views of the user's memory and
-// Eigen::Tensor (when <ckpt/types/eigen_tensor.hpp> is reachable: not from the single header).
+// Eigen::Tensor (<ckpt/types/eigen_tensor.hpp>, which single_include/ has too).
 
 #include "test_util.hpp"
 
 #include <doctest/doctest.h>
 
-#if __has_include(<ckpt/types/eigen_tensor.hpp>)
 #include <ckpt/types/eigen_tensor.hpp>
-#define CKPT_TEST_EIGEN_TENSOR 1
-#endif
 
 #include <array>
 #include <cstdint>
@@ -312,7 +309,6 @@ TEST_CASE("ckpt::tensor refuses a view it cannot describe") {
     CHECK(ckpt::tensor("s", &x, {}).shape().rank() == 0);
 }
 
-#if defined(CKPT_TEST_EIGEN_TENSOR)
 namespace {
 template <int N, int L>
 struct tensor_holder {
@@ -432,4 +428,3 @@ TEST_CASE("Eigen::Tensor: the file's shape is the row-major view; mismatches nam
           "3, 8]), state expects float 8x3x3x3");
     CHECK(test::state_bytes(other) == before);
 }
-#endif

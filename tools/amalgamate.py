@@ -1,5 +1,11 @@
 #!/usr/bin/env python3
-"""Generate single_include/ckpt/ckpt.hpp from include/ (stdlib only).
+"""Generate the single headers in single_include/ from include/ (stdlib only).
+
+single_include/ckpt/ckpt.hpp is everything <ckpt/ckpt.hpp> brings, in one file. An add-on header
+that <ckpt/ckpt.hpp> leaves out on purpose, so that only its users pay for it (ADDONS below), is
+generated beside it at the same path as in include/, so the include line is the same either way:
+it includes "ckpt.hpp" (by a relative path) in place of the ckpt headers the single header
+already holds, and inlines the rest.
 
 Starting at include/ckpt/ckpt.hpp, every `#include <ckpt/...>` is replaced by the contents of
 that header the first time it is seen (recursively, in order of first inclusion) and dropped
@@ -11,16 +17,15 @@ A header's -inl.hpp file (its non-template definitions) is included by the heade
 `#ifdef CKPT_DEFINITIONS`, so its text lands inside that block; a ckpt header first reached from
 an -inl file would be invisible to CKPT_COMPILED translation units, and is an error.
 
-    tools/amalgamate.py                       write single_include/ckpt/ckpt.hpp
-    tools/amalgamate.py --output PATH         write PATH instead
-    tools/amalgamate.py --check [--output P]  regenerate (to P, or a temporary file) and exit 1
-                                              if the committed single header differs from it
+    tools/amalgamate.py                       write single_include/ (only files that changed)
+    tools/amalgamate.py --output DIR          write into DIR instead of single_include/
+    tools/amalgamate.py --check [--output D]  regenerate (into D, or a temporary directory) and
+                                              exit 1 if a committed single header differs
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
@@ -28,7 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UMBRELLA = "ckpt/ckpt.hpp"
-SINGLE_HEADER = Path("single_include") / "ckpt" / "ckpt.hpp"
+SINGLE_INCLUDE = Path("single_include")
+SINGLE_HEADER = SINGLE_INCLUDE / "ckpt" / "ckpt.hpp"
+# Headers of include/ that the umbrella leaves out, each generated as single_include/<same path>.
+ADDONS = ["ckpt/types/eigen_tensor.hpp"]
 
 INCLUDE_RE = re.compile(r"^\s*#\s*include\s*<(ckpt/[^>]+)>")
 INL_RE = re.compile(r"-inl\.hpp$")
@@ -88,18 +96,61 @@ def expand(include_dir: Path, name: str, seen: set[str], stack: list[str], out: 
     stack.pop()
 
 
-def amalgamate(root: Path) -> str:
-    include_dir = root / "include"
-    lines = [
+def banner(include_dir: Path) -> list[str]:
+    return [
         "// DO NOT EDIT: generated from include/ by tools/amalgamate.py",
         f"// ckpt {version(include_dir)}",
         "// SPDX-License-Identifier: MIT",
         "",
     ]
-    expand(include_dir, UMBRELLA, {UMBRELLA}, [], lines)
+
+
+def finish(lines: list[str]) -> str:
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"
+
+
+def addon(include_dir: Path, name: str, umbrella_seen: set[str]) -> str:
+    """The add-on `name`: the single header in place of the ckpt headers it already holds."""
+    if name in umbrella_seen:
+        raise AmalgamationError(f"include/{name} is part of <{UMBRELLA}>: it is no add-on")
+    body: list[str] = []
+    seen = {name}
+    expand(include_dir, name, seen, [], body)
+    # expand() inlines every ckpt header; those the single header holds are dropped again and
+    # replaced by one include of it, where the first of them was.
+    lines = banner(include_dir)
+    relative = "../" * (name.count("/") - 1) + UMBRELLA.rsplit("/", 1)[-1]
+    skip: str | None = None
+    included = False
+    for line in body:
+        if skip is None and line.startswith("// begin "):
+            child = line[len("// begin "):]
+            if child in umbrella_seen:
+                skip = child
+                if not included:
+                    lines.append(f'#include "{relative}" // the single header')
+                    included = True
+                continue
+        if skip is not None:
+            if line == f"// end {skip}":
+                skip = None
+            continue
+        lines.append(line)
+    return finish(lines)
+
+
+def amalgamate(root: Path) -> dict[Path, str]:
+    """Every single header: its path under single_include/ and its text."""
+    include_dir = root / "include"
+    lines = banner(include_dir)
+    seen = {UMBRELLA}
+    expand(include_dir, UMBRELLA, seen, [], lines)
+    outputs = {Path(UMBRELLA): finish(lines)}
+    for name in ADDONS:
+        outputs[Path(name)] = addon(include_dir, name, seen)
+    return outputs
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -114,46 +165,43 @@ def write_if_changed(path: Path, text: str) -> bool:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="fail if the committed single header is stale")
+                        help="fail if a committed single header is stale")
     parser.add_argument("--output", type=Path,
-                        help="where to write (default: single_include/ckpt/ckpt.hpp; "
-                             "with --check: a temporary file)")
+                        help="the directory to write into (default: single_include/; "
+                             "with --check: a temporary directory)")
     parser.add_argument("--root", type=Path, default=ROOT,
                         help="repository root (default: the parent of tools/)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
 
     try:
-        text = amalgamate(root)
+        outputs = amalgamate(root)
     except AmalgamationError as error:
         print(f"amalgamate.py: error: {error}", file=sys.stderr)
         return 2
 
     if not args.check:
-        output = args.output if args.output else root / SINGLE_HEADER
-        changed = write_if_changed(output, text)
-        print(f"{output}: {'written' if changed else 'unchanged'}")
+        into = args.output if args.output else root / SINGLE_INCLUDE
+        for name, text in outputs.items():
+            changed = write_if_changed(into / name, text)
+            print(f"{into / name}: {'written' if changed else 'unchanged'}")
         return 0
 
-    if args.output:
-        generated = args.output
-    else:
-        fd, name = tempfile.mkstemp(prefix="ckpt-amalgamated-", suffix=".hpp")
-        os.close(fd)
-        generated = Path(name)
-    generated.parent.mkdir(parents=True, exist_ok=True)
-    generated.write_bytes(text.encode("utf-8"))
-
-    committed = root / SINGLE_HEADER
-    up_to_date = committed.is_file() and committed.read_bytes() == generated.read_bytes()
-    if not args.output:
-        generated.unlink()
-    if not up_to_date:
-        print(f"{SINGLE_HEADER.as_posix()} is stale: run tools/amalgamate.py", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ckpt-amalgamated-") as scratch:
+        into = args.output if args.output else Path(scratch)
+        stale = []
+        for name, text in outputs.items():
+            write_if_changed(into / name, text)
+            committed = root / SINGLE_INCLUDE / name
+            if not (committed.is_file() and committed.read_bytes() == text.encode("utf-8")):
+                stale.append((SINGLE_INCLUDE / name).as_posix())
+    for name in stale:
+        print(f"{name} is stale: run tools/amalgamate.py", file=sys.stderr)
+    if stale:
         if args.output:
-            print(f"(freshly generated: {args.output})", file=sys.stderr)
+            print(f"(freshly generated in {args.output})", file=sys.stderr)
         return 1
-    print(f"{SINGLE_HEADER.as_posix()} is up to date")
+    print(", ".join((SINGLE_INCLUDE / n).as_posix() for n in outputs) + ": up to date")
     return 0
 
 
