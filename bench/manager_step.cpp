@@ -24,6 +24,7 @@
 //
 // Usage: manager_step [--steps N] [--runs R] [--async]
 
+#include "../tests/new_hook.hpp" // replaces operator new and delete; calls test::new_hook
 #include "bench_stats.hpp"
 
 #include <ckpt/ckpt.hpp>
@@ -60,56 +61,11 @@
 #include <unistd.h>
 
 // ---------------------------------------------------------------------------------------------
-// Counting allocator: every unaligned operator new and delete, so that nothing allocated here
-// is freed by another allocator.
+// Counting allocator: tests/new_hook.hpp replaces every unaligned operator new and delete (so that
+// nothing allocated here is freed by another allocator), and main() sets its hook to count them.
 
 namespace {
 std::atomic<std::uint64_t> g_allocations{0};
-} // namespace
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// new and delete below are a matching pair over malloc and free; GCC cannot see that.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-    return operator new(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept {
-    return operator new(n, t);
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-namespace {
 
 namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
@@ -388,6 +344,7 @@ std::string first_line(const char* path) {
 } // namespace
 
 int main(int argc, char** argv) {
+    test::new_hook = [](std::size_t) { g_allocations.fetch_add(1, std::memory_order_relaxed); };
     const options opt = parse(argc, argv);
 
     std::string templ = (fs::current_path() / "ckpt-bench-XXXXXX").string();

@@ -24,16 +24,17 @@
 // taken between two operations of the same run, then summarised as min / median / max.
 //
 // Allocations of 1 MiB or more are counted around every timed operation, two ways: global
-// operator new (every unaligned form, replaced below), and, on glibc, the whole malloc family
-// (malloc, calloc, realloc, memalign, posix_memalign, aligned_alloc, interposed below), which
-// also sees what does not go through operator new: Eigen's buffers (Eigen's aligned_malloc is
-// malloc) and any buffer of ckpt's own. A load that maps the file maps the page cache: that is
-// no allocation and is not counted.
+// operator new (every unaligned form, replaced by tests/new_hook.hpp), and, on glibc, the whole
+// malloc family (malloc, calloc, realloc, memalign, posix_memalign, aligned_alloc, interposed
+// below), which also sees what does not go through operator new: Eigen's buffers (Eigen's
+// aligned_malloc is malloc) and any buffer of ckpt's own. A load that maps the file maps the page
+// cache: that is no allocation and is not counted.
 //
 // The program always exits 0 unless it cannot run at all: it is a benchmark, not a test.
 //
 // Usage: tensor_kinds [--runs N] [--dir PATH]
 
+#include "../tests/new_hook.hpp" // replaces operator new and delete; calls test::new_hook
 #include "bench_stats.hpp"
 
 #include <ckpt/ckpt.hpp>
@@ -119,48 +120,6 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t n) noexcept {
 } // extern "C"
 #else
 #define CKPT_BENCH_COUNTS_MALLOC 0
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-// new and delete below are a matching pair over malloc and free; GCC cannot see that.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-    count_new(n);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-    return operator new(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    count_new(n);
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept {
-    return operator new(n, t);
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
 #endif
 
 namespace {
@@ -645,6 +604,7 @@ void print_allocations(const measurement& m, int runs) {
 } // namespace
 
 int main(int argc, char** argv) {
+    test::new_hook = count_new;
     int runs = 7;
     fs::path base;
     for (int i = 1; i < argc; ++i) {
