@@ -7,12 +7,15 @@
 
 #include <doctest/doctest.h>
 
+#include <ckpt/types/eigen_tensor.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -642,4 +645,70 @@ TEST_CASE("import: malformed files are refused with their error, the state untou
     CHECK(test::error_id([&] { ckpt::import_safetensors_from_memory(newer, net); }) ==
           ckpt::errc::version_newer);
     CHECK(test::state_bytes(net) == before);
+}
+
+namespace {
+
+/// A hand-written net that keeps its parameters the C++ ways: a flat arena seen through views, a
+/// std::vector, and an Eigen::Tensor kernel (column-major, as Eigen's default).
+struct arena_net {
+    std::vector<float> arena = std::vector<float>(12, -1.0F); // embed 3x2, then head 2x3
+    std::vector<float> bias;
+    Eigen::Tensor<float, 4> conv; // out x in x kh x kw
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(ckpt::tensor("embed", arena.data(), {3, 2}),
+           ckpt::tensor("head", std::span<float>(arena).subspan(6), {2, 3}), CEREAL_NVP(bias),
+           CEREAL_NVP(conv));
+    }
+};
+
+} // namespace
+
+TEST_CASE("import: torch weights fill views of an arena, a std::vector and an Eigen::Tensor") {
+    std::vector<float> conv(2 * 1 * 2 * 2);
+    for (std::size_t i = 0; i < conv.size(); ++i) conv[i] = static_cast<float>(i) + 0.5F;
+    const std::vector<std::uint16_t> head = {f16_bits(1), f16_bits(-2), f16_bits(0.5F),
+                                             f16_bits(4), f16_bits(8),  f16_bits(-0.25F)};
+    const std::vector<std::byte> file =
+        st_file({{"embed", "F32", {3, 2}, le_bytes(std::vector<float>{1, 2, 3, 4, 5, 6})},
+                 {"head", "F16", {2, 3}, le_bytes(head)},
+                 {"bias", "F32", {2}, le_bytes(std::vector<float>{7, 8})},
+                 {"conv", "F32", {2, 1, 2, 2}, le_bytes(conv)}});
+    arena_net net;
+    // F16 into the float view needs widen; the failure leaves the arena as it was.
+    CHECK(test::error_text([&] { ckpt::import_safetensors_from_memory(file, net); }) ==
+          "[ckpt.schema.302] head: file has half 2x3 (row-major), state expects float 2x3 "
+          "(import_options::widen converts it)");
+    CHECK(net.arena == std::vector<float>(12, -1.0F));
+    CHECK(net.bias.empty());
+    ckpt::import_options o;
+    o.widen = true;
+    const ckpt::import_report report = ckpt::import_safetensors_from_memory(file, net, o);
+    CHECK(net.arena == std::vector<float>{1, 2, 3, 4, 5, 6, 1, -2, 0.5F, 4, 8, -0.25F});
+    CHECK(net.bias == std::vector<float>{7, 8});
+    REQUIRE(net.conv.dimension(0) == 2);
+    CHECK(net.conv.dimension(1) == 1);
+    CHECK(net.conv.dimension(2) == 2);
+    CHECK(net.conv.dimension(3) == 2);
+    // torch's row-major [o][i][h][w] is element (o, i, h, w) of the column-major Eigen tensor.
+    for (Eigen::Index oc = 0; oc < 2; ++oc) {
+        for (Eigen::Index h = 0; h < 2; ++h) {
+            for (Eigen::Index w = 0; w < 2; ++w) {
+                CHECK(net.conv(oc, 0, h, w) == conv[static_cast<std::size_t>(oc * 4 + h * 2 + w)]);
+            }
+        }
+    }
+    REQUIRE(report.converted.size() == 1);
+    CHECK(report.converted[0].name == "head");
+    // A view's shape never changes: a file whose embed is 2x3 is refused.
+    const std::vector<std::byte> wrong =
+        st_file({{"embed", "F32", {2, 3}, le_bytes(std::vector<float>{1, 2, 3, 4, 5, 6})},
+                 {"head", "F32", {2, 3}, le_bytes(std::vector<float>(6, 0.0F))},
+                 {"bias", "F32", {2}, le_bytes(std::vector<float>{7, 8})},
+                 {"conv", "F32", {2, 1, 2, 2}, le_bytes(conv)}});
+    const auto before = net.arena;
+    CHECK(test::error_text([&] { ckpt::import_safetensors_from_memory(wrong, net); }) ==
+          "[ckpt.schema.302] embed: file has float 2x3 (row-major), state expects float 3x2");
+    CHECK(net.arena == before);
 }
