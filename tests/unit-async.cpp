@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -173,6 +175,36 @@ TEST_CASE("async_saver: changing the state right after save() returns does not c
     CHECK(test::bits_equal(back.bias, original.bias));
     CHECK(back.history == std::vector<std::int64_t>{1, 2, 3});
     CHECK(back.note == "before");
+}
+
+/// Parameters in one arena the state does not own as a tensor: two ckpt::tensor views into it.
+struct arena_views {
+    std::vector<float> arena = std::vector<float>(6 + 4);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(ckpt::tensor("w", arena.data(), {2, 3}),
+           ckpt::tensor("b", std::span<float>(arena).subspan(6), {4}));
+    }
+};
+
+TEST_CASE("async_saver: a view's memory is in the snapshot too, not read later") {
+    const fs::path dir = test::scratch("async-view");
+    gated_backend io;
+    io.shut();
+    ckpt::async_saver saver({.backend = &io});
+    arena_views s;
+    for (std::size_t i = 0; i < s.arena.size(); ++i) s.arena[i] = static_cast<float>(i) + 0.5F;
+    const std::vector<float> at_save = s.arena;
+    const std::vector<std::byte> expected = ckpt::save_to_memory(s, fixed(1));
+    REQUIRE(saver.save(dir / "v.ckpt", s, fixed(1)));
+    io.wait_for_blocked_write(); // the background is writing, and cannot get on
+
+    std::fill(s.arena.begin(), s.arena.end(), -1.0F); // the next training step
+    io.open_gate();
+    saver.wait();
+    CHECK(test::read_file(dir / "v.ckpt") == expected);
+    ckpt::load(dir / "v.ckpt", s); // in place, into the memory the views see
+    CHECK(s.arena == at_save);
 }
 
 TEST_CASE("async_saver: at most max_in_flight saves; when_full::skip says why") {
