@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <string>
 
 #ifndef CKPT_TEST_DATA_DIR
 #define CKPT_TEST_DATA_DIR "tests/data"
@@ -52,7 +53,7 @@ TEST_CASE("a PyTorch model's half-precision weights, into ckpt::nn::mlp<float>")
         FAIL("F16 weights were loaded into float without widen");
     } catch (const ckpt::schema_error& e) {
         CHECK(e.id() == ckpt::errc::schema_mismatch); // 302
-        MESSAGE(e.what());
+        MESSAGE(std::string(e.what()));
     }
 }
 
