@@ -64,12 +64,22 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     std::vector<file_tensor> entries;
     entries.reserve(tensors.size() + 1);
     std::string layout;
+    std::string placements;
+    std::string shards;
+    bool placed = false;
     std::uint64_t offset = 0;
     for (const std::size_t i : order) {
         const tensor_record& t = tensors[i];
-        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
+        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order, t.place});
         plan.blocks.emplace_back(t.data, t.bytes);
         layout += t.order;
+        placements += static_cast<char>(t.place.kind);
+        placed = placed || t.place.kind != placement_kind::replicated;
+        if (t.place.kind == placement_kind::sharded) {
+            if (!shards.empty()) shards += ',';
+            shards +=
+                std::to_string(t.place.row_offset) + "/" + std::to_string(t.place.global_rows);
+        }
         offset += t.bytes;
     }
     entries.push_back({std::string(values_entry),
@@ -95,6 +105,11 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     encode_user_metadata(m, pairs);
     pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
     pairs.emplace_back(key_layout, std::move(layout));
+    if (placed) {
+        pairs.emplace_back(key_placement,
+                           placements + static_cast<char>(placement_kind::replicated));
+        if (!shards.empty()) pairs.emplace_back(key_shards, std::move(shards));
+    }
     plan.header = build_header(pairs, entries);
     plan.total_bytes = 8 + plan.header.size() + offset + values.size();
     return plan;
@@ -372,6 +387,18 @@ CKPT_INLINE void schema_report::raise() {
     if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
 }
 
+/// "rows [4, 8) of 10 (sharded)", "a replicated tensor", "a rank-local tensor".
+CKPT_INLINE std::string describe_placement(const placement& p, std::uint64_t rows) {
+    switch (p.kind) {
+    case placement_kind::sharded:
+        return "rows [" + std::to_string(p.row_offset) + ", " +
+               std::to_string(p.row_offset + rows) + ") of " + std::to_string(p.global_rows) +
+               " (sharded)";
+    case placement_kind::rank_local: return "a rank-local tensor";
+    default: return "a replicated tensor";
+    }
+}
+
 CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                                         const tensor_source& src, std::size_t cap) {
     schema_report out;
@@ -429,7 +456,17 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             continue;
         }
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        if (!holds_shape(r, dims)) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, dims)) {
+            add(errc::schema_mismatch, r.name, both);
+            continue;
+        }
+        if (f.place != r.place) {
+            add(errc::schema_placement, r.name, [&] {
+                const std::uint64_t rows = f.shape.empty() ? 0 : f.shape[0];
+                return "file has " + describe_placement(f.place, rows) + ", state expects " +
+                       describe_placement(r.place, rows);
+            });
+        }
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -492,7 +529,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
-        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order});
+        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order, r.place});
         total += r.bytes;
     }
     if (entries.empty()) return;
@@ -726,7 +763,8 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
             out.value_bytes = e.end - e.begin;
             continue;
         }
-        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
+        out.tensors.push_back(
+            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place});
     }
     return out;
 }

@@ -13,6 +13,7 @@
 #include <ckpt/io/backend.hpp>
 #include <ckpt/io/file.hpp>
 #include <ckpt/metadata.hpp>
+#include <ckpt/placement.hpp>
 #include <ckpt/tensor.hpp>
 #include <ckpt/types/containers.hpp>
 #include <ckpt/types/eigen.hpp>

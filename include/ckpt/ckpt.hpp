@@ -16,6 +16,7 @@
 #include <ckpt/io/backend.hpp>
 #include <ckpt/manager.hpp>
 #include <ckpt/metadata.hpp>
+#include <ckpt/placement.hpp>
 #include <ckpt/nn.hpp>
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>

@@ -134,6 +134,7 @@ inline constexpr int schema_reserved = 308;
 inline constexpr int schema_class_version = 309;
 inline constexpr int schema_rename_unmatched = 310;
 inline constexpr int schema_rename_collision = 311;
+inline constexpr int schema_placement = 312;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;

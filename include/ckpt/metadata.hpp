@@ -1,6 +1,7 @@
 #pragma once
 
 #include <ckpt/format/dtype.hpp>
+#include <ckpt/format/placement.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@ struct tensor_info {
     std::uint64_t offset = 0;         ///< byte offset in the data section
     std::uint64_t bytes = 0;          ///< byte length
     char order = '-';                 ///< 'R' row-major, 'C' column-major, '-' vector or unknown
+    placement place{};                ///< replicated unless the state declared otherwise
 
     friend bool operator==(const tensor_info&, const tensor_info&) = default;
 };

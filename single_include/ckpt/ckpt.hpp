@@ -78,12 +78,16 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// The path of a child of the current item named `name`.
+    [[nodiscard]] std::string child_path(const char* name) const;
     /// The current item's path, or "(the state)" for the root object itself.
     [[nodiscard]] std::string object_path() const {
         return nodes_.size() <= 1 ? std::string("(the state)") : path();
     }
 
 private:
+    /// The names of the nodes below the root, joined by dots.
+    [[nodiscard]] std::string joined() const;
     struct node {
         const char* name;
         std::uint64_t index;
@@ -104,6 +108,18 @@ private:
 namespace ckpt::detail {
 
 CKPT_INLINE std::string path_tracker::path() const {
+    std::string s = joined();
+    return s.empty() ? std::string("value") : s;
+}
+
+CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
+    std::string s = joined();
+    if (nodes_.empty()) return name; // the root item itself
+    if (!s.empty()) s += '.';
+    return s + name;
+}
+
+CKPT_INLINE std::string path_tracker::joined() const {
     std::string s;
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
@@ -112,7 +128,7 @@ CKPT_INLINE std::string path_tracker::path() const {
         else
             s += std::to_string(nodes_[i].index);
     }
-    return s.empty() ? std::string("value") : s;
+    return s;
 }
 
 } // namespace ckpt::detail
@@ -254,6 +270,7 @@ inline constexpr int schema_reserved = 308;
 inline constexpr int schema_class_version = 309;
 inline constexpr int schema_rename_unmatched = 310;
 inline constexpr int schema_rename_collision = 311;
+inline constexpr int schema_placement = 312;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;
@@ -489,6 +506,32 @@ inline constexpr dtype dtype_of = detail::dtype_of_impl<T>();
 
 } // namespace ckpt
 // end ckpt/format/dtype.hpp
+// begin ckpt/format/placement.hpp
+
+#include <cstdint>
+
+namespace ckpt {
+
+/// Where a tensor of a distributed state lives; see ckpt::sharded and ckpt::rank_local.
+enum class placement_kind : char {
+    replicated = '-', ///< the same on every rank (the default)
+    sharded = 'S',    ///< this rank holds some rows (first axis) of a larger global tensor
+    rank_local = 'L', ///< each rank's own value, restored to the rank of the same number
+};
+
+/// A tensor's placement: what the file records for it in `ckpt.placement` and `ckpt.shards`.
+struct placement {
+    placement_kind kind = placement_kind::replicated;
+    /// Sharded: the global row of this tensor's first row, and the rows of the global tensor,
+    /// whose other axes are this tensor's.
+    std::uint64_t row_offset = 0;
+    std::uint64_t global_rows = 0;
+
+    friend bool operator==(const placement&, const placement&) = default;
+};
+
+} // namespace ckpt
+// end ckpt/format/placement.hpp
 
 #include <Eigen/Core>
 #include <cereal/cereal.hpp>
@@ -541,6 +584,7 @@ struct tensor_record {
     /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
     /// its values pass cannot put this tensor back from the state's values alone.
     bool rebuilt = false;
+    placement place{}; ///< as declared by ckpt::sharded or ckpt::rank_local around it
     tensor_dims dims{};
     tensor_dims max = unbounded; ///< compile-time bounds of dynamic axes; -1: none
     const std::byte* data = nullptr;
@@ -658,6 +702,14 @@ public:
     /// Records a tensor met at the current path.
     void add_tensor(tensor_record&& r);
 
+    /// The tensors met until end_placement() have placement `p`: `what` ("ckpt::sharded",
+    /// "ckpt::rank_local") declared it around the field `name` that the walk meets next.
+    /// @throws usage_error (601) inside another placement
+    void begin_placement(const char* what, const char* name, const placement& p);
+    /// @throws usage_error (601) when a sharded declaration did not wrap exactly one tensor
+    /// whose rows are contiguous and inside the global tensor
+    void end_placement();
+
     /// The walk enters (leaves) an object that loading replaces rather than loads into.
     void enter_rebuilt() noexcept { ++rebuilt_depth_; }
     void leave_rebuilt() noexcept { --rebuilt_depth_; }
@@ -673,6 +725,10 @@ private:
     bool containers_as_values_ = false;
     std::uint32_t rebuilt_depth_ = 0;
     const class_versions* versions_ = nullptr;
+    placement place_{};
+    const char* placement_what_ = nullptr; ///< "ckpt::sharded" while inside one
+    std::string placement_path_;           ///< the declaration's path
+    std::size_t placement_first_ = 0;      ///< tensors_.size() at begin_placement
 };
 
 } // namespace ckpt::detail
@@ -771,6 +827,7 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const cereal::BinaryData<T>&
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 namespace ckpt::detail {
@@ -810,7 +867,52 @@ CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
     r.name = path();
     r.rebuilt = rebuilt_depth_ != 0;
+    r.place = place_;
     tensors_.push_back(std::move(r));
+}
+
+CKPT_INLINE void tensor_oarchive::begin_placement(const char* what, const char* name,
+                                                  const placement& p) {
+    std::string here = child_path(name);
+    if (placement_what_ != nullptr) {
+        throw_error<usage_error>(errc::usage_argument, std::string(what) + " '" + here +
+                                                           "' is inside " + placement_what_ + " '" +
+                                                           placement_path_ +
+                                                           "': a tensor has one placement");
+    }
+    place_ = p;
+    placement_what_ = what;
+    placement_path_ = std::move(here);
+    placement_first_ = tensors_.size();
+}
+
+CKPT_INLINE void tensor_oarchive::end_placement() {
+    const std::string what = placement_what_ != nullptr ? placement_what_ : "";
+    const placement p = place_;
+    const std::size_t met = tensors_.size() - placement_first_;
+    place_ = {};
+    placement_what_ = nullptr;
+    if (p.kind != placement_kind::sharded) return;
+    const auto fail = [&](const std::string& why) {
+        throw_error<usage_error>(errc::usage_argument, what + " '" + placement_path_ + "': " + why);
+    };
+    // A file of format 2 or older holds containers among the values: nothing to place then.
+    if (met == 0 && containers_as_values_) return;
+    if (met != 1) {
+        fail("wraps " + std::to_string(met) +
+             " tensors; it must wrap exactly one (its rows are the shard)");
+    }
+    const tensor_record& r = tensors_.back();
+    if (r.rank == 0) fail("wraps a tensor of rank 0, which has no rows");
+    if (r.order == 'C') {
+        fail("wraps a column-major tensor, whose rows are not contiguous; make it row-major");
+    }
+    const auto rows = static_cast<std::uint64_t>(r.dims[0]);
+    if (p.row_offset > p.global_rows || rows > p.global_rows - p.row_offset) {
+        fail("rows [" + std::to_string(p.row_offset) + ", " + std::to_string(p.row_offset) + " + " +
+             std::to_string(rows) + ") are outside the global tensor's " +
+             std::to_string(p.global_rows) + " rows");
+    }
 }
 
 CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {
@@ -1070,7 +1172,8 @@ struct file_tensor {
     std::vector<std::uint64_t> shape;
     std::uint64_t begin = 0; ///< offset in the data section
     std::uint64_t end = 0;
-    char order = '-'; ///< from ckpt.layout: 'R', 'C', or '-'
+    char order = '-';  ///< from ckpt.layout: 'R', 'C', or '-'
+    placement place{}; ///< from ckpt.placement and ckpt.shards
 };
 
 /// A validated safetensors header.
@@ -1114,6 +1217,7 @@ parsed_header parse_header(std::string_view json, std::uint64_t data_bytes, cons
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -1207,6 +1311,95 @@ CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, st
 // rapidjson's member iterators compare ambiguously under C++20's reversed operators.
 #pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
 #endif
+/// A decimal number of at most 19 digits (below 2^63), no sign, no leading zero; nullopt else.
+CKPT_INLINE std::optional<std::uint64_t> parse_row_count(std::string_view text) {
+    if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return {};
+    std::uint64_t n = 0;
+    for (const char c : text) {
+        if (c < '0' || c > '9') return {};
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (n > static_cast<std::uint64_t>(INT64_MAX)) return {};
+    return n;
+}
+
+/// ckpt.placement (one placement_kind character per entry) and ckpt.shards ("offset/global"
+/// per sharded entry, comma-separated, in header order); both absent: every entry replicated.
+CKPT_INLINE void parse_placement(parsed_header& h, const std::string& where) {
+    const auto corrupt = [&](int id, const std::string& what) {
+        throw_error<corrupt_error>(id, "'" + where + "': " + what);
+    };
+    const auto pit = h.meta.find("ckpt.placement");
+    const auto sit = h.meta.find("ckpt.shards");
+    if (pit == h.meta.end()) {
+        if (sit != h.meta.end())
+            corrupt(errc::corrupt_header, "ckpt.shards without ckpt.placement");
+        return;
+    }
+    const std::string& kinds = pit->second;
+    if (kinds.size() != h.entries.size()) {
+        corrupt(errc::corrupt_header, "ckpt.placement has " + std::to_string(kinds.size()) +
+                                          " characters for " + std::to_string(h.entries.size()) +
+                                          " entries");
+    }
+    std::string_view shards =
+        sit != h.meta.end() ? std::string_view(sit->second) : std::string_view();
+    bool any_shard = false;
+    for (std::size_t i = 0; i < kinds.size(); ++i) {
+        file_tensor& e = h.entries[i];
+        const char c = kinds[i];
+        if (c != '-' && c != 'S' && c != 'L') {
+            corrupt(errc::corrupt_header, std::string("ckpt.placement holds '") + c + "'");
+        }
+        if (c != '-' && e.name == values_entry) {
+            corrupt(errc::corrupt_header, "ckpt.placement places the values entry");
+        }
+        e.place.kind = static_cast<placement_kind>(c);
+        if (c != 'S') continue;
+        if (e.shape.empty() || e.order == 'C') {
+            corrupt(errc::corrupt_header,
+                    "ckpt.placement shards '" + e.name + "', which " +
+                        (e.shape.empty() ? "has no rows" : "is column-major"));
+        }
+        if (sit == h.meta.end()) {
+            corrupt(errc::corrupt_header,
+                    "ckpt.placement shards '" + e.name + "' but there is no ckpt.shards");
+        }
+        if (any_shard) {
+            if (shards.empty() || shards[0] != ',') {
+                corrupt(errc::corrupt_header, "ckpt.shards has fewer items than sharded entries");
+            }
+            shards.remove_prefix(1);
+        }
+        any_shard = true;
+        const std::size_t end = std::min(shards.find(','), shards.size());
+        const std::string_view item = shards.substr(0, end);
+        shards.remove_prefix(end);
+        const std::size_t slash = item.find('/');
+        const auto offset = parse_row_count(item.substr(0, std::min(slash, item.size())));
+        const auto global = slash == std::string_view::npos
+                                ? std::nullopt
+                                : parse_row_count(item.substr(slash + 1));
+        if (!offset || !global) {
+            corrupt(errc::corrupt_header, "ckpt.shards item '" + std::string(item) + "' of '" +
+                                              e.name + "' is not offset/global_rows");
+        }
+        // Sharded along the first axis of the row-major shape: this entry's rows.
+        const std::uint64_t rows = e.shape[0];
+        if (*offset > *global || rows > *global - *offset) {
+            corrupt(errc::corrupt_header,
+                    "ckpt.shards puts the " + std::to_string(rows) + " rows of '" + e.name +
+                        "' at " + std::to_string(*offset) + ", outside the global tensor's " +
+                        std::to_string(*global) + " rows");
+        }
+        e.place.row_offset = *offset;
+        e.place.global_rows = *global;
+    }
+    if (!shards.empty() || (sit != h.meta.end() && !any_shard)) {
+        corrupt(errc::corrupt_header, "ckpt.shards has more items than sharded entries");
+    }
+}
+
 CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
                                        const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
@@ -1377,6 +1570,7 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
             h.entries[i].order = c;
         }
     }
+    parse_placement(h, where);
     return h;
 }
 #if defined(__clang__)
@@ -2446,6 +2640,7 @@ struct tensor_info {
     std::uint64_t offset = 0;         ///< byte offset in the data section
     std::uint64_t bytes = 0;          ///< byte length
     char order = '-';                 ///< 'R' row-major, 'C' column-major, '-' vector or unknown
+    placement place{};                ///< replicated unless the state declared otherwise
 
     friend bool operator==(const tensor_info&, const tensor_info&) = default;
 };
@@ -2487,6 +2682,10 @@ inline constexpr std::string_view key_epoch = "ckpt.epoch";
 inline constexpr std::string_view key_time = "ckpt.time";
 inline constexpr std::string_view key_fingerprint = "ckpt.fingerprint";
 inline constexpr std::string_view key_layout = "ckpt.layout";
+/// One placement_kind character per entry, written only when a tensor is not replicated.
+inline constexpr std::string_view key_placement = "ckpt.placement";
+/// "offset/global_rows" of each sharded entry, in header order, comma-separated.
+inline constexpr std::string_view key_shards = "ckpt.shards";
 inline constexpr std::string_view metric_prefix = "metric.";
 inline constexpr std::string_view tag_prefix = "tag.";
 
@@ -3227,6 +3426,98 @@ CKPT_INLINE void atomic_file::sync_directory() {
 // end ckpt/io/file-inl.hpp
 #endif
 // end ckpt/io/file.hpp
+// begin ckpt/placement.hpp
+
+// Where each tensor of a distributed state lives, declared where the state is serialized, in the
+// spirit of CEREAL_NVP. The declarations are plain data the archives carry into the file
+// (`ckpt.placement`, `ckpt.shards`); nothing here knows how the ranks talk to each other.
+
+
+#include <cereal/cereal.hpp>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace ckpt {
+
+/// The rows of a global tensor that this rank's tensor holds: `[offset, offset + its rows)` of
+/// `global_rows`. The other axes are the tensor's own.
+struct rows {
+    std::uint64_t offset = 0;
+    std::uint64_t global_rows = 0;
+};
+
+namespace detail {
+/// See ckpt::sharded and ckpt::rank_local.
+template <class T>
+struct placed {
+    std::string name;
+    T& value;
+    placement place;
+    const char* what;
+};
+} // namespace detail
+
+/// A tensor of which this rank holds some rows (its first axis): ZeRO-style optimizer moments,
+/// a sharded embedding. `ar(ckpt::sharded("m", m_local, {.offset = begin, .global_rows = n}))`.
+/// The tensor must be row-major (or have one axis) so that its rows are contiguous. A save
+/// writes the rows this rank holds and records their place; a load requires the same place.
+/// Other cereal archives see the field as if it were `cereal::make_nvp(name, value)`.
+template <class T>
+detail::placed<T> sharded(std::string name, T& value, rows where) {
+    return {std::move(name), value,
+            placement{placement_kind::sharded, where.offset, where.global_rows}, "ckpt::sharded"};
+}
+
+/// A field that is each rank's own (its data sampler's cursor, its random engine): every tensor
+/// in it is rank-local.
+template <class T>
+detail::placed<T> rank_local(std::string name, T& value) {
+    return {std::move(name), value, placement{placement_kind::rank_local, 0, 0},
+            "ckpt::rank_local"};
+}
+
+namespace detail {
+
+// The declaration is not a node of its own: the field it wraps is, under the declared name.
+template <class T>
+void prologue(tensor_oarchive&, const placed<T>&) {}
+template <class T>
+void epilogue(tensor_oarchive&, const placed<T>&) {}
+template <class T>
+void prologue(tensor_iarchive&, const placed<T>&) {}
+template <class T>
+void epilogue(tensor_iarchive&, const placed<T>&) {}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const placed<T>& p) {
+    ar.begin_placement(p.what, p.name.c_str(), p.place);
+    ar.name_next(p.name.c_str());
+    ar(static_cast<const T&>(p.value));
+    ar.end_placement();
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, placed<T>& p) {
+    ar.name_next(p.name.c_str());
+    ar(p.value);
+}
+
+template <class Archive, class T>
+void CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const placed<T>& p) {
+    ar(cereal::make_nvp(p.name, static_cast<const T&>(p.value)));
+}
+
+template <class Archive, class T>
+void CEREAL_LOAD_FUNCTION_NAME(Archive& ar, placed<T>& p) {
+    ar(cereal::make_nvp(p.name, p.value));
+}
+
+} // namespace detail
+
+} // namespace ckpt
+// end ckpt/placement.hpp
 // begin ckpt/tensor.hpp
 
 
@@ -4095,12 +4386,22 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     std::vector<file_tensor> entries;
     entries.reserve(tensors.size() + 1);
     std::string layout;
+    std::string placements;
+    std::string shards;
+    bool placed = false;
     std::uint64_t offset = 0;
     for (const std::size_t i : order) {
         const tensor_record& t = tensors[i];
-        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order});
+        entries.push_back({t.name, t.type, t.shape(), offset, offset + t.bytes, t.order, t.place});
         plan.blocks.emplace_back(t.data, t.bytes);
         layout += t.order;
+        placements += static_cast<char>(t.place.kind);
+        placed = placed || t.place.kind != placement_kind::replicated;
+        if (t.place.kind == placement_kind::sharded) {
+            if (!shards.empty()) shards += ',';
+            shards +=
+                std::to_string(t.place.row_offset) + "/" + std::to_string(t.place.global_rows);
+        }
         offset += t.bytes;
     }
     entries.push_back({std::string(values_entry),
@@ -4126,6 +4427,11 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     encode_user_metadata(m, pairs);
     pairs.emplace_back(key_fingerprint, fingerprint_of(tensors));
     pairs.emplace_back(key_layout, std::move(layout));
+    if (placed) {
+        pairs.emplace_back(key_placement,
+                           placements + static_cast<char>(placement_kind::replicated));
+        if (!shards.empty()) pairs.emplace_back(key_shards, std::move(shards));
+    }
     plan.header = build_header(pairs, entries);
     plan.total_bytes = 8 + plan.header.size() + offset + values.size();
     return plan;
@@ -4403,6 +4709,18 @@ CKPT_INLINE void schema_report::raise() {
     if (!problems.empty()) throw_error<schema_error>(std::move(problems), total);
 }
 
+/// "rows [4, 8) of 10 (sharded)", "a replicated tensor", "a rank-local tensor".
+CKPT_INLINE std::string describe_placement(const placement& p, std::uint64_t rows) {
+    switch (p.kind) {
+    case placement_kind::sharded:
+        return "rows [" + std::to_string(p.row_offset) + ", " +
+               std::to_string(p.row_offset + rows) + ") of " + std::to_string(p.global_rows) +
+               " (sharded)";
+    case placement_kind::rank_local: return "a rank-local tensor";
+    default: return "a replicated tensor";
+    }
+}
+
 CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
                                         const tensor_source& src, std::size_t cap) {
     schema_report out;
@@ -4460,7 +4778,17 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             continue;
         }
         // An empty dynamic tensor takes the file's shape, within its compile-time bounds.
-        if (!holds_shape(r, dims)) add(errc::schema_mismatch, r.name, both);
+        if (!holds_shape(r, dims)) {
+            add(errc::schema_mismatch, r.name, both);
+            continue;
+        }
+        if (f.place != r.place) {
+            add(errc::schema_placement, r.name, [&] {
+                const std::uint64_t rows = f.shape.empty() ? 0 : f.shape[0];
+                return "file has " + describe_placement(f.place, rows) + ", state expects " +
+                       describe_placement(r.place, rows);
+            });
+        }
     }
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
@@ -4523,7 +4851,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
-        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order});
+        entries.push_back({r.name, r.type, r.shape(), total, total + r.bytes, r.order, r.place});
         total += r.bytes;
     }
     if (entries.empty()) return;
@@ -4757,7 +5085,8 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
             out.value_bytes = e.end - e.begin;
             continue;
         }
-        out.tensors.push_back({e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order});
+        out.tensors.push_back(
+            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place});
     }
     return out;
 }

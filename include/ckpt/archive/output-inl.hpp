@@ -1,9 +1,11 @@
 #pragma once
 
 #include <ckpt/archive/output.hpp>
+#include <ckpt/error.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 namespace ckpt::detail {
@@ -43,7 +45,52 @@ CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
     r.name = path();
     r.rebuilt = rebuilt_depth_ != 0;
+    r.place = place_;
     tensors_.push_back(std::move(r));
+}
+
+CKPT_INLINE void tensor_oarchive::begin_placement(const char* what, const char* name,
+                                                  const placement& p) {
+    std::string here = child_path(name);
+    if (placement_what_ != nullptr) {
+        throw_error<usage_error>(errc::usage_argument, std::string(what) + " '" + here +
+                                                           "' is inside " + placement_what_ + " '" +
+                                                           placement_path_ +
+                                                           "': a tensor has one placement");
+    }
+    place_ = p;
+    placement_what_ = what;
+    placement_path_ = std::move(here);
+    placement_first_ = tensors_.size();
+}
+
+CKPT_INLINE void tensor_oarchive::end_placement() {
+    const std::string what = placement_what_ != nullptr ? placement_what_ : "";
+    const placement p = place_;
+    const std::size_t met = tensors_.size() - placement_first_;
+    place_ = {};
+    placement_what_ = nullptr;
+    if (p.kind != placement_kind::sharded) return;
+    const auto fail = [&](const std::string& why) {
+        throw_error<usage_error>(errc::usage_argument, what + " '" + placement_path_ + "': " + why);
+    };
+    // A file of format 2 or older holds containers among the values: nothing to place then.
+    if (met == 0 && containers_as_values_) return;
+    if (met != 1) {
+        fail("wraps " + std::to_string(met) +
+             " tensors; it must wrap exactly one (its rows are the shard)");
+    }
+    const tensor_record& r = tensors_.back();
+    if (r.rank == 0) fail("wraps a tensor of rank 0, which has no rows");
+    if (r.order == 'C') {
+        fail("wraps a column-major tensor, whose rows are not contiguous; make it row-major");
+    }
+    const auto rows = static_cast<std::uint64_t>(r.dims[0]);
+    if (p.row_offset > p.global_rows || rows > p.global_rows - p.row_offset) {
+        fail("rows [" + std::to_string(p.row_offset) + ", " + std::to_string(p.row_offset) + " + " +
+             std::to_string(rows) + ") are outside the global tensor's " +
+             std::to_string(p.global_rows) + " rows");
+    }
 }
 
 CKPT_INLINE void tensor_oarchive::append(const void* data, std::size_t n) {

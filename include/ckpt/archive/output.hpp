@@ -5,6 +5,7 @@
 #include <ckpt/archive/path.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/dtype.hpp>
+#include <ckpt/format/placement.hpp>
 
 #include <Eigen/Core>
 #include <cereal/cereal.hpp>
@@ -57,6 +58,7 @@ struct tensor_record {
     /// Inside an object that loading replaces (see rebuilt_on_load): a load that fails after
     /// its values pass cannot put this tensor back from the state's values alone.
     bool rebuilt = false;
+    placement place{}; ///< as declared by ckpt::sharded or ckpt::rank_local around it
     tensor_dims dims{};
     tensor_dims max = unbounded; ///< compile-time bounds of dynamic axes; -1: none
     const std::byte* data = nullptr;
@@ -174,6 +176,14 @@ public:
     /// Records a tensor met at the current path.
     void add_tensor(tensor_record&& r);
 
+    /// The tensors met until end_placement() have placement `p`: `what` ("ckpt::sharded",
+    /// "ckpt::rank_local") declared it around the field `name` that the walk meets next.
+    /// @throws usage_error (601) inside another placement
+    void begin_placement(const char* what, const char* name, const placement& p);
+    /// @throws usage_error (601) when a sharded declaration did not wrap exactly one tensor
+    /// whose rows are contiguous and inside the global tensor
+    void end_placement();
+
     /// The walk enters (leaves) an object that loading replaces rather than loads into.
     void enter_rebuilt() noexcept { ++rebuilt_depth_; }
     void leave_rebuilt() noexcept { --rebuilt_depth_; }
@@ -189,6 +199,10 @@ private:
     bool containers_as_values_ = false;
     std::uint32_t rebuilt_depth_ = 0;
     const class_versions* versions_ = nullptr;
+    placement place_{};
+    const char* placement_what_ = nullptr; ///< "ckpt::sharded" while inside one
+    std::string placement_path_;           ///< the declaration's path
+    std::size_t placement_first_ = 0;      ///< tensors_.size() at begin_placement
 };
 
 } // namespace ckpt::detail

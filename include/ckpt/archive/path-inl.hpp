@@ -7,6 +7,18 @@
 namespace ckpt::detail {
 
 CKPT_INLINE std::string path_tracker::path() const {
+    std::string s = joined();
+    return s.empty() ? std::string("value") : s;
+}
+
+CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
+    std::string s = joined();
+    if (nodes_.empty()) return name; // the root item itself
+    if (!s.empty()) s += '.';
+    return s + name;
+}
+
+CKPT_INLINE std::string path_tracker::joined() const {
     std::string s;
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
@@ -15,7 +27,7 @@ CKPT_INLINE std::string path_tracker::path() const {
         else
             s += std::to_string(nodes_[i].index);
     }
-    return s.empty() ? std::string("value") : s;
+    return s;
 }
 
 } // namespace ckpt::detail

@@ -32,12 +32,16 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// The path of a child of the current item named `name`.
+    [[nodiscard]] std::string child_path(const char* name) const;
     /// The current item's path, or "(the state)" for the root object itself.
     [[nodiscard]] std::string object_path() const {
         return nodes_.size() <= 1 ? std::string("(the state)") : path();
     }
 
 private:
+    /// The names of the nodes below the root, joined by dots.
+    [[nodiscard]] std::string joined() const;
     struct node {
         const char* name;
         std::uint64_t index;

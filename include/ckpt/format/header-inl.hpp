@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -103,6 +104,95 @@ CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, st
 // rapidjson's member iterators compare ambiguously under C++20's reversed operators.
 #pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
 #endif
+/// A decimal number of at most 19 digits (below 2^63), no sign, no leading zero; nullopt else.
+CKPT_INLINE std::optional<std::uint64_t> parse_row_count(std::string_view text) {
+    if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return {};
+    std::uint64_t n = 0;
+    for (const char c : text) {
+        if (c < '0' || c > '9') return {};
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (n > static_cast<std::uint64_t>(INT64_MAX)) return {};
+    return n;
+}
+
+/// ckpt.placement (one placement_kind character per entry) and ckpt.shards ("offset/global"
+/// per sharded entry, comma-separated, in header order); both absent: every entry replicated.
+CKPT_INLINE void parse_placement(parsed_header& h, const std::string& where) {
+    const auto corrupt = [&](int id, const std::string& what) {
+        throw_error<corrupt_error>(id, "'" + where + "': " + what);
+    };
+    const auto pit = h.meta.find("ckpt.placement");
+    const auto sit = h.meta.find("ckpt.shards");
+    if (pit == h.meta.end()) {
+        if (sit != h.meta.end())
+            corrupt(errc::corrupt_header, "ckpt.shards without ckpt.placement");
+        return;
+    }
+    const std::string& kinds = pit->second;
+    if (kinds.size() != h.entries.size()) {
+        corrupt(errc::corrupt_header, "ckpt.placement has " + std::to_string(kinds.size()) +
+                                          " characters for " + std::to_string(h.entries.size()) +
+                                          " entries");
+    }
+    std::string_view shards =
+        sit != h.meta.end() ? std::string_view(sit->second) : std::string_view();
+    bool any_shard = false;
+    for (std::size_t i = 0; i < kinds.size(); ++i) {
+        file_tensor& e = h.entries[i];
+        const char c = kinds[i];
+        if (c != '-' && c != 'S' && c != 'L') {
+            corrupt(errc::corrupt_header, std::string("ckpt.placement holds '") + c + "'");
+        }
+        if (c != '-' && e.name == values_entry) {
+            corrupt(errc::corrupt_header, "ckpt.placement places the values entry");
+        }
+        e.place.kind = static_cast<placement_kind>(c);
+        if (c != 'S') continue;
+        if (e.shape.empty() || e.order == 'C') {
+            corrupt(errc::corrupt_header,
+                    "ckpt.placement shards '" + e.name + "', which " +
+                        (e.shape.empty() ? "has no rows" : "is column-major"));
+        }
+        if (sit == h.meta.end()) {
+            corrupt(errc::corrupt_header,
+                    "ckpt.placement shards '" + e.name + "' but there is no ckpt.shards");
+        }
+        if (any_shard) {
+            if (shards.empty() || shards[0] != ',') {
+                corrupt(errc::corrupt_header, "ckpt.shards has fewer items than sharded entries");
+            }
+            shards.remove_prefix(1);
+        }
+        any_shard = true;
+        const std::size_t end = std::min(shards.find(','), shards.size());
+        const std::string_view item = shards.substr(0, end);
+        shards.remove_prefix(end);
+        const std::size_t slash = item.find('/');
+        const auto offset = parse_row_count(item.substr(0, std::min(slash, item.size())));
+        const auto global = slash == std::string_view::npos
+                                ? std::nullopt
+                                : parse_row_count(item.substr(slash + 1));
+        if (!offset || !global) {
+            corrupt(errc::corrupt_header, "ckpt.shards item '" + std::string(item) + "' of '" +
+                                              e.name + "' is not offset/global_rows");
+        }
+        // Sharded along the first axis of the row-major shape: this entry's rows.
+        const std::uint64_t rows = e.shape[0];
+        if (*offset > *global || rows > *global - *offset) {
+            corrupt(errc::corrupt_header,
+                    "ckpt.shards puts the " + std::to_string(rows) + " rows of '" + e.name +
+                        "' at " + std::to_string(*offset) + ", outside the global tensor's " +
+                        std::to_string(*global) + " rows");
+        }
+        e.place.row_offset = *offset;
+        e.place.global_rows = *global;
+    }
+    if (!shards.empty() || (sit != h.meta.end() && !any_shard)) {
+        corrupt(errc::corrupt_header, "ckpt.shards has more items than sharded entries");
+    }
+}
+
 CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
                                        const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
@@ -273,6 +363,7 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
             h.entries[i].order = c;
         }
     }
+    parse_placement(h, where);
     return h;
 }
 #if defined(__clang__)

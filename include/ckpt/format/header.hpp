@@ -3,6 +3,7 @@
 #include <ckpt/error.hpp>
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/limits.hpp>
+#include <ckpt/format/placement.hpp>
 
 #include <cstdint>
 #include <map>
@@ -27,7 +28,8 @@ struct file_tensor {
     std::vector<std::uint64_t> shape;
     std::uint64_t begin = 0; ///< offset in the data section
     std::uint64_t end = 0;
-    char order = '-'; ///< from ckpt.layout: 'R', 'C', or '-'
+    char order = '-';  ///< from ckpt.layout: 'R', 'C', or '-'
+    placement place{}; ///< from ckpt.placement and ckpt.shards
 };
 
 /// A validated safetensors header.

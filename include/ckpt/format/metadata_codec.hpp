@@ -22,6 +22,10 @@ inline constexpr std::string_view key_epoch = "ckpt.epoch";
 inline constexpr std::string_view key_time = "ckpt.time";
 inline constexpr std::string_view key_fingerprint = "ckpt.fingerprint";
 inline constexpr std::string_view key_layout = "ckpt.layout";
+/// One placement_kind character per entry, written only when a tensor is not replicated.
+inline constexpr std::string_view key_placement = "ckpt.placement";
+/// "offset/global_rows" of each sharded entry, in header order, comma-separated.
+inline constexpr std::string_view key_shards = "ckpt.shards";
 inline constexpr std::string_view metric_prefix = "metric.";
 inline constexpr std::string_view tag_prefix = "tag.";
 
