@@ -101,10 +101,11 @@ inline bool verifies(std::span<const std::byte> bytes) {
     return std::memcmp(copy.data() + at, p + at, 16) == 0;
 }
 
-/// Every way ckpt reads bytes: load into train_state<float>, kinds_state, shapes_state and
-/// versioned_state (fresh each time); into a filled shapes_state and a filled pinned_shapes,
-/// which a failed load must leave as they were; and the inspect paths (header only, and
-/// verified). Only ckpt::error may escape a call.
+/// Every way ckpt reads bytes: load into train_state<float>, kinds_state, shapes_state,
+/// versioned_state and tensor_kinds_state (fresh each time); into a filled shapes_state,
+/// pinned_shapes, tensor_kinds_state and pinned_tensor_kinds, which a failed load must leave as
+/// they were; and the inspect paths (header only, and verified). Only ckpt::error may escape a
+/// call.
 inline void run_input(const std::uint8_t* data, std::size_t size) {
     const alloc_guard guard(size);
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -128,6 +129,11 @@ inline void run_input(const std::uint8_t* data, std::size_t size) {
         (void)ckpt::load_from_memory(bytes, state);
     } catch (const ckpt::error&) {
     }
+    try {
+        tensor_kinds_state state;
+        (void)ckpt::load_from_memory(bytes, state);
+    } catch (const ckpt::error&) {
+    }
     if (verifies(bytes)) {
         // The strong guarantee under hostile bytes: a load that fails leaves every byte of a
         // state that held tensors (in a map and an optional too) as it was. Only a file whose
@@ -148,6 +154,20 @@ inline void run_input(const std::uint8_t* data, std::size_t size) {
             (void)ckpt::load_from_memory(bytes, pinned);
         } catch (const ckpt::error&) {
             if (!same_as_filled(pinned.shapes)) changed();
+        }
+        // The views of an arena the state does not own: written only once the load has
+        // succeeded, whether it decodes into a copy of the state or in place.
+        tensor_kinds_state kinds = filled_tensor_kinds();
+        try {
+            (void)ckpt::load_from_memory(bytes, kinds);
+        } catch (const ckpt::error&) {
+            if (!same_as_filled(kinds)) changed();
+        }
+        pinned_tensor_kinds pinned_kinds;
+        try {
+            (void)ckpt::load_from_memory(bytes, pinned_kinds);
+        } catch (const ckpt::error&) {
+            if (!same_as_filled(pinned_kinds.kinds)) changed();
         }
     }
     for (const bool verify : {false, true}) {

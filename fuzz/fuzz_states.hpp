@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ckpt/ckpt.hpp>
+#include <ckpt/types/eigen_tensor.hpp>
 
 #include <Eigen/Core>
 #include <cereal/types/deque.hpp>
@@ -13,6 +14,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -175,6 +178,23 @@ struct pinned_shapes {
     }
 };
 
+/// Whether two walks of states saw the same values and the same tensors (names, dtypes, shapes,
+/// bytes): a view's bytes are read from the memory it points at.
+inline bool same_walks(ckpt::detail::tensor_oarchive& now,
+                       ckpt::detail::tensor_oarchive& expected) {
+    const std::vector<ckpt::detail::tensor_record>& want = expected.tensors();
+    if (now.values() != expected.values() || now.tensors().size() != want.size()) return false;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        const ckpt::detail::tensor_record& a = now.tensors()[i];
+        const ckpt::detail::tensor_record& b = want[i];
+        if (a.name != b.name || a.type != b.type || a.rank != b.rank || a.dims != b.dims ||
+            a.bytes != b.bytes || (a.bytes != 0 && std::memcmp(a.data, b.data, a.bytes) != 0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /// Whether `s` holds exactly what filled_shapes() holds: the same values and the same tensors
 /// (names, shapes, bytes). A walk of both states, without building a file: it runs on every
 /// input the fuzz targets load into a filled state.
@@ -188,17 +208,104 @@ inline bool same_as_filled(const shapes_state& s) {
     (void)walked;
     ckpt::detail::tensor_oarchive now;
     now(s);
-    const std::vector<ckpt::detail::tensor_record>& want = expected.tensors();
-    if (now.values() != expected.values() || now.tensors().size() != want.size()) return false;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-        const ckpt::detail::tensor_record& a = now.tensors()[i];
-        const ckpt::detail::tensor_record& b = want[i];
-        if (a.name != b.name || a.type != b.type || a.rank != b.rank || a.dims != b.dims ||
-            a.bytes != b.bytes || (a.bytes != 0 && std::memcmp(a.data, b.data, a.bytes) != 0)) {
-            return false;
-        }
+    return same_walks(now, expected);
+}
+
+/// The tensors of format 3 (the load and import targets' last state): standard containers of
+/// numbers (vectors of five dtypes, half and bfloat16 too, whose length comes from the file; a
+/// std::array; a 2-D C array), vectors inside a vector (tensors whose count comes from the
+/// values, as shapes_state's blocks), a vector kept in the values with ckpt::as_value, three
+/// ckpt::tensor views of one arena (row-major, column-major, flat), Eigen::Tensor of rank 3
+/// and 0 and a row-major TensorFixedSize.
+///
+/// The arena is memory the state points at but does not own, as a parameter buffer or a mapped
+/// file is: a copy of the state views the same floats. So when a load decodes into a copy of
+/// the state (its file has other tensor names), a view written before every check had passed
+/// would change the original's memory; the filled state's walk reads the arena through the
+/// views, so a failed load that wrote it is a finding.
+struct tensor_kinds_state {
+    static constexpr std::size_t arena_size = 2 * 3 + 3 * 2 + 4;
+
+    std::vector<float> f32s;
+    std::vector<std::uint8_t> u8s;
+    std::vector<std::int64_t> i64s;
+    std::vector<Eigen::half> halfs;
+    std::vector<Eigen::bfloat16> bf16s;
+    std::array<std::int32_t, 4> ids{};
+    std::int16_t grid[2][3] = {};
+    std::vector<std::vector<float>> rows;
+    std::vector<std::int32_t> sizes; ///< in the values (ckpt::as_value)
+    std::shared_ptr<float[]> arena = std::make_shared<float[]>(arena_size);
+    Eigen::Tensor<float, 3> cube;
+    Eigen::Tensor<double, 0> scalar = Eigen::Tensor<double, 0>().setZero();
+    Eigen::TensorFixedSize<std::int32_t, Eigen::Sizes<2, 3>, Eigen::RowMajor> fixed =
+        Eigen::TensorFixedSize<std::int32_t, Eigen::Sizes<2, 3>, Eigen::RowMajor>().setZero();
+    std::int64_t step = 0;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        float* a = arena.get();
+        ar(CEREAL_NVP(f32s), CEREAL_NVP(u8s), CEREAL_NVP(i64s), CEREAL_NVP(halfs),
+           CEREAL_NVP(bf16s), CEREAL_NVP(ids), CEREAL_NVP(grid), CEREAL_NVP(rows),
+           cereal::make_nvp("sizes", ckpt::as_value(sizes)), ckpt::tensor("emb", a, {2, 3}),
+           ckpt::tensor("proj", a + 6, {3, 2}, ckpt::storage_order::column_major),
+           ckpt::tensor("bias", std::span<float>(a + 12, 4), {4}), CEREAL_NVP(cube),
+           CEREAL_NVP(scalar), CEREAL_NVP(fixed), CEREAL_NVP(step));
     }
-    return true;
+};
+
+/// The tensor_kinds_state of the corpus file tensor-kinds.ckpt: every container holds
+/// elements (one inner vector is empty), the arena is numbered.
+inline tensor_kinds_state filled_tensor_kinds() {
+    tensor_kinds_state s;
+    s.f32s = {1.5F, -2.0F, 0.25F};
+    s.u8s = {0, 255, 7, 9, 1};
+    s.i64s = {-1, INT64_MAX};
+    s.halfs = {Eigen::half(1), Eigen::half(-0.5F)};
+    s.bf16s = {Eigen::bfloat16(3)};
+    s.ids = {4, -3, 2, -1};
+    const std::int16_t grid[2][3] = {{1, 2, 3}, {-4, -5, -6}};
+    std::memcpy(s.grid, grid, sizeof grid);
+    s.rows = {{1.0F, 2.0F}, {}, {3.0F}};
+    s.sizes = {3, 5, 2};
+    float* arena = s.arena.get();
+    for (std::size_t i = 0; i < tensor_kinds_state::arena_size; ++i) {
+        arena[i] = 0.5F * static_cast<float>(i) - 1.0F;
+    }
+    s.cube.resize(2, 3, 2);
+    for (Eigen::Index i = 0; i < s.cube.size(); ++i) s.cube.data()[i] = static_cast<float>(i);
+    s.scalar() = 2.5;
+    for (Eigen::Index i = 0; i < s.fixed.size(); ++i) {
+        s.fixed.data()[i] = static_cast<std::int32_t>(10 - i);
+    }
+    s.step = 12;
+    return s;
+}
+
+/// A filled tensor_kinds_state that cannot be copied: a load into it decodes in place whatever
+/// the file's tensors, so the views must still wait for every check.
+struct pinned_tensor_kinds {
+    tensor_kinds_state kinds = filled_tensor_kinds();
+    std::unique_ptr<int> pin = std::make_unique<int>(1);
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        kinds.serialize(ar); // no node of its own: the paths are tensor_kinds_state's
+    }
+};
+
+/// Whether `s` holds exactly what filled_tensor_kinds() holds, the arena's floats included.
+inline bool same_as_filled(const tensor_kinds_state& s) {
+    static const tensor_kinds_state reference = filled_tensor_kinds();
+    static ckpt::detail::tensor_oarchive expected;
+    static const bool walked = [] {
+        expected(reference);
+        return true;
+    }();
+    (void)walked;
+    ckpt::detail::tensor_oarchive now;
+    now(s);
+    return same_walks(now, expected);
 }
 
 } // namespace fuzz

@@ -4,9 +4,10 @@
 // first (a ckpt file's is verified on import), so mutations of ckpt files get through too.
 //
 // Each input is imported into fresh states (train_state, kinds_state, shapes_state,
-// versioned_state), into an mlp under torch's names with every conversion and partial option
-// on, and into a filled shapes_state and a filled pinned_shapes, which a failed import must leave
-// exactly as they were. Only ckpt::error may escape.
+// versioned_state, tensor_kinds_state), into an mlp under torch's names with every conversion
+// and partial option on, and into a filled shapes_state, pinned_shapes, tensor_kinds_state and
+// pinned_tensor_kinds, which a failed import must leave exactly as they were (the views' arena
+// too). Only ckpt::error may escape.
 #include "fuzz_common.hpp"
 
 namespace {
@@ -48,6 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         import_into(bytes, shapes, *o);
         fuzz::versioned_state versioned;
         import_into(bytes, versioned, *o);
+        fuzz::tensor_kinds_state tensor_kinds;
+        import_into(bytes, tensor_kinds, *o);
     }
     // torch's names for an mlp (write_torch_mlp.py's files are in the corpus).
     ckpt::import_options torch = loose;
@@ -70,6 +73,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)ckpt::import_safetensors_from_memory(bytes, pinned, *o);
         } catch (const ckpt::error&) {
             if (!fuzz::same_as_filled(pinned.shapes)) changed();
+        }
+        fuzz::tensor_kinds_state kinds = fuzz::filled_tensor_kinds();
+        try {
+            (void)ckpt::import_safetensors_from_memory(bytes, kinds, *o);
+        } catch (const ckpt::error&) {
+            if (!fuzz::same_as_filled(kinds)) changed();
+        }
+        fuzz::pinned_tensor_kinds pinned_kinds;
+        try {
+            (void)ckpt::import_safetensors_from_memory(bytes, pinned_kinds, *o);
+        } catch (const ckpt::error&) {
+            if (!fuzz::same_as_filled(pinned_kinds.kinds)) changed();
         }
     }
     return 0;

@@ -119,6 +119,8 @@ int main(int argc, char** argv) {
     versioned.clock = {42, 0.25};
     versioned.ema = Eigen::MatrixXd::Identity(2, 3);
     write(dir, "versioned.ckpt", versioned, fixed_meta(7));
+    write(dir, "tensor-kinds.ckpt", fuzz::filled_tensor_kinds(), fixed_meta(12));
+    write(dir, "tensor-kinds-empty.ckpt", fuzz::tensor_kinds_state{});
     ckpt::metadata bare; // no metrics or tags; the time of the committed seed
     bare.time = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
