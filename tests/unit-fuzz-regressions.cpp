@@ -178,7 +178,7 @@ TEST_CASE("every fuzz corpus file, whole or truncated, imports or is refused wit
         }
     }
     std::sort(inputs.begin(), inputs.end());
-    REQUIRE(inputs.size() >= 18);
+    REQUIRE(inputs.size() >= 31);
     std::size_t imported = 0;
     std::size_t refused = 0;
     for (const auto& path : inputs) {
@@ -214,4 +214,89 @@ TEST_CASE("every fuzz corpus file, whole or truncated, imports or is refused wit
     MESSAGE(imported << " imported, " << refused << " refused");
     // Every whole file imports but time-overflow.safetensors (its ckpt.time is corrupt).
     CHECK(imported == inputs.size() - 1);
+}
+
+namespace {
+/// make_corpus's one-int state (fuzz/make_corpus.cpp).
+struct tiny_state {
+    std::int32_t n = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(n));
+    }
+};
+
+/// Loads `file` into a fresh T: the error's text, or "" when it loads.
+template <class T>
+std::string load_text(const std::vector<std::byte>& file) {
+    T state;
+    return test::error_text([&] { (void)ckpt::load_from_memory(file, state); });
+}
+} // namespace
+
+// The fuzz targets' seeds (fuzz/corpus, written by make_corpus): each loads into the state it
+// was written from, the files of format 3 and those kept from formats 1 and 2 (named -v1, -v2),
+// which read their containers from the values. A seed that no longer loads seeds only refusals.
+TEST_CASE("every seed of the fuzz corpus loads into the state it was written from") {
+    const std::filesystem::path dir =
+        std::filesystem::path(CKPT_TEST_DATA_DIR) / "../../fuzz/corpus";
+    std::size_t loaded = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        CAPTURE(name);
+        const std::vector<std::byte> file = test::read_file(entry.path());
+        const auto is = [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; };
+        std::string text;
+        if (is("train-sgd-")) {
+            text = load_text<ckpt::nn::train_state<float, ckpt::nn::sgd<float>>>(file);
+        } else if (is("train-")) {
+            text = load_text<ckpt::nn::train_state<float>>(file);
+        } else if (is("kinds")) {
+            text = load_text<fuzz::kinds_state>(file);
+        } else if (is("shapes")) {
+            text = load_text<fuzz::shapes_state>(file);
+        } else if (is("versioned")) {
+            text = load_text<fuzz::versioned_state>(file);
+        } else if (is("tensor-kinds")) {
+            text = load_text<fuzz::tensor_kinds_state>(file);
+        } else if (is("tiny")) {
+            text = load_text<tiny_state>(file);
+        } else {
+            FAIL("a corpus file of no known state");
+        }
+        CHECK(text == "");
+        ++loaded;
+    }
+    CHECK(loaded == 24);
+}
+
+// The fuzz targets check the strong guarantee on a filled tensor_kinds_state by comparing walks
+// of it (fuzz::same_as_filled): the walk must see the arena its views point at, which the state
+// does not own and a copy of it shares.
+TEST_CASE("the fuzz targets' check of a failed load sees the memory of the views") {
+    const std::filesystem::path dir =
+        std::filesystem::path(CKPT_TEST_DATA_DIR) / "../../fuzz/corpus";
+    fuzz::tensor_kinds_state state = fuzz::filled_tensor_kinds();
+    REQUIRE(fuzz::same_as_filled(state));
+    fuzz::tensor_kinds_state copy = state; // the same arena
+    copy.arena[13] += 1.0F;
+    CHECK(!fuzz::same_as_filled(state));
+    copy.arena[13] -= 1.0F;
+    REQUIRE(fuzz::same_as_filled(state));
+
+    // Refused (the file's cube is empty, the state's holds elements): nothing changed, the
+    // views' memory included, whether the load decoded into a copy or in place.
+    const std::vector<std::byte> empty = test::read_file(dir / "tensor-kinds-empty.ckpt");
+    CHECK(test::error_id([&] { (void)ckpt::load_from_memory(empty, state); }) ==
+          ckpt::errc::schema_mismatch);
+    CHECK(fuzz::same_as_filled(state));
+    fuzz::pinned_tensor_kinds pinned;
+    CHECK(test::error_id([&] { (void)ckpt::load_from_memory(empty, pinned); }) != 0);
+    CHECK(fuzz::same_as_filled(pinned.kinds));
+
+    // Its own file fills a fresh state, the arena through the views too.
+    fuzz::tensor_kinds_state fresh;
+    REQUIRE(!fuzz::same_as_filled(fresh));
+    (void)ckpt::load_from_memory(test::read_file(dir / "tensor-kinds.ckpt"), fresh);
+    CHECK(fuzz::same_as_filled(fresh));
 }
