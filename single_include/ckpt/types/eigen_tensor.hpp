@@ -29,7 +29,8 @@ tensor_record describe_eigen_tensor(const TensorType& t, bool fixed) {
                   "ckpt: Eigen::Tensor with an unsupported scalar type (use bool, an integer, "
                   "float, double, Eigen::half or Eigen::bfloat16)");
     std::array<std::int64_t, max_rank> dims{};
-    for (int i = 0; i < rank; ++i) dims[static_cast<std::size_t>(i)] = t.dimension(i);
+    for (int i = 0; i < rank; ++i)
+        dims[static_cast<std::size_t>(i)] = t.dimension(static_cast<std::size_t>(i));
     const char order =
         static_cast<int>(TensorType::Layout) == static_cast<int>(Eigen::RowMajor) ? 'R' : 'C';
     return make_record(dtype_of<scalar>, t.data(), static_cast<std::size_t>(rank), dims.data(),
@@ -50,7 +51,8 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Tensor<S, N, O, I>& t
             bool same = true;
             for (int i = 0; i < N; ++i) {
                 want[static_cast<std::size_t>(i)] = static_cast<I>(d[static_cast<std::size_t>(i)]);
-                same = same && t.dimension(i) == want[static_cast<std::size_t>(i)];
+                same = same && t.dimension(static_cast<std::size_t>(i)) ==
+                                   want[static_cast<std::size_t>(i)];
             }
             if (!same) t.resize(want);
         }
