@@ -16,8 +16,8 @@
 #include <ckpt/io/backend.hpp>
 #include <ckpt/manager.hpp>
 #include <ckpt/metadata.hpp>
-#include <ckpt/placement.hpp>
 #include <ckpt/nn.hpp>
+#include <ckpt/placement.hpp>
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>
 #include <ckpt/tensor.hpp>
