@@ -61,7 +61,7 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     });
 
     write_plan plan;
-    std::vector<file_tensor> entries;
+    std::vector<file_tensor>& entries = plan.entries;
     entries.reserve(tensors.size() + 1);
     std::string layout;
     std::string placements;
@@ -119,7 +119,7 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
 /// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
 /// (unchanging) memory the writes copy from, and costs no time on the writing thread.
 template <class Sink>
-void write_checkpoint_to(Sink& sink, const write_plan& plan) {
+std::uint64_t write_checkpoint_to(Sink& sink, const write_plan& plan) {
     const std::uint64_t n = plan.header.size();
     hasher hash;
     const auto hash_all = [&]() noexcept {
@@ -141,16 +141,18 @@ void write_checkpoint_to(Sink& sink, const write_plan& plan) {
         if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
     }
     if (hashing.joinable()) hashing.join();
-    const std::string hex = to_hex(hash.digest());
+    const std::uint64_t digest = hash.digest();
+    const std::string hex = to_hex(digest);
     sink.patch(checksum_digits_offset, hex.data(), hex.size());
+    return digest;
 }
 
-CKPT_INLINE void write_checkpoint(atomic_file& sink, const write_plan& plan) {
-    write_checkpoint_to(sink, plan);
+CKPT_INLINE std::uint64_t write_checkpoint(atomic_file& sink, const write_plan& plan) {
+    return write_checkpoint_to(sink, plan);
 }
 
-CKPT_INLINE void write_checkpoint(memory_sink& sink, const write_plan& plan) {
-    write_checkpoint_to(sink, plan);
+CKPT_INLINE std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan) {
+    return write_checkpoint_to(sink, plan);
 }
 
 CKPT_INLINE opened_checkpoint::opened_checkpoint(const std::byte* p, std::uint64_t size,
@@ -555,7 +557,7 @@ CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
 
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
-                                      std::uint64_t own_tensors) {
+                                      std::uint64_t own_tensors, load_gate* gate) {
     const auto restore = [&]() noexcept {
         if (backup != nullptr) restore_state(walks, obj, *backup);
     };
@@ -587,12 +589,20 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
                                       std::to_string(shaped.tensors().size()) +
                                       ": a container is shorter in the values than in the tensors");
     }
+    if (gate != nullptr) {
+        try {
+            gate->pass();
+        } catch (...) {
+            restore();
+            throw;
+        }
+    }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
     return checked;
 }
 
 CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                                     std::span<const std::byte> values) {
+                                     std::span<const std::byte> values, load_gate* gate) {
     tensor_oarchive now;
     now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
@@ -609,7 +619,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
             kept.emplace(now.values(), now.tensors(), src.containers_as_values);
             if (!kept->entries.empty()) src.fallback = &kept->tensors;
         }
-        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
+        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own, gate);
         walks.adopt(state, staged.get());
         src.fallback = nullptr;
         return checked;
@@ -620,7 +630,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
-    schema_report checked = decode_into(walks, state, src, values, &backup, own);
+    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate);
     src.fallback = nullptr;
     return checked;
 }

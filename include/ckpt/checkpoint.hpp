@@ -140,6 +140,10 @@ struct write_plan {
     std::string header;
     std::vector<std::pair<const std::byte*, std::uint64_t>> blocks;
     std::uint64_t total_bytes = 0; ///< of the whole file
+    /// The header's entries (the values entry last); their offsets count from data_offset.
+    std::vector<file_tensor> entries;
+    /// Where the data section starts in the file: 8 + the header's size.
+    [[nodiscard]] std::uint64_t data_offset() const noexcept { return 8 + header.size(); }
 };
 
 /// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
@@ -155,8 +159,9 @@ write_plan make_plan(const std::vector<tensor_record>& tensors,
 
 /// Streams a plan to a file or to memory, then writes the checksum into the header. A large
 /// checkpoint is hashed on a second thread while it is written.
-void write_checkpoint(atomic_file& sink, const write_plan& plan);
-void write_checkpoint(memory_sink& sink, const write_plan& plan);
+/// @returns the checksum written (XXH3-64 of the file with its checksum digits zero)
+std::uint64_t write_checkpoint(atomic_file& sink, const write_plan& plan);
+std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan);
 
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
@@ -291,18 +296,30 @@ void apply_renames(tensor_source& src,
 /// (the one that made the load fail is the one to report).
 void restore_state(const state_walks& walks, void* obj, const state_backup& backup) noexcept;
 
+/// The last point at which a load can still be called off: everything is read, checked and
+/// decoded, and only the copy of the tensors into the state remains. A distributed load passes
+/// it only when every rank got there; pass() throws to call the load off, and the state is
+/// then put back as it was.
+class load_gate {
+public:
+    virtual void pass() = 0;
+
+protected:
+    ~load_gate() = default;
+};
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
-/// the state became, then the tensors. On failure the values, and the tensors loading
-/// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
-/// held before loading. @returns the final check, with what it let through
+/// the state became, then `gate`, then the tensors. On failure the values, and the tensors
+/// loading replaced, are put back from `backup` when given. `own_tensors`: how many tensors
+/// the state held before loading. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                           std::span<const std::byte> values, const state_backup* backup,
-                          std::uint64_t own_tensors);
+                          std::uint64_t own_tensors, load_gate* gate = nullptr);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
 schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                         std::span<const std::byte> values);
+                         std::span<const std::byte> values, load_gate* gate = nullptr);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,

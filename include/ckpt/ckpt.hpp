@@ -12,6 +12,7 @@
 #include <ckpt/error.hpp>
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/limits.hpp>
+#include <ckpt/format/manifest.hpp>
 #include <ckpt/import.hpp>
 #include <ckpt/io/backend.hpp>
 #include <ckpt/manager.hpp>

@@ -135,6 +135,8 @@ inline constexpr int schema_class_version = 309;
 inline constexpr int schema_rename_unmatched = 310;
 inline constexpr int schema_rename_collision = 311;
 inline constexpr int schema_placement = 312;
+inline constexpr int schema_replica_divergence = 313;
+inline constexpr int schema_rank_values = 314;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;
@@ -151,6 +153,9 @@ inline constexpr int usage_missing_metric = 602;
 inline constexpr int usage_directory_locked = 603;
 inline constexpr int usage_foreign_file = 604;
 inline constexpr int usage_staging_cap = 605;
+inline constexpr int usage_checkpoint_exists = 606;
+/// A rank of a collective call failed with an exception that is not a ckpt::error.
+inline constexpr int usage_rank_exception = 607;
 } // namespace errc
 
 namespace detail {

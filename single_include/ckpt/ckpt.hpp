@@ -271,6 +271,8 @@ inline constexpr int schema_class_version = 309;
 inline constexpr int schema_rename_unmatched = 310;
 inline constexpr int schema_rename_collision = 311;
 inline constexpr int schema_placement = 312;
+inline constexpr int schema_replica_divergence = 313;
+inline constexpr int schema_rank_values = 314;
 // version
 inline constexpr int version_newer = 401;
 inline constexpr int version_invalid = 402;
@@ -287,6 +289,9 @@ inline constexpr int usage_missing_metric = 602;
 inline constexpr int usage_directory_locked = 603;
 inline constexpr int usage_foreign_file = 604;
 inline constexpr int usage_staging_cap = 605;
+inline constexpr int usage_checkpoint_exists = 606;
+/// A rank of a collective call failed with an exception that is not a ckpt::error.
+inline constexpr int usage_rank_exception = 607;
 } // namespace errc
 
 namespace detail {
@@ -676,6 +681,7 @@ public:
         static_assert(is_supported_scalar_v<T>,
                       "ckpt: unsupported arithmetic type (long double and wide characters "
                       "have no portable representation)");
+        if (trace_ != nullptr) note_value();
         values_.push_back(static_cast<std::byte>(dtype_of<T>));
         append(&v, sizeof(T));
     }
@@ -716,9 +722,31 @@ public:
 
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
+    [[nodiscard]] const std::vector<std::byte>& values() const noexcept { return values_; }
+
+    /// The byte ranges [begin, end) of values() written inside ckpt::rank_local declarations:
+    /// each rank's own, left out when the ranks' values are compared.
+    [[nodiscard]] const std::vector<std::pair<std::uint64_t, std::uint64_t>>&
+    rank_local_values() const noexcept {
+        return local_values_;
+    }
+    /// How many ckpt::rank_local declarations the walk met.
+    [[nodiscard]] std::uint64_t rank_local_declarations() const noexcept { return local_count_; }
+
+    /// Where each value starts in values(), and the path of its field: `out` receives one
+    /// entry per value written from now on (for an error that names a field; costs a string
+    /// per value, so only a walk made for that asks for it). Must outlive the walk.
+    void trace_values(std::vector<std::pair<std::uint64_t, std::string>>* out) noexcept {
+        trace_ = out;
+    }
 
 private:
     void append(const void* data, std::size_t n);
+    void note_value();
+    std::vector<std::pair<std::uint64_t, std::string>>* trace_ = nullptr;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> local_values_;
+    std::uint64_t local_count_ = 0;
+    std::uint64_t placement_values_ = 0; ///< values_.size() at begin_placement
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;
@@ -847,12 +875,18 @@ CKPT_INLINE tensor_record make_record(dtype type, const void* data, std::size_t 
     return r;
 }
 
+CKPT_INLINE void tensor_oarchive::note_value() {
+    trace_->emplace_back(values_.size(), path());
+}
+
 CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_size));
     append(&n, sizeof n);
 }
 
 CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_bytes));
     const auto len = static_cast<std::uint64_t>(n);
     append(&len, sizeof len);
@@ -860,6 +894,7 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
 }
 
 CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_version));
     append(&version, sizeof version);
 }
@@ -884,6 +919,7 @@ CKPT_INLINE void tensor_oarchive::begin_placement(const char* what, const char* 
     placement_what_ = what;
     placement_path_ = std::move(here);
     placement_first_ = tensors_.size();
+    placement_values_ = values_.size();
 }
 
 CKPT_INLINE void tensor_oarchive::end_placement() {
@@ -892,6 +928,12 @@ CKPT_INLINE void tensor_oarchive::end_placement() {
     const std::size_t met = tensors_.size() - placement_first_;
     place_ = {};
     placement_what_ = nullptr;
+    if (p.kind == placement_kind::rank_local) {
+        ++local_count_;
+        if (values_.size() > placement_values_) {
+            local_values_.emplace_back(placement_values_, values_.size());
+        }
+    }
     if (p.kind != placement_kind::sharded) return;
     const auto fail = [&](const std::string& why) {
         throw_error<usage_error>(errc::usage_argument, what + " '" + placement_path_ + "': " + why);
@@ -2915,6 +2957,8 @@ public:
     virtual int unlock(int fd);
     /// Sets an open file's size. Default: ::ftruncate.
     virtual int truncate(int fd, std::uint64_t size);
+    /// Removes an empty directory. Default: ::rmdir.
+    virtual int rmdir(const char* path);
 };
 
 /// The real thing: direct POSIX calls.
@@ -3023,6 +3067,10 @@ CKPT_INLINE int backend::unlock(int fd) {
 
 CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
     return ::ftruncate(fd, static_cast<::off_t>(size));
+}
+
+CKPT_INLINE int backend::rmdir(const char* path) {
+    return ::rmdir(path);
 }
 
 CKPT_INLINE backend& default_backend() {
@@ -4082,6 +4130,10 @@ struct write_plan {
     std::string header;
     std::vector<std::pair<const std::byte*, std::uint64_t>> blocks;
     std::uint64_t total_bytes = 0; ///< of the whole file
+    /// The header's entries (the values entry last); their offsets count from data_offset.
+    std::vector<file_tensor> entries;
+    /// Where the data section starts in the file: 8 + the header's size.
+    [[nodiscard]] std::uint64_t data_offset() const noexcept { return 8 + header.size(); }
 };
 
 /// From this size on, save() hashes on a second thread (a thread costs tens of microseconds).
@@ -4097,8 +4149,9 @@ write_plan make_plan(const std::vector<tensor_record>& tensors,
 
 /// Streams a plan to a file or to memory, then writes the checksum into the header. A large
 /// checkpoint is hashed on a second thread while it is written.
-void write_checkpoint(atomic_file& sink, const write_plan& plan);
-void write_checkpoint(memory_sink& sink, const write_plan& plan);
+/// @returns the checksum written (XXH3-64 of the file with its checksum digits zero)
+std::uint64_t write_checkpoint(atomic_file& sink, const write_plan& plan);
+std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan);
 
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
@@ -4233,18 +4286,30 @@ void apply_renames(tensor_source& src,
 /// (the one that made the load fail is the one to report).
 void restore_state(const state_walks& walks, void* obj, const state_backup& backup) noexcept;
 
+/// The last point at which a load can still be called off: everything is read, checked and
+/// decoded, and only the copy of the tensors into the state remains. A distributed load passes
+/// it only when every rank got there; pass() throws to call the load off, and the state is
+/// then put back as it was.
+class load_gate {
+public:
+    virtual void pass() = 0;
+
+protected:
+    ~load_gate() = default;
+};
+
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
-/// the state became, then the tensors. On failure the values, and the tensors loading
-/// replaced, are put back from `backup` when given. `own_tensors`: how many tensors the state
-/// held before loading. @returns the final check, with what it let through
+/// the state became, then `gate`, then the tensors. On failure the values, and the tensors
+/// loading replaced, are put back from `backup` when given. `own_tensors`: how many tensors
+/// the state held before loading. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                           std::span<const std::byte> values, const state_backup* backup,
-                          std::uint64_t own_tensors);
+                          std::uint64_t own_tensors, load_gate* gate = nullptr);
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was.
 /// @returns the tensors the source's options let through
 schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                         std::span<const std::byte> values);
+                         std::span<const std::byte> values, load_gate* gate = nullptr);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
@@ -4383,7 +4448,7 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
     });
 
     write_plan plan;
-    std::vector<file_tensor> entries;
+    std::vector<file_tensor>& entries = plan.entries;
     entries.reserve(tensors.size() + 1);
     std::string layout;
     std::string placements;
@@ -4441,7 +4506,7 @@ CKPT_INLINE write_plan make_plan(const std::vector<tensor_record>& tensors,
 /// A large checkpoint is hashed on a second thread while it is written: the hash reads the same
 /// (unchanging) memory the writes copy from, and costs no time on the writing thread.
 template <class Sink>
-void write_checkpoint_to(Sink& sink, const write_plan& plan) {
+std::uint64_t write_checkpoint_to(Sink& sink, const write_plan& plan) {
     const std::uint64_t n = plan.header.size();
     hasher hash;
     const auto hash_all = [&]() noexcept {
@@ -4463,16 +4528,18 @@ void write_checkpoint_to(Sink& sink, const write_plan& plan) {
         if (bytes > 0) sink.write(data, static_cast<std::size_t>(bytes));
     }
     if (hashing.joinable()) hashing.join();
-    const std::string hex = to_hex(hash.digest());
+    const std::uint64_t digest = hash.digest();
+    const std::string hex = to_hex(digest);
     sink.patch(checksum_digits_offset, hex.data(), hex.size());
+    return digest;
 }
 
-CKPT_INLINE void write_checkpoint(atomic_file& sink, const write_plan& plan) {
-    write_checkpoint_to(sink, plan);
+CKPT_INLINE std::uint64_t write_checkpoint(atomic_file& sink, const write_plan& plan) {
+    return write_checkpoint_to(sink, plan);
 }
 
-CKPT_INLINE void write_checkpoint(memory_sink& sink, const write_plan& plan) {
-    write_checkpoint_to(sink, plan);
+CKPT_INLINE std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan) {
+    return write_checkpoint_to(sink, plan);
 }
 
 CKPT_INLINE opened_checkpoint::opened_checkpoint(const std::byte* p, std::uint64_t size,
@@ -4877,7 +4944,7 @@ CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
 
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
-                                      std::uint64_t own_tensors) {
+                                      std::uint64_t own_tensors, load_gate* gate) {
     const auto restore = [&]() noexcept {
         if (backup != nullptr) restore_state(walks, obj, *backup);
     };
@@ -4909,12 +4976,20 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
                                       std::to_string(shaped.tensors().size()) +
                                       ": a container is shorter in the values than in the tensors");
     }
+    if (gate != nullptr) {
+        try {
+            gate->pass();
+        } catch (...) {
+            restore();
+            throw;
+        }
+    }
     read_pass(walks, obj, values, &src, read_pass_kind::tensors, own_tensors);
     return checked;
 }
 
 CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                                     std::span<const std::byte> values) {
+                                     std::span<const std::byte> values, load_gate* gate) {
     tensor_oarchive now;
     now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
@@ -4931,7 +5006,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
             kept.emplace(now.values(), now.tensors(), src.containers_as_values);
             if (!kept->entries.empty()) src.fallback = &kept->tensors;
         }
-        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own);
+        schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own, gate);
         walks.adopt(state, staged.get());
         src.fallback = nullptr;
         return checked;
@@ -4942,7 +5017,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
-    schema_report checked = decode_into(walks, state, src, values, &backup, own);
+    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate);
     src.fallback = nullptr;
     return checked;
 }
@@ -5764,6 +5839,524 @@ CKPT_INLINE void async_saver::rethrow_pending() {
 // end ckpt/async-inl.hpp
 #endif
 // end ckpt/async.hpp
+// begin ckpt/format/manifest.hpp
+
+// The manifest of a distributed checkpoint: a directory holding one ckpt file per writing rank
+// and `manifest.json`, which says how the files make up the global tensors. The manifest is
+// written last and renamed into place: the checkpoint exists if and only if it does.
+
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckpt::detail {
+
+/// The manifest's file name in a distributed checkpoint's directory.
+inline constexpr std::string_view manifest_name = "manifest.json";
+/// The value of its "format" key, and the version this build writes and reads.
+inline constexpr std::string_view manifest_format = "ckpt-distributed";
+inline constexpr int manifest_version = 1;
+/// The size of the pieces' checksummed chunks that save() uses.
+inline constexpr std::uint64_t default_chunk_bytes = std::uint64_t{1} << 20;
+/// The chunk sizes a manifest may declare.
+inline constexpr std::uint64_t min_chunk_bytes = std::uint64_t{1} << 12;
+inline constexpr std::uint64_t max_chunk_bytes = std::uint64_t{1} << 30;
+/// The most ranks a manifest may declare.
+inline constexpr std::uint64_t max_manifest_ranks = std::uint64_t{1} << 20;
+
+/// "rank-00002-of-00004.ckpt": the file rank 2 of 4 writes.
+std::string rank_file_name(std::uint64_t rank, std::uint64_t ranks);
+
+/// Contiguous bytes of one file, checksummed per chunk.
+struct manifest_piece {
+    std::uint64_t file = 0;      ///< index into manifest::files (the rank that wrote it)
+    std::uint64_t row_begin = 0; ///< the rows of the global tensor it holds: [begin, end)
+    std::uint64_t row_end = 0;
+    std::uint64_t offset = 0; ///< in the file
+    std::uint64_t bytes = 0;
+    /// XXH3-64 of each manifest::chunk_bytes of the piece, the last chunk possibly shorter.
+    std::vector<std::uint64_t> chunks;
+};
+
+/// A global tensor (replicated or sharded: its pieces cover its rows exactly once), or one
+/// rank's rank-local tensor (one piece, in that rank's file).
+struct manifest_tensor {
+    std::string name;
+    dtype type = dtype::u8;
+    char order = '-';                                 ///< as ckpt.layout has it
+    placement_kind kind = placement_kind::replicated; ///< how it was saved
+    std::vector<std::uint64_t> shape;                 ///< global, row-major view
+    std::vector<manifest_piece> pieces;               ///< by row_begin
+
+    /// Rows of the shape's first axis (1 for a tensor of rank 0), and bytes per row.
+    [[nodiscard]] std::uint64_t rows() const noexcept { return shape.empty() ? 1 : shape[0]; }
+    [[nodiscard]] std::uint64_t row_bytes() const noexcept;
+};
+
+/// One rank's file.
+struct manifest_file {
+    std::string name;           ///< in the checkpoint's directory, never a path
+    std::uint64_t bytes = 0;    ///< its size
+    std::uint64_t checksum = 0; ///< its ckpt checksum (the header's ckpt.checksum)
+    manifest_piece values;      ///< its values entry (rows unused)
+};
+
+struct manifest {
+    std::uint64_t ranks = 0;       ///< how many ranks saved it (one file each)
+    std::uint64_t chunk_bytes = 0; ///< of every piece's checksummed chunks
+    std::string library_version;
+    std::map<std::string, std::string> meta; ///< as a file's __metadata__ holds it
+    std::vector<manifest_file> files;        ///< files[r] is rank r's
+    /// Global tensors by name, then rank-local ones by name and rank.
+    std::vector<manifest_tensor> tensors;
+};
+
+/// The manifest as JSON.
+std::string encode_manifest(const manifest& m);
+
+/// Parses and validates a manifest before anything it declares is allocated: its structure,
+/// the file names (plain names inside the directory), every size (overflow-checked, within
+/// `lim`), and that the pieces of every global tensor cover its rows exactly once and lie
+/// inside their files. @throws corrupt_error, limit_error, version_error
+manifest parse_manifest(std::string_view json, const limits& lim, const std::string& where);
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/format/manifest-inl.hpp
+
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace ckpt::detail {
+
+CKPT_INLINE std::string rank_file_name(std::uint64_t rank, std::uint64_t ranks) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "rank-%05llu-of-%05llu.ckpt",
+                  static_cast<unsigned long long>(rank), static_cast<unsigned long long>(ranks));
+    return buf;
+}
+
+CKPT_INLINE std::uint64_t manifest_tensor::row_bytes() const noexcept {
+    std::uint64_t n = size_of(type);
+    for (std::size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+    return n;
+}
+
+namespace manifest_json {
+
+using writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                                 rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
+
+inline void put(writer& w, std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
+}
+
+inline void put_piece(writer& w, const manifest_piece& p, bool rows) {
+    w.StartObject();
+    if (rows) {
+        put(w, "file");
+        w.Uint64(p.file);
+        put(w, "rows");
+        w.StartArray();
+        w.Uint64(p.row_begin);
+        w.Uint64(p.row_end);
+        w.EndArray();
+    }
+    put(w, "offset");
+    w.Uint64(p.offset);
+    put(w, "bytes");
+    w.Uint64(p.bytes);
+    std::string hex;
+    hex.reserve(p.chunks.size() * 16);
+    for (const std::uint64_t c : p.chunks) hex += to_hex(c);
+    put(w, "chunks");
+    put(w, hex);
+    w.EndObject();
+}
+
+} // namespace manifest_json
+
+CKPT_INLINE std::string encode_manifest(const manifest& m) {
+    using namespace manifest_json;
+    rapidjson::StringBuffer buf;
+    writer w(buf);
+    w.StartObject();
+    put(w, "format");
+    put(w, manifest_format);
+    put(w, "version");
+    w.Int(manifest_version);
+    put(w, "library_version");
+    put(w, m.library_version);
+    put(w, "ranks");
+    w.Uint64(m.ranks);
+    put(w, "chunk_bytes");
+    w.Uint64(m.chunk_bytes);
+    put(w, "metadata");
+    w.StartObject();
+    for (const auto& [k, v] : m.meta) {
+        put(w, k);
+        put(w, v);
+    }
+    w.EndObject();
+    put(w, "files");
+    w.StartArray();
+    for (const manifest_file& f : m.files) {
+        w.StartObject();
+        put(w, "name");
+        put(w, f.name);
+        put(w, "bytes");
+        w.Uint64(f.bytes);
+        put(w, "checksum");
+        put(w, "xxh3-64:" + to_hex(f.checksum));
+        put(w, "values");
+        put_piece(w, f.values, false);
+        w.EndObject();
+    }
+    w.EndArray();
+    put(w, "tensors");
+    w.StartArray();
+    for (const manifest_tensor& t : m.tensors) {
+        w.StartObject();
+        put(w, "name");
+        put(w, t.name);
+        put(w, "dtype");
+        put(w, to_string(t.type));
+        put(w, "shape");
+        w.StartArray();
+        for (const std::uint64_t d : t.shape) w.Uint64(d);
+        w.EndArray();
+        put(w, "order");
+        put(w, std::string(1, t.order));
+        put(w, "placement");
+        put(w, t.kind == placement_kind::sharded      ? "sharded"
+               : t.kind == placement_kind::rank_local ? "rank_local"
+                                                      : "replicated");
+        put(w, "pieces");
+        w.StartArray();
+        for (const manifest_piece& p : t.pieces) put_piece(w, p, true);
+        w.EndArray();
+        w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    return {buf.GetString(), buf.GetSize()};
+}
+
+namespace manifest_json {
+
+/// The checks of one parse, with the manifest's path in every message.
+struct reader {
+    const limits& lim;
+    const std::string& where;
+
+    [[noreturn]] void corrupt(const std::string& what) const {
+        throw_error<corrupt_error>(errc::corrupt_header, "'" + where + "': " + what);
+    }
+    const rapidjson::Value& member(const rapidjson::Value& obj, const char* key,
+                                   const std::string& in) const {
+        if (!obj.IsObject()) corrupt(in + " is not a JSON object");
+        const auto it = obj.FindMember(key);
+        if (it == obj.MemberEnd()) corrupt(in + " has no \"" + key + "\"");
+        return it->value;
+    }
+    std::uint64_t number(const rapidjson::Value& obj, const char* key,
+                         const std::string& in) const {
+        const rapidjson::Value& v = member(obj, key, in);
+        if (!v.IsUint64()) corrupt(in + ": \"" + key + "\" is not a whole number >= 0");
+        return v.GetUint64();
+    }
+    std::string text(const rapidjson::Value& obj, const char* key, const std::string& in) const {
+        const rapidjson::Value& v = member(obj, key, in);
+        if (!v.IsString()) corrupt(in + ": \"" + key + "\" is not a string");
+        return {v.GetString(), v.GetStringLength()};
+    }
+    const rapidjson::Value& array(const rapidjson::Value& obj, const char* key,
+                                  const std::string& in) const {
+        const rapidjson::Value& v = member(obj, key, in);
+        if (!v.IsArray()) corrupt(in + ": \"" + key + "\" is not an array");
+        return v;
+    }
+    std::string name(const rapidjson::Value& obj, const std::string& in) const {
+        std::string s = text(obj, "name", in);
+        if (s.size() > lim.max_name_bytes) {
+            throw_error<limit_error>(
+                errc::limit_name, "'" + where + "': " + in + " has a name of " +
+                                      std::to_string(s.size()) + " bytes, more than the limit of " +
+                                      std::to_string(lim.max_name_bytes));
+        }
+        return s;
+    }
+    manifest_piece piece(const rapidjson::Value& v, const std::string& in, bool rows,
+                         std::uint64_t chunk_bytes) const {
+        manifest_piece p;
+        if (rows) {
+            p.file = number(v, "file", in);
+            const rapidjson::Value& r = array(v, "rows", in);
+            if (r.Size() != 2 || !r[0].IsUint64() || !r[1].IsUint64()) {
+                corrupt(in + ": \"rows\" is not [begin, end]");
+            }
+            p.row_begin = r[0].GetUint64();
+            p.row_end = r[1].GetUint64();
+            if (p.row_end < p.row_begin) corrupt(in + ": its rows end before they begin");
+        }
+        p.offset = number(v, "offset", in);
+        p.bytes = number(v, "bytes", in);
+        const std::string hex = text(v, "chunks", in);
+        const std::uint64_t want = p.bytes / chunk_bytes + (p.bytes % chunk_bytes != 0 ? 1 : 0);
+        if (hex.size() != want * 16) {
+            corrupt(in + " has " + std::to_string(hex.size() / 16) + " chunk checksums; its " +
+                    std::to_string(p.bytes) + " bytes make " + std::to_string(want) +
+                    " chunks of " + std::to_string(chunk_bytes));
+        }
+        p.chunks.reserve(static_cast<std::size_t>(want));
+        for (std::size_t i = 0; i < hex.size(); i += 16) {
+            const auto c = from_hex(std::string_view(hex).substr(i, 16));
+            if (!c) corrupt(in + ": a chunk checksum is not 16 lowercase hex digits");
+            p.chunks.push_back(*c);
+        }
+        return p;
+    }
+};
+
+} // namespace manifest_json
+
+CKPT_INLINE manifest parse_manifest(std::string_view json, const limits& lim,
+                                    const std::string& where) {
+    if (json.size() > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + where + "': the manifest is " +
+                                                         std::to_string(json.size()) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    const manifest_json::reader rd{lim, where};
+    rapidjson::Document doc;
+    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(),
+                                                                                      json.size());
+    if (doc.HasParseError()) {
+        throw_error<corrupt_error>(errc::corrupt_json,
+                                   "'" + where + "': the manifest is not valid JSON: " +
+                                       rapidjson::GetParseError_En(doc.GetParseError()) +
+                                       " at byte " + std::to_string(doc.GetErrorOffset()));
+    }
+    if (!doc.IsObject()) rd.corrupt("the manifest is not a JSON object");
+    if (rd.text(doc, "format", "the manifest") != manifest_format) {
+        rd.corrupt("the manifest's \"format\" is not \"" + std::string(manifest_format) + "\"");
+    }
+    const rapidjson::Value& ver = rd.member(doc, "version", "the manifest");
+    if (!ver.IsInt() || ver.GetInt() < 1) {
+        throw_error<version_error>(errc::version_invalid,
+                                   "'" + where + "': the manifest's version is not a number >= 1");
+    }
+    if (ver.GetInt() > manifest_version) {
+        throw_error<version_error>(errc::version_newer,
+                                   "'" + where + "': manifest version " +
+                                       std::to_string(ver.GetInt()) + " is newer than the " +
+                                       std::to_string(manifest_version) + " this build of ckpt " +
+                                       CKPT_VERSION_STRING + " reads; upgrade ckpt");
+    }
+    manifest m;
+    m.library_version = rd.text(doc, "library_version", "the manifest");
+    m.ranks = rd.number(doc, "ranks", "the manifest");
+    if (m.ranks == 0 || m.ranks > max_manifest_ranks) {
+        rd.corrupt("the manifest declares " + std::to_string(m.ranks) + " ranks (1 to " +
+                   std::to_string(max_manifest_ranks) + ")");
+    }
+    m.chunk_bytes = rd.number(doc, "chunk_bytes", "the manifest");
+    if (m.chunk_bytes < min_chunk_bytes || m.chunk_bytes > max_chunk_bytes) {
+        rd.corrupt("the manifest's chunk size " + std::to_string(m.chunk_bytes) + " is outside [" +
+                   std::to_string(min_chunk_bytes) + ", " + std::to_string(max_chunk_bytes) + "]");
+    }
+    const rapidjson::Value& meta = rd.member(doc, "metadata", "the manifest");
+    if (!meta.IsObject()) rd.corrupt("the manifest's \"metadata\" is not an object");
+    for (const auto& kv : meta.GetObject()) {
+        if (!kv.value.IsString()) rd.corrupt("a metadata value is not a string");
+        m.meta[std::string(kv.name.GetString(), kv.name.GetStringLength())] =
+            std::string(kv.value.GetString(), kv.value.GetStringLength());
+    }
+
+    const rapidjson::Value& files = rd.array(doc, "files", "the manifest");
+    if (files.Size() != m.ranks) {
+        rd.corrupt("the manifest lists " + std::to_string(files.Size()) + " files for " +
+                   std::to_string(m.ranks) + " ranks");
+    }
+    std::set<std::string> file_names;
+    m.files.reserve(files.Size());
+    for (rapidjson::SizeType i = 0; i < files.Size(); ++i) {
+        const std::string in = "file " + std::to_string(i);
+        manifest_file f;
+        f.name = rd.name(files[i], in);
+        if (f.name.empty() || f.name == "." || f.name == ".." ||
+            f.name.find_first_of(std::string_view("/\\\0", 3)) != std::string::npos) {
+            rd.corrupt(in + " is named '" + f.name +
+                       "', which is not a plain file name inside the checkpoint's directory");
+        }
+        if (f.name == manifest_name || !file_names.insert(f.name).second) {
+            rd.corrupt(in + " is named '" + f.name + "', which another file of the checkpoint has");
+        }
+        f.bytes = rd.number(files[i], "bytes", in);
+        const std::string sum = rd.text(files[i], "checksum", in);
+        const auto digest =
+            sum.starts_with("xxh3-64:") ? from_hex(std::string_view(sum).substr(8)) : std::nullopt;
+        if (!digest) rd.corrupt(in + ": the checksum is not \"xxh3-64:\" and 16 hex digits");
+        f.checksum = *digest;
+        f.values =
+            rd.piece(rd.member(files[i], "values", in), in + "'s values", false, m.chunk_bytes);
+        f.values.file = i;
+        if (f.values.offset > f.bytes || f.values.bytes > f.bytes - f.values.offset) {
+            rd.corrupt(in + "'s values lie outside its " + std::to_string(f.bytes) + " bytes");
+        }
+        m.files.push_back(std::move(f));
+    }
+
+    const rapidjson::Value& tensors = rd.array(doc, "tensors", "the manifest");
+    if (tensors.Size() > lim.max_tensors) {
+        throw_error<limit_error>(
+            errc::limit_tensor_count,
+            "'" + where + "': the manifest declares " + std::to_string(tensors.Size()) +
+                " tensors, more than the limit of " + std::to_string(lim.max_tensors));
+    }
+    std::set<std::string> global_names;
+    std::set<std::pair<std::string, std::uint64_t>> local_names;
+    m.tensors.reserve(tensors.Size());
+    for (rapidjson::SizeType i = 0; i < tensors.Size(); ++i) {
+        const rapidjson::Value& v = tensors[i];
+        manifest_tensor t;
+        t.name = rd.name(v, "tensor " + std::to_string(i));
+        const std::string in = "tensor '" + t.name + "'";
+        const auto type = dtype_from_string(rd.text(v, "dtype", in));
+        if (!type) rd.corrupt(in + " has a dtype outside safetensors' set");
+        t.type = *type;
+        const std::string order = rd.text(v, "order", in);
+        if (order.size() != 1 || (order[0] != '-' && order[0] != 'R' && order[0] != 'C')) {
+            rd.corrupt(in + ": \"order\" is not \"-\", \"R\" or \"C\"");
+        }
+        t.order = order[0];
+        const std::string kind = rd.text(v, "placement", in);
+        if (kind == "replicated") {
+            t.kind = placement_kind::replicated;
+        } else if (kind == "sharded") {
+            t.kind = placement_kind::sharded;
+        } else if (kind == "rank_local") {
+            t.kind = placement_kind::rank_local;
+        } else {
+            rd.corrupt(in + ": \"placement\" is not replicated, sharded or rank_local");
+        }
+        const rapidjson::Value& shape = rd.array(v, "shape", in);
+        if (shape.Size() > lim.max_rank) {
+            throw_error<limit_error>(errc::limit_rank, "'" + where + "': " + in + " has " +
+                                                           std::to_string(shape.Size()) +
+                                                           " dimensions, more than the limit of " +
+                                                           std::to_string(lim.max_rank));
+        }
+        std::uint64_t total = size_of(t.type);
+        for (const auto& d : shape.GetArray()) {
+            if (!d.IsUint64()) rd.corrupt(in + ": a dimension is not a whole number >= 0");
+            t.shape.push_back(d.GetUint64());
+            if (!checked_mul(total, d.GetUint64(), total)) {
+                throw_error<limit_error>(errc::limit_tensor_bytes,
+                                         "'" + where + "': " + in + " of shape " +
+                                             shape_string(t.shape) +
+                                             "... has more bytes than 64 bits count");
+            }
+        }
+        if (t.kind == placement_kind::sharded && t.shape.empty()) {
+            rd.corrupt(in + " is sharded but has rank 0, which has no rows");
+        }
+        const rapidjson::Value& pieces = rd.array(v, "pieces", in);
+        const std::uint64_t row_bytes = t.row_bytes();
+        t.pieces.reserve(std::min<std::size_t>(pieces.Size(), m.ranks));
+        if (pieces.Size() > m.ranks) {
+            rd.corrupt(in + " has " + std::to_string(pieces.Size()) + " pieces, more than the " +
+                       std::to_string(m.ranks) + " files");
+        }
+        for (rapidjson::SizeType k = 0; k < pieces.Size(); ++k) {
+            const std::string pin = in + " piece " + std::to_string(k);
+            manifest_piece p = rd.piece(pieces[k], pin, true, m.chunk_bytes);
+            if (p.file >= m.ranks) {
+                rd.corrupt(pin + " names file " + std::to_string(p.file) + " of " +
+                           std::to_string(m.ranks));
+            }
+            if (p.row_end > t.rows()) {
+                rd.corrupt(pin + " holds rows [" + std::to_string(p.row_begin) + ", " +
+                           std::to_string(p.row_end) + ") of a tensor of " +
+                           std::to_string(t.rows()));
+            }
+            // row_end <= rows, and rows * row_bytes fits (checked above).
+            if (p.bytes != (p.row_end - p.row_begin) * row_bytes) {
+                rd.corrupt(pin + " is " + std::to_string(p.bytes) + " bytes; its rows make " +
+                           std::to_string((p.row_end - p.row_begin) * row_bytes));
+            }
+            const manifest_file& f = m.files[static_cast<std::size_t>(p.file)];
+            if (p.offset > f.bytes || p.bytes > f.bytes - p.offset) {
+                rd.corrupt(pin + " lies outside the " + std::to_string(f.bytes) + " bytes of '" +
+                           f.name + "'");
+            }
+            t.pieces.push_back(std::move(p));
+        }
+        std::sort(t.pieces.begin(), t.pieces.end(),
+                  [](const manifest_piece& a, const manifest_piece& b) {
+                      return a.row_begin < b.row_begin;
+                  });
+        if (t.kind == placement_kind::rank_local) {
+            if (t.pieces.size() != 1 || t.pieces[0].row_begin != 0 ||
+                t.pieces[0].row_end != t.rows()) {
+                rd.corrupt(in + " is rank-local and must be one piece holding all its rows");
+            }
+            if (global_names.count(t.name) != 0 ||
+                !local_names.emplace(t.name, t.pieces[0].file).second) {
+                rd.corrupt(in + " appears twice");
+            }
+        } else {
+            if (global_names.count(t.name) != 0 || !global_names.insert(t.name).second) {
+                rd.corrupt(in + " appears twice");
+            }
+            // The pieces cover [0, rows) exactly once.
+            std::uint64_t next = 0;
+            for (const manifest_piece& p : t.pieces) {
+                if (p.row_begin > next) {
+                    rd.corrupt(in + " has no piece holding rows [" + std::to_string(next) + ", " +
+                               std::to_string(p.row_begin) + ")");
+                }
+                if (p.row_begin < next) {
+                    rd.corrupt(in + " has pieces that overlap at row " +
+                               std::to_string(p.row_begin));
+                }
+                next = p.row_end;
+            }
+            if (next != t.rows() && !(t.rows() == 0 && t.pieces.empty())) {
+                rd.corrupt(in + " has no piece holding rows [" + std::to_string(next) + ", " +
+                           std::to_string(t.rows()) + ")");
+            }
+            if (t.kind == placement_kind::replicated && t.pieces.size() != 1) {
+                rd.corrupt(in + " is replicated and must be one piece, it has " +
+                           std::to_string(t.pieces.size()));
+            }
+        }
+        m.tensors.push_back(std::move(t));
+    }
+    for (const auto& [name, file] : local_names) {
+        if (global_names.count(name) != 0) rd.corrupt("tensor '" + name + "' appears twice");
+    }
+    return m;
+}
+
+} // namespace ckpt::detail
+// end ckpt/format/manifest-inl.hpp
+#endif
+// end ckpt/format/manifest.hpp
 // begin ckpt/import.hpp
 
 

@@ -25,12 +25,18 @@ CKPT_INLINE tensor_record make_record(dtype type, const void* data, std::size_t 
     return r;
 }
 
+CKPT_INLINE void tensor_oarchive::note_value() {
+    trace_->emplace_back(values_.size(), path());
+}
+
 CKPT_INLINE void tensor_oarchive::write_size(std::uint64_t n) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_size));
     append(&n, sizeof n);
 }
 
 CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_bytes));
     const auto len = static_cast<std::uint64_t>(n);
     append(&len, sizeof len);
@@ -38,6 +44,7 @@ CKPT_INLINE void tensor_oarchive::write_bytes(const void* data, std::size_t n) {
 }
 
 CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
+    if (trace_ != nullptr) note_value();
     values_.push_back(static_cast<std::byte>(tag_version));
     append(&version, sizeof version);
 }
@@ -62,6 +69,7 @@ CKPT_INLINE void tensor_oarchive::begin_placement(const char* what, const char* 
     placement_what_ = what;
     placement_path_ = std::move(here);
     placement_first_ = tensors_.size();
+    placement_values_ = values_.size();
 }
 
 CKPT_INLINE void tensor_oarchive::end_placement() {
@@ -70,6 +78,12 @@ CKPT_INLINE void tensor_oarchive::end_placement() {
     const std::size_t met = tensors_.size() - placement_first_;
     place_ = {};
     placement_what_ = nullptr;
+    if (p.kind == placement_kind::rank_local) {
+        ++local_count_;
+        if (values_.size() > placement_values_) {
+            local_values_.emplace_back(placement_values_, values_.size());
+        }
+    }
     if (p.kind != placement_kind::sharded) return;
     const auto fail = [&](const std::string& why) {
         throw_error<usage_error>(errc::usage_argument, what + " '" + placement_path_ + "': " + why);

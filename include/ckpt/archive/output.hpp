@@ -150,6 +150,7 @@ public:
         static_assert(is_supported_scalar_v<T>,
                       "ckpt: unsupported arithmetic type (long double and wide characters "
                       "have no portable representation)");
+        if (trace_ != nullptr) note_value();
         values_.push_back(static_cast<std::byte>(dtype_of<T>));
         append(&v, sizeof(T));
     }
@@ -190,9 +191,31 @@ public:
 
     [[nodiscard]] std::vector<tensor_record>& tensors() noexcept { return tensors_; }
     [[nodiscard]] std::vector<std::byte>& values() noexcept { return values_; }
+    [[nodiscard]] const std::vector<std::byte>& values() const noexcept { return values_; }
+
+    /// The byte ranges [begin, end) of values() written inside ckpt::rank_local declarations:
+    /// each rank's own, left out when the ranks' values are compared.
+    [[nodiscard]] const std::vector<std::pair<std::uint64_t, std::uint64_t>>&
+    rank_local_values() const noexcept {
+        return local_values_;
+    }
+    /// How many ckpt::rank_local declarations the walk met.
+    [[nodiscard]] std::uint64_t rank_local_declarations() const noexcept { return local_count_; }
+
+    /// Where each value starts in values(), and the path of its field: `out` receives one
+    /// entry per value written from now on (for an error that names a field; costs a string
+    /// per value, so only a walk made for that asks for it). Must outlive the walk.
+    void trace_values(std::vector<std::pair<std::uint64_t, std::string>>* out) noexcept {
+        trace_ = out;
+    }
 
 private:
     void append(const void* data, std::size_t n);
+    void note_value();
+    std::vector<std::pair<std::uint64_t, std::string>>* trace_ = nullptr;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> local_values_;
+    std::uint64_t local_count_ = 0;
+    std::uint64_t placement_values_ = 0; ///< values_.size() at begin_placement
     std::vector<tensor_record> tensors_;
     std::vector<std::byte> values_;
     bool tensors_only_ = false;

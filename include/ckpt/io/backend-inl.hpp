@@ -70,6 +70,10 @@ CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
     return ::ftruncate(fd, static_cast<::off_t>(size));
 }
 
+CKPT_INLINE int backend::rmdir(const char* path) {
+    return ::rmdir(path);
+}
+
 CKPT_INLINE backend& default_backend() {
     static posix_backend instance;
     return instance;

@@ -69,6 +69,8 @@ public:
     virtual int unlock(int fd);
     /// Sets an open file's size. Default: ::ftruncate.
     virtual int truncate(int fd, std::uint64_t size);
+    /// Removes an empty directory. Default: ::rmdir.
+    virtual int rmdir(const char* path);
 };
 
 /// The real thing: direct POSIX calls.
