@@ -7,3 +7,4 @@
 #endif
 #define CKPT_IMPLEMENTATION
 #include <ckpt/ckpt.hpp>
+#include <ckpt/distributed.hpp>

@@ -36,7 +36,7 @@ UMBRELLA = "ckpt/ckpt.hpp"
 SINGLE_INCLUDE = Path("single_include")
 SINGLE_HEADER = SINGLE_INCLUDE / "ckpt" / "ckpt.hpp"
 # Headers of include/ that the umbrella leaves out, each generated as single_include/<same path>.
-ADDONS = ["ckpt/types/eigen_tensor.hpp"]
+ADDONS = ["ckpt/types/eigen_tensor.hpp", "ckpt/mpi.hpp"]
 
 INCLUDE_RE = re.compile(r"^\s*#\s*include\s*<(ckpt/[^>]+)>")
 INL_RE = re.compile(r"-inl\.hpp$")
