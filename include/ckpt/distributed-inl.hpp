@@ -31,6 +31,7 @@ public:
         raw(s.data(), s.size());
     }
     void raw(const void* p, std::size_t n) {
+        if (n == 0) return; // p may be null then
         const auto* b = static_cast<const std::byte*>(p);
         out.insert(out.end(), b, b + n);
     }
@@ -54,6 +55,7 @@ public:
     }
     void raw(void* p, std::size_t n) {
         need(n);
+        if (n == 0) return; // p may be null then
         std::memcpy(p, in_.data() + at_, n);
         at_ += n;
     }
