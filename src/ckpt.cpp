@@ -8,3 +8,4 @@
 #define CKPT_IMPLEMENTATION
 #include <ckpt/ckpt.hpp>
 #include <ckpt/distributed.hpp>
+#include <ckpt/distributed_manager.hpp>

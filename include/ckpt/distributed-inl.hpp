@@ -153,9 +153,29 @@ inline void encode_failure(byte_writer& w, std::exception_ptr failure) {
         who + " failed with an exception that is not ckpt's: " + message.substr(who.size() + 2));
 }
 
-CKPT_INLINE std::vector<std::vector<std::byte>>
-agree(communicator& comm, std::exception_ptr failure, std::span<const std::byte> payload) {
+/// What a rank is doing at a collective step, for the error when ranks differ.
+inline std::string step_name(std::uint64_t step) {
+    switch (static_cast<collective_step>(step)) {
+    case collective_step::save_census: return "a save's first step (agreeing on the values)";
+    case collective_step::save_values: return "a save's comparison of the ranks' values";
+    case collective_step::save_directory: return "a save's preparation of the directory";
+    case collective_step::save_written: return "a save's writing of the rank files";
+    case collective_step::save_undone: return "a failed save's cleanup";
+    case collective_step::save_commit: return "a save's commit";
+    case collective_step::load_manifest: return "a load's reading of the manifest";
+    case collective_step::load_gate: return "a load's last step";
+    case collective_step::manager_open: return "a manager's start";
+    case collective_step::manager_step: return "a manager's step()";
+    case collective_step::manager_retention: return "a manager's retention";
+    }
+    return "step " + std::to_string(step);
+}
+
+CKPT_INLINE std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step step,
+                                                      std::exception_ptr failure,
+                                                      std::span<const std::byte> payload) {
     byte_writer w;
+    w.u64(static_cast<std::uint64_t>(step));
     w.u64(failure ? 1 : 0);
     if (failure) {
         encode_failure(w, failure);
@@ -165,9 +185,23 @@ agree(communicator& comm, std::exception_ptr failure, std::span<const std::byte>
     std::vector<std::vector<std::byte>> all = comm.all_gather(w.out);
     for (std::size_t r = 0; r < all.size(); ++r) {
         byte_reader rd(all[r]);
+        const std::uint64_t theirs = rd.u64();
+        if (theirs != static_cast<std::uint64_t>(step)) {
+            throw_error<usage_error>(
+                errc::usage_argument,
+                "rank " + std::to_string(r) + " is in " + step_name(theirs) + ", rank " +
+                    std::to_string(comm.rank()) + " in " +
+                    step_name(static_cast<std::uint64_t>(step)) +
+                    ": every rank must make the same ckpt calls in the same order (the same "
+                    "save decisions, the same steps)");
+        }
+    }
+    for (std::size_t r = 0; r < all.size(); ++r) {
+        byte_reader rd(all[r]);
+        (void)rd.u64();
         if (rd.u64() != 0) throw_failure(rd, static_cast<int>(r), comm.size());
     }
-    for (std::vector<std::byte>& a : all) a.erase(a.begin(), a.begin() + 8);
+    for (std::vector<std::byte>& a : all) a.erase(a.begin(), a.begin() + 16);
     return all;
 }
 
@@ -343,7 +377,8 @@ inline std::string describe_value(const std::vector<std::byte>& v, std::uint64_t
             w.str(path);
         }
     }
-    const std::vector<std::vector<std::byte>> all = agree(comm, nullptr, w.out);
+    const std::vector<std::vector<std::byte>> all =
+        agree(comm, collective_step::save_values, nullptr, w.out);
     struct side {
         std::vector<std::byte> values;
         std::vector<std::pair<std::uint64_t, std::uint64_t>> local;
@@ -452,15 +487,6 @@ inline void remove_quietly(io::backend& io, const std::string& path) noexcept {
 
 } // namespace detail
 
-CKPT_INLINE bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend) {
-    io::backend& io = detail::backend_of(backend);
-    const std::string path = (dir / detail::manifest_name).string();
-    const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return false;
-    io.close(fd);
-    return true;
-}
-
 namespace detail {
 
 CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
@@ -510,7 +536,8 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
     byte_writer cw;
     if (!failed) census.write(cw);
     std::vector<save_census> all;
-    for (const auto& bytes : agree(comm, failed, cw.out)) all.push_back(save_census::read(bytes));
+    for (const auto& bytes : agree(comm, collective_step::save_census, failed, cw.out))
+        all.push_back(save_census::read(bytes));
 
     const save_census& first = all[0];
     for (int r = 1; r < ranks; ++r) {
@@ -641,7 +668,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         if (me == 0 && created) io.rmdir(dir_s.c_str());
     };
     try {
-        agree(comm, failed);
+        agree(comm, collective_step::save_directory, failed);
     } catch (...) {
         remove_directory();
         throw;
@@ -722,14 +749,14 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         remove_quietly(io, file_path);
         // Every rank removes its own file before rank 0 removes the directory.
         try {
-            agree(comm, nullptr);
+            agree(comm, collective_step::save_undone, nullptr);
         } catch (...) {
         }
         remove_directory();
     };
     std::vector<std::vector<std::byte>> reports;
     try {
-        reports = agree(comm, failed, pw.out);
+        reports = agree(comm, collective_step::save_written, failed, pw.out);
     } catch (...) {
         undo_files();
         throw;
@@ -839,7 +866,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         });
     }
     try {
-        agree(comm, failed);
+        agree(comm, collective_step::save_commit, failed);
     } catch (...) {
         if (manifest_renamed) remove_quietly(io, (dir / manifest_name).string());
         undo_files();
@@ -932,7 +959,7 @@ public:
     explicit agreeing_gate(communicator& comm) : comm_(comm) {}
     void pass() override {
         voted = true;
-        agree(comm_, nullptr);
+        agree(comm_, collective_step::load_gate, nullptr);
     }
     /// Whether this rank took part in the step (it then must not again).
     bool voted = false;
@@ -972,7 +999,8 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
             }
         });
     }
-    const std::vector<std::byte> shared = std::move(agree(comm, failed, json)[0]);
+    const std::vector<std::byte> shared =
+        std::move(agree(comm, collective_step::load_manifest, failed, json)[0]);
     const manifest m = parse_manifest(
         std::string_view(reinterpret_cast<const char*>(shared.data()), shared.size()),
         options.limits, manifest_path);
@@ -1123,7 +1151,8 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
     } catch (...) {
         if (!gate.voted) {
             gate.voted = true;
-            agree(comm, std::current_exception()); // throws the lowest failing rank's error
+            agree(comm, collective_step::load_gate,
+                  std::current_exception()); // throws the lowest failing rank's error
         }
         throw;
     }

@@ -50,9 +50,6 @@ struct distributed_load_options : load_options {
     std::uint64_t* bytes_read = nullptr;
 };
 
-/// Whether `dir` holds a committed distributed checkpoint (its manifest is in place).
-bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend = nullptr);
-
 namespace detail {
 
 /// The collective calls the protocol needs. Every rank calls the same ones in the same order.
@@ -67,10 +64,28 @@ protected:
     ~communicator() = default;
 };
 
+/// The collective steps of ckpt's protocol. Each rank says which step it is at, so ranks that
+/// call ckpt in a different order get an error rather than each other's messages.
+enum class collective_step : std::uint8_t {
+    save_census = 1,
+    save_values,
+    save_directory,
+    save_written,
+    save_undone,
+    save_commit,
+    load_manifest,
+    load_gate,
+    manager_open,
+    manager_step,
+    manager_retention,
+};
+
 /// One collective step: every rank gives its outcome (an exception, or none and `payload`);
 /// when every rank succeeded, every rank gets every payload. Otherwise every rank throws the
 /// same ckpt::error: that of the lowest-numbered rank that failed, naming it.
-std::vector<std::vector<std::byte>> agree(communicator& comm, std::exception_ptr failure,
+/// @throws usage_error (601) on every rank when the ranks are at different steps
+std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step step,
+                                          std::exception_ptr failure,
                                           std::span<const std::byte> payload = {});
 
 /// The collective save and load behind ckpt::mpi::save and ckpt::mpi::load.

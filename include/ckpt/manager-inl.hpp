@@ -207,8 +207,13 @@ CKPT_INLINE void manager::scan() {
         if (io_->unlink(temp.c_str()) == 0) cleaned_.push_back(std::move(temp));
     }
     index_ = std::move(found.checkpoints);
+    // Distributed checkpoints are ckpt::mpi::manager's.
+    std::erase_if(index_, [](const checkpoint_entry& e) { return e.distributed; });
     for (auto& e : index_) e.latest = false; // list() marks it, as the index changes
     unreadable_ = std::move(found.unreadable);
+    std::erase_if(unreadable_, [](const skipped_checkpoint& u) {
+        return u.path.extension() != ".ckpt"; // a distributed checkpoint's directory
+    });
     foreign_ = std::move(found.foreign);
     skipped_ = unreadable_;
 }

@@ -12,6 +12,7 @@
 #include <ckpt/checkpoint.hpp>
 #include <ckpt/concepts.hpp>
 #include <ckpt/distributed.hpp>
+#include <ckpt/distributed_manager.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/metadata.hpp>
 
@@ -29,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,6 +39,7 @@ namespace ckpt::mpi {
 
 using save_options = distributed_save_options;
 using load_options = distributed_load_options;
+using manager_options = distributed_manager_options;
 
 /// ckpt's collective calls over an MPI communicator (the calling thread makes them).
 class communicator final : public detail::communicator {
@@ -118,5 +121,85 @@ metadata load(MPI_Comm comm, const std::filesystem::path& dir, T& state,
     communicator c(comm);
     return detail::distributed_load(c, dir, detail::walks_of<T>, &state, options);
 }
+
+/// ckpt::manager for a distributed job: the same policies and retention, one directory of
+/// distributed checkpoints (<prefix>-<step>/) on a file system every rank sees at the same path.
+/// Every member is collective: every rank of the communicator calls it, with the same step.
+///
+///     ckpt::mpi::manager m(MPI_COMM_WORLD, "run", ckpt::every_steps(100), ckpt::keep_last(3));
+///     if (auto meta = m.restore_latest(state)) first = meta->step + 1;
+///     for (...) { train(state); m.step(state, {.step = s, .metrics = {{"loss", l}}}); }
+///
+/// Decisions are made once for every rank: the rules read rank 0's clock and rank 0's metrics
+/// (pass the same values everywhere, or know that rank 0's count), and rank 0 deletes what
+/// retention does not keep. Each step() is one all-gather of a few bytes (the ranks agree on the
+/// step and take rank 0's time and metrics), plus a distributed save when a rule fires.
+/// Rank 0 holds the directory's lock.
+class manager {
+public:
+    /// Opens (rank 0 creates and locks) `dir`, removes checkpoint directories a dead save left
+    /// without a manifest, and indexes the committed ones. Collective.
+    manager(MPI_Comm comm, std::filesystem::path dir, save_policy when, retention keep = keep_all(),
+            manager_options options = {})
+        : comm_(comm),
+          core_(comm_, std::move(dir), std::move(when), std::move(keep), std::move(options)) {}
+    manager(const manager&) = delete;
+    manager& operator=(const manager&) = delete;
+
+    /// Call once per training step on every rank: saves when the policy fires (a distributed
+    /// save), then applies retention.
+    template <class State>
+    save_result step(const State& state, const metadata& meta) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::mpi::manager::step: the state is not checkpointable");
+        return core_.step(detail::walks_of<State>, &state, meta, false);
+    }
+
+    /// Saves now, whatever the policy says.
+    template <class State>
+    save_result save_now(const State& state, const metadata& meta) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::mpi::manager::save_now: the state is not checkpointable");
+        return core_.step(detail::walks_of<State>, &state, meta, true);
+    }
+
+    /// Loads the newest checkpoint that every rank can load (a damaged file on any rank makes
+    /// every rank fall back to the one before, together); nothing on disk: nullopt, states
+    /// untouched. `options` as for ckpt::mpi::load, with the manager's limits and backend.
+    template <class State>
+    std::optional<metadata> restore_latest(State& state, const ckpt::load_options& options = {}) {
+        return core_.restore(detail::walks_of<State>, &state, nullptr, goal::minimize, options);
+    }
+
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    template <class State>
+    std::optional<metadata> restore_best(State& state, const std::string& metric,
+                                         goal direction = goal::minimize,
+                                         const ckpt::load_options& options = {}) {
+        return core_.restore(detail::walks_of<State>, &state, &metric, direction, options);
+    }
+
+    /// The checkpoints, oldest first (the same on every rank).
+    [[nodiscard]] std::vector<checkpoint_entry> list() const { return core_.list(); }
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return core_.skipped();
+    }
+    /// Checkpoint directories without a manifest removed at start.
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return core_.cleaned();
+    }
+    /// This rank's view: its save times; bytes on disk are every rank's.
+    [[nodiscard]] manager_stats stats() const { return core_.stats(); }
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept {
+        return core_.directory();
+    }
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const {
+        return core_.path_of(step);
+    }
+
+private:
+    communicator comm_;
+    detail::distributed_manager core_;
+};
 
 } // namespace ckpt::mpi

@@ -5847,10 +5847,18 @@ CKPT_INLINE void async_saver::rethrow_pending() {
 
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace ckpt {
+
+/// Whether `dir` holds a committed distributed checkpoint (its manifest is in place).
+bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend = nullptr);
+
+} // namespace ckpt
 
 namespace ckpt::detail {
 
@@ -5936,9 +5944,24 @@ manifest parse_manifest(std::string_view json, const limits& lim, const std::str
 
 #include <algorithm>
 #include <cstdio>
+
+#include <fcntl.h>
 #include <set>
 #include <string>
 #include <utility>
+
+namespace ckpt {
+
+CKPT_INLINE bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend) {
+    io::backend& io = backend != nullptr ? *backend : io::default_backend();
+    const std::string path = (dir / detail::manifest_name).string();
+    const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    io.close(fd);
+    return true;
+}
+
+} // namespace ckpt
 
 namespace ckpt::detail {
 
@@ -6792,6 +6815,9 @@ struct checkpoint_entry {
     std::uint64_t bytes = 0;
     bool latest = false; ///< the newest, by the step recorded in it
     bool best = false;   ///< the best by a metric a policy or retention ranks
+    /// A distributed checkpoint: `path` is a directory of rank files and a manifest (bytes:
+    /// all of them), written by ckpt::mpi.
+    bool distributed = false;
 
     friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
 };
@@ -6827,6 +6853,10 @@ struct directory_listing {
     /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
     /// removes them when it starts.
     std::vector<std::filesystem::path> temporaries{};
+    /// Distributed checkpoint directories (<prefix>-<step>/) without a committed manifest: a
+    /// distributed save died before its commit point, so they are no checkpoint. The
+    /// distributed manager removes them when it starts.
+    std::vector<std::filesystem::path> incomplete{};
     /// Every other name: other prefixes, other files, subdirectories, symbolic links (a manager
     /// never follows one). The lock file is not among them.
     std::vector<std::filesystem::path> others{};
@@ -6848,6 +6878,14 @@ namespace detail {
 
 /// "<prefix>-<step, 12 digits at least>.ckpt": the name a manager gives a checkpoint.
 std::string checkpoint_file_name(std::string_view prefix, std::int64_t step);
+
+/// "<prefix>-<step, 12 digits at least>": the directory a distributed manager gives one.
+std::string checkpoint_dir_name(std::string_view prefix, std::int64_t step);
+
+/// The entry of a committed distributed checkpoint, from its manifest.
+/// @throws io_error, corrupt_error, limit_error, version_error
+checkpoint_entry read_distributed_entry(const std::filesystem::path& dir, io::backend& io,
+                                        const limits& lim);
 
 /// Step of a file named <prefix>-<digits><suffix>, or nothing.
 std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
@@ -6892,6 +6930,43 @@ CKPT_INLINE std::string checkpoint_file_name(std::string_view prefix, std::int64
     name += digits;
     name += ".ckpt";
     return name;
+}
+
+CKPT_INLINE std::string checkpoint_dir_name(std::string_view prefix, std::int64_t step) {
+    std::string name = checkpoint_file_name(prefix, step);
+    name.resize(name.size() - 5); // ".ckpt"
+    return name;
+}
+
+CKPT_INLINE checkpoint_entry read_distributed_entry(const std::filesystem::path& dir,
+                                                    io::backend& io, const limits& lim) {
+    const std::string path = (dir / manifest_name).string();
+    fd_guard fd(io, open_for_reading(io, path));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
+                                                         std::to_string(size) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    std::string json(static_cast<std::size_t>(size), '\0');
+    if (const int e =
+            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
+        throw_io(errc::io_read, "read", path, e);
+    }
+    const manifest m = parse_manifest(json, lim, path);
+    const metadata meta = decode_metadata(m.meta, path);
+    checkpoint_entry e;
+    e.path = dir;
+    e.step = meta.step;
+    e.epoch = meta.epoch;
+    e.time = meta.time;
+    e.metrics = meta.metrics;
+    e.bytes = size;
+    for (const manifest_file& f : m.files) e.bytes += f.bytes;
+    e.distributed = true;
+    return e;
 }
 
 CKPT_INLINE std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
@@ -6966,6 +7041,24 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
     for (const io::dir_entry& de : names) {
         const std::string& name = de.name;
         std::filesystem::path path = dir / name;
+        if (de.type == io::dir_entry::kind::directory) {
+            // A distributed checkpoint: <prefix>-<step>/, committed once its manifest is there.
+            const auto step = detail::step_of_name(name, prefix, "");
+            if (!step || detail::checkpoint_dir_name(prefix, *step) != name) {
+                out.others.push_back(std::move(path));
+                continue;
+            }
+            if (!is_distributed_checkpoint(path, &io)) {
+                out.incomplete.push_back(std::move(path));
+                continue;
+            }
+            try {
+                out.checkpoints.push_back(detail::read_distributed_entry(path, io, options.limits));
+            } catch (const error& err) {
+                out.unreadable.push_back({path, err.id(), err.what()});
+            }
+            continue;
+        }
         if (de.type != io::dir_entry::kind::regular) {
             out.others.push_back(std::move(path));
             continue;
@@ -8222,8 +8315,13 @@ CKPT_INLINE void manager::scan() {
         if (io_->unlink(temp.c_str()) == 0) cleaned_.push_back(std::move(temp));
     }
     index_ = std::move(found.checkpoints);
+    // Distributed checkpoints are ckpt::mpi::manager's.
+    std::erase_if(index_, [](const checkpoint_entry& e) { return e.distributed; });
     for (auto& e : index_) e.latest = false; // list() marks it, as the index changes
     unreadable_ = std::move(found.unreadable);
+    std::erase_if(unreadable_, [](const skipped_checkpoint& u) {
+        return u.path.extension() != ".ckpt"; // a distributed checkpoint's directory
+    });
     foreign_ = std::move(found.foreign);
     skipped_ = unreadable_;
 }

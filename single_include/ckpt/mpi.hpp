@@ -60,9 +60,6 @@ struct distributed_load_options : load_options {
     std::uint64_t* bytes_read = nullptr;
 };
 
-/// Whether `dir` holds a committed distributed checkpoint (its manifest is in place).
-bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend = nullptr);
-
 namespace detail {
 
 /// The collective calls the protocol needs. Every rank calls the same ones in the same order.
@@ -77,10 +74,28 @@ protected:
     ~communicator() = default;
 };
 
+/// The collective steps of ckpt's protocol. Each rank says which step it is at, so ranks that
+/// call ckpt in a different order get an error rather than each other's messages.
+enum class collective_step : std::uint8_t {
+    save_census = 1,
+    save_values,
+    save_directory,
+    save_written,
+    save_undone,
+    save_commit,
+    load_manifest,
+    load_gate,
+    manager_open,
+    manager_step,
+    manager_retention,
+};
+
 /// One collective step: every rank gives its outcome (an exception, or none and `payload`);
 /// when every rank succeeded, every rank gets every payload. Otherwise every rank throws the
 /// same ckpt::error: that of the lowest-numbered rank that failed, naming it.
-std::vector<std::vector<std::byte>> agree(communicator& comm, std::exception_ptr failure,
+/// @throws usage_error (601) on every rank when the ranks are at different steps
+std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step step,
+                                          std::exception_ptr failure,
                                           std::span<const std::byte> payload = {});
 
 /// The collective save and load behind ckpt::mpi::save and ckpt::mpi::load.
@@ -127,6 +142,7 @@ public:
         raw(s.data(), s.size());
     }
     void raw(const void* p, std::size_t n) {
+        if (n == 0) return; // p may be null then
         const auto* b = static_cast<const std::byte*>(p);
         out.insert(out.end(), b, b + n);
     }
@@ -150,6 +166,7 @@ public:
     }
     void raw(void* p, std::size_t n) {
         need(n);
+        if (n == 0) return; // p may be null then
         std::memcpy(p, in_.data() + at_, n);
         at_ += n;
     }
@@ -247,9 +264,29 @@ inline void encode_failure(byte_writer& w, std::exception_ptr failure) {
         who + " failed with an exception that is not ckpt's: " + message.substr(who.size() + 2));
 }
 
-CKPT_INLINE std::vector<std::vector<std::byte>>
-agree(communicator& comm, std::exception_ptr failure, std::span<const std::byte> payload) {
+/// What a rank is doing at a collective step, for the error when ranks differ.
+inline std::string step_name(std::uint64_t step) {
+    switch (static_cast<collective_step>(step)) {
+    case collective_step::save_census: return "a save's first step (agreeing on the values)";
+    case collective_step::save_values: return "a save's comparison of the ranks' values";
+    case collective_step::save_directory: return "a save's preparation of the directory";
+    case collective_step::save_written: return "a save's writing of the rank files";
+    case collective_step::save_undone: return "a failed save's cleanup";
+    case collective_step::save_commit: return "a save's commit";
+    case collective_step::load_manifest: return "a load's reading of the manifest";
+    case collective_step::load_gate: return "a load's last step";
+    case collective_step::manager_open: return "a manager's start";
+    case collective_step::manager_step: return "a manager's step()";
+    case collective_step::manager_retention: return "a manager's retention";
+    }
+    return "step " + std::to_string(step);
+}
+
+CKPT_INLINE std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step step,
+                                                      std::exception_ptr failure,
+                                                      std::span<const std::byte> payload) {
     byte_writer w;
+    w.u64(static_cast<std::uint64_t>(step));
     w.u64(failure ? 1 : 0);
     if (failure) {
         encode_failure(w, failure);
@@ -259,9 +296,23 @@ agree(communicator& comm, std::exception_ptr failure, std::span<const std::byte>
     std::vector<std::vector<std::byte>> all = comm.all_gather(w.out);
     for (std::size_t r = 0; r < all.size(); ++r) {
         byte_reader rd(all[r]);
+        const std::uint64_t theirs = rd.u64();
+        if (theirs != static_cast<std::uint64_t>(step)) {
+            throw_error<usage_error>(
+                errc::usage_argument,
+                "rank " + std::to_string(r) + " is in " + step_name(theirs) + ", rank " +
+                    std::to_string(comm.rank()) + " in " +
+                    step_name(static_cast<std::uint64_t>(step)) +
+                    ": every rank must make the same ckpt calls in the same order (the same "
+                    "save decisions, the same steps)");
+        }
+    }
+    for (std::size_t r = 0; r < all.size(); ++r) {
+        byte_reader rd(all[r]);
+        (void)rd.u64();
         if (rd.u64() != 0) throw_failure(rd, static_cast<int>(r), comm.size());
     }
-    for (std::vector<std::byte>& a : all) a.erase(a.begin(), a.begin() + 8);
+    for (std::vector<std::byte>& a : all) a.erase(a.begin(), a.begin() + 16);
     return all;
 }
 
@@ -437,7 +488,8 @@ inline std::string describe_value(const std::vector<std::byte>& v, std::uint64_t
             w.str(path);
         }
     }
-    const std::vector<std::vector<std::byte>> all = agree(comm, nullptr, w.out);
+    const std::vector<std::vector<std::byte>> all =
+        agree(comm, collective_step::save_values, nullptr, w.out);
     struct side {
         std::vector<std::byte> values;
         std::vector<std::pair<std::uint64_t, std::uint64_t>> local;
@@ -546,15 +598,6 @@ inline void remove_quietly(io::backend& io, const std::string& path) noexcept {
 
 } // namespace detail
 
-CKPT_INLINE bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend) {
-    io::backend& io = detail::backend_of(backend);
-    const std::string path = (dir / detail::manifest_name).string();
-    const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return false;
-    io.close(fd);
-    return true;
-}
-
 namespace detail {
 
 CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
@@ -604,7 +647,8 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
     byte_writer cw;
     if (!failed) census.write(cw);
     std::vector<save_census> all;
-    for (const auto& bytes : agree(comm, failed, cw.out)) all.push_back(save_census::read(bytes));
+    for (const auto& bytes : agree(comm, collective_step::save_census, failed, cw.out))
+        all.push_back(save_census::read(bytes));
 
     const save_census& first = all[0];
     for (int r = 1; r < ranks; ++r) {
@@ -735,7 +779,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         if (me == 0 && created) io.rmdir(dir_s.c_str());
     };
     try {
-        agree(comm, failed);
+        agree(comm, collective_step::save_directory, failed);
     } catch (...) {
         remove_directory();
         throw;
@@ -816,14 +860,14 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         remove_quietly(io, file_path);
         // Every rank removes its own file before rank 0 removes the directory.
         try {
-            agree(comm, nullptr);
+            agree(comm, collective_step::save_undone, nullptr);
         } catch (...) {
         }
         remove_directory();
     };
     std::vector<std::vector<std::byte>> reports;
     try {
-        reports = agree(comm, failed, pw.out);
+        reports = agree(comm, collective_step::save_written, failed, pw.out);
     } catch (...) {
         undo_files();
         throw;
@@ -933,7 +977,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         });
     }
     try {
-        agree(comm, failed);
+        agree(comm, collective_step::save_commit, failed);
     } catch (...) {
         if (manifest_renamed) remove_quietly(io, (dir / manifest_name).string());
         undo_files();
@@ -1026,7 +1070,7 @@ public:
     explicit agreeing_gate(communicator& comm) : comm_(comm) {}
     void pass() override {
         voted = true;
-        agree(comm_, nullptr);
+        agree(comm_, collective_step::load_gate, nullptr);
     }
     /// Whether this rank took part in the step (it then must not again).
     bool voted = false;
@@ -1066,7 +1110,8 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
             }
         });
     }
-    const std::vector<std::byte> shared = std::move(agree(comm, failed, json)[0]);
+    const std::vector<std::byte> shared =
+        std::move(agree(comm, collective_step::load_manifest, failed, json)[0]);
     const manifest m = parse_manifest(
         std::string_view(reinterpret_cast<const char*>(shared.data()), shared.size()),
         options.limits, manifest_path);
@@ -1217,7 +1262,8 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
     } catch (...) {
         if (!gate.voted) {
             gate.voted = true;
-            agree(comm, std::current_exception()); // throws the lowest failing rank's error
+            agree(comm, collective_step::load_gate,
+                  std::current_exception()); // throws the lowest failing rank's error
         }
         throw;
     }
@@ -1229,6 +1275,498 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
 // end ckpt/distributed-inl.hpp
 #endif
 // end ckpt/distributed.hpp
+// begin ckpt/distributed_manager.hpp
+
+// The distributed manager's core, behind ckpt::mpi::manager: the policies, retention and
+// directory scan of ckpt::manager, with every decision made once for all ranks. Nothing here
+// knows MPI; see <ckpt/distributed.hpp> for the communicator.
+
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ckpt {
+
+/// How a distributed manager names, times, writes and reads its checkpoints.
+struct distributed_manager_options {
+    std::string prefix = "ckpt"; ///< checkpoints are directories <prefix>-<step>/
+    /// Wall clock for time-based policies and retention, read on rank 0 only (its time is
+    /// every rank's); nullptr: system_clock::now.
+    std::function<std::chrono::system_clock::time_point()> clock{};
+    /// Called on every rank for every checkpoint a restore passes over.
+    std::function<void(const skipped_checkpoint&)> on_skipped{};
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    ckpt::limits limits{};
+    /// How each checkpoint is written (replica check, chunk size); its backend is the one above.
+    distributed_save_options save{};
+};
+
+namespace detail {
+
+/// ckpt::mpi::manager's non-template part. Every member that is called on one rank is called
+/// on every rank, in the same order: each is collective.
+class distributed_manager {
+public:
+    distributed_manager(communicator& comm, std::filesystem::path dir, save_policy when,
+                        retention keep, distributed_manager_options options);
+    distributed_manager(const distributed_manager&) = delete;
+    distributed_manager& operator=(const distributed_manager&) = delete;
+
+    save_result step(const state_walks& walks, const void* state, const metadata& meta,
+                     bool forced);
+    std::optional<metadata> restore(const state_walks& walks, void* state,
+                                    const std::string* metric, goal direction,
+                                    const load_options& options);
+
+    [[nodiscard]] std::vector<checkpoint_entry> list() const;
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return skipped_;
+    }
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return cleaned_;
+    }
+    [[nodiscard]] manager_stats stats() const;
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const;
+
+private:
+    std::chrono::system_clock::time_point now() const;
+    /// Rank 0: creates and locks the directory, removes what dead saves left, scans it.
+    /// @returns the scan, for every rank
+    std::vector<std::byte> open_directory();
+    void adopt_listing(std::span<const std::byte> bytes);
+    /// Rank 0 deletes what retention does not keep; every rank's index follows.
+    void apply_retention(const std::filesystem::path& just_written, save_result& result);
+
+    communicator& comm_;
+    std::filesystem::path dir_;
+    policy_state policy_;
+    retention keep_;
+    distributed_manager_options options_;
+    io::backend* io_;
+    ranked_metrics ranked_metrics_;
+    std::optional<directory_lock> lock_; ///< rank 0's
+    std::vector<checkpoint_entry> index_;
+    std::vector<skipped_checkpoint> unreadable_;
+    std::vector<skipped_checkpoint> skipped_;
+    std::vector<std::filesystem::path> cleaned_;
+    manager_stats stats_;
+    std::int64_t seen_step_ = 0;
+    std::int64_t committed_step_ = 0;
+    std::chrono::system_clock::time_point committed_time_{};
+};
+
+/// Removes a distributed checkpoint: its manifest first (it is then no checkpoint), then its
+/// files and the directory. @returns 0, or the errno of the removal that failed first
+int remove_distributed_checkpoint(const std::filesystem::path& dir, io::backend& io);
+
+} // namespace detail
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/distributed_manager-inl.hpp
+
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fcntl.h>
+
+namespace ckpt::detail {
+
+namespace listing_codec {
+
+inline void put_time(byte_writer& w, std::chrono::system_clock::time_point t) {
+    w.u64(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count()));
+}
+
+inline std::chrono::system_clock::time_point get_time(byte_reader& r) {
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::nanoseconds(static_cast<std::int64_t>(r.u64()))));
+}
+
+inline void put_metrics(byte_writer& w, const std::map<std::string, double>& metrics) {
+    w.u64(metrics.size());
+    for (const auto& [k, v] : metrics) {
+        w.str(k);
+        w.raw(&v, sizeof v);
+    }
+}
+
+inline std::map<std::string, double> get_metrics(byte_reader& r) {
+    std::map<std::string, double> out;
+    for (std::uint64_t n = r.u64(); n > 0; --n) {
+        std::string k = r.str();
+        double v = 0;
+        r.raw(&v, sizeof v);
+        out.emplace(std::move(k), v);
+    }
+    return out;
+}
+
+inline void put_entry(byte_writer& w, const checkpoint_entry& e) {
+    w.str(e.path.string());
+    w.u64(static_cast<std::uint64_t>(e.step));
+    w.u64(static_cast<std::uint64_t>(e.epoch));
+    put_time(w, e.time);
+    put_metrics(w, e.metrics);
+    w.u64(e.bytes);
+}
+
+inline checkpoint_entry get_entry(byte_reader& r) {
+    checkpoint_entry e;
+    e.path = r.str();
+    e.step = static_cast<std::int64_t>(r.u64());
+    e.epoch = static_cast<std::int64_t>(r.u64());
+    e.time = get_time(r);
+    e.metrics = get_metrics(r);
+    e.bytes = r.u64();
+    e.distributed = true;
+    return e;
+}
+
+inline void put_skipped(byte_writer& w, const skipped_checkpoint& s) {
+    w.str(s.path.string());
+    w.u64(static_cast<std::uint64_t>(s.error_id));
+    w.str(s.reason);
+}
+
+inline skipped_checkpoint get_skipped(byte_reader& r) {
+    skipped_checkpoint s;
+    s.path = r.str();
+    s.error_id = static_cast<int>(r.u64());
+    s.reason = r.str();
+    return s;
+}
+
+} // namespace listing_codec
+
+CKPT_INLINE int remove_distributed_checkpoint(const std::filesystem::path& dir, io::backend& io) {
+    const std::string manifest = (dir / manifest_name).string();
+    if (io.unlink(manifest.c_str()) != 0 && errno != ENOENT) return errno;
+    // The manifest's removal is durable before the files it names go: a power loss never
+    // leaves a committed manifest whose files are missing.
+    try {
+        sync_dir(io, dir.string());
+    } catch (const io_error& e) {
+        return e.code().value();
+    }
+    std::vector<io::dir_entry> names;
+    if (io.list(dir.c_str(), names) != 0) return errno == ENOENT ? 0 : errno;
+    int first = 0;
+    for (const io::dir_entry& e : names) {
+        if (e.type != io::dir_entry::kind::regular || !is_save_file(e.name)) continue;
+        if (io.unlink((dir / e.name).c_str()) != 0 && errno != ENOENT && first == 0) first = errno;
+    }
+    if (first != 0) return first;
+    if (io.rmdir(dir.c_str()) != 0 && errno != ENOENT) return errno;
+    return 0;
+}
+
+CKPT_INLINE distributed_manager::distributed_manager(communicator& comm, std::filesystem::path dir,
+                                                     save_policy when, retention keep,
+                                                     distributed_manager_options options)
+    : comm_(comm), dir_(std::move(dir)), policy_(std::move(when)), keep_(std::move(keep)),
+      options_([&] {
+          check_prefix(options.prefix, "ckpt::mpi::manager");
+          return std::move(options);
+      }()),
+      io_(options_.backend != nullptr ? options_.backend : &io::default_backend()),
+      ranked_metrics_(ranked_by(policy_.policy(), keep_)) {
+    options_.save.backend = io_;
+    std::vector<std::byte> listing;
+    std::exception_ptr failed = nullptr;
+    if (comm_.rank() == 0) failed = attempt([&] { listing = open_directory(); });
+    std::vector<std::vector<std::byte>> all;
+    try {
+        all = agree(comm_, collective_step::manager_open, failed, listing);
+    } catch (...) {
+        lock_.reset();
+        throw;
+    }
+    adopt_listing(all[0]);
+}
+
+CKPT_INLINE std::vector<std::byte> distributed_manager::open_directory() {
+    create_directories(dir_, *io_);
+    lock_.emplace(dir_, options_.prefix, *io_);
+    directory_listing found =
+        scan_directory(dir_, directory_options{options_.prefix, io_, options_.limits});
+    for (const std::filesystem::path& p : found.incomplete) {
+        if (remove_distributed_checkpoint(p, *io_) == 0) cleaned_.push_back(p);
+    }
+    byte_writer w;
+    listing_codec::put_time(w, now());
+    std::vector<const checkpoint_entry*> ours;
+    for (const checkpoint_entry& e : found.checkpoints) {
+        if (e.distributed) ours.push_back(&e);
+    }
+    w.u64(ours.size());
+    for (const checkpoint_entry* e : ours) listing_codec::put_entry(w, *e);
+    std::vector<const skipped_checkpoint*> bad;
+    for (const skipped_checkpoint& s : found.unreadable) {
+        if (s.path.extension() != ".ckpt") bad.push_back(&s);
+    }
+    w.u64(bad.size());
+    for (const skipped_checkpoint* s : bad) listing_codec::put_skipped(w, *s);
+    w.u64(cleaned_.size());
+    for (const auto& p : cleaned_) w.str(p.string());
+    return std::move(w.out);
+}
+
+CKPT_INLINE void distributed_manager::adopt_listing(std::span<const std::byte> bytes) {
+    byte_reader r(bytes);
+    const auto start = listing_codec::get_time(r);
+    index_.clear();
+    for (std::uint64_t n = r.u64(); n > 0; --n) index_.push_back(listing_codec::get_entry(r));
+    unreadable_.clear();
+    for (std::uint64_t n = r.u64(); n > 0; --n) {
+        unreadable_.push_back(listing_codec::get_skipped(r));
+    }
+    cleaned_.clear();
+    for (std::uint64_t n = r.u64(); n > 0; --n) cleaned_.emplace_back(r.str());
+    skipped_ = unreadable_;
+    policy_.start(start);
+    committed_time_ = start;
+    for (const checkpoint_entry& e : index_) {
+        if (e.step >= committed_step_) {
+            committed_step_ = e.step;
+            committed_time_ = e.time;
+            seen_step_ = e.step;
+        }
+    }
+}
+
+CKPT_INLINE std::chrono::system_clock::time_point distributed_manager::now() const {
+    return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
+
+CKPT_INLINE std::filesystem::path distributed_manager::path_of(std::int64_t step) const {
+    return dir_ / checkpoint_dir_name(options_.prefix, step);
+}
+
+CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, const void* state,
+                                                  const metadata& meta, bool forced) {
+    save_result result;
+    // Every rank takes rank 0's time and metrics (the rules decide on them), and checks that
+    // every rank is at the same step.
+    byte_writer w;
+    w.u64(static_cast<std::uint64_t>(meta.step));
+    std::exception_ptr failed = nullptr;
+    if (comm_.rank() == 0) {
+        failed = attempt([&] {
+            for (const auto& [metric, direction] : ranked_metrics_) {
+                if (meta.metrics.find(metric) == meta.metrics.end()) {
+                    throw_error<usage_error>(
+                        errc::usage_missing_metric,
+                        "step " + std::to_string(meta.step) + " supplies no metric '" + metric +
+                            "', which the save policy or retention ranks checkpoints by; pass "
+                            "its latest value on every step (rank 0's is used)");
+                }
+            }
+            listing_codec::put_time(w, now());
+            listing_codec::put_metrics(w, meta.metrics);
+        });
+    }
+    const std::vector<std::vector<std::byte>> all =
+        agree(comm_, collective_step::manager_step, failed, w.out);
+    byte_reader first(all[0]);
+    const auto step0 = static_cast<std::int64_t>(first.u64());
+    const auto t = listing_codec::get_time(first);
+    metadata m = meta;
+    m.metrics = listing_codec::get_metrics(first);
+    for (std::size_t r = 1; r < all.size(); ++r) {
+        byte_reader other(all[r]);
+        const auto step = static_cast<std::int64_t>(other.u64());
+        if (step != step0) {
+            throw_error<usage_error>(errc::usage_argument,
+                                     "ckpt::mpi::manager: rank 0 is at step " +
+                                         std::to_string(step0) + ", rank " + std::to_string(r) +
+                                         " at step " + std::to_string(step) +
+                                         ": every rank must call step() with the same step");
+        }
+    }
+    seen_step_ = m.step;
+    if (forced) {
+        policy_.clear_fired();
+    } else if (!policy_.ask(m, t)) {
+        return result;
+    }
+    if (m.step < 0) {
+        throw_error<usage_error>(errc::usage_argument, "ckpt::mpi::manager: step " +
+                                                           std::to_string(m.step) + " is negative");
+    }
+    std::vector<save_rule> after = policy_.advanced(m, t, result.reasons);
+    if (forced) result.reasons.emplace_back("save_now");
+    metadata stored = m;
+    if (stored.time == std::chrono::system_clock::time_point{}) stored.time = t;
+    policy_state::write_tags(after, stored);
+    result.path = path_of(m.step);
+
+    const auto started = std::chrono::steady_clock::now();
+    const std::uint64_t mine =
+        distributed_save(comm_, result.path, walks, state, stored, options_.save);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    policy_.commit(std::move(after), forced);
+    stats_.last_save_seconds = seconds;
+    stats_.total_save_seconds += seconds;
+    stats_.checkpoints_written += 1;
+    result.saved = true;
+
+    checkpoint_entry entry;
+    entry.path = result.path;
+    entry.step = m.step;
+    entry.epoch = m.epoch;
+    entry.time = stored.time;
+    entry.metrics = m.metrics;
+    entry.distributed = true;
+    entry.bytes = mine; // every rank's, once apply_retention has gathered them
+    committed_step_ = entry.step;
+    committed_time_ = entry.time;
+    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == result.path; });
+    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == result.path; });
+    index_.push_back(std::move(entry));
+    result.committed.push_back(result.path);
+    apply_retention(result.path, result);
+    return result;
+}
+
+CKPT_INLINE void distributed_manager::apply_retention(const std::filesystem::path& just_written,
+                                                      save_result& result) {
+    std::vector<bool> kept = select_kept(index_, keep_, ranked_metrics_);
+    for (std::size_t i = 0; i < index_.size(); ++i) {
+        if (index_[i].path == just_written) kept[i] = true; // never the newest save
+    }
+    // Rank 0 deletes; every rank learns which deletions failed (those stay indexed), and every
+    // rank's bytes of the new checkpoint.
+    byte_writer w;
+    std::uint64_t mine = 0;
+    for (const checkpoint_entry& e : index_) {
+        if (e.path == just_written) mine = e.bytes;
+    }
+    if (comm_.rank() == 0) {
+        // The manifest's bytes count too.
+        const std::string manifest = (just_written / manifest_name).string();
+        const int fd = io_->open(manifest.c_str(), O_RDONLY | O_CLOEXEC, 0);
+        std::uint64_t size = 0;
+        if (fd >= 0 && io_->file_size(fd, size) == 0) mine += size;
+        if (fd >= 0) io_->close(fd);
+    }
+    w.u64(mine);
+    if (comm_.rank() == 0) {
+        for (std::size_t i = 0; i < index_.size(); ++i) {
+            if (kept[i]) continue;
+            const int err = remove_distributed_checkpoint(index_[i].path, *io_);
+            w.u64(err == 0 ? 0 : 1);
+        }
+    }
+    const std::vector<std::vector<std::byte>> all =
+        agree(comm_, collective_step::manager_retention, nullptr, w.out);
+    std::uint64_t total = 0;
+    for (const auto& bytes : all) {
+        byte_reader r(bytes);
+        total += r.u64();
+    }
+    byte_reader outcome(all[0]);
+    (void)outcome.u64();
+    std::vector<checkpoint_entry> remaining;
+    for (std::size_t i = 0; i < index_.size(); ++i) {
+        if (index_[i].path == just_written) index_[i].bytes = total;
+        if (kept[i]) {
+            remaining.push_back(std::move(index_[i]));
+        } else if (outcome.u64() == 0) {
+            result.deleted.push_back(index_[i].path);
+        } else {
+            stats_.delete_failures += 1;
+            remaining.push_back(std::move(index_[i]));
+        }
+    }
+    index_ = std::move(remaining);
+}
+
+CKPT_INLINE std::optional<metadata>
+distributed_manager::restore(const state_walks& walks, void* state, const std::string* metric,
+                             goal direction, const load_options& options) {
+    const std::vector<std::size_t> order =
+        metric != nullptr ? ranked(index_, *metric, direction) : newest_first(index_);
+    skipped_ = unreadable_;
+    for (const auto& s : unreadable_) {
+        if (options_.on_skipped) options_.on_skipped(s);
+    }
+    distributed_load_options own;
+    static_cast<load_options&>(own) = options;
+    own.limits = options_.limits;
+    own.backend = io_;
+    std::vector<std::filesystem::path> damaged;
+    const auto forget = [&] {
+        std::erase_if(index_, [&](const checkpoint_entry& e) {
+            return std::find(damaged.begin(), damaged.end(), e.path) != damaged.end();
+        });
+    };
+    for (const std::size_t i : order) {
+        const std::filesystem::path path = index_[i].path;
+        try {
+            metadata meta = distributed_load(comm_, path, walks, state, own);
+            forget();
+            policy_.restore(meta, index_);
+            committed_step_ = meta.step;
+            committed_time_ = meta.time;
+            seen_step_ = meta.step;
+            return meta;
+        } catch (const schema_error&) {
+            forget();
+            throw;
+        } catch (const version_error&) {
+            forget();
+            throw;
+        } catch (const error& err) {
+            // Every rank has the same error (the load agrees on it), so every rank falls back.
+            skipped_.push_back({path, err.id(), err.what()});
+            unreadable_.push_back(skipped_.back());
+            damaged.push_back(path);
+            if (options_.on_skipped) options_.on_skipped(skipped_.back());
+        }
+    }
+    forget();
+    return std::nullopt;
+}
+
+CKPT_INLINE std::vector<checkpoint_entry> distributed_manager::list() const {
+    std::vector<checkpoint_entry> out = index_;
+    std::sort(out.begin(), out.end(),
+              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
+    if (!out.empty()) out.back().latest = true;
+    for (const auto& [m, direction] : ranked_metrics_) {
+        const auto order = ranked(out, m, direction);
+        if (!order.empty()) out[order.front()].best = true;
+    }
+    return out;
+}
+
+CKPT_INLINE manager_stats distributed_manager::stats() const {
+    manager_stats s = stats_;
+    s.checkpoints_on_disk = index_.size();
+    s.bytes_on_disk = 0;
+    for (const auto& e : index_) s.bytes_on_disk += e.bytes;
+    s.steps_at_risk = seen_step_ - committed_step_;
+    s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+    return s;
+}
+
+} // namespace ckpt::detail
+// end ckpt/distributed_manager-inl.hpp
+#endif
+// end ckpt/distributed_manager.hpp
 
 // Only MPI's C API is used: its deprecated C++ bindings (which OpenMPI's and MPICH's mpi.h
 // pull in for C++ unless told not to) are left out, with their warnings.
@@ -1244,6 +1782,7 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -1252,6 +1791,7 @@ namespace ckpt::mpi {
 
 using save_options = distributed_save_options;
 using load_options = distributed_load_options;
+using manager_options = distributed_manager_options;
 
 /// ckpt's collective calls over an MPI communicator (the calling thread makes them).
 class communicator final : public detail::communicator {
@@ -1333,5 +1873,85 @@ metadata load(MPI_Comm comm, const std::filesystem::path& dir, T& state,
     communicator c(comm);
     return detail::distributed_load(c, dir, detail::walks_of<T>, &state, options);
 }
+
+/// ckpt::manager for a distributed job: the same policies and retention, one directory of
+/// distributed checkpoints (<prefix>-<step>/) on a file system every rank sees at the same path.
+/// Every member is collective: every rank of the communicator calls it, with the same step.
+///
+///     ckpt::mpi::manager m(MPI_COMM_WORLD, "run", ckpt::every_steps(100), ckpt::keep_last(3));
+///     if (auto meta = m.restore_latest(state)) first = meta->step + 1;
+///     for (...) { train(state); m.step(state, {.step = s, .metrics = {{"loss", l}}}); }
+///
+/// Decisions are made once for every rank: the rules read rank 0's clock and rank 0's metrics
+/// (pass the same values everywhere, or know that rank 0's count), and rank 0 deletes what
+/// retention does not keep. Each step() is one all-gather of a few bytes (the ranks agree on the
+/// step and take rank 0's time and metrics), plus a distributed save when a rule fires.
+/// Rank 0 holds the directory's lock.
+class manager {
+public:
+    /// Opens (rank 0 creates and locks) `dir`, removes checkpoint directories a dead save left
+    /// without a manifest, and indexes the committed ones. Collective.
+    manager(MPI_Comm comm, std::filesystem::path dir, save_policy when, retention keep = keep_all(),
+            manager_options options = {})
+        : comm_(comm),
+          core_(comm_, std::move(dir), std::move(when), std::move(keep), std::move(options)) {}
+    manager(const manager&) = delete;
+    manager& operator=(const manager&) = delete;
+
+    /// Call once per training step on every rank: saves when the policy fires (a distributed
+    /// save), then applies retention.
+    template <class State>
+    save_result step(const State& state, const metadata& meta) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::mpi::manager::step: the state is not checkpointable");
+        return core_.step(detail::walks_of<State>, &state, meta, false);
+    }
+
+    /// Saves now, whatever the policy says.
+    template <class State>
+    save_result save_now(const State& state, const metadata& meta) {
+        static_assert(is_checkpointable<State>::value,
+                      "ckpt::mpi::manager::save_now: the state is not checkpointable");
+        return core_.step(detail::walks_of<State>, &state, meta, true);
+    }
+
+    /// Loads the newest checkpoint that every rank can load (a damaged file on any rank makes
+    /// every rank fall back to the one before, together); nothing on disk: nullopt, states
+    /// untouched. `options` as for ckpt::mpi::load, with the manager's limits and backend.
+    template <class State>
+    std::optional<metadata> restore_latest(State& state, const ckpt::load_options& options = {}) {
+        return core_.restore(detail::walks_of<State>, &state, nullptr, goal::minimize, options);
+    }
+
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    template <class State>
+    std::optional<metadata> restore_best(State& state, const std::string& metric,
+                                         goal direction = goal::minimize,
+                                         const ckpt::load_options& options = {}) {
+        return core_.restore(detail::walks_of<State>, &state, &metric, direction, options);
+    }
+
+    /// The checkpoints, oldest first (the same on every rank).
+    [[nodiscard]] std::vector<checkpoint_entry> list() const { return core_.list(); }
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return core_.skipped();
+    }
+    /// Checkpoint directories without a manifest removed at start.
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return core_.cleaned();
+    }
+    /// This rank's view: its save times; bytes on disk are every rank's.
+    [[nodiscard]] manager_stats stats() const { return core_.stats(); }
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept {
+        return core_.directory();
+    }
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const {
+        return core_.path_of(step);
+    }
+
+private:
+    communicator comm_;
+    detail::distributed_manager core_;
+};
 
 } // namespace ckpt::mpi

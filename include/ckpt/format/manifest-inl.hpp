@@ -12,9 +12,24 @@
 
 #include <algorithm>
 #include <cstdio>
+
+#include <fcntl.h>
 #include <set>
 #include <string>
 #include <utility>
+
+namespace ckpt {
+
+CKPT_INLINE bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend) {
+    io::backend& io = backend != nullptr ? *backend : io::default_backend();
+    const std::string path = (dir / detail::manifest_name).string();
+    const int fd = io.open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    io.close(fd);
+    return true;
+}
+
+} // namespace ckpt
 
 namespace ckpt::detail {
 

@@ -9,12 +9,21 @@
 #include <ckpt/format/dtype.hpp>
 #include <ckpt/format/limits.hpp>
 #include <ckpt/format/placement.hpp>
+#include <ckpt/io/backend.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace ckpt {
+
+/// Whether `dir` holds a committed distributed checkpoint (its manifest is in place).
+bool is_distributed_checkpoint(const std::filesystem::path& dir, io::backend* backend = nullptr);
+
+} // namespace ckpt
 
 namespace ckpt::detail {
 

@@ -29,6 +29,43 @@ CKPT_INLINE std::string checkpoint_file_name(std::string_view prefix, std::int64
     return name;
 }
 
+CKPT_INLINE std::string checkpoint_dir_name(std::string_view prefix, std::int64_t step) {
+    std::string name = checkpoint_file_name(prefix, step);
+    name.resize(name.size() - 5); // ".ckpt"
+    return name;
+}
+
+CKPT_INLINE checkpoint_entry read_distributed_entry(const std::filesystem::path& dir,
+                                                    io::backend& io, const limits& lim) {
+    const std::string path = (dir / manifest_name).string();
+    fd_guard fd(io, open_for_reading(io, path));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
+                                                         std::to_string(size) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    std::string json(static_cast<std::size_t>(size), '\0');
+    if (const int e =
+            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
+        throw_io(errc::io_read, "read", path, e);
+    }
+    const manifest m = parse_manifest(json, lim, path);
+    const metadata meta = decode_metadata(m.meta, path);
+    checkpoint_entry e;
+    e.path = dir;
+    e.step = meta.step;
+    e.epoch = meta.epoch;
+    e.time = meta.time;
+    e.metrics = meta.metrics;
+    e.bytes = size;
+    for (const manifest_file& f : m.files) e.bytes += f.bytes;
+    e.distributed = true;
+    return e;
+}
+
 CKPT_INLINE std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,
                                                      std::string_view suffix) {
     if (name.size() <= prefix.size() + 1 + suffix.size() || !name.starts_with(prefix) ||
@@ -101,6 +138,24 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
     for (const io::dir_entry& de : names) {
         const std::string& name = de.name;
         std::filesystem::path path = dir / name;
+        if (de.type == io::dir_entry::kind::directory) {
+            // A distributed checkpoint: <prefix>-<step>/, committed once its manifest is there.
+            const auto step = detail::step_of_name(name, prefix, "");
+            if (!step || detail::checkpoint_dir_name(prefix, *step) != name) {
+                out.others.push_back(std::move(path));
+                continue;
+            }
+            if (!is_distributed_checkpoint(path, &io)) {
+                out.incomplete.push_back(std::move(path));
+                continue;
+            }
+            try {
+                out.checkpoints.push_back(detail::read_distributed_entry(path, io, options.limits));
+            } catch (const error& err) {
+                out.unreadable.push_back({path, err.id(), err.what()});
+            }
+            continue;
+        }
         if (de.type != io::dir_entry::kind::regular) {
             out.others.push_back(std::move(path));
             continue;

@@ -5,6 +5,7 @@
 #include <ckpt/error.hpp>
 #include <ckpt/format/header.hpp>
 #include <ckpt/format/limits.hpp>
+#include <ckpt/format/manifest.hpp>
 #include <ckpt/io/backend.hpp>
 #include <ckpt/manager/lock.hpp>
 
@@ -29,6 +30,9 @@ struct checkpoint_entry {
     std::uint64_t bytes = 0;
     bool latest = false; ///< the newest, by the step recorded in it
     bool best = false;   ///< the best by a metric a policy or retention ranks
+    /// A distributed checkpoint: `path` is a directory of rank files and a manifest (bytes:
+    /// all of them), written by ckpt::mpi.
+    bool distributed = false;
 
     friend bool operator==(const checkpoint_entry&, const checkpoint_entry&) = default;
 };
@@ -64,6 +68,10 @@ struct directory_listing {
     /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
     /// removes them when it starts.
     std::vector<std::filesystem::path> temporaries{};
+    /// Distributed checkpoint directories (<prefix>-<step>/) without a committed manifest: a
+    /// distributed save died before its commit point, so they are no checkpoint. The
+    /// distributed manager removes them when it starts.
+    std::vector<std::filesystem::path> incomplete{};
     /// Every other name: other prefixes, other files, subdirectories, symbolic links (a manager
     /// never follows one). The lock file is not among them.
     std::vector<std::filesystem::path> others{};
@@ -85,6 +93,14 @@ namespace detail {
 
 /// "<prefix>-<step, 12 digits at least>.ckpt": the name a manager gives a checkpoint.
 std::string checkpoint_file_name(std::string_view prefix, std::int64_t step);
+
+/// "<prefix>-<step, 12 digits at least>": the directory a distributed manager gives one.
+std::string checkpoint_dir_name(std::string_view prefix, std::int64_t step);
+
+/// The entry of a committed distributed checkpoint, from its manifest.
+/// @throws io_error, corrupt_error, limit_error, version_error
+checkpoint_entry read_distributed_entry(const std::filesystem::path& dir, io::backend& io,
+                                        const limits& lim);
 
 /// Step of a file named <prefix>-<digits><suffix>, or nothing.
 std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view prefix,

@@ -1,0 +1,109 @@
+#pragma once
+
+// The distributed manager's core, behind ckpt::mpi::manager: the policies, retention and
+// directory scan of ckpt::manager, with every decision made once for all ranks. Nothing here
+// knows MPI; see <ckpt/distributed.hpp> for the communicator.
+
+#include <ckpt/checkpoint.hpp>
+#include <ckpt/detail/config.hpp>
+#include <ckpt/distributed.hpp>
+#include <ckpt/error.hpp>
+#include <ckpt/io/backend.hpp>
+#include <ckpt/manager.hpp>
+#include <ckpt/manager/directory.hpp>
+#include <ckpt/manager/lock.hpp>
+#include <ckpt/manager/policy_state.hpp>
+#include <ckpt/manager/selection.hpp>
+#include <ckpt/metadata.hpp>
+#include <ckpt/policy/retention.hpp>
+#include <ckpt/policy/save_policy.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ckpt {
+
+/// How a distributed manager names, times, writes and reads its checkpoints.
+struct distributed_manager_options {
+    std::string prefix = "ckpt"; ///< checkpoints are directories <prefix>-<step>/
+    /// Wall clock for time-based policies and retention, read on rank 0 only (its time is
+    /// every rank's); nullptr: system_clock::now.
+    std::function<std::chrono::system_clock::time_point()> clock{};
+    /// Called on every rank for every checkpoint a restore passes over.
+    std::function<void(const skipped_checkpoint&)> on_skipped{};
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    ckpt::limits limits{};
+    /// How each checkpoint is written (replica check, chunk size); its backend is the one above.
+    distributed_save_options save{};
+};
+
+namespace detail {
+
+/// ckpt::mpi::manager's non-template part. Every member that is called on one rank is called
+/// on every rank, in the same order: each is collective.
+class distributed_manager {
+public:
+    distributed_manager(communicator& comm, std::filesystem::path dir, save_policy when,
+                        retention keep, distributed_manager_options options);
+    distributed_manager(const distributed_manager&) = delete;
+    distributed_manager& operator=(const distributed_manager&) = delete;
+
+    save_result step(const state_walks& walks, const void* state, const metadata& meta,
+                     bool forced);
+    std::optional<metadata> restore(const state_walks& walks, void* state,
+                                    const std::string* metric, goal direction,
+                                    const load_options& options);
+
+    [[nodiscard]] std::vector<checkpoint_entry> list() const;
+    [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
+        return skipped_;
+    }
+    [[nodiscard]] const std::vector<std::filesystem::path>& cleaned() const noexcept {
+        return cleaned_;
+    }
+    [[nodiscard]] manager_stats stats() const;
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+    [[nodiscard]] std::filesystem::path path_of(std::int64_t step) const;
+
+private:
+    std::chrono::system_clock::time_point now() const;
+    /// Rank 0: creates and locks the directory, removes what dead saves left, scans it.
+    /// @returns the scan, for every rank
+    std::vector<std::byte> open_directory();
+    void adopt_listing(std::span<const std::byte> bytes);
+    /// Rank 0 deletes what retention does not keep; every rank's index follows.
+    void apply_retention(const std::filesystem::path& just_written, save_result& result);
+
+    communicator& comm_;
+    std::filesystem::path dir_;
+    policy_state policy_;
+    retention keep_;
+    distributed_manager_options options_;
+    io::backend* io_;
+    ranked_metrics ranked_metrics_;
+    std::optional<directory_lock> lock_; ///< rank 0's
+    std::vector<checkpoint_entry> index_;
+    std::vector<skipped_checkpoint> unreadable_;
+    std::vector<skipped_checkpoint> skipped_;
+    std::vector<std::filesystem::path> cleaned_;
+    manager_stats stats_;
+    std::int64_t seen_step_ = 0;
+    std::int64_t committed_step_ = 0;
+    std::chrono::system_clock::time_point committed_time_{};
+};
+
+/// Removes a distributed checkpoint: its manifest first (it is then no checkpoint), then its
+/// files and the directory. @returns 0, or the errno of the removal that failed first
+int remove_distributed_checkpoint(const std::filesystem::path& dir, io::backend& io);
+
+} // namespace detail
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/distributed_manager-inl.hpp>
+#endif
