@@ -124,3 +124,36 @@ function(_ckpt_doctest_test name)
         LABELS "${labels}"
         FIXTURES_REQUIRED ckpt_scratch)
 endfunction()
+
+# ckpt_add_mpi_test(<name> <ranks> <program> [ARGS...]): runs the doctest program (built with
+# tests/mpi/main.cpp as its runner) on <ranks> ranks under mpiexec, in the scratch folder
+# scratch/<name>, with a timeout: ranks that wait for each other forever fail the test instead
+# of the run. OpenMPI is told through the environment to run as root and on more ranks than
+# cores (both needed on CI machines); other MPIs ignore those variables.
+function(ckpt_add_mpi_test name ranks program)
+    set(environment
+        OMPI_ALLOW_RUN_AS_ROOT=1
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+        OMPI_MCA_rmaps_base_oversubscribe=1
+        # One machine: no network interfaces to probe, no warnings about them.
+        OMPI_MCA_btl=self,vader
+        # For the asan preset: OpenMPI's own leaks are suppressed (tests/mpi/lsan.supp names
+        # only OpenMPI's libraries and components), with its and PMIx's components kept loaded
+        # so that their frames have names, and full stacks (OpenMPI is built without frame
+        # pointers, so the fast unwinder stops at its first frame).
+        OMPI_MCA_mca_base_component_disable_dlclose=1
+        PMIX_MCA_mca_base_component_disable_dlclose=1
+        "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0")
+    set(scratch "${PROJECT_BINARY_DIR}/scratch/${name}")
+    file(MAKE_DIRECTORY "${scratch}")
+    add_test(NAME ${name}
+        COMMAND "${MPIEXEC_EXECUTABLE}" ${MPIEXEC_NUMPROC_FLAG} ${ranks} ${MPIEXEC_PREFLAGS}
+                "$<TARGET_FILE:${program}>" ${MPIEXEC_POSTFLAGS} ${ARGN}
+        WORKING_DIRECTORY "${scratch}")
+    set_tests_properties(${name} PROPERTIES
+        LABELS "mpi"
+        ENVIRONMENT "${environment}"
+        TIMEOUT 120
+        PROCESSORS ${ranks}
+        FIXTURES_REQUIRED ckpt_scratch)
+endfunction()
