@@ -131,6 +131,23 @@ endfunction()
 # of the run. OpenMPI is told through the environment to run as root and on more ranks than
 # cores (both needed on CI machines); other MPIs ignore those variables.
 function(ckpt_add_mpi_test name ranks program)
+    ckpt_mpi_environment(environment)
+    set(scratch "${PROJECT_BINARY_DIR}/scratch/${name}")
+    file(MAKE_DIRECTORY "${scratch}")
+    add_test(NAME ${name}
+        COMMAND "${MPIEXEC_EXECUTABLE}" ${MPIEXEC_NUMPROC_FLAG} ${ranks} ${MPIEXEC_PREFLAGS}
+                "$<TARGET_FILE:${program}>" ${MPIEXEC_POSTFLAGS} ${ARGN}
+        WORKING_DIRECTORY "${scratch}")
+    set_tests_properties(${name} PROPERTIES
+        LABELS "mpi"
+        ENVIRONMENT "${environment}"
+        TIMEOUT 120
+        PROCESSORS ${ranks}
+        FIXTURES_REQUIRED ckpt_scratch)
+endfunction()
+
+# ckpt_mpi_environment(<var>): the environment of a test that runs mpiexec.
+function(ckpt_mpi_environment var)
     set(environment
         OMPI_ALLOW_RUN_AS_ROOT=1
         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -144,16 +161,5 @@ function(ckpt_add_mpi_test name ranks program)
         OMPI_MCA_mca_base_component_disable_dlclose=1
         PMIX_MCA_mca_base_component_disable_dlclose=1
         "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0")
-    set(scratch "${PROJECT_BINARY_DIR}/scratch/${name}")
-    file(MAKE_DIRECTORY "${scratch}")
-    add_test(NAME ${name}
-        COMMAND "${MPIEXEC_EXECUTABLE}" ${MPIEXEC_NUMPROC_FLAG} ${ranks} ${MPIEXEC_PREFLAGS}
-                "$<TARGET_FILE:${program}>" ${MPIEXEC_POSTFLAGS} ${ARGN}
-        WORKING_DIRECTORY "${scratch}")
-    set_tests_properties(${name} PROPERTIES
-        LABELS "mpi"
-        ENVIRONMENT "${environment}"
-        TIMEOUT 120
-        PROCESSORS ${ranks}
-        FIXTURES_REQUIRED ckpt_scratch)
+    set(${var} "${environment}" PARENT_SCOPE)
 endfunction()

@@ -72,8 +72,8 @@ inline double train_step(state& s, const ckpt::nn::dataset<float>& data, MPI_Com
     }
     mine.push_back(0.0f);
     if (end > begin) {
-        ckpt::nn::dataset<float> b = data.batch(
-            std::vector<std::int64_t>(batch.begin() + begin, batch.begin() + end));
+        ckpt::nn::dataset<float> b =
+            data.batch(std::vector<std::int64_t>(batch.begin() + begin, batch.begin() + end));
         std::normal_distribution<double> noise(0.0, 0.01);
         for (Eigen::Index i = 0; i < b.inputs.size(); ++i) {
             b.inputs.data()[i] += static_cast<float>(noise(s.noise));
@@ -84,7 +84,8 @@ inline double train_step(state& s, const ckpt::nn::dataset<float>& data, MPI_Com
         const auto rows = static_cast<float>(end - begin);
         std::size_t at = 0;
         for (const auto& g : s.model.backward(cache, d_out)) {
-            for (Eigen::Index k = 0; k < g.weight.size(); ++k) mine[at++] = g.weight.data()[k] * rows;
+            for (Eigen::Index k = 0; k < g.weight.size(); ++k)
+                mine[at++] = g.weight.data()[k] * rows;
             for (Eigen::Index k = 0; k < g.bias.size(); ++k) mine[at++] = g.bias[k] * rows;
         }
         mine.back() = loss * rows;
@@ -105,7 +106,8 @@ inline double train_step(state& s, const ckpt::nn::dataset<float>& data, MPI_Com
         const auto& l = s.model.layers()[i];
         grads[i].weight.resize(l.weight.rows(), l.weight.cols());
         grads[i].bias.resize(l.bias.size());
-        for (Eigen::Index k = 0; k < l.weight.size(); ++k) grads[i].weight.data()[k] = sum[at++] / n;
+        for (Eigen::Index k = 0; k < l.weight.size(); ++k)
+            grads[i].weight.data()[k] = sum[at++] / n;
         for (Eigen::Index k = 0; k < l.bias.size(); ++k) grads[i].bias[k] = sum[at++] / n;
     }
     s.optimizer.step(s.model, grads);
