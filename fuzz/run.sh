@@ -7,7 +7,7 @@
 #   fuzz/run.sh -runs=1000000          # the long mode: a random seed per target (exploration)
 #   fuzz/run.sh 480                    # 480 seconds per target
 # Environment: CKPT_FUZZ_BIN (default build/fuzz/fuzz), CKPT_FUZZ_OUT (findings, default
-# build/fuzz/findings), CKPT_FUZZ_TARGETS (default: all three),
+# build/fuzz/findings), CKPT_FUZZ_TARGETS (default: all four),
 # CKPT_FUZZ_PARALLEL=1 runs the targets at the same time (under nice; not with -seed).
 # Exit status: non-zero when any target found something (crash, sanitizer report, allocation
 # above the bound, timeout, leak).
@@ -64,7 +64,13 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppres
 
 run_one() { # target
     mkdir -p "$work/$1" "$out/$1"
-    cp "$here"/corpus/* "$here"/../tests/data/fuzz/* "$work/$1/"
+    # manifest_fuzzer starts from distributed checkpoints' manifests only; the others from
+    # checkpoint files.
+    if [ "$1" = manifest_fuzzer ]; then
+        cp "$here"/corpus-manifest/* "$work/$1/"
+    else
+        cp "$here"/corpus/* "$here"/../tests/data/fuzz/* "$work/$1/"
+    fi
     # import_fuzzer also starts from plain safetensors files (tests/python/write_torch_mlp.py's).
     if [ "$1" = import_fuzzer ]; then cp "$here"/corpus-import/* "$work/$1/"; fi
     before=$(ls "$work/$1" | wc -l)
@@ -77,7 +83,7 @@ run_one() { # target
     echo $(( $(ls "$work/$1" | wc -l) - before )) >"$work/$1.grew"
 }
 
-targets=${CKPT_FUZZ_TARGETS:-load_fuzzer mutate_fuzzer import_fuzzer}
+targets=${CKPT_FUZZ_TARGETS:-load_fuzzer mutate_fuzzer import_fuzzer manifest_fuzzer}
 if [ "${CKPT_FUZZ_PARALLEL:-0}" = 1 ] && [ -z "$seed" ]; then
     for t in $targets; do run_one "$t" & done
     wait
