@@ -489,10 +489,11 @@ inline void remove_quietly(io::backend& io, const std::string& path) noexcept {
 
 namespace detail {
 
-CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
-                                           const state_walks& walks, const void* state,
-                                           const metadata& meta,
-                                           const distributed_save_options& options) {
+CKPT_INLINE void prepare_save(communicator& comm, distributed_save_job& job,
+                              const state_walks& walks, const void* state) {
+    const std::filesystem::path& dir = job.dir;
+    const metadata& meta = job.meta;
+    const distributed_save_options& options = job.options;
     io::backend& io = backend_of(options.backend);
     const int me = comm.rank();
     const int ranks = comm.size();
@@ -622,7 +623,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
 
     // 2. Rank 0 prepares the directory: refuses a committed checkpoint, removes what a save
     // that died left there, or creates it (its parent must exist).
-    bool created = false;
+    bool& created = job.created;
     failed = nullptr;
     if (me == 0) {
         failed = attempt([&] {
@@ -674,34 +675,49 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         throw;
     }
 
-    // 3. Every rank writes its file: its share of the replicated tensors, its rows of the
-    // sharded ones, its rank-local ones and all its values.
-    const std::string file_name = rank_file_name(static_cast<std::uint64_t>(me), n_ranks);
-    const std::string file_path = (dir / file_name).string();
-    std::uint64_t file_bytes = 0;
-    byte_writer pw;
-    failed = attempt([&] {
-        std::vector<tensor_record> mine;
-        std::vector<const std::vector<std::uint64_t>*> known; // chunk hashes already computed
-        std::size_t replica = 0;
-        for (const tensor_record& r : ar.tensors()) {
-            if (r.place.kind == placement_kind::replicated) {
-                const std::size_t i = replica++;
-                if (writer[i] != me) continue;
-                mine.push_back(r);
-                known.push_back(replica_chunks[i].empty() && r.bytes != 0 ? nullptr
-                                                                          : &replica_chunks[i]);
-                continue;
-            }
-            mine.push_back(r);
-            known.push_back(nullptr);
+    // What this rank writes: its share of the replicated tensors, its rows of the sharded ones,
+    // its rank-local ones and all its values.
+    job.file_path = (dir / rank_file_name(static_cast<std::uint64_t>(me), n_ranks)).string();
+    std::size_t replica = 0;
+    for (const tensor_record& r : ar.tensors()) {
+        if (r.place.kind == placement_kind::replicated) {
+            const std::size_t i = replica++;
+            if (writer[i] != me) continue;
+            job.mine.push_back(r);
+            job.known.push_back(std::move(replica_chunks[i]));
+            continue;
         }
-        const write_plan plan = make_plan(mine, ar.values(), meta);
-        atomic_file file(io, file_path);
+        job.mine.push_back(r);
+        job.known.emplace_back();
+    }
+    job.values = std::move(ar.values());
+}
+
+CKPT_INLINE void stage_save(distributed_save_job& job) {
+    std::uint64_t total = 0;
+    for (const tensor_record& r : job.mine) total += r.bytes;
+    job.staged.resize(static_cast<std::size_t>(total));
+    std::uint64_t at = 0;
+    for (tensor_record& r : job.mine) {
+        if (r.bytes != 0)
+            std::memcpy(job.staged.data() + at, r.data, static_cast<std::size_t>(r.bytes));
+        r.data = job.staged.data() + at;
+        at += r.bytes;
+    }
+}
+
+CKPT_INLINE void write_save(distributed_save_job& job) {
+    io::backend& io = backend_of(job.options.backend);
+    const std::uint64_t chunk = job.options.chunk_bytes;
+    const std::vector<tensor_record>& mine = job.mine;
+    byte_writer pw;
+    {
+        const write_plan plan = make_plan(mine, job.values, job.meta);
+        atomic_file file(io, job.file_path);
         file.allocate(plan.total_bytes);
         const std::uint64_t checksum = write_checkpoint(file, plan);
         file.commit();
-        file_bytes = plan.total_bytes;
+        job.file_bytes = plan.total_bytes;
 
         std::unordered_map<std::string_view, std::size_t> index;
         for (std::size_t i = 0; i < mine.size(); ++i) index.emplace(mine[i].name, i);
@@ -722,7 +738,9 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
             p.shape = r.shape();
             p.piece.offset = offset;
             p.piece.bytes = bytes;
-            p.piece.chunks = known[i] != nullptr ? *known[i] : chunk_hashes(r.data, r.bytes, chunk);
+            p.piece.chunks = !job.known[i].empty() || r.bytes == 0
+                                 ? job.known[i]
+                                 : chunk_hashes(r.data, r.bytes, chunk);
             if (r.place.kind == placement_kind::sharded) {
                 p.piece.row_begin = r.place.row_offset;
                 p.piece.row_end = r.place.row_offset + p.shape[0];
@@ -742,9 +760,25 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         manifest_piece values;
         values.offset = plan.data_offset() + v.begin;
         values.bytes = v.end - v.begin;
-        values.chunks = chunk_hashes(ar.values().data(), ar.values().size(), chunk);
+        values.chunks = chunk_hashes(job.values.data(), job.values.size(), chunk);
         write_piece(pw, values);
-    });
+    }
+    job.report = std::move(pw.out);
+}
+
+CKPT_INLINE void commit_save(communicator& comm, distributed_save_job& job,
+                             std::exception_ptr failed) {
+    const std::filesystem::path& dir = job.dir;
+    const metadata& meta = job.meta;
+    io::backend& io = backend_of(job.options.backend);
+    const int me = comm.rank();
+    const auto n_ranks = static_cast<std::uint64_t>(comm.size());
+    const std::uint64_t chunk = job.options.chunk_bytes;
+    const std::string dir_s = dir.string();
+    const std::string& file_path = job.file_path;
+    const auto remove_directory = [&]() noexcept {
+        if (me == 0 && job.created) io.rmdir(dir_s.c_str());
+    };
     const auto undo_files = [&]() noexcept {
         remove_quietly(io, file_path);
         // Every rank removes its own file before rank 0 removes the directory.
@@ -756,7 +790,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
     };
     std::vector<std::vector<std::byte>> reports;
     try {
-        reports = agree(comm, collective_step::save_written, failed, pw.out);
+        reports = agree(comm, collective_step::save_written, failed, job.report);
     } catch (...) {
         undo_files();
         throw;
@@ -872,7 +906,20 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         undo_files();
         throw;
     }
-    return file_bytes;
+}
+
+CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
+                                           const state_walks& walks, const void* state,
+                                           const metadata& meta,
+                                           const distributed_save_options& options) {
+    distributed_save_job job;
+    job.dir = dir;
+    job.meta = meta;
+    job.options = options;
+    prepare_save(comm, job, walks, state);
+    const std::exception_ptr failed = attempt([&] { write_save(job); });
+    commit_save(comm, job, failed);
+    return job.file_bytes;
 }
 
 // ---------------------------------------------------------------------------------------------

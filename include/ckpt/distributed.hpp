@@ -88,6 +88,37 @@ std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step st
                                           std::exception_ptr failure,
                                           std::span<const std::byte> payload = {});
 
+/// A distributed save between its steps: what prepare_save agreed on and this rank writes,
+/// then what write_save wrote. distributed_save is prepare_save, write_save, commit_save; an
+/// asynchronous save stages the tensors (stage_save) and runs write_save on another thread,
+/// which makes no collective call.
+struct distributed_save_job {
+    std::filesystem::path dir;
+    metadata meta;
+    distributed_save_options options;
+    std::string file_path;           ///< this rank's file
+    bool created = false;            ///< rank 0 made the directory (and removes it on failure)
+    std::vector<tensor_record> mine; ///< this rank's tensors: in the state, or in `staged`
+    std::vector<std::vector<std::uint64_t>> known; ///< their chunk hashes, when computed already
+    std::vector<std::byte> values;                 ///< all this rank's values
+    std::vector<std::byte> staged;                 ///< stage_save's copy of `mine`'s bytes
+    std::uint64_t file_bytes = 0;                  ///< written by write_save
+    std::vector<std::byte> report;                 ///< what write_save tells rank 0
+};
+
+/// Collective: walks the state, agrees on its values and replicas, prepares the directory and
+/// decides what this rank writes. @throws the agreed error (nothing is left behind)
+void prepare_save(communicator& comm, distributed_save_job& job, const state_walks& walks,
+                  const void* state);
+/// Copies this rank's tensors into job.staged, so that the state may change meanwhile.
+void stage_save(distributed_save_job& job);
+/// Writes and syncs this rank's file. Local: no collective call, so any thread may run it.
+void write_save(distributed_save_job& job);
+/// Collective: agrees on every rank's write_save (`failed`: this rank's exception), then rank
+/// 0 commits the manifest. On any failure every rank throws the agreed error and the files and
+/// the directory are removed.
+void commit_save(communicator& comm, distributed_save_job& job, std::exception_ptr failed);
+
 /// The collective save and load behind ckpt::mpi::save and ckpt::mpi::load.
 std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
                                const state_walks& walks, const void* state, const metadata& meta,

@@ -126,6 +126,53 @@ CKPT_INLINE distributed_manager::distributed_manager(communicator& comm, std::fi
     adopt_listing(all[0]);
 }
 
+CKPT_INLINE distributed_manager::~distributed_manager() noexcept(false) {
+    if (!pending_) return;
+    try {
+        save_result ignored;
+        finish_pending(ignored);
+    } catch (...) {
+        if (std::uncaught_exceptions() > unwinding_) {
+            report_unraised("ckpt::mpi::manager", std::current_exception());
+            return;
+        }
+        throw;
+    }
+}
+
+CKPT_INLINE save_result distributed_manager::wait() {
+    save_result result;
+    if (pending_) finish_pending(result);
+    return result;
+}
+
+CKPT_INLINE void distributed_manager::finish_pending(save_result& result) {
+    std::unique_ptr<pending_save> p = std::move(pending_);
+    if (p->writer.joinable()) p->writer.join();
+    try {
+        commit_save(comm_, p->job, p->failure);
+    } catch (...) {
+        stats_.saves_failed += 1;
+        policy_.roll_back(std::move(p->before)); // the policy asks again
+        throw;
+    }
+    p->entry.bytes = p->job.file_bytes;
+    record_committed(std::move(p->entry), result);
+}
+
+CKPT_INLINE void distributed_manager::record_committed(checkpoint_entry&& entry,
+                                                       save_result& result) {
+    const std::filesystem::path path = entry.path;
+    stats_.checkpoints_written += 1;
+    committed_step_ = entry.step;
+    committed_time_ = entry.time;
+    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
+    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
+    index_.push_back(std::move(entry));
+    result.committed.push_back(path);
+    apply_retention(path, result);
+}
+
 CKPT_INLINE std::vector<std::byte> distributed_manager::open_directory() {
     create_directories(dir_, *io_);
     lock_.emplace(dir_, options_.prefix, *io_);
@@ -191,6 +238,8 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     // every rank is at the same step.
     byte_writer w;
     w.u64(static_cast<std::uint64_t>(meta.step));
+    // Async: whether this rank's background write is done (2: no save in flight).
+    w.u64(!pending_ ? 2 : pending_->done.load(std::memory_order_acquire) ? 1 : 0);
     std::exception_ptr failed = nullptr;
     if (comm_.rank() == 0) {
         failed = attempt([&] {
@@ -211,12 +260,14 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         agree(comm_, collective_step::manager_step, failed, w.out);
     byte_reader first(all[0]);
     const auto step0 = static_cast<std::int64_t>(first.u64());
+    bool all_written = first.u64() == 1;
     const auto t = listing_codec::get_time(first);
     metadata m = meta;
     m.metrics = listing_codec::get_metrics(first);
     for (std::size_t r = 1; r < all.size(); ++r) {
         byte_reader other(all[r]);
         const auto step = static_cast<std::int64_t>(other.u64());
+        all_written = all_written && other.u64() == 1;
         if (step != step0) {
             throw_error<usage_error>(errc::usage_argument,
                                      "ckpt::mpi::manager: rank 0 is at step " +
@@ -226,11 +277,14 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         }
     }
     seen_step_ = m.step;
+    // Async: every rank's background write is done, so the save in flight commits now.
+    if (pending_ && all_written) finish_pending(result);
     if (forced) {
         policy_.clear_fired();
     } else if (!policy_.ask(m, t)) {
         return result;
     }
+    if (pending_) finish_pending(result); // one save in flight: wait for it
     if (m.step < 0) {
         throw_error<usage_error>(errc::usage_argument, "ckpt::mpi::manager: step " +
                                                            std::to_string(m.step) + " is negative");
@@ -242,17 +296,6 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     policy_state::write_tags(after, stored);
     result.path = path_of(m.step);
 
-    const auto started = std::chrono::steady_clock::now();
-    const std::uint64_t mine =
-        distributed_save(comm_, result.path, walks, state, stored, options_.save);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    policy_.commit(std::move(after), forced);
-    stats_.last_save_seconds = seconds;
-    stats_.total_save_seconds += seconds;
-    stats_.checkpoints_written += 1;
-    result.saved = true;
-
     checkpoint_entry entry;
     entry.path = result.path;
     entry.step = m.step;
@@ -260,14 +303,46 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     entry.time = stored.time;
     entry.metrics = m.metrics;
     entry.distributed = true;
-    entry.bytes = mine; // every rank's, once apply_retention has gathered them
-    committed_step_ = entry.step;
-    committed_time_ = entry.time;
-    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == result.path; });
-    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == result.path; });
-    index_.push_back(std::move(entry));
-    result.committed.push_back(result.path);
-    apply_retention(result.path, result);
+
+    const auto started = std::chrono::steady_clock::now();
+    const auto took = [&] {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        stats_.last_save_seconds = seconds;
+        stats_.total_save_seconds += seconds;
+    };
+    if (options_.async) {
+        auto p = std::make_unique<pending_save>();
+        p->job.dir = result.path;
+        p->job.meta = stored;
+        p->job.options = options_.save;
+        prepare_save(comm_, p->job, walks, state); // collective; its error leaves the policy due
+        // From here on a failure is this rank's alone: it is kept for the commit, where every
+        // rank learns it.
+        p->failure = attempt([&] { stage_save(p->job); });
+        p->entry = std::move(entry);
+        p->before = policy_.save();
+        policy_.commit(std::move(after), forced);
+        if (p->failure) {
+            p->done.store(true, std::memory_order_release);
+        } else {
+            pending_save* job = p.get();
+            p->writer = std::thread([job] {
+                job->failure = attempt([&] { write_save(job->job); });
+                job->done.store(true, std::memory_order_release);
+            });
+        }
+        pending_ = std::move(p);
+        took();
+        result.saved = true;
+        result.pending = true;
+        return result;
+    }
+    entry.bytes = distributed_save(comm_, result.path, walks, state, stored, options_.save);
+    took();
+    policy_.commit(std::move(after), forced);
+    result.saved = true;
+    record_committed(std::move(entry), result);
     return result;
 }
 
@@ -327,6 +402,10 @@ CKPT_INLINE void distributed_manager::apply_retention(const std::filesystem::pat
 CKPT_INLINE std::optional<metadata>
 distributed_manager::restore(const state_walks& walks, void* state, const std::string* metric,
                              goal direction, const load_options& options) {
+    if (pending_) {
+        save_result ignored;
+        finish_pending(ignored);
+    }
     const std::vector<std::size_t> order =
         metric != nullptr ? ranked(index_, *metric, direction) : newest_first(index_);
     skipped_ = unreadable_;
@@ -390,6 +469,7 @@ CKPT_INLINE manager_stats distributed_manager::stats() const {
     for (const auto& e : index_) s.bytes_on_disk += e.bytes;
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+    s.saves_in_flight = pending_ ? 1 : 0;
     return s;
 }
 

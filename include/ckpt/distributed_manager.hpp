@@ -18,12 +18,16 @@
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ckpt {
@@ -40,6 +44,14 @@ struct distributed_manager_options {
     ckpt::limits limits{};
     /// How each checkpoint is written (replica check, chunk size); its backend is the one above.
     distributed_save_options save{};
+    /// Save in the background: step() returns once the ranks have agreed on the save and each
+    /// has copied its part of the state; a thread of each rank writes and syncs its file, and
+    /// makes no MPI call, whatever thread level MPI granted. The commit (the manifest) is made on
+    /// the training thread, by the first step() at which every rank's write is done, or by a
+    /// step() whose policy fires again, wait(), a restore or the destructor, which wait for it.
+    /// One save is in flight at a time. A failed background write is raised, on every rank, by
+    /// the call that commits; the policy then asks again.
+    bool async = false;
 };
 
 namespace detail {
@@ -52,6 +64,11 @@ public:
                         retention keep, distributed_manager_options options);
     distributed_manager(const distributed_manager&) = delete;
     distributed_manager& operator=(const distributed_manager&) = delete;
+    /// Commits the save in flight (collective); raises its error unless during stack unwinding.
+    ~distributed_manager() noexcept(false);
+
+    /// Commits the save in flight, if any. @returns what was committed and deleted
+    save_result wait();
 
     save_result step(const state_walks& walks, const void* state, const metadata& meta,
                      bool forced);
@@ -78,6 +95,21 @@ private:
     void adopt_listing(std::span<const std::byte> bytes);
     /// Rank 0 deletes what retention does not keep; every rank's index follows.
     void apply_retention(const std::filesystem::path& just_written, save_result& result);
+    /// A save is committed: it enters the index, and retention runs.
+    void record_committed(checkpoint_entry&& entry, save_result& result);
+    /// Async: waits for this rank's writer, then commits (collective).
+    void finish_pending(save_result& result);
+
+    struct pending_save {
+        distributed_save_job job;
+        checkpoint_entry entry;
+        policy_state::snapshot before; ///< the policy before this save, put back if it fails
+        std::thread writer;
+        std::atomic<bool> done{false};
+        std::exception_ptr failure;
+    };
+    std::unique_ptr<pending_save> pending_;
+    int unwinding_ = std::uncaught_exceptions();
 
     communicator& comm_;
     std::filesystem::path dir_;

@@ -134,7 +134,9 @@ metadata load(MPI_Comm comm, const std::filesystem::path& dir, T& state,
 /// (pass the same values everywhere, or know that rank 0's count), and rank 0 deletes what
 /// retention does not keep. Each step() is one all-gather of a few bytes (the ranks agree on the
 /// step and take rank 0's time and metrics), plus a distributed save when a rule fires.
-/// Rank 0 holds the directory's lock.
+/// Rank 0 holds the directory's lock. With manager_options::async, each rank writes its file on
+/// a thread of its own, which makes no MPI call: the commit happens at a later step() on the
+/// training thread (see distributed_manager_options::async).
 class manager {
 public:
     /// Opens (rank 0 creates and locks) `dir`, removes checkpoint directories a dead save left
@@ -162,6 +164,10 @@ public:
                       "ckpt::mpi::manager::save_now: the state is not checkpointable");
         return core_.step(detail::walks_of<State>, &state, meta, true);
     }
+
+    /// Async: commits the save in flight (waiting for every rank's background write). Sync:
+    /// returns at once. @returns what was committed and deleted
+    save_result wait() { return core_.wait(); }
 
     /// Loads the newest checkpoint that every rank can load (a damaged file on any rank makes
     /// every rank fall back to the one before, together); nothing on disk: nullopt, states

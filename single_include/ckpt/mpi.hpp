@@ -98,6 +98,37 @@ std::vector<std::vector<std::byte>> agree(communicator& comm, collective_step st
                                           std::exception_ptr failure,
                                           std::span<const std::byte> payload = {});
 
+/// A distributed save between its steps: what prepare_save agreed on and this rank writes,
+/// then what write_save wrote. distributed_save is prepare_save, write_save, commit_save; an
+/// asynchronous save stages the tensors (stage_save) and runs write_save on another thread,
+/// which makes no collective call.
+struct distributed_save_job {
+    std::filesystem::path dir;
+    metadata meta;
+    distributed_save_options options;
+    std::string file_path;           ///< this rank's file
+    bool created = false;            ///< rank 0 made the directory (and removes it on failure)
+    std::vector<tensor_record> mine; ///< this rank's tensors: in the state, or in `staged`
+    std::vector<std::vector<std::uint64_t>> known; ///< their chunk hashes, when computed already
+    std::vector<std::byte> values;                 ///< all this rank's values
+    std::vector<std::byte> staged;                 ///< stage_save's copy of `mine`'s bytes
+    std::uint64_t file_bytes = 0;                  ///< written by write_save
+    std::vector<std::byte> report;                 ///< what write_save tells rank 0
+};
+
+/// Collective: walks the state, agrees on its values and replicas, prepares the directory and
+/// decides what this rank writes. @throws the agreed error (nothing is left behind)
+void prepare_save(communicator& comm, distributed_save_job& job, const state_walks& walks,
+                  const void* state);
+/// Copies this rank's tensors into job.staged, so that the state may change meanwhile.
+void stage_save(distributed_save_job& job);
+/// Writes and syncs this rank's file. Local: no collective call, so any thread may run it.
+void write_save(distributed_save_job& job);
+/// Collective: agrees on every rank's write_save (`failed`: this rank's exception), then rank
+/// 0 commits the manifest. On any failure every rank throws the agreed error and the files and
+/// the directory are removed.
+void commit_save(communicator& comm, distributed_save_job& job, std::exception_ptr failed);
+
 /// The collective save and load behind ckpt::mpi::save and ckpt::mpi::load.
 std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
                                const state_walks& walks, const void* state, const metadata& meta,
@@ -600,10 +631,11 @@ inline void remove_quietly(io::backend& io, const std::string& path) noexcept {
 
 namespace detail {
 
-CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
-                                           const state_walks& walks, const void* state,
-                                           const metadata& meta,
-                                           const distributed_save_options& options) {
+CKPT_INLINE void prepare_save(communicator& comm, distributed_save_job& job,
+                              const state_walks& walks, const void* state) {
+    const std::filesystem::path& dir = job.dir;
+    const metadata& meta = job.meta;
+    const distributed_save_options& options = job.options;
     io::backend& io = backend_of(options.backend);
     const int me = comm.rank();
     const int ranks = comm.size();
@@ -733,7 +765,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
 
     // 2. Rank 0 prepares the directory: refuses a committed checkpoint, removes what a save
     // that died left there, or creates it (its parent must exist).
-    bool created = false;
+    bool& created = job.created;
     failed = nullptr;
     if (me == 0) {
         failed = attempt([&] {
@@ -785,34 +817,49 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         throw;
     }
 
-    // 3. Every rank writes its file: its share of the replicated tensors, its rows of the
-    // sharded ones, its rank-local ones and all its values.
-    const std::string file_name = rank_file_name(static_cast<std::uint64_t>(me), n_ranks);
-    const std::string file_path = (dir / file_name).string();
-    std::uint64_t file_bytes = 0;
-    byte_writer pw;
-    failed = attempt([&] {
-        std::vector<tensor_record> mine;
-        std::vector<const std::vector<std::uint64_t>*> known; // chunk hashes already computed
-        std::size_t replica = 0;
-        for (const tensor_record& r : ar.tensors()) {
-            if (r.place.kind == placement_kind::replicated) {
-                const std::size_t i = replica++;
-                if (writer[i] != me) continue;
-                mine.push_back(r);
-                known.push_back(replica_chunks[i].empty() && r.bytes != 0 ? nullptr
-                                                                          : &replica_chunks[i]);
-                continue;
-            }
-            mine.push_back(r);
-            known.push_back(nullptr);
+    // What this rank writes: its share of the replicated tensors, its rows of the sharded ones,
+    // its rank-local ones and all its values.
+    job.file_path = (dir / rank_file_name(static_cast<std::uint64_t>(me), n_ranks)).string();
+    std::size_t replica = 0;
+    for (const tensor_record& r : ar.tensors()) {
+        if (r.place.kind == placement_kind::replicated) {
+            const std::size_t i = replica++;
+            if (writer[i] != me) continue;
+            job.mine.push_back(r);
+            job.known.push_back(std::move(replica_chunks[i]));
+            continue;
         }
-        const write_plan plan = make_plan(mine, ar.values(), meta);
-        atomic_file file(io, file_path);
+        job.mine.push_back(r);
+        job.known.emplace_back();
+    }
+    job.values = std::move(ar.values());
+}
+
+CKPT_INLINE void stage_save(distributed_save_job& job) {
+    std::uint64_t total = 0;
+    for (const tensor_record& r : job.mine) total += r.bytes;
+    job.staged.resize(static_cast<std::size_t>(total));
+    std::uint64_t at = 0;
+    for (tensor_record& r : job.mine) {
+        if (r.bytes != 0)
+            std::memcpy(job.staged.data() + at, r.data, static_cast<std::size_t>(r.bytes));
+        r.data = job.staged.data() + at;
+        at += r.bytes;
+    }
+}
+
+CKPT_INLINE void write_save(distributed_save_job& job) {
+    io::backend& io = backend_of(job.options.backend);
+    const std::uint64_t chunk = job.options.chunk_bytes;
+    const std::vector<tensor_record>& mine = job.mine;
+    byte_writer pw;
+    {
+        const write_plan plan = make_plan(mine, job.values, job.meta);
+        atomic_file file(io, job.file_path);
         file.allocate(plan.total_bytes);
         const std::uint64_t checksum = write_checkpoint(file, plan);
         file.commit();
-        file_bytes = plan.total_bytes;
+        job.file_bytes = plan.total_bytes;
 
         std::unordered_map<std::string_view, std::size_t> index;
         for (std::size_t i = 0; i < mine.size(); ++i) index.emplace(mine[i].name, i);
@@ -833,7 +880,9 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
             p.shape = r.shape();
             p.piece.offset = offset;
             p.piece.bytes = bytes;
-            p.piece.chunks = known[i] != nullptr ? *known[i] : chunk_hashes(r.data, r.bytes, chunk);
+            p.piece.chunks = !job.known[i].empty() || r.bytes == 0
+                                 ? job.known[i]
+                                 : chunk_hashes(r.data, r.bytes, chunk);
             if (r.place.kind == placement_kind::sharded) {
                 p.piece.row_begin = r.place.row_offset;
                 p.piece.row_end = r.place.row_offset + p.shape[0];
@@ -853,9 +902,25 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         manifest_piece values;
         values.offset = plan.data_offset() + v.begin;
         values.bytes = v.end - v.begin;
-        values.chunks = chunk_hashes(ar.values().data(), ar.values().size(), chunk);
+        values.chunks = chunk_hashes(job.values.data(), job.values.size(), chunk);
         write_piece(pw, values);
-    });
+    }
+    job.report = std::move(pw.out);
+}
+
+CKPT_INLINE void commit_save(communicator& comm, distributed_save_job& job,
+                             std::exception_ptr failed) {
+    const std::filesystem::path& dir = job.dir;
+    const metadata& meta = job.meta;
+    io::backend& io = backend_of(job.options.backend);
+    const int me = comm.rank();
+    const auto n_ranks = static_cast<std::uint64_t>(comm.size());
+    const std::uint64_t chunk = job.options.chunk_bytes;
+    const std::string dir_s = dir.string();
+    const std::string& file_path = job.file_path;
+    const auto remove_directory = [&]() noexcept {
+        if (me == 0 && job.created) io.rmdir(dir_s.c_str());
+    };
     const auto undo_files = [&]() noexcept {
         remove_quietly(io, file_path);
         // Every rank removes its own file before rank 0 removes the directory.
@@ -867,7 +932,7 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
     };
     std::vector<std::vector<std::byte>> reports;
     try {
-        reports = agree(comm, collective_step::save_written, failed, pw.out);
+        reports = agree(comm, collective_step::save_written, failed, job.report);
     } catch (...) {
         undo_files();
         throw;
@@ -983,7 +1048,20 @@ CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesy
         undo_files();
         throw;
     }
-    return file_bytes;
+}
+
+CKPT_INLINE std::uint64_t distributed_save(communicator& comm, const std::filesystem::path& dir,
+                                           const state_walks& walks, const void* state,
+                                           const metadata& meta,
+                                           const distributed_save_options& options) {
+    distributed_save_job job;
+    job.dir = dir;
+    job.meta = meta;
+    job.options = options;
+    prepare_save(comm, job, walks, state);
+    const std::exception_ptr failed = attempt([&] { write_save(job); });
+    commit_save(comm, job, failed);
+    return job.file_bytes;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1282,12 +1360,16 @@ CKPT_INLINE metadata distributed_load(communicator& comm, const std::filesystem:
 // knows MPI; see <ckpt/distributed.hpp> for the communicator.
 
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ckpt {
@@ -1304,6 +1386,14 @@ struct distributed_manager_options {
     ckpt::limits limits{};
     /// How each checkpoint is written (replica check, chunk size); its backend is the one above.
     distributed_save_options save{};
+    /// Save in the background: step() returns once the ranks have agreed on the save and each
+    /// has copied its part of the state; a thread of each rank writes and syncs its file, and
+    /// makes no MPI call, whatever thread level MPI granted. The commit (the manifest) is made on
+    /// the training thread, by the first step() at which every rank's write is done, or by a
+    /// step() whose policy fires again, wait(), a restore or the destructor, which wait for it.
+    /// One save is in flight at a time. A failed background write is raised, on every rank, by
+    /// the call that commits; the policy then asks again.
+    bool async = false;
 };
 
 namespace detail {
@@ -1316,6 +1406,11 @@ public:
                         retention keep, distributed_manager_options options);
     distributed_manager(const distributed_manager&) = delete;
     distributed_manager& operator=(const distributed_manager&) = delete;
+    /// Commits the save in flight (collective); raises its error unless during stack unwinding.
+    ~distributed_manager() noexcept(false);
+
+    /// Commits the save in flight, if any. @returns what was committed and deleted
+    save_result wait();
 
     save_result step(const state_walks& walks, const void* state, const metadata& meta,
                      bool forced);
@@ -1342,6 +1437,21 @@ private:
     void adopt_listing(std::span<const std::byte> bytes);
     /// Rank 0 deletes what retention does not keep; every rank's index follows.
     void apply_retention(const std::filesystem::path& just_written, save_result& result);
+    /// A save is committed: it enters the index, and retention runs.
+    void record_committed(checkpoint_entry&& entry, save_result& result);
+    /// Async: waits for this rank's writer, then commits (collective).
+    void finish_pending(save_result& result);
+
+    struct pending_save {
+        distributed_save_job job;
+        checkpoint_entry entry;
+        policy_state::snapshot before; ///< the policy before this save, put back if it fails
+        std::thread writer;
+        std::atomic<bool> done{false};
+        std::exception_ptr failure;
+    };
+    std::unique_ptr<pending_save> pending_;
+    int unwinding_ = std::uncaught_exceptions();
 
     communicator& comm_;
     std::filesystem::path dir_;
@@ -1496,6 +1606,53 @@ CKPT_INLINE distributed_manager::distributed_manager(communicator& comm, std::fi
     adopt_listing(all[0]);
 }
 
+CKPT_INLINE distributed_manager::~distributed_manager() noexcept(false) {
+    if (!pending_) return;
+    try {
+        save_result ignored;
+        finish_pending(ignored);
+    } catch (...) {
+        if (std::uncaught_exceptions() > unwinding_) {
+            report_unraised("ckpt::mpi::manager", std::current_exception());
+            return;
+        }
+        throw;
+    }
+}
+
+CKPT_INLINE save_result distributed_manager::wait() {
+    save_result result;
+    if (pending_) finish_pending(result);
+    return result;
+}
+
+CKPT_INLINE void distributed_manager::finish_pending(save_result& result) {
+    std::unique_ptr<pending_save> p = std::move(pending_);
+    if (p->writer.joinable()) p->writer.join();
+    try {
+        commit_save(comm_, p->job, p->failure);
+    } catch (...) {
+        stats_.saves_failed += 1;
+        policy_.roll_back(std::move(p->before)); // the policy asks again
+        throw;
+    }
+    p->entry.bytes = p->job.file_bytes;
+    record_committed(std::move(p->entry), result);
+}
+
+CKPT_INLINE void distributed_manager::record_committed(checkpoint_entry&& entry,
+                                                       save_result& result) {
+    const std::filesystem::path path = entry.path;
+    stats_.checkpoints_written += 1;
+    committed_step_ = entry.step;
+    committed_time_ = entry.time;
+    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == path; });
+    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == path; });
+    index_.push_back(std::move(entry));
+    result.committed.push_back(path);
+    apply_retention(path, result);
+}
+
 CKPT_INLINE std::vector<std::byte> distributed_manager::open_directory() {
     create_directories(dir_, *io_);
     lock_.emplace(dir_, options_.prefix, *io_);
@@ -1561,6 +1718,8 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     // every rank is at the same step.
     byte_writer w;
     w.u64(static_cast<std::uint64_t>(meta.step));
+    // Async: whether this rank's background write is done (2: no save in flight).
+    w.u64(!pending_ ? 2 : pending_->done.load(std::memory_order_acquire) ? 1 : 0);
     std::exception_ptr failed = nullptr;
     if (comm_.rank() == 0) {
         failed = attempt([&] {
@@ -1581,12 +1740,14 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         agree(comm_, collective_step::manager_step, failed, w.out);
     byte_reader first(all[0]);
     const auto step0 = static_cast<std::int64_t>(first.u64());
+    bool all_written = first.u64() == 1;
     const auto t = listing_codec::get_time(first);
     metadata m = meta;
     m.metrics = listing_codec::get_metrics(first);
     for (std::size_t r = 1; r < all.size(); ++r) {
         byte_reader other(all[r]);
         const auto step = static_cast<std::int64_t>(other.u64());
+        all_written = all_written && other.u64() == 1;
         if (step != step0) {
             throw_error<usage_error>(errc::usage_argument,
                                      "ckpt::mpi::manager: rank 0 is at step " +
@@ -1596,11 +1757,14 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         }
     }
     seen_step_ = m.step;
+    // Async: every rank's background write is done, so the save in flight commits now.
+    if (pending_ && all_written) finish_pending(result);
     if (forced) {
         policy_.clear_fired();
     } else if (!policy_.ask(m, t)) {
         return result;
     }
+    if (pending_) finish_pending(result); // one save in flight: wait for it
     if (m.step < 0) {
         throw_error<usage_error>(errc::usage_argument, "ckpt::mpi::manager: step " +
                                                            std::to_string(m.step) + " is negative");
@@ -1612,17 +1776,6 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     policy_state::write_tags(after, stored);
     result.path = path_of(m.step);
 
-    const auto started = std::chrono::steady_clock::now();
-    const std::uint64_t mine =
-        distributed_save(comm_, result.path, walks, state, stored, options_.save);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    policy_.commit(std::move(after), forced);
-    stats_.last_save_seconds = seconds;
-    stats_.total_save_seconds += seconds;
-    stats_.checkpoints_written += 1;
-    result.saved = true;
-
     checkpoint_entry entry;
     entry.path = result.path;
     entry.step = m.step;
@@ -1630,14 +1783,46 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     entry.time = stored.time;
     entry.metrics = m.metrics;
     entry.distributed = true;
-    entry.bytes = mine; // every rank's, once apply_retention has gathered them
-    committed_step_ = entry.step;
-    committed_time_ = entry.time;
-    std::erase_if(index_, [&](const checkpoint_entry& e) { return e.path == result.path; });
-    std::erase_if(unreadable_, [&](const skipped_checkpoint& u) { return u.path == result.path; });
-    index_.push_back(std::move(entry));
-    result.committed.push_back(result.path);
-    apply_retention(result.path, result);
+
+    const auto started = std::chrono::steady_clock::now();
+    const auto took = [&] {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        stats_.last_save_seconds = seconds;
+        stats_.total_save_seconds += seconds;
+    };
+    if (options_.async) {
+        auto p = std::make_unique<pending_save>();
+        p->job.dir = result.path;
+        p->job.meta = stored;
+        p->job.options = options_.save;
+        prepare_save(comm_, p->job, walks, state); // collective; its error leaves the policy due
+        // From here on a failure is this rank's alone: it is kept for the commit, where every
+        // rank learns it.
+        p->failure = attempt([&] { stage_save(p->job); });
+        p->entry = std::move(entry);
+        p->before = policy_.save();
+        policy_.commit(std::move(after), forced);
+        if (p->failure) {
+            p->done.store(true, std::memory_order_release);
+        } else {
+            pending_save* job = p.get();
+            p->writer = std::thread([job] {
+                job->failure = attempt([&] { write_save(job->job); });
+                job->done.store(true, std::memory_order_release);
+            });
+        }
+        pending_ = std::move(p);
+        took();
+        result.saved = true;
+        result.pending = true;
+        return result;
+    }
+    entry.bytes = distributed_save(comm_, result.path, walks, state, stored, options_.save);
+    took();
+    policy_.commit(std::move(after), forced);
+    result.saved = true;
+    record_committed(std::move(entry), result);
     return result;
 }
 
@@ -1697,6 +1882,10 @@ CKPT_INLINE void distributed_manager::apply_retention(const std::filesystem::pat
 CKPT_INLINE std::optional<metadata>
 distributed_manager::restore(const state_walks& walks, void* state, const std::string* metric,
                              goal direction, const load_options& options) {
+    if (pending_) {
+        save_result ignored;
+        finish_pending(ignored);
+    }
     const std::vector<std::size_t> order =
         metric != nullptr ? ranked(index_, *metric, direction) : newest_first(index_);
     skipped_ = unreadable_;
@@ -1760,6 +1949,7 @@ CKPT_INLINE manager_stats distributed_manager::stats() const {
     for (const auto& e : index_) s.bytes_on_disk += e.bytes;
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
+    s.saves_in_flight = pending_ ? 1 : 0;
     return s;
 }
 
@@ -1886,7 +2076,9 @@ metadata load(MPI_Comm comm, const std::filesystem::path& dir, T& state,
 /// (pass the same values everywhere, or know that rank 0's count), and rank 0 deletes what
 /// retention does not keep. Each step() is one all-gather of a few bytes (the ranks agree on the
 /// step and take rank 0's time and metrics), plus a distributed save when a rule fires.
-/// Rank 0 holds the directory's lock.
+/// Rank 0 holds the directory's lock. With manager_options::async, each rank writes its file on
+/// a thread of its own, which makes no MPI call: the commit happens at a later step() on the
+/// training thread (see distributed_manager_options::async).
 class manager {
 public:
     /// Opens (rank 0 creates and locks) `dir`, removes checkpoint directories a dead save left
@@ -1914,6 +2106,10 @@ public:
                       "ckpt::mpi::manager::save_now: the state is not checkpointable");
         return core_.step(detail::walks_of<State>, &state, meta, true);
     }
+
+    /// Async: commits the save in flight (waiting for every rank's background write). Sync:
+    /// returns at once. @returns what was committed and deleted
+    save_result wait() { return core_.wait(); }
 
     /// Loads the newest checkpoint that every rank can load (a damaged file on any rank makes
     /// every rank fall back to the one before, together); nothing on disk: nullopt, states

@@ -8,8 +8,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -44,6 +46,11 @@ std::vector<std::int64_t> steps_of(const std::vector<ckpt::checkpoint_entry>& li
     std::vector<std::int64_t> out;
     for (const auto& e : list) out.push_back(e.step);
     return out;
+}
+
+/// The step of a distributed checkpoint's directory, "ckpt-000000000004": 4.
+std::int64_t step_of_path(const std::filesystem::path& p) {
+    return std::stoll(p.filename().string().substr(5));
 }
 
 std::uint64_t bytes_in(const std::filesystem::path& dir) {
@@ -202,4 +209,94 @@ TEST_CASE("mpi manager: ranks that call ckpt differently get an error, not a han
     CHECK(mpitest::contains(got.text, "every rank must make the same ckpt calls"));
     MPI_Barrier(MPI_COMM_WORLD);
     CHECK(!std::filesystem::exists(m.path_of(1)));
+}
+
+namespace {
+
+/// Fails the first pwrite (a rank file's data) with ENOSPC, once armed.
+class failing_write final : public test::posix_forwarding {
+public:
+    ::ssize_t pwrite(int fd, const void* data, std::size_t n, ::off_t offset) override {
+        if (armed && !fired) {
+            fired = true;
+            errno = ENOSPC;
+            return -1;
+        }
+        return real_.pwrite(fd, data, n, offset);
+    }
+    bool armed = false;
+    bool fired = false;
+};
+
+int thread_level() {
+    int level = 0;
+    MPI_Query_thread(&level);
+    return level;
+}
+
+} // namespace
+
+TEST_CASE("mpi manager async: each rank writes in the background; the commit comes later") {
+    // Under CKPT_TEST_MPI_THREAD=funneled (the test mpi-np2-funneled) MPI granted no more than
+    // MPI_THREAD_FUNNELED: the background writes make no MPI call, so this must work there too.
+    const char* level = std::getenv("CKPT_TEST_MPI_THREAD");
+    if (level != nullptr && std::string(level) == "funneled") {
+        CHECK(thread_level() == MPI_THREAD_FUNNELED);
+    }
+    const auto dir = mpitest::shared_scratch("manager-async");
+    ckpt::mpi::manager_options options;
+    options.async = true;
+    ckpt::mpi::manager m(MPI_COMM_WORLD, dir, ckpt::every_steps(2), ckpt::keep_all(), options);
+    std::vector<std::int64_t> saved;
+    std::vector<std::int64_t> committed;
+    run_state s = make_run_state(0);
+    for (std::int64_t step = 1; step <= 7; ++step) {
+        s = make_run_state(step);
+        const ckpt::save_result r = m.step(s, {.step = step});
+        if (r.saved) {
+            CHECK(r.pending);
+            saved.push_back(step);
+        }
+        for (const auto& p : r.committed) committed.push_back(step_of_path(p));
+        // The snapshot is taken: what the state becomes now is not in the checkpoint.
+        s.w.setConstant(-1.0f);
+        s.m.setConstant(-1.0f);
+    }
+    CHECK(saved == std::vector<std::int64_t>{2, 4, 6});
+    CHECK(m.stats().saves_in_flight == 1);
+    for (const auto& p : m.wait().committed) committed.push_back(step_of_path(p));
+    CHECK(committed == std::vector<std::int64_t>{2, 4, 6});
+    CHECK(m.stats().saves_in_flight == 0);
+    CHECK(steps_of(m.list()) == std::vector<std::int64_t>{2, 4, 6});
+    run_state back = make_run_state(0);
+    CHECK(ckpt::mpi::load(MPI_COMM_WORLD, m.path_of(4), back).step == 4);
+    CHECK(back.w(0, 0) == 4.0f);
+    CHECK(back.m[0] == static_cast<float>(40 + mpitest::world_rank()));
+}
+
+TEST_CASE("mpi manager async: a background write failing on one rank fails every rank's commit") {
+    const auto dir = mpitest::shared_scratch("manager-async-fault");
+    const int me = mpitest::world_rank();
+    const int n = mpitest::world_size();
+    failing_write faulty;
+    ckpt::mpi::manager_options options;
+    options.async = true;
+    if (me == n - 1) options.backend = &faulty;
+    ckpt::mpi::manager m(MPI_COMM_WORLD, dir, ckpt::every_steps(1), ckpt::keep_last(5), options);
+    faulty.armed = true; // after the start (which writes the lock file)
+    CHECK(m.step(make_run_state(1), {.step = 1}).pending);
+    // Step 2 commits save 1 (or, when not every write is done yet, waits for it because the
+    // policy fires again): every rank learns the last rank's ENOSPC.
+    const mpitest::outcome got = mpitest::attempt([&] { m.step(make_run_state(2), {.step = 2}); });
+    CHECK(got.id == 103);
+    CHECK(
+        mpitest::contains(got.text, "rank " + std::to_string(n - 1) + " of " + std::to_string(n)));
+    CHECK(mpitest::same_everywhere(got));
+    CHECK(m.stats().saves_failed == 1);
+    MPI_Barrier(MPI_COMM_WORLD);
+    CHECK(!std::filesystem::exists(m.path_of(1)));
+    // The policy asks again: step 3 saves, and commits.
+    CHECK(m.step(make_run_state(3), {.step = 3}).saved);
+    m.wait();
+    CHECK(steps_of(m.list()) == std::vector<std::int64_t>{3});
 }
