@@ -5,6 +5,11 @@
 // resubmitted run would, and lets it finish.
 //
 //   mpi_crashtest [--trials N] [--ranks R] [--steps T] [--seed X] [--dir D] [--mpiexec PATH]
+//                 [--async]
+//
+// --async: the manager saves in the background (distributed_manager_options::async): each
+// rank's file is written by a thread of its own, and the commit (the manifest) is made by a
+// later step() on the training thread; the job logs a commit when step() reports it.
 //
 // Checked after every kill:
 //   1. The job ended (no rank left waiting in a collective): within a timeout.
@@ -69,6 +74,14 @@ void write_small_file(const fs::path& file, const std::string& text) {
     fs::rename(temp, file);
 }
 
+/// "C <step>" for each checkpoint a call committed.
+void log_committed(const fs::path& dir, const ckpt::save_result& r) {
+    for (const auto& p : r.committed) {
+        append_line(dir / "log",
+                    "C " + std::to_string(std::stoll(p.filename().string().substr(5))));
+    }
+}
+
 std::string state_hash(const data_parallel::state& s) {
     ckpt::metadata same;
     same.time = std::chrono::system_clock::time_point(std::chrono::seconds(1));
@@ -76,13 +89,16 @@ std::string state_hash(const data_parallel::state& s) {
     return ckpt::detail::to_hex(ckpt::detail::hash_bytes(bytes.data(), bytes.size()));
 }
 
-int run_job(const fs::path& dir, std::int64_t steps) {
+int run_job(const fs::path& dir, std::int64_t steps, bool async) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     write_small_file(dir / ("pid-" + std::to_string(rank)), std::to_string(::getpid()));
     const auto data = data_parallel::make_data();
     data_parallel::state s = data_parallel::fresh(data, rank);
-    ckpt::mpi::manager m(MPI_COMM_WORLD, dir / "ckpt", ckpt::every_steps(1), ckpt::keep_last(2));
+    ckpt::mpi::manager_options options;
+    options.async = async;
+    ckpt::mpi::manager m(MPI_COMM_WORLD, dir / "ckpt", ckpt::every_steps(1), ckpt::keep_last(2),
+                         options);
     const auto restored = m.restore_latest(s);
     if (rank == 0) {
         append_line(dir / "log", "R " + std::to_string(restored ? restored->step : 0) +
@@ -91,8 +107,10 @@ int run_job(const fs::path& dir, std::int64_t steps) {
     while (s.step < steps) {
         const double loss = data_parallel::train_step(s, data, MPI_COMM_WORLD);
         const ckpt::save_result r = m.step(s, {.step = s.step, .metrics = {{"loss", loss}}});
-        if (rank == 0 && r.saved) append_line(dir / "log", "C " + std::to_string(s.step));
+        if (rank == 0) log_committed(dir, r);
     }
+    const ckpt::save_result last = m.wait();
+    if (rank == 0) log_committed(dir, last);
     write_small_file(dir / ("final-" + std::to_string(rank)), state_hash(s));
     return 0;
 }
@@ -108,6 +126,7 @@ struct options {
     fs::path dir = "mpi-crashtest";
     std::string mpiexec = CKPT_MPIEXEC;
     std::string self;
+    bool async = false;
 };
 
 /// Starts the job; its output goes to `dir`/job.log. @returns the mpiexec process
@@ -123,9 +142,15 @@ pid_t launch(const options& o, const fs::path& dir) {
             ::dup2(fd, 1);
             ::dup2(fd, 2);
         }
-        std::vector<const char*> argv = {o.mpiexec.c_str(), "-n",    ranks.c_str(),
-                                         o.self.c_str(),    "--job", dir_s.c_str(),
-                                         steps.c_str(),     nullptr};
+        const std::vector<const char*> argv = {o.mpiexec.c_str(),
+                                               "-n",
+                                               ranks.c_str(),
+                                               o.self.c_str(),
+                                               "--job",
+                                               dir_s.c_str(),
+                                               steps.c_str(),
+                                               o.async ? "async" : "sync",
+                                               nullptr};
         ::execvp(argv[0], const_cast<char* const*>(argv.data()));
         std::_Exit(127);
     }
@@ -320,21 +345,21 @@ int drive(const options& o) {
             continue;
         }
     }
-    std::printf("mpi_crashtest: %d trials, %d ranks killed during the job, %d kills inside a "
+    std::printf("mpi_crashtest%s: %d trials, %d ranks killed during the job, %d kills inside a "
                 "save (a checkpoint directory without its manifest), %d before any commit; "
                 "%d failures\n",
-                o.trials, killed, in_save, no_checkpoint, failures);
+                o.async ? " --async" : "", o.trials, killed, in_save, no_checkpoint, failures);
     return failures == 0 ? 0 : 1;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 4 && std::strcmp(argv[1], "--job") == 0) {
+    if (argc == 5 && std::strcmp(argv[1], "--job") == 0) {
         MPI_Init(&argc, &argv);
         int status = 0;
         try {
-            status = run_job(argv[2], std::stoll(argv[3]));
+            status = run_job(argv[2], std::stoll(argv[3]), std::strcmp(argv[4], "async") == 0);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "mpi_crashtest job: %s\n", e.what());
             MPI_Abort(MPI_COMM_WORLD, 3);
@@ -365,10 +390,12 @@ int main(int argc, char** argv) {
             o.dir = next();
         } else if (a == "--mpiexec") {
             o.mpiexec = next();
+        } else if (a == "--async") {
+            o.async = true;
         } else {
             std::fprintf(stderr,
                          "usage: mpi_crashtest [--trials N] [--ranks R] [--steps T] [--seed X] "
-                         "[--dir D] [--mpiexec PATH]\n");
+                         "[--dir D] [--mpiexec PATH] [--async]\n");
             return 2;
         }
     }
