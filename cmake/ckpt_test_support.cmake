@@ -33,12 +33,15 @@ add_test(NAME ckpt_scratch_clean
             -P "${PROJECT_SOURCE_DIR}/cmake/ckpt_clean_scratch.cmake")
 set_tests_properties(ckpt_scratch_clean PROPERTIES FIXTURES_SETUP ckpt_scratch)
 
-# Tests that run threads of their own (the asynchronous save). They get the label `concurrency`
-# and the target ckpt_concurrency_tests builds them: the tsan preset builds and runs only these,
-# under ThreadSanitizer. Add a test by its name here; a name not defined (yet) is ignored.
+# Tests that run threads of their own (the asynchronous save, the distributed manager's
+# background writes beside MPI's own threads). They get the label `concurrency` and the target
+# ckpt_concurrency_tests builds them: the tsan preset builds and runs only these, under
+# ThreadSanitizer. Add a test by its name here; a name not defined (yet) is ignored.
 set_property(GLOBAL PROPERTY ckpt_concurrency_tests
     unit-async
-    example-save_in_background)
+    example-save_in_background
+    mpi-np2
+    mpi-np2-funneled)
 add_custom_target(ckpt_concurrency_tests)
 
 # ckpt_add_doctest(<name> SOURCE <file.cpp> LIBRARY <ckpt target> [LABELS <label>...])
@@ -138,8 +141,14 @@ function(ckpt_add_mpi_test name ranks program)
         COMMAND "${MPIEXEC_EXECUTABLE}" ${MPIEXEC_NUMPROC_FLAG} ${ranks} ${MPIEXEC_PREFLAGS}
                 "$<TARGET_FILE:${program}>" ${MPIEXEC_POSTFLAGS} ${ARGN}
         WORKING_DIRECTORY "${scratch}")
+    set(labels mpi)
+    get_property(concurrency_tests GLOBAL PROPERTY ckpt_concurrency_tests)
+    if(name IN_LIST concurrency_tests)
+        list(APPEND labels concurrency)
+        add_dependencies(ckpt_concurrency_tests ${program})
+    endif()
     set_tests_properties(${name} PROPERTIES
-        LABELS "mpi"
+        LABELS "${labels}"
         ENVIRONMENT "${environment}"
         TIMEOUT 120
         PROCESSORS ${ranks}
