@@ -451,15 +451,7 @@ distributed_manager::restore(const state_walks& walks, void* state, const std::s
 }
 
 CKPT_INLINE std::vector<checkpoint_entry> distributed_manager::list() const {
-    std::vector<checkpoint_entry> out = index_;
-    std::sort(out.begin(), out.end(),
-              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
-    if (!out.empty()) out.back().latest = true;
-    for (const auto& [m, direction] : ranked_metrics_) {
-        const auto order = ranked(out, m, direction);
-        if (!order.empty()) out[order.front()].best = true;
-    }
-    return out;
+    return listed(index_, ranked_metrics_);
 }
 
 CKPT_INLINE manager_stats distributed_manager::stats() const {

@@ -79,15 +79,7 @@ CKPT_INLINE save_result manager::wait() {
 }
 
 CKPT_INLINE std::vector<checkpoint_entry> manager::list() const {
-    std::vector<checkpoint_entry> out = index_;
-    std::sort(out.begin(), out.end(),
-              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
-    if (!out.empty()) out.back().latest = true;
-    for (const auto& [metric, direction] : ranked_metrics_) {
-        const auto order = detail::ranked(out, metric, direction);
-        if (!order.empty()) out[order.front()].best = true;
-    }
-    return out;
+    return detail::listed(index_, ranked_metrics_);
 }
 
 CKPT_INLINE manager_stats manager::stats() const {

@@ -7441,6 +7441,11 @@ std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, cons
 /// Adds `metric` to `metrics` once. @throws usage_error (it is there, ranked the other way)
 void add_ranked(ranked_metrics& metrics, const std::string& metric, goal direction);
 
+/// A manager's index as list() shows it: oldest step first, the newest marked `latest`, the
+/// best by each of `metrics` marked `best`.
+std::vector<checkpoint_entry> listed(std::vector<checkpoint_entry> entries,
+                                     const ranked_metrics& metrics);
+
 /// The metrics a policy and a retention rank checkpoints by, in that order.
 ranked_metrics ranked_by(const save_policy& policy, const retention& keep);
 
@@ -7560,6 +7565,18 @@ CKPT_INLINE ranked_metrics ranked_by(const save_policy& policy, const retention&
             add_ranked(out, b->metric, b->direction);
     }
     return out;
+}
+
+CKPT_INLINE std::vector<checkpoint_entry> listed(std::vector<checkpoint_entry> entries,
+                                                 const ranked_metrics& metrics) {
+    std::sort(entries.begin(), entries.end(),
+              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
+    if (!entries.empty()) entries.back().latest = true;
+    for (const auto& [metric, direction] : metrics) {
+        const auto order = ranked(entries, metric, direction);
+        if (!order.empty()) entries[order.front()].best = true;
+    }
+    return entries;
 }
 
 } // namespace ckpt::detail
@@ -8187,15 +8204,7 @@ CKPT_INLINE save_result manager::wait() {
 }
 
 CKPT_INLINE std::vector<checkpoint_entry> manager::list() const {
-    std::vector<checkpoint_entry> out = index_;
-    std::sort(out.begin(), out.end(),
-              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
-    if (!out.empty()) out.back().latest = true;
-    for (const auto& [metric, direction] : ranked_metrics_) {
-        const auto order = detail::ranked(out, metric, direction);
-        if (!order.empty()) out[order.front()].best = true;
-    }
-    return out;
+    return detail::listed(index_, ranked_metrics_);
 }
 
 CKPT_INLINE manager_stats manager::stats() const {

@@ -115,4 +115,16 @@ CKPT_INLINE ranked_metrics ranked_by(const save_policy& policy, const retention&
     return out;
 }
 
+CKPT_INLINE std::vector<checkpoint_entry> listed(std::vector<checkpoint_entry> entries,
+                                                 const ranked_metrics& metrics) {
+    std::sort(entries.begin(), entries.end(),
+              [](const checkpoint_entry& a, const checkpoint_entry& b) { return a.step < b.step; });
+    if (!entries.empty()) entries.back().latest = true;
+    for (const auto& [metric, direction] : metrics) {
+        const auto order = ranked(entries, metric, direction);
+        if (!order.empty()) entries[order.front()].best = true;
+    }
+    return entries;
+}
+
 } // namespace ckpt::detail

@@ -32,6 +32,11 @@ std::vector<bool> select_kept(const std::vector<checkpoint_entry>& entries, cons
 /// Adds `metric` to `metrics` once. @throws usage_error (it is there, ranked the other way)
 void add_ranked(ranked_metrics& metrics, const std::string& metric, goal direction);
 
+/// A manager's index as list() shows it: oldest step first, the newest marked `latest`, the
+/// best by each of `metrics` marked `best`.
+std::vector<checkpoint_entry> listed(std::vector<checkpoint_entry> entries,
+                                     const ranked_metrics& metrics);
+
 /// The metrics a policy and a retention rank checkpoints by, in that order.
 ranked_metrics ranked_by(const save_policy& policy, const retention& keep);
 
