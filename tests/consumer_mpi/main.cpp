@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     const auto r = static_cast<std::uint64_t>(rank);
     const auto n = static_cast<std::uint64_t>(ranks);
-    state saved{Eigen::MatrixXf::Constant(3, 2, 1.5f), Eigen::VectorXd::Constant(2, double(rank)),
-                7, {2 * r, 2 * n}};
+    state saved{Eigen::MatrixXf::Constant(3, 2, 1.5f),
+                Eigen::VectorXd::Constant(2, double(rank)),
+                7,
+                {2 * r, 2 * n}};
     int status = 0;
     try {
         ckpt::mpi::save(MPI_COMM_WORLD, dir, saved, {.step = 7});
