@@ -399,13 +399,15 @@ inline std::string rapidjson_header(const std::vector<std::pair<std::string, std
         w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
     };
     w.StartObject();
-    str("__metadata__");
-    w.StartObject();
-    for (const auto& [k, v] : meta) {
-        str(k);
-        str(v);
+    if (!meta.empty()) { // no metadata: no __metadata__ (a plain safetensors file)
+        str("__metadata__");
+        w.StartObject();
+        for (const auto& [k, v] : meta) {
+            str(k);
+            str(v);
+        }
+        w.EndObject();
     }
-    w.EndObject();
     for (const auto& e : entries) {
         str(e.name);
         w.StartObject();

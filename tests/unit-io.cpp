@@ -737,11 +737,56 @@ TEST_CASE("saving into a folder that does not exist: io_error 101 naming the pat
     CHECK(e->operation() == "create");
     CHECK(e->code() == std::error_code(ENOENT, std::generic_category()));
     CHECK(e->path() == path.string() + ".tmp-*");
-    CHECK(std::string(e->what()).find(path.string()) != std::string::npos);
-    CHECK(b.ops() == "open");
+    // The message says what is wrong (the folder is missing), then the call and the OS reason.
+    const std::string what = e->what();
+    CHECK(what.starts_with("[ckpt.io.101] cannot save '" + path.string() + "': the directory '" +
+                           path.parent_path().string() + "' does not exist (create '" +
+                           path.string() + ".tmp-*' failed: "));
+    CHECK(what.find(std::strerror(ENOENT)) != std::string::npos);
+    CHECK(b.ops() == "open open"); // the create, then the look at the directory
 
     CHECK(listing(dir).empty());
     CHECK(open_fds() == fds);
+}
+
+TEST_CASE("saving where a file stands in for the folder: io_error 101 naming the file") {
+    const fs::path dir = scratch("file-as-folder");
+    std::ofstream(dir / "run") << "not a folder";
+    const std::size_t fds = open_fds();
+
+    for (const fs::path& path : {dir / "run" / "last.ckpt", dir / "run" / "sub" / "last.ckpt"}) {
+        CAPTURE(path);
+        const auto e = io_error_of([&] { ckpt::save(path, make_state(1, 4), fixed_meta(1)); });
+        REQUIRE(e.has_value());
+        CHECK(e->id() == ckpt::errc::io_open);
+        CHECK(e->operation() == "create");
+        CHECK(e->code() == std::error_code(ENOTDIR, std::generic_category()));
+        CHECK(e->path() == path.string() + ".tmp-*");
+        const std::string what = e->what();
+        CHECK(what.starts_with("[ckpt.io.101] cannot save '" + path.string() + "': '" +
+                               (dir / "run").string() + "' is not a directory (create '" +
+                               path.string() + ".tmp-*' failed: "));
+        CHECK(what.find(std::strerror(ENOTDIR)) != std::string::npos);
+    }
+    CHECK(listing(dir) == std::vector<std::string>{"run"});
+    CHECK(open_fds() == fds);
+}
+
+TEST_CASE("a create that fails in a folder that exists keeps the plain message") {
+    const fs::path dir = scratch("create-fails");
+    const fs::path path = dir / "state.ckpt";
+
+    faulty_backend b;
+    b.fail_call(0, ENOENT); // as if the folder vanished and came back
+    const auto e = io_error_of([&] {
+        ckpt::save(path, make_state(1, 4), fixed_meta(1), ckpt::save_options{.backend = &b});
+    });
+    REQUIRE(e.has_value());
+    CHECK(e->id() == ckpt::errc::io_open);
+    CHECK(std::string(e->what()).starts_with("[ckpt.io.101] create '" + path.string() +
+                                             ".tmp-*' failed: "));
+    CHECK(std::string(e->what()).find("does not exist") == std::string::npos);
+    CHECK(b.ops() == "open open close");
 }
 
 TEST_CASE("loading a missing file or a folder") {
@@ -999,23 +1044,23 @@ TEST_CASE("inspect: a missing file is 101, a failing read 102, and nothing leaks
         CHECK(e->code() == std::error_code(EIO, std::generic_category()));
         CHECK(b.ops() == "open file_size pread pread close");
     }
-    SUBCASE("verify, unmappable, and the read fails") {
+    SUBCASE("verify: a read of the streamed checksum fails") {
         faulty_backend b;
-        b.fail_op(op::map, 0, ENODEV).fail_op(op::pread, 0, EIO);
+        b.fail_op(op::pread, 2, EIO); // the length and the header read, the first slice does not
         const auto e = io_error_of([&] {
             (void)ckpt::inspect(path, ckpt::inspect_options{.verify = true, .backend = &b});
         });
         REQUIRE(e.has_value());
         CHECK(e->id() == ckpt::errc::io_read);
         CHECK(e->code() == std::error_code(EIO, std::generic_category()));
-        CHECK(b.ops() == "open file_size map pread close");
+        CHECK(b.ops() == "open file_size pread pread pread close");
     }
-    SUBCASE("verify, unmappable: read instead") {
+    SUBCASE("verify: read in slices, never mapped") {
         faulty_backend b;
-        b.fail_op(op::map, 0, ENODEV);
         const ckpt::info i =
             ckpt::inspect(path, ckpt::inspect_options{.verify = true, .backend = &b});
         CHECK(i.checksum_verified);
+        CHECK(b.ops() == "open file_size pread pread pread close");
         CHECK(i.file_bytes == fs::file_size(path));
         CHECK(i.meta == fixed_meta(4));
     }

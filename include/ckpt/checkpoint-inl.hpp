@@ -157,8 +157,8 @@ CKPT_INLINE std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& 
 
 CKPT_INLINE opened_checkpoint::opened_checkpoint(const std::byte* p, std::uint64_t size,
                                                  const limits& lim, const std::string& where,
-                                                 bool verify)
-    : where_(where) {
+                                                 bool verify, content_hasher hasher)
+    : where_(where), hasher_(std::move(hasher)) {
     const auto corrupt = [&](int id, const std::string& what) {
         throw_error<corrupt_error>(id, "'" + where + "': " + what);
     };
@@ -295,15 +295,19 @@ CKPT_INLINE std::uint64_t opened_checkpoint::content_hash(const std::byte* p, st
     return h.digest();
 }
 
+CKPT_INLINE std::uint64_t opened_checkpoint::hash_of(const std::byte* p, std::uint64_t size) {
+    return hasher_ ? hasher_() : content_hash(p, size);
+}
+
 CKPT_INLINE bool opened_checkpoint::checksum_matches(std::string_view json, const std::byte* p,
                                                      std::uint64_t size) {
-    return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
+    return from_hex(json.substr(checksum_prefix.size(), 16)) == hash_of(p, size);
 }
 
 CKPT_INLINE void opened_checkpoint::verify_checksum(std::string_view json, const std::byte* p,
                                                     std::uint64_t size) {
     const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
-    const std::uint64_t actual = content_hash(p, size);
+    const std::uint64_t actual = hash_of(p, size);
     if (stored != actual) {
         throw_error<corrupt_error>(errc::corrupt_checksum,
                                    "'" + where_ + "': checksum mismatch: the header says " +
@@ -751,6 +755,50 @@ CKPT_INLINE std::vector<std::byte> save_bytes(const state_walks& walks, const vo
     return sink.take();
 }
 
+CKPT_INLINE std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size,
+                                             const limits& lim, const std::string& where) {
+    std::uint64_t n = 0;
+    if (size >= 8) {
+        if (const int e = read_all(io, fd, reinterpret_cast<std::byte*>(&n), 8, 0)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    // A length that the file cannot hold is left for opened_checkpoint to report.
+    const std::uint64_t head = size < 8 || n > lim.max_header_bytes || n > size - 8 ? 8 : 8 + n;
+    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
+    if (!bytes.empty()) {
+        if (const int e = read_all(io, fd, bytes.data(), bytes.size(), 0)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    return bytes;
+}
+
+CKPT_INLINE std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
+                                              const std::string& where,
+                                              const progress_callback& progress) {
+    constexpr std::uint64_t slice = std::uint64_t{8} << 20;
+    const std::uint64_t digits_end = checksum_digits_offset + 16;
+    std::vector<std::byte> buffer(static_cast<std::size_t>(std::min(size, slice)));
+    hasher h;
+    for (std::uint64_t at = 0; at < size;) {
+        const std::uint64_t n = std::min(slice, size - at);
+        if (const int e = read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+        // The checksum's own digits count as zeros, wherever the slices cut them.
+        for (std::uint64_t i = std::max(at, checksum_digits_offset);
+             i < std::min(at + n, digits_end); ++i) {
+            buffer[static_cast<std::size_t>(i - at)] = std::byte{'0'};
+        }
+        h.update(buffer.data(), static_cast<std::size_t>(n));
+        at += n;
+        if (progress) progress(at, size);
+    }
+    if (size == 0 && progress) progress(0, 0);
+    return h.digest();
+}
+
 CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
     info out;
     out.format_version = file.version();
@@ -774,7 +822,7 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
             continue;
         }
         out.tensors.push_back(
-            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place});
+            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place, -1});
     }
     return out;
 }
@@ -784,31 +832,19 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
 CKPT_INLINE info inspect(const std::filesystem::path& path, const inspect_options& options) {
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     const std::string where = path.string();
-    if (options.verify) {
-        const detail::file_bytes bytes(io, where);
-        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where,
-                                             true);
-        return detail::make_info(file, bytes.size());
-    }
     detail::fd_guard fd(io, detail::open_for_reading(io, where));
     std::uint64_t size = 0;
     if (io.file_size(fd.get(), size) != 0) detail::throw_io(errc::io_stat, "stat", where, errno);
-    // Read the length and the header only; a fake data section stands in for the rest.
-    std::uint64_t n = 0;
-    if (size >= 8) {
-        if (const int e = detail::read_all(io, fd.get(), reinterpret_cast<std::byte*>(&n), 8, 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
+    const std::vector<std::byte> head =
+        detail::read_head(io, fd.get(), size, options.limits, where);
+    detail::opened_checkpoint::content_hasher hasher;
+    if (options.verify) {
+        hasher = [&] {
+            return detail::stream_content_hash(io, fd.get(), size, where, options.progress);
+        };
     }
-    const std::uint64_t head =
-        size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
-    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
-    if (!bytes.empty()) {
-        if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
-    }
-    const detail::opened_checkpoint file(bytes.data(), size, options.limits, where, false);
+    const detail::opened_checkpoint file(head.data(), size, options.limits, where, options.verify,
+                                         std::move(hasher));
     return detail::make_info(file, size);
 }
 

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <span>
 #include <string>
@@ -71,11 +72,18 @@ struct load_options {
     load_report* report = nullptr;
 };
 
+/// Told how far a long read has come: `done` bytes of `total`, called after every slice read
+/// (and once with done == total at the end). It may throw to call the read off.
+using progress_callback = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
 /// What inspect() reads.
 struct inspect_options {
-    bool verify = false;            ///< also read the whole file and check its checksum
+    /// Also check the file's checksum, reading the whole file in slices (its memory use does
+    /// not grow with the file).
+    bool verify = false;
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    progress_callback progress{};   ///< told how far verification has come
 };
 
 namespace detail {
@@ -166,10 +174,16 @@ std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan);
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
 public:
+    /// Computes the checksum of a file whose bytes are not all at `p` (the file with its
+    /// checksum digits read as zeros, as content_hash does for bytes in memory).
+    using content_hasher = std::function<std::uint64_t()>;
+
     /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
+    /// `hasher`, when given, hashes the file: `p` then needs to hold its length and header only
+    /// (`size` is still the whole file's).
     /// @throws corrupt_error, version_error, limit_error
     opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
-                      const std::string& where, bool verify);
+                      const std::string& where, bool verify, content_hasher hasher = {});
     opened_checkpoint(const opened_checkpoint&) = delete;
     opened_checkpoint& operator=(const opened_checkpoint&) = delete;
 
@@ -197,11 +211,17 @@ private:
     /// that a newer format might have changed. `p` is null when only the header was read.
     void check_version(std::string_view json, const std::byte* p, std::uint64_t size);
 
+public:
+    /// XXH3-64 of a file in memory with its checksum digits read as zeros.
     static std::uint64_t content_hash(const std::byte* p, std::uint64_t size);
-    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
+
+private:
+    std::uint64_t hash_of(const std::byte* p, std::uint64_t size);
+    bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
     void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size);
 
     std::string where_;
+    content_hasher hasher_;
     parsed_header header_;
     metadata meta_;
     int version_ = 0;
@@ -332,6 +352,16 @@ std::uint64_t save_file(const std::filesystem::path& path, const state_walks& wa
                         const void* state, const metadata& meta, const save_options& options);
 std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
                                   const metadata& meta);
+
+/// The first bytes of a file: its length and its header, or only the length when the length
+/// cannot be right (opened_checkpoint then says why). @throws io_error
+std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size, const limits& lim,
+                                 const std::string& where);
+
+/// opened_checkpoint::content_hash of a file read in slices from `fd`, telling `progress`.
+/// @throws io_error
+std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
+                                  const std::string& where, const progress_callback& progress);
 
 /// What inspect() returns for an opened file.
 info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);

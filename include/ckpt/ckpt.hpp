@@ -21,6 +21,7 @@
 #include <ckpt/placement.hpp>
 #include <ckpt/policy/retention.hpp>
 #include <ckpt/policy/save_policy.hpp>
+#include <ckpt/reader.hpp>
 #include <ckpt/tensor.hpp>
 #include <ckpt/types/containers.hpp>
 #include <ckpt/types/eigen.hpp>

@@ -10,6 +10,7 @@
 #include <ckpt/format/manifest.hpp>
 #include <ckpt/io/backend.hpp>
 #include <ckpt/metadata.hpp>
+#include <ckpt/reader.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -31,6 +31,9 @@ struct tensor_info {
     std::uint64_t bytes = 0;          ///< byte length
     char order = '-';                 ///< 'R' row-major, 'C' column-major, '-' vector or unknown
     placement place{};                ///< replicated unless the state declared otherwise
+    /// A rank-local tensor of a distributed checkpoint (as ckpt::reader lists them): the rank
+    /// it belongs to; otherwise -1.
+    std::int64_t rank = -1;
 
     friend bool operator==(const tensor_info&, const tensor_info&) = default;
 };

@@ -1234,7 +1234,8 @@ struct parsed_header {
 /// "[a, b, c]".
 std::string shape_string(const std::vector<std::uint64_t>& shape);
 
-/// Serializes a header: metadata first (its first pair must be the checksum), then the entries.
+/// Serializes a header: metadata first (its first pair must be the checksum; no __metadata__ at
+/// all when `meta` is empty), then the entries.
 /// The result is padded with spaces so that the data section starts 8-byte aligned.
 std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
                          const std::vector<file_tensor>& entries);
@@ -1316,19 +1317,21 @@ CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, st
         json.append(digits, r.ptr);
     };
     json += '{';
-    str("__metadata__");
-    json += ":{";
     bool first = true;
-    for (const auto& [k, v] : meta) {
-        if (!first) json += ',';
-        first = false;
-        str(k);
-        json += ':';
-        str(v);
+    if (!meta.empty()) {
+        str("__metadata__");
+        json += ":{";
+        for (const auto& [k, v] : meta) {
+            if (!first) json += ',';
+            first = false;
+            str(k);
+            json += ':';
+            str(v);
+        }
+        json += '}';
     }
-    json += '}';
     for (const auto& e : entries) {
-        json += ',';
+        if (!meta.empty() || &e != entries.data()) json += ',';
         str(e.name);
         json += ":{\"dtype\":";
         str(to_string(e.type));
@@ -1459,12 +1462,14 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
 
     parsed_header h;
     h.data_bytes = data_bytes;
+    // Every member but __metadata__ (which a plain safetensors file may lack) is a tensor.
     const std::uint64_t members = doc.MemberCount();
-    if (members > lim.max_tensors + 1) {
-        throw_error<limit_error>(errc::limit_tensor_count,
-                                 "'" + where + "': header declares " + std::to_string(members) +
-                                     " entries, more than the limit of " +
-                                     std::to_string(lim.max_tensors) + " tensors");
+    const std::uint64_t tensors = members - (doc.HasMember("__metadata__") ? 1 : 0);
+    if (tensors > lim.max_tensors) {
+        throw_error<limit_error>(errc::limit_tensor_count, "'" + where + "': header declares " +
+                                                               std::to_string(tensors) +
+                                                               " tensors, more than the limit of " +
+                                                               std::to_string(lim.max_tensors));
     }
     std::unordered_set<std::string_view> seen;
     bool have_meta = false;
@@ -2683,6 +2688,9 @@ struct tensor_info {
     std::uint64_t bytes = 0;          ///< byte length
     char order = '-';                 ///< 'R' row-major, 'C' column-major, '-' vector or unknown
     placement place{};                ///< replicated unless the state declared otherwise
+    /// A rank-local tensor of a distributed checkpoint (as ckpt::reader lists them): the rank
+    /// it belongs to; otherwise -1.
+    std::int64_t rank = -1;
 
     friend bool operator==(const tensor_info&, const tensor_info&) = default;
 };
@@ -3238,6 +3246,9 @@ public:
     void commit();
 
 private:
+    /// Why `dir` cannot hold a new file, "the directory 'run' does not exist" or "'a' is not a
+    /// directory" (asked through `io`), or "" when it is a directory.
+    static std::string missing_directory(io::backend& io, const std::string& dir);
     std::string unchanged() const;
     [[noreturn]] void fail(int id, const char* operation, int err);
     void abandon() noexcept;
@@ -3282,9 +3293,11 @@ private:
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -3362,8 +3375,41 @@ CKPT_INLINE atomic_file::atomic_file(io::backend& io, const std::filesystem::pat
         const int e = errno;
         if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
         temp_.clear();
+        if (e == ENOENT || e == ENOTDIR) {
+            // The usual cause is a folder that was never made: say so, with the OS's reason.
+            if (const std::string why = missing_directory(io, dir_); !why.empty()) {
+                const std::string temp = target_ + ".tmp-*";
+                throw_error<io_error>(errc::io_open,
+                                      "cannot save '" + target_ + "': " + why + " (create '" +
+                                          temp + "' failed: " + std::strerror(e) + ", errno " +
+                                          std::to_string(e) + ")",
+                                      "create", temp, std::error_code(e, std::generic_category()));
+            }
+        }
         throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
     }
+}
+
+CKPT_INLINE std::string atomic_file::missing_directory(io::backend& io, const std::string& dir) {
+    const auto probe = [&io](const std::string& path) {
+        int fd = -1;
+        do {
+            fd = io.open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } while (fd < 0 && errno == EINTR);
+        if (fd < 0) return errno;
+        io.close(fd);
+        return 0;
+    };
+    const int e = probe(dir);
+    if (e == ENOENT) return "the directory '" + dir + "' does not exist";
+    if (e != ENOTDIR) return {};
+    // Name the first part of the path that is not a directory.
+    std::filesystem::path p(dir);
+    while (p.has_relative_path() && p.parent_path() != p && !p.parent_path().empty() &&
+           probe(p.parent_path().string()) == ENOTDIR) {
+        p = p.parent_path();
+    }
+    return "'" + p.string() + "' is not a directory";
 }
 
 CKPT_INLINE std::string atomic_file::temp_name(const std::filesystem::path& target,
@@ -4014,6 +4060,7 @@ inline constexpr int format_version = 3;
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <span>
 #include <string>
@@ -4061,11 +4108,18 @@ struct load_options {
     load_report* report = nullptr;
 };
 
+/// Told how far a long read has come: `done` bytes of `total`, called after every slice read
+/// (and once with done == total at the end). It may throw to call the read off.
+using progress_callback = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
 /// What inspect() reads.
 struct inspect_options {
-    bool verify = false;            ///< also read the whole file and check its checksum
+    /// Also check the file's checksum, reading the whole file in slices (its memory use does
+    /// not grow with the file).
+    bool verify = false;
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    progress_callback progress{};   ///< told how far verification has come
 };
 
 namespace detail {
@@ -4156,10 +4210,16 @@ std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& plan);
 /// A checkpoint's bytes, verified and parsed; refers to the bytes, which must outlive it.
 class opened_checkpoint {
 public:
+    /// Computes the checksum of a file whose bytes are not all at `p` (the file with its
+    /// checksum digits read as zeros, as content_hash does for bytes in memory).
+    using content_hasher = std::function<std::uint64_t()>;
+
     /// Structure, version and (when `verify`) checksum are checked before anything is decoded.
+    /// `hasher`, when given, hashes the file: `p` then needs to hold its length and header only
+    /// (`size` is still the whole file's).
     /// @throws corrupt_error, version_error, limit_error
     opened_checkpoint(const std::byte* p, std::uint64_t size, const limits& lim,
-                      const std::string& where, bool verify);
+                      const std::string& where, bool verify, content_hasher hasher = {});
     opened_checkpoint(const opened_checkpoint&) = delete;
     opened_checkpoint& operator=(const opened_checkpoint&) = delete;
 
@@ -4187,11 +4247,17 @@ private:
     /// that a newer format might have changed. `p` is null when only the header was read.
     void check_version(std::string_view json, const std::byte* p, std::uint64_t size);
 
+public:
+    /// XXH3-64 of a file in memory with its checksum digits read as zeros.
     static std::uint64_t content_hash(const std::byte* p, std::uint64_t size);
-    static bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
+
+private:
+    std::uint64_t hash_of(const std::byte* p, std::uint64_t size);
+    bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
     void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size);
 
     std::string where_;
+    content_hasher hasher_;
     parsed_header header_;
     metadata meta_;
     int version_ = 0;
@@ -4322,6 +4388,16 @@ std::uint64_t save_file(const std::filesystem::path& path, const state_walks& wa
                         const void* state, const metadata& meta, const save_options& options);
 std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
                                   const metadata& meta);
+
+/// The first bytes of a file: its length and its header, or only the length when the length
+/// cannot be right (opened_checkpoint then says why). @throws io_error
+std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size, const limits& lim,
+                                 const std::string& where);
+
+/// opened_checkpoint::content_hash of a file read in slices from `fd`, telling `progress`.
+/// @throws io_error
+std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
+                                  const std::string& where, const progress_callback& progress);
 
 /// What inspect() returns for an opened file.
 info make_info(const opened_checkpoint& file, std::uint64_t file_bytes);
@@ -4544,8 +4620,8 @@ CKPT_INLINE std::uint64_t write_checkpoint(memory_sink& sink, const write_plan& 
 
 CKPT_INLINE opened_checkpoint::opened_checkpoint(const std::byte* p, std::uint64_t size,
                                                  const limits& lim, const std::string& where,
-                                                 bool verify)
-    : where_(where) {
+                                                 bool verify, content_hasher hasher)
+    : where_(where), hasher_(std::move(hasher)) {
     const auto corrupt = [&](int id, const std::string& what) {
         throw_error<corrupt_error>(id, "'" + where + "': " + what);
     };
@@ -4682,15 +4758,19 @@ CKPT_INLINE std::uint64_t opened_checkpoint::content_hash(const std::byte* p, st
     return h.digest();
 }
 
+CKPT_INLINE std::uint64_t opened_checkpoint::hash_of(const std::byte* p, std::uint64_t size) {
+    return hasher_ ? hasher_() : content_hash(p, size);
+}
+
 CKPT_INLINE bool opened_checkpoint::checksum_matches(std::string_view json, const std::byte* p,
                                                      std::uint64_t size) {
-    return from_hex(json.substr(checksum_prefix.size(), 16)) == content_hash(p, size);
+    return from_hex(json.substr(checksum_prefix.size(), 16)) == hash_of(p, size);
 }
 
 CKPT_INLINE void opened_checkpoint::verify_checksum(std::string_view json, const std::byte* p,
                                                     std::uint64_t size) {
     const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
-    const std::uint64_t actual = content_hash(p, size);
+    const std::uint64_t actual = hash_of(p, size);
     if (stored != actual) {
         throw_error<corrupt_error>(errc::corrupt_checksum,
                                    "'" + where_ + "': checksum mismatch: the header says " +
@@ -5138,6 +5218,50 @@ CKPT_INLINE std::vector<std::byte> save_bytes(const state_walks& walks, const vo
     return sink.take();
 }
 
+CKPT_INLINE std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size,
+                                             const limits& lim, const std::string& where) {
+    std::uint64_t n = 0;
+    if (size >= 8) {
+        if (const int e = read_all(io, fd, reinterpret_cast<std::byte*>(&n), 8, 0)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    // A length that the file cannot hold is left for opened_checkpoint to report.
+    const std::uint64_t head = size < 8 || n > lim.max_header_bytes || n > size - 8 ? 8 : 8 + n;
+    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
+    if (!bytes.empty()) {
+        if (const int e = read_all(io, fd, bytes.data(), bytes.size(), 0)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+    }
+    return bytes;
+}
+
+CKPT_INLINE std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
+                                              const std::string& where,
+                                              const progress_callback& progress) {
+    constexpr std::uint64_t slice = std::uint64_t{8} << 20;
+    const std::uint64_t digits_end = checksum_digits_offset + 16;
+    std::vector<std::byte> buffer(static_cast<std::size_t>(std::min(size, slice)));
+    hasher h;
+    for (std::uint64_t at = 0; at < size;) {
+        const std::uint64_t n = std::min(slice, size - at);
+        if (const int e = read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
+            throw_io(errc::io_read, "read", where, e);
+        }
+        // The checksum's own digits count as zeros, wherever the slices cut them.
+        for (std::uint64_t i = std::max(at, checksum_digits_offset);
+             i < std::min(at + n, digits_end); ++i) {
+            buffer[static_cast<std::size_t>(i - at)] = std::byte{'0'};
+        }
+        h.update(buffer.data(), static_cast<std::size_t>(n));
+        at += n;
+        if (progress) progress(at, size);
+    }
+    if (size == 0 && progress) progress(0, 0);
+    return h.digest();
+}
+
 CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_bytes) {
     info out;
     out.format_version = file.version();
@@ -5161,7 +5285,7 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
             continue;
         }
         out.tensors.push_back(
-            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place});
+            {e.name, e.type, e.shape, e.begin, e.end - e.begin, e.order, e.place, -1});
     }
     return out;
 }
@@ -5171,31 +5295,19 @@ CKPT_INLINE info make_info(const opened_checkpoint& file, std::uint64_t file_byt
 CKPT_INLINE info inspect(const std::filesystem::path& path, const inspect_options& options) {
     io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
     const std::string where = path.string();
-    if (options.verify) {
-        const detail::file_bytes bytes(io, where);
-        const detail::opened_checkpoint file(bytes.data(), bytes.size(), options.limits, where,
-                                             true);
-        return detail::make_info(file, bytes.size());
-    }
     detail::fd_guard fd(io, detail::open_for_reading(io, where));
     std::uint64_t size = 0;
     if (io.file_size(fd.get(), size) != 0) detail::throw_io(errc::io_stat, "stat", where, errno);
-    // Read the length and the header only; a fake data section stands in for the rest.
-    std::uint64_t n = 0;
-    if (size >= 8) {
-        if (const int e = detail::read_all(io, fd.get(), reinterpret_cast<std::byte*>(&n), 8, 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
+    const std::vector<std::byte> head =
+        detail::read_head(io, fd.get(), size, options.limits, where);
+    detail::opened_checkpoint::content_hasher hasher;
+    if (options.verify) {
+        hasher = [&] {
+            return detail::stream_content_hash(io, fd.get(), size, where, options.progress);
+        };
     }
-    const std::uint64_t head =
-        size < 8 || n > options.limits.max_header_bytes || n > size - 8 ? 8 : 8 + n;
-    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(head, size)));
-    if (!bytes.empty()) {
-        if (const int e = detail::read_all(io, fd.get(), bytes.data(), bytes.size(), 0)) {
-            detail::throw_io(errc::io_read, "read", where, e);
-        }
-    }
-    const detail::opened_checkpoint file(bytes.data(), size, options.limits, where, false);
+    const detail::opened_checkpoint file(head.data(), size, options.limits, where, options.verify,
+                                         std::move(hasher));
     return detail::make_info(file, size);
 }
 
@@ -5931,6 +6043,12 @@ std::string encode_manifest(const manifest& m);
 /// inside their files. @throws corrupt_error, limit_error, version_error
 manifest parse_manifest(std::string_view json, const limits& lim, const std::string& where);
 
+/// A distributed checkpoint's manifest, read from its directory and parsed.
+/// @throws io_error, corrupt_error, limit_error, version_error
+/// `manifest_bytes`, when given, is set to the manifest's size.
+manifest read_manifest(const std::filesystem::path& dir, io::backend& io, const limits& lim,
+                       std::uint64_t* manifest_bytes = nullptr);
+
 } // namespace ckpt::detail
 
 #ifdef CKPT_DEFINITIONS
@@ -6374,6 +6492,27 @@ CKPT_INLINE manifest parse_manifest(std::string_view json, const limits& lim,
         if (global_names.count(name) != 0) rd.corrupt("tensor '" + name + "' appears twice");
     }
     return m;
+}
+
+CKPT_INLINE manifest read_manifest(const std::filesystem::path& dir, io::backend& io,
+                                   const limits& lim, std::uint64_t* manifest_bytes) {
+    const std::string path = (dir / manifest_name).string();
+    fd_guard fd(io, open_for_reading(io, path));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
+                                                         std::to_string(size) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    std::string json(static_cast<std::size_t>(size), '\0');
+    if (const int e =
+            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
+        throw_io(errc::io_read, "read", path, e);
+    }
+    if (manifest_bytes != nullptr) *manifest_bytes = size;
+    return parse_manifest(json, lim, path);
 }
 
 } // namespace ckpt::detail
@@ -6941,21 +7080,8 @@ CKPT_INLINE std::string checkpoint_dir_name(std::string_view prefix, std::int64_
 CKPT_INLINE checkpoint_entry read_distributed_entry(const std::filesystem::path& dir,
                                                     io::backend& io, const limits& lim) {
     const std::string path = (dir / manifest_name).string();
-    fd_guard fd(io, open_for_reading(io, path));
     std::uint64_t size = 0;
-    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
-    if (size > lim.max_header_bytes) {
-        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
-                                                         std::to_string(size) +
-                                                         " bytes, more than the limit of " +
-                                                         std::to_string(lim.max_header_bytes));
-    }
-    std::string json(static_cast<std::size_t>(size), '\0');
-    if (const int e =
-            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
-        throw_io(errc::io_read, "read", path, e);
-    }
-    const manifest m = parse_manifest(json, lim, path);
+    const manifest m = read_manifest(dir, io, lim, &size);
     const metadata meta = decode_metadata(m.meta, path);
     checkpoint_entry e;
     e.path = dir;
@@ -9345,6 +9471,493 @@ Scalar train_step(train_state<Scalar, Optimizer>& s, const dataset<Scalar>& data
 } // namespace ckpt::nn
 // end ckpt/nn/train.hpp
 // end ckpt/nn.hpp
+// begin ckpt/reader.hpp
+
+// A checkpoint's tensors without its C++ type: what tools, converters and other languages'
+// bridges need. A reader opens one ckpt file (or any safetensors file) or a distributed
+// checkpoint's directory, and gives each tensor's name, dtype, shape and bytes.
+
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckpt {
+
+/// How a reader opens a checkpoint.
+struct reader_options {
+    /// Check every checksum before the reader is made: a file's, or every rank file's of a
+    /// distributed checkpoint (and that they are the files its manifest names). Without it,
+    /// only the header (or the manifest) is read, and a distributed checkpoint's reads are
+    /// still checked chunk by chunk.
+    bool verify = true;
+    ckpt::limits limits{};          ///< caps on what the files may declare
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+    progress_callback progress{};   ///< told how far verification has come, over all files
+};
+
+/// A checkpoint's tensors, read without knowing the state's type. Its tensors' bytes are the
+/// row-major view that safetensors readers see (`tensor_info::order` says whether the state
+/// held them column-major). Reads go to the files as they are asked for; the reader holds
+/// their descriptors (and a distributed checkpoint's manifest), not their bytes. One thread
+/// at a time.
+class reader {
+public:
+    /// Opens a checkpoint file, or a distributed checkpoint's directory (ckpt::mpi).
+    /// @throws io_error, corrupt_error, version_error, limit_error
+    explicit reader(const std::filesystem::path& path, const reader_options& options = {});
+    reader(reader&&) noexcept;
+    reader& operator=(reader&&) noexcept;
+    ~reader();
+
+    /// Its metadata, tensors and sizes, as inspect() gives them. For a distributed
+    /// checkpoint: its global tensors (the rows of every rank together; `place` says how they
+    /// were saved), then the rank-local ones, one per rank (`rank` says whose); `file_bytes`
+    /// counts every file, `value_bytes` every rank's values, `format_version` is the
+    /// manifest's, `header_bytes` the manifest's size, `checksum` is empty.
+    [[nodiscard]] const ckpt::info& info() const noexcept;
+    [[nodiscard]] const std::filesystem::path& path() const noexcept;
+    /// Whether it is a distributed checkpoint's directory.
+    [[nodiscard]] bool distributed() const noexcept;
+    /// How many value streams it has: the ranks of a distributed checkpoint, else 1.
+    [[nodiscard]] std::uint64_t value_streams() const noexcept;
+
+    /// The tensor of that name, or null. A distributed checkpoint's rank-local tensor is
+    /// `rank`'s (the lowest rank's when `rank` is negative).
+    [[nodiscard]] const tensor_info* find(std::string_view name, std::int64_t rank = -1) const;
+
+    /// A tensor's bytes (one of info().tensors), into `out` of exactly its size.
+    /// @throws io_error, corrupt_error (a distributed checkpoint's chunk does not match its
+    /// checksum), usage_error (`out` has another size, or `t` is not this reader's)
+    void read(const tensor_info& t, std::span<std::byte> out) const;
+    [[nodiscard]] std::vector<std::byte> read(const tensor_info& t) const;
+
+    /// The cereal stream of the state's non-tensor values (of rank `stream`'s file for a
+    /// distributed checkpoint); empty when the file has none. @throws io_error, corrupt_error
+    [[nodiscard]] std::vector<std::byte> values(std::uint64_t stream = 0) const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// How save_safetensors() writes.
+struct safetensors_options {
+    io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
+};
+
+/// Writes every tensor of `from` into a plain safetensors file at `to`: the tensors alone,
+/// without ckpt's value stream or __metadata__, for tools that reject unknown U8 entries or
+/// metadata (ckpt::load cannot read it back into a state with values). Written atomically, as
+/// save() writes, one tensor at a time. A distributed checkpoint's global tensors are written
+/// whole, its rank-local ones once per rank, named by display_name().
+/// @returns the size of the file written. @throws io_error, corrupt_error, schema_error (two
+/// tensors would have the same name)
+std::uint64_t save_safetensors(const reader& from, const std::filesystem::path& to,
+                               const safetensors_options& options = {});
+
+/// The name save_safetensors() and the `ckpt` tool give a tensor: its name, with `@rank<r>`
+/// for a rank-local tensor of a distributed checkpoint.
+std::string display_name(const tensor_info& t);
+
+namespace detail {
+
+/// The bytes of a distributed checkpoint's files, each chunk verified before use.
+class piece_reader {
+public:
+    piece_reader(io::backend& io, const std::filesystem::path& dir, const manifest& m)
+        : io_(&io), dir_(dir), m_(&m) {}
+
+    /// Bytes [begin, end) of `p` into `out`. @throws io_error, corrupt_error
+    void read(const manifest_piece& p, std::uint64_t begin, std::uint64_t end, std::byte* out,
+              std::string_view what);
+    [[nodiscard]] std::uint64_t bytes_read() const noexcept { return bytes_read_; }
+
+private:
+    int open(std::uint64_t file);
+
+    io::backend* io_;
+    std::filesystem::path dir_;
+    const manifest* m_;
+    std::map<std::uint64_t, std::unique_ptr<fd_guard>> fds_;
+    std::map<std::uint64_t, std::string> paths_;
+    std::vector<std::byte> scratch_;
+    std::uint64_t bytes_read_ = 0;
+};
+
+} // namespace detail
+
+} // namespace ckpt
+
+#ifdef CKPT_DEFINITIONS
+// begin ckpt/reader-inl.hpp
+
+// Definitions of <ckpt/reader.hpp>; included by it in header-only mode.
+
+
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <utility>
+
+namespace ckpt {
+
+namespace detail {
+
+CKPT_INLINE void piece_reader::read(const manifest_piece& p, std::uint64_t begin, std::uint64_t end,
+                                    std::byte* out, std::string_view what) {
+    if (begin >= end) return;
+    const std::uint64_t chunk = m_->chunk_bytes;
+    const int fd = open(p.file);
+    const std::string& path = paths_[p.file];
+    for (std::uint64_t c = begin / chunk; c * chunk < end; ++c) {
+        const std::uint64_t cb = c * chunk;
+        const std::uint64_t ce = std::min(cb + chunk, p.bytes);
+        std::byte* to = nullptr;
+        if (cb >= begin && ce <= end) {
+            to = out + (cb - begin); // the whole chunk is wanted: straight into place
+        } else {
+            scratch_.resize(static_cast<std::size_t>(ce - cb));
+            to = scratch_.data();
+        }
+        if (const int e =
+                read_all(*io_, fd, to, static_cast<std::size_t>(ce - cb), p.offset + cb)) {
+            throw_io(errc::io_read, "read", path, e);
+        }
+        bytes_read_ += ce - cb;
+        if (hash_bytes(to, static_cast<std::size_t>(ce - cb)) !=
+            p.chunks[static_cast<std::size_t>(c)]) {
+            throw_error<corrupt_error>(errc::corrupt_checksum,
+                                       "'" + path + "': bytes [" + std::to_string(p.offset + cb) +
+                                           ", " + std::to_string(p.offset + ce) + ") of " +
+                                           std::string(what) +
+                                           " do not match the manifest's checksum: the file is "
+                                           "damaged");
+        }
+        if (to == scratch_.data()) {
+            const std::uint64_t lo = std::max(cb, begin);
+            const std::uint64_t hi = std::min(ce, end);
+            std::memcpy(out + (lo - begin), to + (lo - cb), static_cast<std::size_t>(hi - lo));
+        }
+    }
+}
+
+CKPT_INLINE int piece_reader::open(std::uint64_t file) {
+    const auto it = fds_.find(file);
+    if (it != fds_.end()) return it->second->get();
+    const std::string path = (dir_ / m_->files[static_cast<std::size_t>(file)].name).string();
+    auto guard = std::make_unique<fd_guard>(*io_, open_for_reading(*io_, path));
+    const int fd = guard->get();
+    std::uint64_t size = 0;
+    if (io_->file_size(fd, size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    const std::uint64_t want = m_->files[static_cast<std::size_t>(file)].bytes;
+    if (size != want) {
+        throw_error<corrupt_error>(errc::corrupt_too_small,
+                                   "'" + path + "' is " + std::to_string(size) +
+                                       " bytes, the manifest says " + std::to_string(want) +
+                                       ": the file was truncated or replaced");
+    }
+    paths_[file] = path;
+    fds_.emplace(file, std::move(guard));
+    return fd;
+}
+
+} // namespace detail
+
+struct reader::impl {
+    std::filesystem::path path;
+    io::backend* io = nullptr;
+    ckpt::info info;
+    // One file: its descriptor, where its data section starts, its values entry.
+    std::unique_ptr<detail::fd_guard> fd;
+    std::uint64_t data_offset = 0;
+    std::uint64_t values_begin = 0;
+    std::uint64_t values_end = 0;
+    // A distributed checkpoint: its manifest, and info.tensors[i] is manifest.tensors[i].
+    bool distributed = false;
+    detail::manifest m;
+    std::unique_ptr<detail::piece_reader> pieces;
+
+    void open_file(const reader_options& options);
+    void open_directory(const reader_options& options);
+    std::size_t index_of(const tensor_info& t) const;
+};
+
+CKPT_INLINE void reader::impl::open_file(const reader_options& options) {
+    const std::string where = path.string();
+    fd = std::make_unique<detail::fd_guard>(*io, detail::open_for_reading(*io, where));
+    std::uint64_t size = 0;
+    if (io->file_size(fd->get(), size) != 0) {
+        detail::throw_io(errc::io_stat, "stat", where, errno);
+    }
+    const std::vector<std::byte> head =
+        detail::read_head(*io, fd->get(), size, options.limits, where);
+    detail::opened_checkpoint::content_hasher hasher;
+    if (options.verify) {
+        hasher = [&] {
+            return detail::stream_content_hash(*io, fd->get(), size, where, options.progress);
+        };
+    }
+    const detail::opened_checkpoint file(head.data(), size, options.limits, where, options.verify,
+                                         std::move(hasher));
+    info = detail::make_info(file, size);
+    data_offset = 8 + file.header_bytes();
+    for (const detail::file_tensor& e : file.header().entries) {
+        if (e.name == detail::values_entry) {
+            values_begin = e.begin;
+            values_end = e.end;
+        }
+    }
+}
+
+CKPT_INLINE void reader::impl::open_directory(const reader_options& options) {
+    distributed = true;
+    std::uint64_t manifest_bytes = 0;
+    if (!is_distributed_checkpoint(path, io)) {
+        detail::throw_error<io_error>(
+            errc::io_open,
+            "'" + path.string() + "' is a directory without " + std::string(detail::manifest_name) +
+                ": not a committed distributed checkpoint (a distributed save that died before "
+                "its commit leaves such a directory)",
+            "open", (path / detail::manifest_name).string(),
+            std::make_error_code(std::errc::no_such_file_or_directory));
+    }
+    m = detail::read_manifest(path, *io, options.limits, &manifest_bytes);
+    const std::string where = (path / detail::manifest_name).string();
+    info.meta = detail::decode_metadata(m.meta, where);
+    info.raw_metadata = m.meta;
+    info.library_version = m.library_version;
+    info.format_version = detail::manifest_version; // parse_manifest refuses others
+    if (const auto it = m.meta.find(std::string(detail::key_fingerprint)); it != m.meta.end()) {
+        info.fingerprint = it->second;
+    }
+    info.header_bytes = manifest_bytes;
+    info.file_bytes = manifest_bytes;
+    std::uint64_t total = 0;
+    for (const detail::manifest_file& f : m.files) {
+        total += f.bytes;
+        info.value_bytes += f.values.bytes;
+    }
+    info.file_bytes += total;
+    for (const detail::manifest_tensor& t : m.tensors) {
+        tensor_info ti;
+        ti.name = t.name;
+        ti.type = t.type;
+        ti.shape = t.shape;
+        ti.bytes = t.rows() * t.row_bytes(); // parse_manifest checked that it fits
+        ti.order = t.order;
+        ti.place.kind = t.kind;
+        if (t.kind == placement_kind::sharded) ti.place.global_rows = t.rows();
+        if (t.kind == placement_kind::rank_local) {
+            ti.rank = static_cast<std::int64_t>(t.pieces.front().file);
+        }
+        info.tensors.push_back(std::move(ti));
+    }
+    if (options.verify) {
+        // Every rank file's own checksum, and that it is the file the manifest names.
+        std::uint64_t done = 0;
+        for (const detail::manifest_file& f : m.files) {
+            const std::string file_path = (path / f.name).string();
+            detail::fd_guard file_fd(*io, detail::open_for_reading(*io, file_path));
+            std::uint64_t size = 0;
+            if (io->file_size(file_fd.get(), size) != 0) {
+                detail::throw_io(errc::io_stat, "stat", file_path, errno);
+            }
+            if (size != f.bytes) {
+                detail::throw_error<corrupt_error>(
+                    errc::corrupt_too_small, "'" + file_path + "' is " + std::to_string(size) +
+                                                 " bytes, the manifest says " +
+                                                 std::to_string(f.bytes) +
+                                                 ": the file was truncated or replaced");
+            }
+            progress_callback each;
+            if (options.progress) {
+                each = [&](std::uint64_t d, std::uint64_t) { options.progress(done + d, total); };
+            }
+            const std::vector<std::byte> head =
+                detail::read_head(*io, file_fd.get(), size, options.limits, file_path);
+            const detail::opened_checkpoint file(
+                head.data(), size, options.limits, file_path, true, [&] {
+                    return detail::stream_content_hash(*io, file_fd.get(), size, file_path, each);
+                });
+            const std::string expected = "xxh3-64:" + detail::to_hex(f.checksum);
+            if (file.checksum() != expected) {
+                detail::throw_error<corrupt_error>(errc::corrupt_checksum,
+                                                   "'" + file_path + "' has checksum " +
+                                                       file.checksum() + ", the manifest records " +
+                                                       expected + ": the file was replaced");
+            }
+            done += size;
+        }
+        info.checksum_verified = true;
+    }
+    pieces = std::make_unique<detail::piece_reader>(*io, path, m);
+}
+
+CKPT_INLINE std::size_t reader::impl::index_of(const tensor_info& t) const {
+    const tensor_info* first = info.tensors.data();
+    if (&t >= first && &t < first + info.tensors.size())
+        return static_cast<std::size_t>(&t - first);
+    for (std::size_t i = 0; i < info.tensors.size(); ++i) {
+        if (info.tensors[i] == t) return i;
+    }
+    detail::throw_error<usage_error>(errc::usage_argument, "'" + path.string() +
+                                                               "' has no tensor '" +
+                                                               display_name(t) + "' like this one");
+}
+
+CKPT_INLINE reader::reader(const std::filesystem::path& path, const reader_options& options)
+    : impl_(std::make_unique<impl>()) {
+    impl_->path = path;
+    impl_->io = options.backend != nullptr ? options.backend : &io::default_backend();
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        impl_->open_directory(options);
+    } else {
+        impl_->open_file(options);
+    }
+}
+
+CKPT_INLINE reader::reader(reader&&) noexcept = default;
+CKPT_INLINE reader& reader::operator=(reader&&) noexcept = default;
+CKPT_INLINE reader::~reader() = default;
+
+CKPT_INLINE const ckpt::info& reader::info() const noexcept {
+    return impl_->info;
+}
+CKPT_INLINE const std::filesystem::path& reader::path() const noexcept {
+    return impl_->path;
+}
+CKPT_INLINE bool reader::distributed() const noexcept {
+    return impl_->distributed;
+}
+CKPT_INLINE std::uint64_t reader::value_streams() const noexcept {
+    return impl_->distributed ? impl_->m.files.size() : 1;
+}
+
+CKPT_INLINE const tensor_info* reader::find(std::string_view name, std::int64_t rank) const {
+    for (const tensor_info& t : impl_->info.tensors) {
+        if (t.name == name && (rank < 0 || t.rank < 0 || t.rank == rank)) return &t;
+    }
+    return nullptr;
+}
+
+CKPT_INLINE void reader::read(const tensor_info& t, std::span<std::byte> out) const {
+    const std::size_t i = impl_->index_of(t);
+    const tensor_info& own = impl_->info.tensors[i];
+    if (out.size() != own.bytes) {
+        detail::throw_error<usage_error>(
+            errc::usage_argument,
+            "reading '" + display_name(own) + "' of '" + impl_->path.string() + "': it has " +
+                std::to_string(own.bytes) + " bytes, the buffer " + std::to_string(out.size()));
+    }
+    if (!impl_->distributed) {
+        if (const int e = detail::read_all(*impl_->io, impl_->fd->get(), out.data(), out.size(),
+                                           impl_->data_offset + own.offset)) {
+            detail::throw_io(errc::io_read, "read", impl_->path.string(), e);
+        }
+        return;
+    }
+    const detail::manifest_tensor& mt = impl_->m.tensors[i];
+    const std::uint64_t row_bytes = mt.row_bytes();
+    const std::string what = "tensor '" + display_name(own) + "'";
+    for (const detail::manifest_piece& p : mt.pieces) {
+        impl_->pieces->read(p, 0, p.bytes, out.data() + p.row_begin * row_bytes, what);
+    }
+}
+
+CKPT_INLINE std::vector<std::byte> reader::read(const tensor_info& t) const {
+    std::vector<std::byte> out(
+        static_cast<std::size_t>(impl_->info.tensors[impl_->index_of(t)].bytes));
+    read(t, out);
+    return out;
+}
+
+CKPT_INLINE std::vector<std::byte> reader::values(std::uint64_t stream) const {
+    if (stream >= value_streams()) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "'" + impl_->path.string() + "' has " +
+                                             std::to_string(value_streams()) +
+                                             " value streams, not " + std::to_string(stream + 1));
+    }
+    if (!impl_->distributed) {
+        std::vector<std::byte> out(
+            static_cast<std::size_t>(impl_->values_end - impl_->values_begin));
+        if (const int e = detail::read_all(*impl_->io, impl_->fd->get(), out.data(), out.size(),
+                                           impl_->data_offset + impl_->values_begin)) {
+            detail::throw_io(errc::io_read, "read", impl_->path.string(), e);
+        }
+        return out;
+    }
+    const detail::manifest_piece& p = impl_->m.files[static_cast<std::size_t>(stream)].values;
+    std::vector<std::byte> out(static_cast<std::size_t>(p.bytes));
+    impl_->pieces->read(p, 0, p.bytes, out.data(), "the values of rank " + std::to_string(stream));
+    return out;
+}
+
+CKPT_INLINE std::string display_name(const tensor_info& t) {
+    return t.rank < 0 ? t.name : t.name + "@rank" + std::to_string(t.rank);
+}
+
+CKPT_INLINE std::uint64_t save_safetensors(const reader& from, const std::filesystem::path& to,
+                                           const safetensors_options& options) {
+    // Largest element size first, so that every tensor is aligned to its element size.
+    std::vector<const tensor_info*> order;
+    for (const tensor_info& t : from.info().tensors) order.push_back(&t);
+    std::stable_sort(order.begin(), order.end(), [](const tensor_info* a, const tensor_info* b) {
+        return size_of(a->type) > size_of(b->type);
+    });
+    std::vector<detail::file_tensor> entries;
+    std::set<std::string> names;
+    std::uint64_t at = 0;
+    for (const tensor_info* t : order) {
+        detail::file_tensor e;
+        e.name = display_name(*t);
+        if (!names.insert(e.name).second) {
+            std::vector<schema_problem> problems{
+                {errc::schema_duplicate, e.name,
+                 "'" + from.path().string() +
+                     "' has two tensors of this name once rank-local ones are named by their "
+                     "rank"}};
+            detail::throw_error<schema_error>(std::move(problems));
+        }
+        e.type = t->type;
+        e.shape = t->shape;
+        e.begin = at;
+        e.end = at + t->bytes;
+        at = e.end;
+        entries.push_back(std::move(e));
+    }
+    const std::string header = detail::build_header({}, entries);
+    const std::uint64_t length = header.size();
+    const std::uint64_t total = 8 + length + at;
+    io::backend& io = options.backend != nullptr ? *options.backend : io::default_backend();
+    detail::atomic_file file(io, to);
+    file.allocate(total);
+    file.write(&length, sizeof length);
+    file.write(header.data(), header.size());
+    std::vector<std::byte> bytes;
+    for (const tensor_info* t : order) {
+        bytes.resize(static_cast<std::size_t>(t->bytes));
+        from.read(*t, bytes);
+        file.write(bytes.data(), bytes.size());
+    }
+    file.commit();
+    return total;
+}
+
+} // namespace ckpt
+// end ckpt/reader-inl.hpp
+#endif
+// end ckpt/reader.hpp
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/map.hpp>

@@ -67,19 +67,21 @@ CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, st
         json.append(digits, r.ptr);
     };
     json += '{';
-    str("__metadata__");
-    json += ":{";
     bool first = true;
-    for (const auto& [k, v] : meta) {
-        if (!first) json += ',';
-        first = false;
-        str(k);
-        json += ':';
-        str(v);
+    if (!meta.empty()) {
+        str("__metadata__");
+        json += ":{";
+        for (const auto& [k, v] : meta) {
+            if (!first) json += ',';
+            first = false;
+            str(k);
+            json += ':';
+            str(v);
+        }
+        json += '}';
     }
-    json += '}';
     for (const auto& e : entries) {
-        json += ',';
+        if (!meta.empty() || &e != entries.data()) json += ',';
         str(e.name);
         json += ":{\"dtype\":";
         str(to_string(e.type));
@@ -210,12 +212,14 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
 
     parsed_header h;
     h.data_bytes = data_bytes;
+    // Every member but __metadata__ (which a plain safetensors file may lack) is a tensor.
     const std::uint64_t members = doc.MemberCount();
-    if (members > lim.max_tensors + 1) {
-        throw_error<limit_error>(errc::limit_tensor_count,
-                                 "'" + where + "': header declares " + std::to_string(members) +
-                                     " entries, more than the limit of " +
-                                     std::to_string(lim.max_tensors) + " tensors");
+    const std::uint64_t tensors = members - (doc.HasMember("__metadata__") ? 1 : 0);
+    if (tensors > lim.max_tensors) {
+        throw_error<limit_error>(errc::limit_tensor_count, "'" + where + "': header declares " +
+                                                               std::to_string(tensors) +
+                                                               " tensors, more than the limit of " +
+                                                               std::to_string(lim.max_tensors));
     }
     std::unordered_set<std::string_view> seen;
     bool have_meta = false;

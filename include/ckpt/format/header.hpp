@@ -48,7 +48,8 @@ struct parsed_header {
 /// "[a, b, c]".
 std::string shape_string(const std::vector<std::uint64_t>& shape);
 
-/// Serializes a header: metadata first (its first pair must be the checksum), then the entries.
+/// Serializes a header: metadata first (its first pair must be the checksum; no __metadata__ at
+/// all when `meta` is empty), then the entries.
 /// The result is padded with spaces so that the data section starts 8-byte aligned.
 std::string build_header(const std::vector<std::pair<std::string, std::string>>& meta,
                          const std::vector<file_tensor>& entries);

@@ -3,6 +3,7 @@
 #include <ckpt/detail/hash.hpp>
 #include <ckpt/format/header.hpp>
 #include <ckpt/format/manifest.hpp>
+#include <ckpt/io/file.hpp>
 #include <ckpt/version.hpp>
 
 #include <rapidjson/document.h>
@@ -442,6 +443,27 @@ CKPT_INLINE manifest parse_manifest(std::string_view json, const limits& lim,
         if (global_names.count(name) != 0) rd.corrupt("tensor '" + name + "' appears twice");
     }
     return m;
+}
+
+CKPT_INLINE manifest read_manifest(const std::filesystem::path& dir, io::backend& io,
+                                   const limits& lim, std::uint64_t* manifest_bytes) {
+    const std::string path = (dir / manifest_name).string();
+    fd_guard fd(io, open_for_reading(io, path));
+    std::uint64_t size = 0;
+    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size > lim.max_header_bytes) {
+        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
+                                                         std::to_string(size) +
+                                                         " bytes, more than the limit of " +
+                                                         std::to_string(lim.max_header_bytes));
+    }
+    std::string json(static_cast<std::size_t>(size), '\0');
+    if (const int e =
+            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
+        throw_io(errc::io_read, "read", path, e);
+    }
+    if (manifest_bytes != nullptr) *manifest_bytes = size;
+    return parse_manifest(json, lim, path);
 }
 
 } // namespace ckpt::detail

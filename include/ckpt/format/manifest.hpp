@@ -96,6 +96,12 @@ std::string encode_manifest(const manifest& m);
 /// inside their files. @throws corrupt_error, limit_error, version_error
 manifest parse_manifest(std::string_view json, const limits& lim, const std::string& where);
 
+/// A distributed checkpoint's manifest, read from its directory and parsed.
+/// @throws io_error, corrupt_error, limit_error, version_error
+/// `manifest_bytes`, when given, is set to the manifest's size.
+manifest read_manifest(const std::filesystem::path& dir, io::backend& io, const limits& lim,
+                       std::uint64_t* manifest_bytes = nullptr);
+
 } // namespace ckpt::detail
 
 #ifdef CKPT_DEFINITIONS

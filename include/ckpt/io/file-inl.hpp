@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -86,8 +88,41 @@ CKPT_INLINE atomic_file::atomic_file(io::backend& io, const std::filesystem::pat
         const int e = errno;
         if (e == EINTR || (e == EEXIST && attempt < 64)) continue;
         temp_.clear();
+        if (e == ENOENT || e == ENOTDIR) {
+            // The usual cause is a folder that was never made: say so, with the OS's reason.
+            if (const std::string why = missing_directory(io, dir_); !why.empty()) {
+                const std::string temp = target_ + ".tmp-*";
+                throw_error<io_error>(errc::io_open,
+                                      "cannot save '" + target_ + "': " + why + " (create '" +
+                                          temp + "' failed: " + std::strerror(e) + ", errno " +
+                                          std::to_string(e) + ")",
+                                      "create", temp, std::error_code(e, std::generic_category()));
+            }
+        }
         throw_io(errc::io_open, "create", target_ + ".tmp-*", e, unchanged());
     }
+}
+
+CKPT_INLINE std::string atomic_file::missing_directory(io::backend& io, const std::string& dir) {
+    const auto probe = [&io](const std::string& path) {
+        int fd = -1;
+        do {
+            fd = io.open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } while (fd < 0 && errno == EINTR);
+        if (fd < 0) return errno;
+        io.close(fd);
+        return 0;
+    };
+    const int e = probe(dir);
+    if (e == ENOENT) return "the directory '" + dir + "' does not exist";
+    if (e != ENOTDIR) return {};
+    // Name the first part of the path that is not a directory.
+    std::filesystem::path p(dir);
+    while (p.has_relative_path() && p.parent_path() != p && !p.parent_path().empty() &&
+           probe(p.parent_path().string()) == ENOTDIR) {
+        p = p.parent_path();
+    }
+    return "'" + p.string() + "' is not a directory";
 }
 
 CKPT_INLINE std::string atomic_file::temp_name(const std::filesystem::path& target,

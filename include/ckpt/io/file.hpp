@@ -98,6 +98,9 @@ public:
     void commit();
 
 private:
+    /// Why `dir` cannot hold a new file, "the directory 'run' does not exist" or "'a' is not a
+    /// directory" (asked through `io`), or "" when it is a directory.
+    static std::string missing_directory(io::backend& io, const std::string& dir);
     std::string unchanged() const;
     [[noreturn]] void fail(int id, const char* operation, int err);
     void abandon() noexcept;

@@ -38,21 +38,8 @@ CKPT_INLINE std::string checkpoint_dir_name(std::string_view prefix, std::int64_
 CKPT_INLINE checkpoint_entry read_distributed_entry(const std::filesystem::path& dir,
                                                     io::backend& io, const limits& lim) {
     const std::string path = (dir / manifest_name).string();
-    fd_guard fd(io, open_for_reading(io, path));
     std::uint64_t size = 0;
-    if (io.file_size(fd.get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
-    if (size > lim.max_header_bytes) {
-        throw_error<limit_error>(errc::limit_header, "'" + path + "': the manifest is " +
-                                                         std::to_string(size) +
-                                                         " bytes, more than the limit of " +
-                                                         std::to_string(lim.max_header_bytes));
-    }
-    std::string json(static_cast<std::size_t>(size), '\0');
-    if (const int e =
-            read_all(io, fd.get(), reinterpret_cast<std::byte*>(json.data()), json.size(), 0)) {
-        throw_io(errc::io_read, "read", path, e);
-    }
-    const manifest m = parse_manifest(json, lim, path);
+    const manifest m = read_manifest(dir, io, lim, &size);
     const metadata meta = decode_metadata(m.meta, path);
     checkpoint_entry e;
     e.path = dir;
