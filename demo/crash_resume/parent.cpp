@@ -251,6 +251,9 @@ int run_parent(const std::string& exe, const config& c, const parent_options& o)
     out().line("Wrote " + fs::absolute(csv).lexically_normal().string());
     out().line("      " + fs::absolute(svg).lexically_normal().string() +
                "  (open it in a browser)");
+    out().line("");
+    out().line("Check it yourself, tensor by tensor (exit status 0: bit-identical):");
+    out().line("  ckpt diff " + dir.string() + " " + ref_dir.string());
     out().line(format("The demo took %.1f s.",
                       std::chrono::duration<double>(clock_type::now() - demo_started).count()));
     return identical && schedule ? 0 : 1;
