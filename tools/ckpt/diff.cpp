@@ -288,9 +288,7 @@ void write_side(json_writer& w, const char* key, const ckpt::tensor_info* t) {
     w.Key("dtype");
     write_string(w, ckpt::to_string(t->type));
     w.Key("shape");
-    w.StartArray();
-    for (const std::uint64_t s : t->shape) w.Uint64(s);
-    w.EndArray();
+    write_uints(w, t->shape);
     w.Key("order");
     write_string(w, order_text(t->order));
     w.EndObject();
@@ -415,9 +413,7 @@ int run_diff(const diff_args& args, const terminal& term) {
                 w.Key("max_ulps");
                 w.Uint64(d.max_ulps);
                 w.Key("first_index");
-                w.StartArray();
-                for (const std::uint64_t i : d.first_index) w.Uint64(i);
-                w.EndArray();
+                write_uints(w, d.first_index);
                 w.Key("first_flat_index");
                 w.Uint64(d.first_flat);
                 w.Key("first_a");

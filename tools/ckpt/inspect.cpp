@@ -64,9 +64,7 @@ void write_json(const ckpt::reader& r) {
         w.Key("dtype");
         write_string(w, ckpt::to_string(t.type));
         w.Key("shape");
-        w.StartArray();
-        for (const std::uint64_t d : t.shape) w.Uint64(d);
-        w.EndArray();
+        write_uints(w, t.shape);
         w.Key("eigen_shape");
         write_string(w, eigen_shape_text(t));
         w.Key("order");

@@ -255,12 +255,7 @@ void print_json_report(const std::filesystem::path& dir, const std::vector<prefi
             w.Key("bytes");
             w.Uint64(e.bytes);
             w.Key("metrics");
-            w.StartObject();
-            for (const auto& [k, v] : e.metrics) {
-                write_string(w, k);
-                write_number(w, v);
-            }
-            w.EndObject();
+            write_metrics(w, e.metrics);
             w.Key("latest");
             w.Bool(e.latest);
             w.Key("best");

@@ -135,6 +135,21 @@ void write_string(json_writer& w, std::string_view s) {
     w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
+void write_uints(json_writer& w, const std::vector<std::uint64_t>& v) {
+    w.StartArray();
+    for (const std::uint64_t x : v) w.Uint64(x);
+    w.EndArray();
+}
+
+void write_metrics(json_writer& w, const std::map<std::string, double>& metrics) {
+    w.StartObject();
+    for (const auto& [k, v] : metrics) {
+        write_string(w, k);
+        write_number(w, v);
+    }
+    w.EndObject();
+}
+
 void write_metadata_members(json_writer& w, const ckpt::metadata& m) {
     w.Key("step");
     w.Int64(m.step);
@@ -143,12 +158,7 @@ void write_metadata_members(json_writer& w, const ckpt::metadata& m) {
     w.Key("time");
     write_string(w, iso_time(m.time));
     w.Key("metrics");
-    w.StartObject();
-    for (const auto& [k, v] : m.metrics) {
-        write_string(w, k);
-        write_number(w, v);
-    }
-    w.EndObject();
+    write_metrics(w, m.metrics);
     w.Key("tags");
     w.StartObject();
     for (const auto& [k, v] : m.tags) {

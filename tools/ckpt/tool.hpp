@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,6 +112,10 @@ std::string_view placement_text(ckpt::placement_kind k);
 /// Writes a double; JSON has no NaN or infinity, so those are written as null.
 void write_number(json_writer& w, double v);
 void write_string(json_writer& w, std::string_view s);
+/// An array of unsigned numbers (a shape, an index).
+void write_uints(json_writer& w, const std::vector<std::uint64_t>& v);
+/// An object of metric names to values.
+void write_metrics(json_writer& w, const std::map<std::string, double>& metrics);
 /// "step", "epoch", "time", "metrics", "tags" members of the current object.
 void write_metadata_members(json_writer& w, const ckpt::metadata& m);
 /// Writes `buffer` and a newline to stdout.

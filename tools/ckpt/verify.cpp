@@ -113,29 +113,25 @@ int run_verify(const verify_args& args, const terminal& term) {
     std::vector<outcome> results;
     bool all_ok = true;
     for (const std::filesystem::path& path : args.paths) {
+        const auto failed = [&](std::string why) {
+            if (!args.json) {
+                std::printf("%s  %s: %s\n", term.red("FAILED").c_str(), path.c_str(), why.c_str());
+            }
+            outcome o;
+            o.path = path;
+            o.error = std::move(why);
+            results.push_back(std::move(o));
+            all_ok = false;
+        };
         std::vector<std::filesystem::path> targets;
         try {
             targets = targets_of(path);
         } catch (const std::filesystem::filesystem_error& e) {
-            outcome o;
-            o.path = path;
-            o.error = std::string("cannot list the directory: ") + e.code().message();
-            results.push_back(o);
-            all_ok = false;
-            if (!args.json)
-                std::printf("%s  %s: %s\n", term.red("FAILED").c_str(), path.c_str(),
-                            o.error.c_str());
+            failed("cannot list the directory: " + e.code().message());
             continue;
         }
         if (targets.empty()) {
-            outcome o;
-            o.path = path;
-            o.error = "no checkpoints in this directory (*.ckpt files or distributed checkpoints)";
-            results.push_back(o);
-            all_ok = false;
-            if (!args.json)
-                std::printf("%s  %s: %s\n", term.red("FAILED").c_str(), path.c_str(),
-                            o.error.c_str());
+            failed("no checkpoints in this directory (*.ckpt files or distributed checkpoints)");
             continue;
         }
         for (const std::filesystem::path& target : targets) {
