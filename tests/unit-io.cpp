@@ -1044,23 +1044,25 @@ TEST_CASE("inspect: a missing file is 101, a failing read 102, and nothing leaks
         CHECK(e->code() == std::error_code(EIO, std::generic_category()));
         CHECK(b.ops() == "open file_size pread pread close");
     }
-    SUBCASE("verify: a read of the streamed checksum fails") {
+    SUBCASE("verify, unmappable, and the read fails") {
         faulty_backend b;
-        b.fail_op(op::pread, 2, EIO); // the length and the header read, the first slice does not
+        // The length and the header read; mapping fails; the first slice's read fails.
+        b.fail_op(op::map, 0, ENODEV).fail_op(op::pread, 2, EIO);
         const auto e = io_error_of([&] {
             (void)ckpt::inspect(path, ckpt::inspect_options{.verify = true, .backend = &b});
         });
         REQUIRE(e.has_value());
         CHECK(e->id() == ckpt::errc::io_read);
         CHECK(e->code() == std::error_code(EIO, std::generic_category()));
-        CHECK(b.ops() == "open file_size pread pread pread close");
+        CHECK(b.ops() == "open file_size pread pread map pread close");
     }
-    SUBCASE("verify: read in slices, never mapped") {
+    SUBCASE("verify, unmappable: read in slices instead") {
         faulty_backend b;
+        b.fail_op(op::map, 0, ENODEV);
         const ckpt::info i =
             ckpt::inspect(path, ckpt::inspect_options{.verify = true, .backend = &b});
         CHECK(i.checksum_verified);
-        CHECK(b.ops() == "open file_size pread pread pread close");
+        CHECK(b.ops() == "open file_size pread pread map pread close");
         CHECK(i.file_bytes == fs::file_size(path));
         CHECK(i.meta == fixed_meta(4));
     }

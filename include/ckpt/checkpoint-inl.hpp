@@ -779,22 +779,50 @@ CKPT_INLINE std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint
                                               const progress_callback& progress) {
     constexpr std::uint64_t slice = std::uint64_t{8} << 20;
     const std::uint64_t digits_end = checksum_digits_offset + 16;
-    std::vector<std::byte> buffer(static_cast<std::size_t>(std::min(size, slice)));
+    static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                       '0', '0', '0', '0', '0', '0', '0', '0'};
     hasher h;
-    for (std::uint64_t at = 0; at < size;) {
-        const std::uint64_t n = std::min(slice, size - at);
-        if (const int e = read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
-            throw_io(errc::io_read, "read", where, e);
+    // Bytes [at, at + n) of the file at `p`, with the checksum's own digits read as zeros.
+    const auto update = [&](const std::byte* p, std::uint64_t at, std::uint64_t n) {
+        const std::uint64_t lo = std::max(at, checksum_digits_offset);
+        const std::uint64_t hi = std::min(at + n, digits_end);
+        if (lo >= hi) {
+            h.update(p, static_cast<std::size_t>(n));
+            return;
         }
-        // The checksum's own digits count as zeros, wherever the slices cut them.
-        for (std::uint64_t i = std::max(at, checksum_digits_offset);
-             i < std::min(at + n, digits_end); ++i) {
-            buffer[static_cast<std::size_t>(i - at)] = std::byte{'0'};
+        h.update(p, static_cast<std::size_t>(lo - at));
+        h.update(zeros + (lo - checksum_digits_offset), static_cast<std::size_t>(hi - lo));
+        h.update(p + (hi - at), static_cast<std::size_t>(at + n - hi));
+    };
+    // A file whose pages are all in memory is hashed where it is (no copy); any other is read
+    // in slices, so that memory does not grow with the file.
+    const void* mapped = size > 0 && size <= static_cast<std::uint64_t>(PTRDIFF_MAX)
+                             ? io.map(fd, static_cast<std::size_t>(size))
+                             : nullptr;
+    std::vector<std::byte> buffer;
+    if (mapped == nullptr) buffer.resize(static_cast<std::size_t>(std::min(size, slice)));
+    try {
+        for (std::uint64_t at = 0; at < size;) {
+            const std::uint64_t n = std::min(slice, size - at);
+            const std::byte* p = nullptr;
+            if (mapped != nullptr) {
+                p = static_cast<const std::byte*>(mapped) + at;
+            } else {
+                if (const int e =
+                        read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
+                    throw_io(errc::io_read, "read", where, e);
+                }
+                p = buffer.data();
+            }
+            update(p, at, n);
+            at += n;
+            if (progress) progress(at, size);
         }
-        h.update(buffer.data(), static_cast<std::size_t>(n));
-        at += n;
-        if (progress) progress(at, size);
+    } catch (...) {
+        if (mapped != nullptr) io.unmap(mapped, static_cast<std::size_t>(size));
+        throw;
     }
+    if (mapped != nullptr) io.unmap(mapped, static_cast<std::size_t>(size));
     if (size == 0 && progress) progress(0, 0);
     return h.digest();
 }

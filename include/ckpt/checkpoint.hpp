@@ -78,8 +78,8 @@ using progress_callback = std::function<void(std::uint64_t done, std::uint64_t t
 
 /// What inspect() reads.
 struct inspect_options {
-    /// Also check the file's checksum, reading the whole file in slices (its memory use does
-    /// not grow with the file).
+    /// Also check the file's checksum: hashed in place when every page is in memory, otherwise
+    /// read in slices (memory use does not grow with the file).
     bool verify = false;
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
@@ -358,8 +358,9 @@ std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
 std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size, const limits& lim,
                                  const std::string& where);
 
-/// opened_checkpoint::content_hash of a file read in slices from `fd`, telling `progress`.
-/// @throws io_error
+/// opened_checkpoint::content_hash of the file at `fd`, hashed in 8 MiB slices, telling
+/// `progress` after each: in place when the backend maps it (every page in memory), otherwise
+/// read slice by slice into one buffer. @throws io_error
 std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
                                   const std::string& where, const progress_callback& progress);
 
