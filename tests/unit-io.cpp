@@ -374,6 +374,9 @@ std::vector<std::string> temp_files(const fs::path& target) {
 
 /// Open descriptors of this process.
 std::size_t open_fds() {
+    // Files replaced by earlier saves are closed on the POSIX backend's thread: count once
+    // they are.
+    ckpt::io::default_backend().flush_releases();
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
     return n;
@@ -418,6 +421,9 @@ expected_failure expectation_for(const call& c, const fs::path& path) {
     const bool temp = is_temp(c.target, path);
     switch (c.what) {
     case op::open:
+        // The open of the file a save replaces (held across the rename, to be released after
+        // it) may fail: the save goes on and the file is replaced all the same.
+        if (c.target == path.string()) return {false, 0, "", true};
         return temp ? expected_failure{true, ckpt::errc::io_open, "create", false}
                     : expected_failure{true, ckpt::errc::io_sync_directory, "open directory", true};
     case op::allocate: return {true, ckpt::errc::io_write, "allocate", false};
@@ -481,18 +487,22 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
     // 1 MiB buffer: the header is flushed when the 4.48 MB tensor does not fit; the tensor goes
     // straight from the matrix in slices that end at 4 MiB marks of the file; then the rest, and
     // the checksum is patched into the header last.
+    // Before the rename, the file it would replace is opened (to be released after it, see
+    // "a replaced file is held across the rename"): here there is none.
     CHECK(b.ops() ==
-          "open allocate write write write write pwrite fsync close rename open fsync close");
-    REQUIRE(b.calls().size() == 13);
+          "open allocate write write write write pwrite fsync close open rename open fsync close");
+    REQUIRE(b.calls().size() == 14);
     CHECK(is_temp(b.calls()[0].target, path));
     CHECK(b.calls()[0].result >= 0);
-    CHECK(b.calls()[9].target == b.calls()[0].target); // the temp file is what gets renamed
-    CHECK(b.calls()[10].target == dir.string());
+    CHECK(b.calls()[9].target == path.string());
+    CHECK(b.calls()[9].err == ENOENT);
+    CHECK(b.calls()[10].target == b.calls()[0].target); // the temp file is what gets renamed
     CHECK(b.calls()[11].target == dir.string());
     CHECK(b.calls()[12].target == dir.string());
+    CHECK(b.calls()[13].target == dir.string());
     for (const call& c : b.calls()) {
         INFO(op_name(c.what), " ", c.target);
-        CHECK(c.err == 0);
+        if (c.target != path.string()) CHECK(c.err == 0);
     }
     std::int64_t streamed = 0;
     for (const call& c : b.calls()) {
@@ -517,7 +527,7 @@ TEST_CASE("every call of a save fails in turn with ENOSPC, EIO and EDQUOT") {
     REQUIRE(old_bytes == memory_bytes(old_state, fixed_meta(1)));
 
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    REQUIRE(calls.size() == 13);
+    REQUIRE(calls.size() == 14);
     // Each outcome is checked byte for byte against these; that they load back is checked once.
     const std::vector<char> new_bytes = memory_bytes(new_state, fixed_meta(2));
     const auto put = [&](const std::vector<char>& bytes) {
@@ -532,7 +542,11 @@ TEST_CASE("every call of a save fails in turn with ENOSPC, EIO and EDQUOT") {
     for (const int err : {ENOSPC, EIO, EDQUOT}) {
         for (std::size_t k = 0; k < calls.size(); ++k) {
             const call& c = calls[k];
-            const expected_failure want = expectation_for(c, path);
+            // A full disk at allocate() is asked again once released files are freed
+            // (unit-release.cpp): here the second call succeeds.
+            const expected_failure want = c.what == op::allocate && err == ENOSPC
+                                              ? expected_failure{false, 0, "", true}
+                                              : expectation_for(c, path);
             INFO("call ", k, " (", op_name(c.what), " ", c.target, ") fails with errno ", err);
             const std::size_t fds = open_fds();
 
@@ -663,7 +677,7 @@ TEST_CASE("EINTR is retried: on create, on a write and on the checksum patch") {
         faulty_backend b;
         b.fail_op(op::open, 0, EINTR);
         ckpt::save(path, s, fixed_meta(5), ckpt::save_options{.backend = &b});
-        CHECK(b.count(op::open) == 3); // temp twice, then the directory
+        CHECK(b.count(op::open) == 4); // temp twice, the file it replaces, the directory
         CHECK(file_bytes(path) == expected);
     }
     CHECK(temp_files(path).empty());
@@ -953,11 +967,14 @@ TEST_CASE("the errno a failed save reports survives the allocations on its error
     const io_state new_state = make_state(2, 4);
     ckpt::save(path, old_state, fixed_meta(1));
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    REQUIRE(calls.size() == 10); // open allocate write pwrite fsync close rename open fsync close
+    // open allocate write pwrite fsync close open(replaced) rename open fsync close
+    REQUIRE(calls.size() == 11);
 
     for (std::size_t k = 0; k < calls.size(); ++k) {
         const expected_failure want = expectation_for(calls[k], path);
         if (!want.throws) continue;
+        // ENOSPC from allocate is asked again once released files are freed (unit-release.cpp).
+        if (calls[k].what == op::allocate) continue;
         INFO("call ", k, " (", op_name(calls[k].what), " ", calls[k].target, ") fails with ENOSPC");
         faulty_backend b;
         b.fail_call(k, ENOSPC);

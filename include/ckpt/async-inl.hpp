@@ -316,6 +316,7 @@ CKPT_INLINE async_saver::async_saver(async_options options)
 
 CKPT_INLINE async_saver::~async_saver() noexcept(false) {
     engine_.drain();
+    engine_.flush_releases();
     std::exception_ptr e = take_error();
     const bool can_throw = std::uncaught_exceptions() <= unwinding_;
     if (e != nullptr && !can_throw) detail::report_unraised("ckpt::async_saver", e);
@@ -325,6 +326,7 @@ CKPT_INLINE async_saver::~async_saver() noexcept(false) {
 
 CKPT_INLINE void async_saver::wait() {
     engine_.drain();
+    engine_.flush_releases(); // the blocks of the files the saves replaced are free
     rethrow_pending();
 }
 

@@ -132,6 +132,8 @@ public:
 
     /// Blocks until every staged save is committed or failed (its callback has run).
     void drain();
+    /// Waits until the files its saves replaced are released (backend::flush_releases).
+    void flush_releases() const { io_->flush_releases(); }
 
     [[nodiscard]] std::size_t in_flight() const;
 

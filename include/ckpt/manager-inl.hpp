@@ -62,6 +62,7 @@ CKPT_INLINE manager::~manager() noexcept(false) {
         }
         engine_.reset();
     }
+    io_->flush_releases();
     lock_.release();
     // One error can be raised, and only outside stack unwinding; the others go to stderr
     // (options.async->on_done saw every one).
@@ -74,6 +75,7 @@ CKPT_INLINE manager::~manager() noexcept(false) {
 CKPT_INLINE save_result manager::wait() {
     save_result result;
     if (engine_) engine_->drain();
+    io_->flush_releases(); // the blocks of replaced and deleted checkpoints are free
     collect_finished(result);
     return result;
 }
@@ -173,7 +175,8 @@ manager::apply_retention(const std::filesystem::path& just_written) {
     for (std::size_t i = 0; i < index_.size(); ++i) {
         if (kept[i]) {
             remaining.push_back(std::move(index_[i]));
-        } else if (io_->unlink(index_[i].path.c_str()) == 0 || errno == ENOENT) {
+        } else if (detail::unlink_and_release(*io_, index_[i].path.c_str()) == 0 ||
+                   errno == ENOENT) {
             deleted.push_back(index_[i].path);
         } else {
             stats_.delete_failures += 1;

@@ -2948,6 +2948,16 @@ public:
     /// Starts writing a range back to the disk without waiting, so the final fsync has less to
     /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
     virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
+    /// Lets go of an open file whose name is gone (the checkpoint a save replaced, one that
+    /// retention deleted): the file system frees a file's blocks when its last descriptor
+    /// closes, which for a large file takes as long as writing a good part of it. ckpt holds
+    /// such a file open across the rename or unlink, then calls this. Default: close(fd) now.
+    /// posix_backend closes it on a background thread instead (see flush_releases).
+    virtual void release(int fd) { close(fd); }
+    /// Returns once every file given to release() so far is closed. ckpt calls it when a save
+    /// finds the disk full (then retries), and in wait() and the destructors of its managers
+    /// and async saver. Default: nothing.
+    virtual void flush_releases() {}
 
     // The directory calls of ckpt::manager and scan_directory. Their defaults are the POSIX
     // calls, so a backend written before them keeps compiling and keeps working.
@@ -2995,6 +3005,11 @@ public:
     }
     int allocate(int fd, std::uint64_t size) override;
     void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override;
+    /// Closes `fd` on a background thread, one per process, started on first use: the
+    /// caller does not wait for a large file's blocks to be freed. A child of fork() starts
+    /// with nothing queued (the parent closes what it queued); process exit closes the rest.
+    void release(int fd) override;
+    void flush_releases() override;
 
 private:
     static bool all_resident(void* p, std::size_t size);
@@ -3010,11 +3025,20 @@ backend& default_backend();
 
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <vector>
+
+#include <pthread.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -3079,6 +3103,103 @@ CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
 
 CKPT_INLINE int backend::rmdir(const char* path) {
     return ::rmdir(path);
+}
+
+namespace detail {
+
+/// The background thread of posix_backend::release: closes descriptors of files whose names
+/// are gone, so that freeing their blocks costs the caller nothing. One per process.
+class background_closer {
+public:
+    /// The most descriptors it holds; beyond that a release closes in the caller's thread.
+    static constexpr std::size_t max_queued = 256;
+
+    static background_closer& instance() {
+        // Never destroyed: a thread of a static object would be joined after other statics
+        // are gone. Process exit closes what is still queued.
+        static background_closer* closer = new background_closer();
+        return *closer;
+    }
+
+    void release(int fd) {
+        std::unique_lock lock(mutex_);
+        if (queue_.size() >= max_queued || !start_locked()) {
+            lock.unlock();
+            ::close(fd);
+            return;
+        }
+        queue_.push_back(fd);
+        ++pending_;
+        work_.notify_one();
+    }
+
+    void flush() {
+        std::unique_lock lock(mutex_);
+        done_.wait(lock, [this] { return pending_ == 0; });
+    }
+
+private:
+    background_closer() {
+        ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                         [] { instance().after_fork_in_child(); });
+    }
+
+    /// Starts the thread if it is not running; false when it cannot be started.
+    bool start_locked() {
+        if (worker_) return true;
+        try {
+            worker_ = std::make_unique<std::thread>([this] { run(); });
+            worker_->detach();
+        } catch (const std::system_error&) {
+            worker_.reset();
+            return false;
+        }
+        return true;
+    }
+
+    void run() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            work_.wait(lock, [this] { return !queue_.empty(); });
+            const int fd = queue_.front();
+            queue_.pop_front();
+            lock.unlock();
+            ::close(fd); // the blocks are freed here
+            lock.lock();
+            if (--pending_ == 0) done_.notify_all();
+        }
+    }
+
+    /// The child of fork() has no thread: its copies of the queued descriptors are closed (the
+    /// parent's stay open until its own thread closes them), and a release starts a new one.
+    /// The fork handlers hold the mutex across fork(), so the queue is whole here; the
+    /// condition variables may remember the parent's waiting thread, so they start afresh.
+    void after_fork_in_child() {
+        new (&work_) std::condition_variable();
+        new (&done_) std::condition_variable();
+        for (const int fd : queue_) ::close(fd);
+        queue_.clear();
+        pending_ = 0;
+        worker_.reset(); // detached: the parent's thread, which does not exist here
+        mutex_.unlock();
+    }
+
+    std::mutex mutex_;
+    std::condition_variable work_;
+    std::condition_variable done_;
+    std::deque<int> queue_;
+    std::size_t pending_ = 0; ///< queued, or being closed
+    std::unique_ptr<std::thread> worker_;
+};
+
+} // namespace detail
+
+CKPT_INLINE void posix_backend::release(int fd) {
+    detail::background_closer::instance().release(fd);
+}
+
+CKPT_INLINE void posix_backend::flush_releases() {
+    detail::background_closer::instance().flush();
 }
 
 CKPT_INLINE backend& default_backend() {
@@ -3212,6 +3333,15 @@ private:
     const std::byte* mapped_ = nullptr;
     std::unique_ptr<std::byte[]> buffer_;
 };
+
+/// A read-only descriptor of the file at `path`, held so that its blocks are freed by
+/// backend::release rather than by the rename or unlink that removes its name; -1 when there
+/// is none (errno is left as it was).
+int open_to_release(io::backend& io, const char* path);
+
+/// unlink(path), with the file's blocks freed by backend::release. @returns 0, or -1 with
+/// errno set by unlink
+int unlink_and_release(io::backend& io, const char* path);
 
 /// Writes a new file beside `target` and, on commit(), puts it in place atomically and durably:
 /// write all, fsync, close (both checked), rename, fsync the directory. Until commit() succeeds
@@ -3447,7 +3577,16 @@ CKPT_INLINE void atomic_file::write(const void* data, std::size_t n) {
 }
 
 CKPT_INLINE void atomic_file::allocate(std::uint64_t bytes) {
-    if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
+    if (io_->allocate(fd_, bytes) == 0) return;
+    int e = errno;
+    if (e == ENOSPC) {
+        // Files replaced or deleted before may still hold their blocks (backend::release):
+        // wait until they are freed, then ask once more.
+        io_->flush_releases();
+        if (io_->allocate(fd_, bytes) == 0) return;
+        e = errno;
+    }
+    fail(errc::io_write, "allocate", e);
 }
 
 CKPT_INLINE void atomic_file::patch(std::uint64_t offset, const void* data, std::size_t n) {
@@ -3468,9 +3607,24 @@ CKPT_INLINE void atomic_file::commit() {
     if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
     const int fd = std::exchange(fd_, -1);
     if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
-    if (io_->rename(temp_.c_str(), target_.c_str()) != 0) fail(errc::io_rename, "rename", errno);
+    // The file this one replaces stays open across the rename: its blocks are then freed when
+    // that descriptor is released (on a background thread, with the POSIX backend), not inside
+    // rename(), which frees a large file's blocks when it removes its last name.
+    const int replaced = open_to_release(*io_, target_.c_str());
+    if (io_->rename(temp_.c_str(), target_.c_str()) != 0) {
+        const int e = errno;
+        if (replaced >= 0) io_->close(replaced);
+        fail(errc::io_rename, "rename", e);
+    }
     temp_.clear();
-    sync_directory();
+    // Released once the new name is durable, whatever sync_directory() says.
+    try {
+        sync_directory();
+    } catch (...) {
+        if (replaced >= 0) io_->release(replaced);
+        throw;
+    }
+    if (replaced >= 0) io_->release(replaced);
 }
 
 CKPT_INLINE std::string atomic_file::unchanged() const {
@@ -3514,6 +3668,27 @@ CKPT_INLINE void atomic_file::sync_directory() {
         const int sync_errno = errno;
         throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
     }
+}
+
+CKPT_INLINE int open_to_release(io::backend& io, const char* path) {
+    // O_NONBLOCK: a FIFO at that name must not block; O_NOFOLLOW: a symbolic link is replaced
+    // itself, so there is nothing of its target to hold.
+    const int saved = errno;
+    const int fd = io.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+    errno = saved;
+    return fd;
+}
+
+CKPT_INLINE int unlink_and_release(io::backend& io, const char* path) {
+    const int fd = open_to_release(io, path);
+    if (io.unlink(path) != 0) {
+        const int e = errno;
+        if (fd >= 0) io.close(fd);
+        errno = e;
+        return -1;
+    }
+    if (fd >= 0) io.release(fd);
+    return 0;
 }
 
 } // namespace ckpt::detail
@@ -4114,8 +4289,8 @@ using progress_callback = std::function<void(std::uint64_t done, std::uint64_t t
 
 /// What inspect() reads.
 struct inspect_options {
-    /// Also check the file's checksum, reading the whole file in slices (its memory use does
-    /// not grow with the file).
+    /// Also check the file's checksum: hashed in place when every page is in memory, otherwise
+    /// read in slices (memory use does not grow with the file).
     bool verify = false;
     ckpt::limits limits{};          ///< caps on what the file may declare
     io::backend* backend = nullptr; ///< file-system calls; nullptr: POSIX
@@ -4394,8 +4569,9 @@ std::vector<std::byte> save_bytes(const state_walks& walks, const void* state,
 std::vector<std::byte> read_head(io::backend& io, int fd, std::uint64_t size, const limits& lim,
                                  const std::string& where);
 
-/// opened_checkpoint::content_hash of a file read in slices from `fd`, telling `progress`.
-/// @throws io_error
+/// opened_checkpoint::content_hash of the file at `fd`, hashed in 8 MiB slices, telling
+/// `progress` after each: in place when the backend maps it (every page in memory), otherwise
+/// read slice by slice into one buffer. @throws io_error
 std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint64_t size,
                                   const std::string& where, const progress_callback& progress);
 
@@ -5242,22 +5418,50 @@ CKPT_INLINE std::uint64_t stream_content_hash(io::backend& io, int fd, std::uint
                                               const progress_callback& progress) {
     constexpr std::uint64_t slice = std::uint64_t{8} << 20;
     const std::uint64_t digits_end = checksum_digits_offset + 16;
-    std::vector<std::byte> buffer(static_cast<std::size_t>(std::min(size, slice)));
+    static constexpr char zeros[16] = {'0', '0', '0', '0', '0', '0', '0', '0',
+                                       '0', '0', '0', '0', '0', '0', '0', '0'};
     hasher h;
-    for (std::uint64_t at = 0; at < size;) {
-        const std::uint64_t n = std::min(slice, size - at);
-        if (const int e = read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
-            throw_io(errc::io_read, "read", where, e);
+    // Bytes [at, at + n) of the file at `p`, with the checksum's own digits read as zeros.
+    const auto update = [&](const std::byte* p, std::uint64_t at, std::uint64_t n) {
+        const std::uint64_t lo = std::max(at, checksum_digits_offset);
+        const std::uint64_t hi = std::min(at + n, digits_end);
+        if (lo >= hi) {
+            h.update(p, static_cast<std::size_t>(n));
+            return;
         }
-        // The checksum's own digits count as zeros, wherever the slices cut them.
-        for (std::uint64_t i = std::max(at, checksum_digits_offset);
-             i < std::min(at + n, digits_end); ++i) {
-            buffer[static_cast<std::size_t>(i - at)] = std::byte{'0'};
+        h.update(p, static_cast<std::size_t>(lo - at));
+        h.update(zeros + (lo - checksum_digits_offset), static_cast<std::size_t>(hi - lo));
+        h.update(p + (hi - at), static_cast<std::size_t>(at + n - hi));
+    };
+    // A file whose pages are all in memory is hashed where it is (no copy); any other is read
+    // in slices, so that memory does not grow with the file.
+    const void* mapped = size > 0 && size <= static_cast<std::uint64_t>(PTRDIFF_MAX)
+                             ? io.map(fd, static_cast<std::size_t>(size))
+                             : nullptr;
+    std::vector<std::byte> buffer;
+    if (mapped == nullptr) buffer.resize(static_cast<std::size_t>(std::min(size, slice)));
+    try {
+        for (std::uint64_t at = 0; at < size;) {
+            const std::uint64_t n = std::min(slice, size - at);
+            const std::byte* p = nullptr;
+            if (mapped != nullptr) {
+                p = static_cast<const std::byte*>(mapped) + at;
+            } else {
+                if (const int e =
+                        read_all(io, fd, buffer.data(), static_cast<std::size_t>(n), at)) {
+                    throw_io(errc::io_read, "read", where, e);
+                }
+                p = buffer.data();
+            }
+            update(p, at, n);
+            at += n;
+            if (progress) progress(at, size);
         }
-        h.update(buffer.data(), static_cast<std::size_t>(n));
-        at += n;
-        if (progress) progress(at, size);
+    } catch (...) {
+        if (mapped != nullptr) io.unmap(mapped, static_cast<std::size_t>(size));
+        throw;
     }
+    if (mapped != nullptr) io.unmap(mapped, static_cast<std::size_t>(size));
     if (size == 0 && progress) progress(0, 0);
     return h.digest();
 }
@@ -5441,6 +5645,8 @@ public:
 
     /// Blocks until every staged save is committed or failed (its callback has run).
     void drain();
+    /// Waits until the files its saves replaced are released (backend::flush_releases).
+    void flush_releases() const { io_->flush_releases(); }
 
     [[nodiscard]] std::size_t in_flight() const;
 
@@ -5909,6 +6115,7 @@ CKPT_INLINE async_saver::async_saver(async_options options)
 
 CKPT_INLINE async_saver::~async_saver() noexcept(false) {
     engine_.drain();
+    engine_.flush_releases();
     std::exception_ptr e = take_error();
     const bool can_throw = std::uncaught_exceptions() <= unwinding_;
     if (e != nullptr && !can_throw) detail::report_unraised("ckpt::async_saver", e);
@@ -5918,6 +6125,7 @@ CKPT_INLINE async_saver::~async_saver() noexcept(false) {
 
 CKPT_INLINE void async_saver::wait() {
     engine_.drain();
+    engine_.flush_releases(); // the blocks of the files the saves replaced are free
     rethrow_pending();
 }
 
@@ -8313,6 +8521,7 @@ CKPT_INLINE manager::~manager() noexcept(false) {
         }
         engine_.reset();
     }
+    io_->flush_releases();
     lock_.release();
     // One error can be raised, and only outside stack unwinding; the others go to stderr
     // (options.async->on_done saw every one).
@@ -8325,6 +8534,7 @@ CKPT_INLINE manager::~manager() noexcept(false) {
 CKPT_INLINE save_result manager::wait() {
     save_result result;
     if (engine_) engine_->drain();
+    io_->flush_releases(); // the blocks of replaced and deleted checkpoints are free
     collect_finished(result);
     return result;
 }
@@ -8424,7 +8634,8 @@ manager::apply_retention(const std::filesystem::path& just_written) {
     for (std::size_t i = 0; i < index_.size(); ++i) {
         if (kept[i]) {
             remaining.push_back(std::move(index_[i]));
-        } else if (io_->unlink(index_[i].path.c_str()) == 0 || errno == ENOENT) {
+        } else if (detail::unlink_and_release(*io_, index_[i].path.c_str()) == 0 ||
+                   errno == ENOENT) {
             deleted.push_back(index_[i].path);
         } else {
             stats_.delete_failures += 1;

@@ -1500,7 +1500,10 @@ CKPT_INLINE int remove_distributed_checkpoint(const std::filesystem::path& dir, 
     int first = 0;
     for (const io::dir_entry& e : names) {
         if (e.type != io::dir_entry::kind::regular || !is_save_file(e.name)) continue;
-        if (io.unlink((dir / e.name).c_str()) != 0 && errno != ENOENT && first == 0) first = errno;
+        if (detail::unlink_and_release(io, (dir / e.name).c_str()) != 0 && errno != ENOENT &&
+            first == 0) {
+            first = errno;
+        }
     }
     if (first != 0) return first;
     if (io.rmdir(dir.c_str()) != 0 && errno != ENOENT) return errno;
@@ -1532,6 +1535,10 @@ CKPT_INLINE distributed_manager::distributed_manager(communicator& comm, std::fi
 }
 
 CKPT_INLINE distributed_manager::~distributed_manager() noexcept(false) {
+    struct flush_releases_at_end {
+        io::backend* io;
+        ~flush_releases_at_end() { io->flush_releases(); }
+    } flushing{io_};
     if (!pending_) return;
     try {
         save_result ignored;
@@ -1548,6 +1555,7 @@ CKPT_INLINE distributed_manager::~distributed_manager() noexcept(false) {
 CKPT_INLINE save_result distributed_manager::wait() {
     save_result result;
     if (pending_) finish_pending(result);
+    io_->flush_releases();
     return result;
 }
 

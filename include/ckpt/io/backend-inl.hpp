@@ -3,11 +3,20 @@
 #include <ckpt/io/backend.hpp>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <vector>
+
+#include <pthread.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -72,6 +81,103 @@ CKPT_INLINE int backend::truncate(int fd, std::uint64_t size) {
 
 CKPT_INLINE int backend::rmdir(const char* path) {
     return ::rmdir(path);
+}
+
+namespace detail {
+
+/// The background thread of posix_backend::release: closes descriptors of files whose names
+/// are gone, so that freeing their blocks costs the caller nothing. One per process.
+class background_closer {
+public:
+    /// The most descriptors it holds; beyond that a release closes in the caller's thread.
+    static constexpr std::size_t max_queued = 256;
+
+    static background_closer& instance() {
+        // Never destroyed: a thread of a static object would be joined after other statics
+        // are gone. Process exit closes what is still queued.
+        static background_closer* closer = new background_closer();
+        return *closer;
+    }
+
+    void release(int fd) {
+        std::unique_lock lock(mutex_);
+        if (queue_.size() >= max_queued || !start_locked()) {
+            lock.unlock();
+            ::close(fd);
+            return;
+        }
+        queue_.push_back(fd);
+        ++pending_;
+        work_.notify_one();
+    }
+
+    void flush() {
+        std::unique_lock lock(mutex_);
+        done_.wait(lock, [this] { return pending_ == 0; });
+    }
+
+private:
+    background_closer() {
+        ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                         [] { instance().after_fork_in_child(); });
+    }
+
+    /// Starts the thread if it is not running; false when it cannot be started.
+    bool start_locked() {
+        if (worker_) return true;
+        try {
+            worker_ = std::make_unique<std::thread>([this] { run(); });
+            worker_->detach();
+        } catch (const std::system_error&) {
+            worker_.reset();
+            return false;
+        }
+        return true;
+    }
+
+    void run() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            work_.wait(lock, [this] { return !queue_.empty(); });
+            const int fd = queue_.front();
+            queue_.pop_front();
+            lock.unlock();
+            ::close(fd); // the blocks are freed here
+            lock.lock();
+            if (--pending_ == 0) done_.notify_all();
+        }
+    }
+
+    /// The child of fork() has no thread: its copies of the queued descriptors are closed (the
+    /// parent's stay open until its own thread closes them), and a release starts a new one.
+    /// The fork handlers hold the mutex across fork(), so the queue is whole here; the
+    /// condition variables may remember the parent's waiting thread, so they start afresh.
+    void after_fork_in_child() {
+        new (&work_) std::condition_variable();
+        new (&done_) std::condition_variable();
+        for (const int fd : queue_) ::close(fd);
+        queue_.clear();
+        pending_ = 0;
+        worker_.reset(); // detached: the parent's thread, which does not exist here
+        mutex_.unlock();
+    }
+
+    std::mutex mutex_;
+    std::condition_variable work_;
+    std::condition_variable done_;
+    std::deque<int> queue_;
+    std::size_t pending_ = 0; ///< queued, or being closed
+    std::unique_ptr<std::thread> worker_;
+};
+
+} // namespace detail
+
+CKPT_INLINE void posix_backend::release(int fd) {
+    detail::background_closer::instance().release(fd);
+}
+
+CKPT_INLINE void posix_backend::flush_releases() {
+    detail::background_closer::instance().flush();
 }
 
 CKPT_INLINE backend& default_backend() {

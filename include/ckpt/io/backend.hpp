@@ -52,6 +52,16 @@ public:
     /// Starts writing a range back to the disk without waiting, so the final fsync has less to
     /// do; advisory, errors are ignored (fsync reports them). Default: nothing.
     virtual void start_writeback(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*size*/) {}
+    /// Lets go of an open file whose name is gone (the checkpoint a save replaced, one that
+    /// retention deleted): the file system frees a file's blocks when its last descriptor
+    /// closes, which for a large file takes as long as writing a good part of it. ckpt holds
+    /// such a file open across the rename or unlink, then calls this. Default: close(fd) now.
+    /// posix_backend closes it on a background thread instead (see flush_releases).
+    virtual void release(int fd) { close(fd); }
+    /// Returns once every file given to release() so far is closed. ckpt calls it when a save
+    /// finds the disk full (then retries), and in wait() and the destructors of its managers
+    /// and async saver. Default: nothing.
+    virtual void flush_releases() {}
 
     // The directory calls of ckpt::manager and scan_directory. Their defaults are the POSIX
     // calls, so a backend written before them keeps compiling and keeps working.
@@ -99,6 +109,11 @@ public:
     }
     int allocate(int fd, std::uint64_t size) override;
     void start_writeback(int fd, std::uint64_t offset, std::uint64_t size) override;
+    /// Closes `fd` on a background thread, one per process, started on first use: the
+    /// caller does not wait for a large file's blocks to be freed. A child of fork() starts
+    /// with nothing queued (the parent closes what it queued); process exit closes the rest.
+    void release(int fd) override;
+    void flush_releases() override;
 
 private:
     static bool all_resident(void* p, std::size_t size);

@@ -160,7 +160,16 @@ CKPT_INLINE void atomic_file::write(const void* data, std::size_t n) {
 }
 
 CKPT_INLINE void atomic_file::allocate(std::uint64_t bytes) {
-    if (io_->allocate(fd_, bytes) != 0) fail(errc::io_write, "allocate", errno);
+    if (io_->allocate(fd_, bytes) == 0) return;
+    int e = errno;
+    if (e == ENOSPC) {
+        // Files replaced or deleted before may still hold their blocks (backend::release):
+        // wait until they are freed, then ask once more.
+        io_->flush_releases();
+        if (io_->allocate(fd_, bytes) == 0) return;
+        e = errno;
+    }
+    fail(errc::io_write, "allocate", e);
 }
 
 CKPT_INLINE void atomic_file::patch(std::uint64_t offset, const void* data, std::size_t n) {
@@ -181,9 +190,24 @@ CKPT_INLINE void atomic_file::commit() {
     if (io_->fsync(fd_) != 0) fail(errc::io_fsync, "fsync", errno);
     const int fd = std::exchange(fd_, -1);
     if (io_->close(fd) != 0) fail(errc::io_close, "close", errno);
-    if (io_->rename(temp_.c_str(), target_.c_str()) != 0) fail(errc::io_rename, "rename", errno);
+    // The file this one replaces stays open across the rename: its blocks are then freed when
+    // that descriptor is released (on a background thread, with the POSIX backend), not inside
+    // rename(), which frees a large file's blocks when it removes its last name.
+    const int replaced = open_to_release(*io_, target_.c_str());
+    if (io_->rename(temp_.c_str(), target_.c_str()) != 0) {
+        const int e = errno;
+        if (replaced >= 0) io_->close(replaced);
+        fail(errc::io_rename, "rename", e);
+    }
     temp_.clear();
-    sync_directory();
+    // Released once the new name is durable, whatever sync_directory() says.
+    try {
+        sync_directory();
+    } catch (...) {
+        if (replaced >= 0) io_->release(replaced);
+        throw;
+    }
+    if (replaced >= 0) io_->release(replaced);
 }
 
 CKPT_INLINE std::string atomic_file::unchanged() const {
@@ -227,6 +251,27 @@ CKPT_INLINE void atomic_file::sync_directory() {
         const int sync_errno = errno;
         throw_io(errc::io_sync_directory, "fsync directory", dir_, sync_errno, done);
     }
+}
+
+CKPT_INLINE int open_to_release(io::backend& io, const char* path) {
+    // O_NONBLOCK: a FIFO at that name must not block; O_NOFOLLOW: a symbolic link is replaced
+    // itself, so there is nothing of its target to hold.
+    const int saved = errno;
+    const int fd = io.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+    errno = saved;
+    return fd;
+}
+
+CKPT_INLINE int unlink_and_release(io::backend& io, const char* path) {
+    const int fd = open_to_release(io, path);
+    if (io.unlink(path) != 0) {
+        const int e = errno;
+        if (fd >= 0) io.close(fd);
+        errno = e;
+        return -1;
+    }
+    if (fd >= 0) io.release(fd);
+    return 0;
 }
 
 } // namespace ckpt::detail

@@ -65,6 +65,15 @@ private:
     std::unique_ptr<std::byte[]> buffer_;
 };
 
+/// A read-only descriptor of the file at `path`, held so that its blocks are freed by
+/// backend::release rather than by the rename or unlink that removes its name; -1 when there
+/// is none (errno is left as it was).
+int open_to_release(io::backend& io, const char* path);
+
+/// unlink(path), with the file's blocks freed by backend::release. @returns 0, or -1 with
+/// errno set by unlink
+int unlink_and_release(io::backend& io, const char* path);
+
 /// Writes a new file beside `target` and, on commit(), puts it in place atomically and durably:
 /// write all, fsync, close (both checked), rename, fsync the directory. Until commit() succeeds
 /// the target is untouched, and a failed or abandoned attempt removes its temporary file.
