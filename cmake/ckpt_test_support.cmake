@@ -39,7 +39,7 @@ set_tests_properties(ckpt_scratch_clean PROPERTIES FIXTURES_SETUP ckpt_scratch)
 # ThreadSanitizer. Add a test by its name here; a name not defined (yet) is ignored.
 set_property(GLOBAL PROPERTY ckpt_concurrency_tests
     unit-async
-    example-save_in_background
+    unit-release
     mpi-np2
     mpi-np2-funneled)
 add_custom_target(ckpt_concurrency_tests)
