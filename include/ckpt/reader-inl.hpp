@@ -19,6 +19,20 @@ namespace ckpt {
 
 namespace detail {
 
+CKPT_INLINE std::unique_ptr<fd_guard> open_rank_file(io::backend& io, const std::string& path,
+                                                     std::uint64_t bytes) {
+    auto guard = std::make_unique<fd_guard>(io, open_for_reading(io, path));
+    std::uint64_t size = 0;
+    if (io.file_size(guard->get(), size) != 0) throw_io(errc::io_stat, "stat", path, errno);
+    if (size != bytes) {
+        throw_error<corrupt_error>(errc::corrupt_too_small,
+                                   "'" + path + "' is " + std::to_string(size) +
+                                       " bytes, the manifest says " + std::to_string(bytes) +
+                                       ": the file was truncated or replaced");
+    }
+    return guard;
+}
+
 CKPT_INLINE void piece_reader::read(const manifest_piece& p, std::uint64_t begin, std::uint64_t end,
                                     std::byte* out, std::string_view what) {
     if (begin >= end) return;
@@ -61,17 +75,9 @@ CKPT_INLINE int piece_reader::open(std::uint64_t file) {
     const auto it = fds_.find(file);
     if (it != fds_.end()) return it->second->get();
     const std::string path = (dir_ / m_->files[static_cast<std::size_t>(file)].name).string();
-    auto guard = std::make_unique<fd_guard>(*io_, open_for_reading(*io_, path));
+    std::unique_ptr<fd_guard> guard =
+        open_rank_file(*io_, path, m_->files[static_cast<std::size_t>(file)].bytes);
     const int fd = guard->get();
-    std::uint64_t size = 0;
-    if (io_->file_size(fd, size) != 0) throw_io(errc::io_stat, "stat", path, errno);
-    const std::uint64_t want = m_->files[static_cast<std::size_t>(file)].bytes;
-    if (size != want) {
-        throw_error<corrupt_error>(errc::corrupt_too_small,
-                                   "'" + path + "' is " + std::to_string(size) +
-                                       " bytes, the manifest says " + std::to_string(want) +
-                                       ": the file was truncated or replaced");
-    }
     paths_[file] = path;
     fds_.emplace(file, std::move(guard));
     return fd;
@@ -173,27 +179,18 @@ CKPT_INLINE void reader::impl::open_directory(const reader_options& options) {
         std::uint64_t done = 0;
         for (const detail::manifest_file& f : m.files) {
             const std::string file_path = (path / f.name).string();
-            detail::fd_guard file_fd(*io, detail::open_for_reading(*io, file_path));
-            std::uint64_t size = 0;
-            if (io->file_size(file_fd.get(), size) != 0) {
-                detail::throw_io(errc::io_stat, "stat", file_path, errno);
-            }
-            if (size != f.bytes) {
-                detail::throw_error<corrupt_error>(
-                    errc::corrupt_too_small, "'" + file_path + "' is " + std::to_string(size) +
-                                                 " bytes, the manifest says " +
-                                                 std::to_string(f.bytes) +
-                                                 ": the file was truncated or replaced");
-            }
+            const std::unique_ptr<detail::fd_guard> file_fd =
+                detail::open_rank_file(*io, file_path, f.bytes);
+            const std::uint64_t size = f.bytes;
             progress_callback each;
             if (options.progress) {
                 each = [&](std::uint64_t d, std::uint64_t) { options.progress(done + d, total); };
             }
             const std::vector<std::byte> head =
-                detail::read_head(*io, file_fd.get(), size, options.limits, file_path);
+                detail::read_head(*io, file_fd->get(), size, options.limits, file_path);
             const detail::opened_checkpoint file(
                 head.data(), size, options.limits, file_path, true, [&] {
-                    return detail::stream_content_hash(*io, file_fd.get(), size, file_path, each);
+                    return detail::stream_content_hash(*io, file_fd->get(), size, file_path, each);
                 });
             const std::string expected = "xxh3-64:" + detail::to_hex(f.checksum);
             if (file.checksum() != expected) {

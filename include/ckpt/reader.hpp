@@ -102,6 +102,11 @@ std::string display_name(const tensor_info& t);
 
 namespace detail {
 
+/// A rank file of a distributed checkpoint, opened, its size checked against the manifest's
+/// `bytes`. @throws io_error, corrupt_error (another size: truncated or replaced)
+std::unique_ptr<fd_guard> open_rank_file(io::backend& io, const std::string& path,
+                                         std::uint64_t bytes);
+
 /// The bytes of a distributed checkpoint's files, each chunk verified before use.
 class piece_reader {
 public:
