@@ -443,11 +443,13 @@ expected_failure expectation_for(const call& c, const fs::path& path) {
     }
 }
 
-/// The calls of a clean save of `s` to `path`, made to a probe file beside it and renamed as
-/// if made to `path`.
+/// The calls of a clean save of `s` to `path`, made to a probe file beside it (a copy of the
+/// file at `path`, when there is one: a save treats a file it replaces apart) and renamed as if
+/// made to `path`.
 std::vector<call> calls_of_clean_save(const fs::path& path, const io_state& s,
                                       const ckpt::metadata& m) {
     const std::string probe = (path.parent_path() / "probe.ckpt").string();
+    if (fs::exists(path)) fs::copy_file(path, probe, fs::copy_options::overwrite_existing);
     faulty_backend clean;
     ckpt::save(probe, s, m, ckpt::save_options{.backend = &clean});
     fs::remove(probe);
@@ -487,19 +489,22 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
     // 1 MiB buffer: the header is flushed when the 4.48 MB tensor does not fit; the tensor goes
     // straight from the matrix in slices that end at 4 MiB marks of the file; then the rest, and
     // the checksum is patched into the header last.
-    // Before the rename, the file it would replace is opened (to be released after it, see
-    // "a replaced file is held across the rename"): here there is none.
-    CHECK(b.ops() ==
-          "open allocate write write write write pwrite fsync close open rename open fsync close");
-    REQUIRE(b.calls().size() == 14);
+    // Before the space is reserved, and again before the rename, the file it would replace is
+    // opened (to let go of its cached pages, then to be released after the rename, see
+    // unit-release.cpp): here there is none.
+    CHECK(b.ops() == "open open allocate write write write write pwrite fsync close open rename "
+                     "open fsync close");
+    REQUIRE(b.calls().size() == 15);
     CHECK(is_temp(b.calls()[0].target, path));
     CHECK(b.calls()[0].result >= 0);
-    CHECK(b.calls()[9].target == path.string());
-    CHECK(b.calls()[9].err == ENOENT);
-    CHECK(b.calls()[10].target == b.calls()[0].target); // the temp file is what gets renamed
-    CHECK(b.calls()[11].target == dir.string());
+    CHECK(b.calls()[1].target == path.string());
+    CHECK(b.calls()[1].err == ENOENT);
+    CHECK(b.calls()[10].target == path.string());
+    CHECK(b.calls()[10].err == ENOENT);
+    CHECK(b.calls()[11].target == b.calls()[0].target); // the temp file is what gets renamed
     CHECK(b.calls()[12].target == dir.string());
     CHECK(b.calls()[13].target == dir.string());
+    CHECK(b.calls()[14].target == dir.string());
     for (const call& c : b.calls()) {
         INFO(op_name(c.what), " ", c.target);
         if (c.target != path.string()) CHECK(c.err == 0);
@@ -509,7 +514,7 @@ TEST_CASE("a clean save makes the expected calls: create, stream, patch, fsync, 
         if (c.what == op::write) streamed += c.result;
     }
     CHECK(streamed == static_cast<std::int64_t>(fs::file_size(path)));
-    CHECK(b.calls()[6].result == 16); // the checksum's 16 hex digits
+    CHECK(b.calls()[7].result == 16); // the checksum's 16 hex digits
 
     CHECK(file_bytes(path) == memory_bytes(s, fixed_meta(1)));
     CHECK(identical(load_fresh(path), s));
@@ -527,7 +532,10 @@ TEST_CASE("every call of a save fails in turn with ENOSPC, EIO and EDQUOT") {
     REQUIRE(old_bytes == memory_bytes(old_state, fixed_meta(1)));
 
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    REQUIRE(calls.size() == 14);
+    // open, open and close of the file it replaces (evict), allocate, 4 writes, pwrite, fsync,
+    // close, open of the file it replaces, rename, open, fsync and close of the directory, and
+    // the close of the replaced file (release).
+    REQUIRE(calls.size() == 17);
     // Each outcome is checked byte for byte against these; that they load back is checked once.
     const std::vector<char> new_bytes = memory_bytes(new_state, fixed_meta(2));
     const auto put = [&](const std::vector<char>& bytes) {
@@ -625,14 +633,18 @@ TEST_CASE("a failed fsync abandons the attempt: close, unlink, and nothing else"
     CHECK(e->operation() == "fsync");
     CHECK(e->code() == std::error_code(EIO, std::generic_category()));
 
-    CHECK(b.ops() == "open allocate write pwrite fsync close unlink");
-    REQUIRE(b.calls().size() == 7);
+    // The file it would replace is opened and let go of (evict: a close here) before the space
+    // is reserved; it stays as it is.
+    CHECK(b.ops() == "open open close allocate write pwrite fsync close unlink");
+    REQUIRE(b.calls().size() == 9);
     const std::string temp = b.calls()[0].target;
     CHECK(is_temp(temp, path));
     CHECK(e->path() == temp);
-    CHECK(b.calls()[5].target == temp);
-    CHECK(b.calls()[6].target == temp);
-    CHECK(b.calls()[6].result == 0);
+    CHECK(b.calls()[1].target == path.string());
+    CHECK(b.calls()[2].target == path.string());
+    CHECK(b.calls()[7].target == temp);
+    CHECK(b.calls()[8].target == temp);
+    CHECK(b.calls()[8].result == 0);
 
     CHECK(file_bytes(path) == old_bytes);
     CHECK(identical(load_fresh(path), old_state));
@@ -677,7 +689,8 @@ TEST_CASE("EINTR is retried: on create, on a write and on the checksum patch") {
         faulty_backend b;
         b.fail_op(op::open, 0, EINTR);
         ckpt::save(path, s, fixed_meta(5), ckpt::save_options{.backend = &b});
-        CHECK(b.count(op::open) == 4); // temp twice, the file it replaces, the directory
+        // The temporary twice, the file it replaces twice (there is none), the directory.
+        CHECK(b.count(op::open) == 5);
         CHECK(file_bytes(path) == expected);
     }
     CHECK(temp_files(path).empty());
@@ -730,7 +743,7 @@ TEST_CASE("a write that returns 0 is an error (EIO), not a retry loop") {
     CHECK(e->operation() == "write");
     CHECK(e->code() == std::error_code(EIO, std::generic_category()));
     CHECK(b.count(op::write) == 1);
-    CHECK(b.ops() == "open allocate write close unlink");
+    CHECK(b.ops() == "open open close allocate write close unlink");
 
     CHECK(file_bytes(path) == old_bytes);
     CHECK(temp_files(path).empty());
@@ -967,8 +980,9 @@ TEST_CASE("the errno a failed save reports survives the allocations on its error
     const io_state new_state = make_state(2, 4);
     ckpt::save(path, old_state, fixed_meta(1));
     const std::vector<call> calls = calls_of_clean_save(path, new_state, fixed_meta(2));
-    // open allocate write pwrite fsync close open(replaced) rename open fsync close
-    REQUIRE(calls.size() == 11);
+    // open open(replaced) close(evict) allocate write pwrite fsync close open(replaced) rename
+    // open fsync close close(release)
+    REQUIRE(calls.size() == 14);
 
     for (std::size_t k = 0; k < calls.size(); ++k) {
         const expected_failure want = expectation_for(calls[k], path);

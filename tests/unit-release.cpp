@@ -5,10 +5,14 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <fcntl.h>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,7 +43,7 @@ struct small_state {
 };
 
 /// Records the calls that matter here, in order: "open-old" (a read-only open of an existing
-/// file), "rename", "unlink", "fsync", "release", "flush", "allocate".
+/// file), "rename", "unlink", "fsync", "release", "evict", "flush", "allocate".
 class recording_backend : public test::posix_forwarding {
 public:
     int open(const char* path, int flags, ::mode_t mode) override {
@@ -67,6 +71,11 @@ public:
         released_.push_back(fd);
         real_.close(fd);
     }
+    void evict(int fd) override {
+        log_ += "evict ";
+        evicted_.push_back(fd);
+        real_.close(fd);
+    }
     void flush_releases() override { log_ += "flush "; }
     int allocate(int fd, std::uint64_t size) override {
         log_ += "allocate ";
@@ -81,6 +90,7 @@ public:
     std::string log_;
     int held_ = -1;
     std::vector<int> released_;
+    std::vector<int> evicted_;
     int enospc_ = 0; ///< how many allocate() calls fail with ENOSPC
 };
 
@@ -104,10 +114,12 @@ TEST_CASE("release: a replaced file is held across the rename and released after
     small_state second;
     second.v.setConstant(2.0f);
     ckpt::save(path, second, {}, {.backend = &b});
-    // The old file is opened before the rename; released only once the directory is synced.
-    CHECK(b.log_ == "allocate fsync open-old rename fsync release ");
+    // Before the new file takes any space, the old one's cached pages are let go (evict); it
+    // is opened again before the rename, and released only once the directory is synced.
+    CHECK(b.log_ == "open-old evict allocate fsync open-old rename fsync release ");
     REQUIRE(b.released_.size() == 1);
     CHECK(b.released_[0] == b.held_);
+    CHECK(b.evicted_.size() == 1);
     small_state back;
     ckpt::load(path, back);
     CHECK(back.v(0) == 2.0f);
@@ -126,10 +138,14 @@ TEST_CASE("release: retention's deletions are held across the unlink and release
         b.log_.clear();
         meta.step = 2;
         REQUIRE(m.step(small_state{}, meta));
-        // The new checkpoint, then the old one: opened, unlinked, released.
+        // Retention will delete step 1 once step 2 is committed: its pages are let go before
+        // the new file takes space. Then the new checkpoint, then the old one: opened,
+        // unlinked, released.
+        CHECK(b.log_.starts_with("open-old evict allocate "));
         const auto at = b.log_.find("open-old unlink release");
         CHECK(at != std::string::npos);
         CHECK(b.log_.find("rename") < at);
+        CHECK(b.evicted_.size() == 1);
         CHECK(!fs::exists(dir / "ckpt-000000000001.ckpt"));
         CHECK(fs::exists(dir / "ckpt-000000000002.ckpt"));
         b.log_.clear();
@@ -138,6 +154,71 @@ TEST_CASE("release: retention's deletions are held across the unlink and release
         b.log_.clear();
     }
     CHECK(b.log_ == "flush "); // the destructor too
+}
+
+TEST_CASE("evict: a manager lets go of exactly the checkpoints its retention will delete") {
+    const auto dir = test::scratch("evict-retention");
+    recording_backend b;
+    ckpt::manager_options options;
+    options.backend = &b;
+    ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_last(2), options);
+    ckpt::metadata meta;
+    const auto step = [&](std::int64_t s) {
+        b.log_.clear();
+        b.evicted_.clear();
+        meta.step = s;
+        REQUIRE(m.step(small_state{}, meta));
+    };
+    step(1);
+    step(2); // keeps 1 and 2: nothing to let go, nothing deleted
+    CHECK(b.evicted_.empty());
+    CHECK(b.log_.find("unlink") == std::string::npos);
+    step(3); // keeps 2 and 3: step 1 is let go before the save, deleted after it
+    CHECK(b.log_.starts_with("open-old evict allocate "));
+    CHECK(b.evicted_.size() == 1);
+    CHECK(b.log_.find("unlink") != std::string::npos);
+    CHECK(!fs::exists(dir / "ckpt-000000000001.ckpt"));
+    // Saving step 3 again replaces it (atomic_file lets the old file go), and deletes nothing.
+    b.log_.clear();
+    b.evicted_.clear();
+    REQUIRE(m.save_now(small_state{}, meta));
+    CHECK(b.evicted_.size() == 1);
+    CHECK(b.log_.find("unlink") == std::string::npos);
+    CHECK(fs::exists(dir / "ckpt-000000000002.ckpt"));
+}
+
+TEST_CASE("evict: the POSIX backend drops a file's cached pages and leaves the file whole") {
+    const auto dir = test::scratch("evict-posix");
+    const fs::path path = dir / "cached.bin";
+    const std::vector<char> bytes(std::size_t{4} << 20, 'x');
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    const auto resident_pages = [&] {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        void* p = ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd, 0);
+        REQUIRE(p != MAP_FAILED);
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        std::vector<unsigned char> flags((bytes.size() + page - 1) / page);
+        REQUIRE(::mincore(p, bytes.size(), flags.data()) == 0);
+        ::munmap(p, bytes.size());
+        ::close(fd);
+        return static_cast<std::size_t>(
+            std::count_if(flags.begin(), flags.end(), [](unsigned char f) { return f & 1; }));
+    };
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::fsync(fd) == 0); // clean pages: dirty ones are written back before they can go
+    REQUIRE(resident_pages() == 1024);
+    ckpt::io::default_backend().evict(fd);
+    ckpt::io::default_backend().flush_releases(); // evictions are waited for like releases
+    CHECK(resident_pages() == 0);
+    std::ifstream in(path, std::ios::binary);
+    const std::vector<char> back((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
+    CHECK(back == bytes);
 }
 
 TEST_CASE("release: a full disk waits for released blocks and asks once more") {
@@ -160,7 +241,7 @@ TEST_CASE("release: a full disk waits for released blocks and asks once more") {
         CHECK(e.operation() == "allocate");
         CHECK(e.code() == std::error_code(ENOSPC, std::generic_category()));
     }
-    CHECK(b.log_ == "allocate flush allocate unlink "); // the temporary file goes
+    CHECK(b.log_ == "open-old evict allocate flush allocate unlink "); // the temporary goes
     small_state back;
     ckpt::load(path, back);
     CHECK(back.v(0) == 1.0f);

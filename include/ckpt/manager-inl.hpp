@@ -264,7 +264,32 @@ CKPT_INLINE manager::planned_save manager::plan_save(save_result& result, const 
     entry.epoch = meta.epoch;
     entry.time = stored.time;
     entry.metrics = meta.metrics;
+    evict_victims(entry);
     return plan;
+}
+
+CKPT_INLINE void manager::evict_victims(const checkpoint_entry& next) {
+    // Retention as it will run once `next` is committed (apply_retention): the files it will
+    // delete are not read again, so the new file's pages can reuse their memory. Only advice:
+    // should the save fail, they stay where they are, and only their cached pages are gone.
+    if (index_.empty()) return;
+    std::vector<checkpoint_entry> after;
+    after.reserve(index_.size() + 1);
+    for (const auto& e : index_) {
+        if (e.path != next.path) after.push_back(e); // the save's own target: atomic_file's
+    }
+    after.push_back(next);
+    const std::vector<bool> kept = detail::select_kept(after, keep_, ranked_metrics_);
+    for (std::size_t i = 0; i + 1 < after.size(); ++i) {
+        if (kept[i]) continue;
+        const bool in_flight = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
+            return p.entry.path == after[i].path;
+        });
+        if (in_flight) continue;
+        if (const int fd = detail::open_to_release(*io_, after[i].path.c_str()); fd >= 0) {
+            io_->evict(fd);
+        }
+    }
 }
 
 CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,

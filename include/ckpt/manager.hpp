@@ -210,6 +210,9 @@ private:
     /// Checks the step, advances the fired rules in a copy, and names the file.
     planned_save plan_save(save_result& result, const metadata& meta,
                            std::chrono::system_clock::time_point t, const char* forced);
+    /// Hands the checkpoints that retention will delete once `next` is committed to
+    /// backend::evict, before the save writes (see apply_retention).
+    void evict_victims(const checkpoint_entry& next);
     /// Async: the snapshot is taken (or skipped).
     void staged(save_result& result, planned_save&& plan, const async_ticket& ticket,
                 const char* forced);

@@ -144,7 +144,7 @@ CKPT_INLINE void tensor_iarchive::copy_tensor(const tensor_fill& fill, void* dst
         if (!fill.transpose) return;
         from = converted.data();
     } else if (!fill.transpose) {
-        std::memcpy(dst, fill.src, fill.bytes);
+        copy_tensor_bytes(dst, fill.src, static_cast<std::size_t>(fill.bytes));
         return;
     }
     // Same values, other storage order: the file's bytes are row-major over its shape, the

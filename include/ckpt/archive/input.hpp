@@ -4,6 +4,7 @@
 
 #include <ckpt/archive/output.hpp>
 #include <ckpt/archive/path.hpp>
+#include <ckpt/detail/memory.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/convert.hpp>
 #include <ckpt/format/dtype.hpp>
@@ -219,7 +220,13 @@ public:
                 rows = static_cast<Eigen::Index>(d[0]);
                 cols = 1;
             }
-            if (rows != m.rows() || cols != m.cols()) m.resize(rows, cols);
+            if (rows * cols != m.size()) {
+                m.resize(rows, cols); // new storage, which nothing of the user's is in
+                prepare_new_storage(m.data(), static_cast<std::size_t>(m.size()) *
+                                                  sizeof(typename Derived::Scalar));
+            } else if (rows != m.rows() || cols != m.cols()) {
+                m.resize(rows, cols); // the same storage, reshaped
+            }
             return m.data();
         });
     }

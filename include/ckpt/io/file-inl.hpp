@@ -160,6 +160,9 @@ CKPT_INLINE void atomic_file::write(const void* data, std::size_t n) {
 }
 
 CKPT_INLINE void atomic_file::allocate(std::uint64_t bytes) {
+    // The file this save replaces will not be read again: its cached pages can make room for
+    // this one's (backend::evict). It stays whole on disk until the rename.
+    if (const int old = open_to_release(*io_, target_.c_str()); old >= 0) io_->evict(old);
     if (io_->allocate(fd_, bytes) == 0) return;
     int e = errno;
     if (e == ENOSPC) {

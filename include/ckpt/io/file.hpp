@@ -94,7 +94,8 @@ public:
 
     void write(const void* data, std::size_t n);
 
-    /// Reserves the file's final size: a full disk fails here, before a byte is written.
+    /// Reserves the file's final size: a full disk fails here, before a byte is written. First
+    /// hands the file it will replace, if any, to backend::evict.
     void allocate(std::uint64_t bytes);
 
     /// Overwrites bytes already written.

@@ -52,7 +52,13 @@ void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, Eigen::Tensor<S, N, O, I>& t
                 same = same && t.dimension(static_cast<std::size_t>(i)) ==
                                    want[static_cast<std::size_t>(i)];
             }
-            if (!same) t.resize(want);
+            if (!same) {
+                const auto before = t.size();
+                t.resize(want);
+                if (t.size() != before) { // new storage, which nothing of the user's is in
+                    prepare_new_storage(t.data(), static_cast<std::size_t>(t.size()) * sizeof(S));
+                }
+            }
         }
         return t.data();
     });

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <ckpt/detail/config.hpp>
+
+#include <cstddef>
+
+namespace ckpt::detail {
+
+/// Copies below this many bytes go through memcpy; from here up, copy_tensor_bytes streams.
+inline constexpr std::size_t streaming_copy_bytes = std::size_t{64} << 10;
+
+/// Copies `n` bytes of a tensor into the state's memory, as memcpy does. From
+/// streaming_copy_bytes up, on x86-64, the stores are non-temporal: the destination's lines are
+/// not read first and the copy does not evict what the cache holds. glibc makes that choice only
+/// above a threshold tied to the cache size (tens of MiB on a large server part), so a tensor of a
+/// few MiB was copied through the cache: 1.6x the time on the CI machine. The caller reads the
+/// result after a fence (this function ends with one).
+void copy_tensor_bytes(void* dst, const void* src, std::size_t n) noexcept;
+
+/// Advice for `n` bytes that ckpt has just allocated and is about to fill entirely (a tensor that
+/// loading gave a new shape): transparent huge pages on the 2 MiB-aligned part of it, and every
+/// page of its page-aligned part faulted in by one call rather than one fault at a time (Linux
+/// 5.14's MADV_POPULATE_WRITE; older kernels refuse the advice, which is then skipped). Never
+/// used on memory the user's state already held. Below 64 KiB it does nothing; errors are
+/// ignored (this is advice: the copy faults the pages in anyway).
+void prepare_new_storage(void* p, std::size_t n) noexcept;
+
+} // namespace ckpt::detail
+
+#ifdef CKPT_DEFINITIONS
+#include <ckpt/detail/memory-inl.hpp>
+#endif

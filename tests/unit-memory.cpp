@@ -1,0 +1,202 @@
+// How a load writes tensors into memory: copy_tensor_bytes (non-temporal stores from 64 KiB up)
+// copies exactly what memcpy would, at every alignment and around the threshold; the backend
+// maps a file without populating it; prepare_new_storage faults in memory ckpt has just
+// allocated in one call, and is used only on storage that loading gave a new size.
+#include "test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <vector>
+
+namespace memory_test {
+
+namespace fs = std::filesystem;
+using ckpt::detail::copy_tensor_bytes;
+using ckpt::detail::prepare_new_storage;
+using ckpt::detail::streaming_copy_bytes;
+
+/// Bytes that differ at every position (a copy that drops, repeats or shifts a line shows).
+std::vector<unsigned char> pattern(std::size_t n, unsigned seed) {
+    std::vector<unsigned char> v(n);
+    std::uint32_t x = seed * 2654435761U + 1;
+    for (auto& b : v) {
+        x = x * 1664525U + 1013904223U;
+        b = static_cast<unsigned char>(x >> 24);
+    }
+    return v;
+}
+
+long minor_faults() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt;
+}
+
+TEST_CASE("copy_tensor_bytes copies exactly, below, at and above the streaming threshold") {
+    const std::size_t t = streaming_copy_bytes;
+    REQUIRE(t == 65536);
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{63}, t - 1, t, t + 1,
+                                t + 63, t + 64, 3 * t + 17}) {
+        for (const std::size_t dst_offset : {0, 1, 15, 16, 48, 63}) {
+            for (const std::size_t src_offset : {0, 4, 33}) {
+                CAPTURE(n);
+                CAPTURE(dst_offset);
+                CAPTURE(src_offset);
+                const std::vector<unsigned char> src =
+                    pattern(n + src_offset, static_cast<unsigned>(n + dst_offset));
+                // Guard bytes on both sides of the destination must stay as they are.
+                std::vector<unsigned char> dst(n + dst_offset + 128, 0xA5);
+                copy_tensor_bytes(dst.data() + dst_offset, src.data() + src_offset, n);
+                CHECK(std::memcmp(dst.data() + dst_offset, src.data() + src_offset, n) == 0);
+                std::size_t guards_changed = 0;
+                for (std::size_t i = 0; i < dst_offset; ++i) guards_changed += dst[i] != 0xA5;
+                for (std::size_t i = dst_offset + n; i < dst.size(); ++i)
+                    guards_changed += dst[i] != 0xA5;
+                CHECK(guards_changed == 0);
+            }
+        }
+    }
+}
+
+/// A state of one tensor of `n` bytes, loaded into an empty state and into a shaped one.
+struct byte_state {
+    Eigen::Matrix<std::uint8_t, Eigen::Dynamic, 1> v;
+    Eigen::MatrixXf m;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(v), CEREAL_NVP(m));
+    }
+};
+
+TEST_CASE("a load gives back every byte of tensors around 64 KiB, into new and into held memory") {
+    const fs::path file = test::scratch("memory") / "bytes.ckpt";
+    for (const Eigen::Index n : {Eigen::Index{65535}, Eigen::Index{65536}, Eigen::Index{65537},
+                                 Eigen::Index{(4 << 20) + 3}}) {
+        CAPTURE(n);
+        byte_state saved;
+        const std::vector<unsigned char> bytes =
+            pattern(static_cast<std::size_t>(n), static_cast<unsigned>(n));
+        saved.v.resize(n);
+        std::memcpy(saved.v.data(), bytes.data(), bytes.size());
+        saved.m = Eigen::MatrixXf::Random(513, 257); // 527,364 bytes, streamed
+        ckpt::save(file, saved);
+
+        byte_state fresh; // empty: the load allocates both tensors
+        ckpt::load(file, fresh);
+        CHECK(fresh.v == saved.v);
+        CHECK(fresh.m == saved.m);
+
+        byte_state held; // shaped: the load writes into the memory the state holds
+        held.v.setZero(n);
+        held.m.setZero(513, 257);
+        const std::uint8_t* v_before = held.v.data();
+        const float* m_before = held.m.data();
+        ckpt::load(file, held);
+        CHECK(held.v == saved.v);
+        CHECK(held.m == saved.m);
+        CHECK(held.v.data() == v_before);
+        CHECK(held.m.data() == m_before);
+    }
+}
+
+/// Whether this kernel takes MADV_POPULATE_WRITE (Linux 5.14).
+bool kernel_populates() {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    const bool ok = ::madvise(p, page, 23) == 0;
+    ::munmap(p, page);
+    return ok;
+}
+
+TEST_CASE("prepare_new_storage faults in the page-aligned part of new memory in one call") {
+    if (!kernel_populates()) {
+        MESSAGE("this kernel refuses MADV_POPULATE_WRITE: nothing to test");
+        return;
+    }
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t size = std::size_t{8} << 20;
+    const auto fresh_region = [](std::size_t bytes) {
+        void* r =
+            ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        REQUIRE(r != MAP_FAILED);
+        return static_cast<unsigned char*>(r);
+    };
+    unsigned char* base = fresh_region(size);
+    // An Eigen buffer starts 16 bytes into a page: the first and last pages are partial.
+    unsigned char* p = base + 16;
+    const std::size_t n = size - 2 * page;
+    prepare_new_storage(p, n);
+    std::size_t pages = 0;
+    const long before = minor_faults();
+    for (std::size_t i = page - 16; i + page <= n; i += page) {
+        p[i] = 1; // every whole page
+        ++pages;
+    }
+    const long touched = minor_faults() - before;
+    CHECK(pages == size / page - 3); // the whole pages of [base + 16, base + size - 2 pages + 16)
+    CHECK(touched == 0);
+    ::munmap(base, size);
+
+    // Below 64 KiB it gives no advice: a new region's pages fault one at a time.
+    const std::size_t small_size = 16 * page;
+    unsigned char* small = fresh_region(small_size);
+    prepare_new_storage(small, streaming_copy_bytes - 1);
+    const long small_before = minor_faults();
+    for (std::size_t i = 0; i < small_size; i += page) small[i] = 1;
+    CHECK(minor_faults() - small_before == 16);
+    ::munmap(small, small_size);
+}
+
+TEST_CASE("prepare_new_storage leaves contents as they are, and ignores what it cannot advise") {
+    std::vector<unsigned char> held = pattern(std::size_t{1} << 20, 7);
+    const std::vector<unsigned char> copy = held;
+    prepare_new_storage(held.data(), held.size());
+    CHECK(held == copy);
+    prepare_new_storage(nullptr, 0);
+    prepare_new_storage(held.data() + 1, 100); // below the threshold: nothing
+    CHECK(held == copy);
+}
+
+TEST_CASE("the backend maps a file that is in the page cache, and reads it the same") {
+    const fs::path file = test::scratch("memory") / "mapped.bin";
+    const std::vector<unsigned char> bytes = pattern(std::size_t{3} << 20, 11);
+    {
+        std::ofstream out(file, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()),
+                  static_cast<std::streamsize>(bytes.size()));
+    }
+    ckpt::io::backend& io = ckpt::io::default_backend();
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const void* m = io.map(fd, bytes.size());
+    REQUIRE(m != nullptr); // just written: every page is resident
+    CHECK(std::memcmp(m, bytes.data(), bytes.size()) == 0);
+    io.unmap(m, bytes.size());
+
+    // Out of the page cache (written back, then dropped): the mapping is populated first, or
+    // refused, and the bytes read are the file's either way.
+    REQUIRE(::fsync(fd) == 0);
+    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+    const void* cold = io.map(fd, bytes.size());
+    if (cold != nullptr) {
+        CHECK(std::memcmp(cold, bytes.data(), bytes.size()) == 0);
+        io.unmap(cold, bytes.size());
+    } else {
+        CHECK(errno == EAGAIN);
+    }
+    ::close(fd);
+    const ckpt::detail::file_bytes read(io, file.string());
+    REQUIRE(read.size() == bytes.size());
+    CHECK(std::memcmp(read.data(), bytes.data(), bytes.size()) == 0);
+}
+
+} // namespace memory_test
