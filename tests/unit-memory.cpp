@@ -1,7 +1,8 @@
 // How a load writes tensors into memory: copy_tensor_bytes (non-temporal stores from 64 KiB up)
 // copies exactly what memcpy would, at every alignment and around the threshold; the backend
 // maps a file without populating it; prepare_new_storage faults in memory ckpt has just
-// allocated in one call, and is used only on storage that loading gave a new size.
+// allocated in one call, and is used only on storage that loading gave a new size; a large file
+// loaded into an empty state is hashed while it decodes, with the same results and errors.
 #include "test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -104,6 +105,106 @@ TEST_CASE("a load gives back every byte of tensors around 64 KiB, into new and i
         CHECK(held.m == saved.m);
         CHECK(held.v.data() == v_before);
         CHECK(held.m.data() == m_before);
+    }
+}
+
+/// A state of one byte tensor and a step: its file is `bytes.size()` plus a fixed overhead.
+struct sized_state {
+    std::vector<std::uint8_t> bytes;
+    Eigen::MatrixXf m;
+    std::int64_t step = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(bytes), CEREAL_NVP(m), CEREAL_NVP(step));
+    }
+};
+
+/// A state whose file is exactly `file_bytes` long.
+sized_state state_of_file_size(std::uint64_t file_bytes) {
+    sized_state s;
+    s.m = Eigen::MatrixXf::Random(64, 33);
+    s.step = 77;
+    const auto size_with = [&](std::size_t n) {
+        s.bytes = std::vector<std::uint8_t>(n, 0);
+        return static_cast<std::uint64_t>(ckpt::save_to_memory(s).size());
+    };
+    const std::size_t guess = static_cast<std::size_t>(file_bytes - (size_with(4096) - 4096));
+    for (std::size_t n = guess - 64; n < guess + 64; ++n) {
+        if (size_with(n) != file_bytes) continue;
+        const std::vector<unsigned char> p = pattern(n, static_cast<unsigned>(n));
+        s.bytes.assign(p.begin(), p.end());
+        return s;
+    }
+    FAIL("no length gives a file of " << file_bytes << " bytes");
+    return s;
+}
+
+TEST_CASE("a large load into an empty state checks the checksum while it decodes, and keeps "
+          "the strong guarantee") {
+    // From deferred_checksum_bytes up, a state that holds no tensor memory is decoded while a
+    // second thread hashes the file; below it, and for a state that holds tensor memory, the
+    // checksum is checked first. Either way: the same values, the same errors, nothing changed
+    // by a damaged file.
+    const fs::path file = test::scratch("memory") / "deferred.ckpt";
+    const std::uint64_t at = ckpt::detail::deferred_checksum_bytes;
+    REQUIRE(at == std::uint64_t{16} << 20);
+    for (const std::uint64_t size : {std::uint64_t{1} << 20, at - 1, at, at + 1}) {
+        CAPTURE(size);
+        const sized_state saved = state_of_file_size(size);
+        ckpt::save(file, saved);
+        REQUIRE(fs::file_size(file) == size);
+        {
+            sized_state empty;
+            ckpt::load(file, empty);
+            CHECK(empty.bytes == saved.bytes);
+            CHECK(empty.m == saved.m);
+            CHECK(empty.step == 77);
+        }
+        const std::vector<std::byte> good = test::read_file(file);
+        const auto header = static_cast<std::size_t>(std::to_integer<unsigned>(good[0]) |
+                                                     std::to_integer<unsigned>(good[1]) << 8U |
+                                                     std::to_integer<unsigned>(good[2]) << 16U);
+        // One byte damaged: in the header's JSON, in the first tensor's bytes, in the last byte
+        // of the file (the value stream or a tensor).
+        for (const std::size_t at_byte :
+             {std::size_t{8} + header / 2, header + 8 + 100, static_cast<std::size_t>(size) - 1}) {
+            CAPTURE(at_byte);
+            std::vector<std::byte> bad = good;
+            bad[at_byte] ^= std::byte{0x20};
+            test::write_file(file, bad);
+            sized_state empty;
+            empty.step = 5;
+            try {
+                ckpt::load(file, empty);
+                FAIL("a damaged file loaded");
+            } catch (const ckpt::corrupt_error& e) {
+                CHECK(e.id() == ckpt::errc::corrupt_checksum);
+            }
+            CHECK(empty.bytes.empty());
+            CHECK(empty.m.size() == 0);
+            CHECK(empty.step == 5);
+            sized_state held = saved; // holds tensor memory: verified first
+            held.bytes.assign(held.bytes.size(), 1);
+            try {
+                ckpt::load(file, held);
+                FAIL("a damaged file loaded");
+            } catch (const ckpt::corrupt_error& e) {
+                CHECK(e.id() == ckpt::errc::corrupt_checksum);
+            }
+            CHECK(held.bytes == std::vector<std::uint8_t>(saved.bytes.size(), 1));
+        }
+        // Not ckpt's at all (a plain safetensors file's header): the error of verifying first.
+        std::vector<std::byte> plain = good;
+        plain[9] = std::byte{'x'};
+        test::write_file(file, plain);
+        sized_state empty;
+        try {
+            ckpt::load(file, empty);
+            FAIL("a file without ckpt's header loaded");
+        } catch (const ckpt::corrupt_error& e) {
+            CHECK(e.id() == ckpt::errc::corrupt_not_ckpt);
+        }
+        CHECK(empty.bytes.empty());
     }
 }
 

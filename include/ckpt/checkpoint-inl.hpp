@@ -306,14 +306,50 @@ CKPT_INLINE bool opened_checkpoint::checksum_matches(std::string_view json, cons
 
 CKPT_INLINE void opened_checkpoint::verify_checksum(std::string_view json, const std::byte* p,
                                                     std::uint64_t size) {
+    compare_checksum(json, hash_of(p, size));
+}
+
+CKPT_INLINE void opened_checkpoint::compare_checksum(std::string_view json, std::uint64_t actual) {
     const std::uint64_t stored = *from_hex(json.substr(checksum_prefix.size(), 16));
-    const std::uint64_t actual = hash_of(p, size);
     if (stored != actual) {
         throw_error<corrupt_error>(errc::corrupt_checksum,
                                    "'" + where_ + "': checksum mismatch: the header says " +
                                        to_hex(stored) + ", the content hashes to " +
                                        to_hex(actual) + ": the file is damaged");
     }
+}
+
+CKPT_INLINE void opened_checkpoint::check_checksum(const std::byte* p, std::uint64_t actual) {
+    const std::string_view json(reinterpret_cast<const char*>(p + 8),
+                                static_cast<std::size_t>(header_bytes_));
+    if (!is_ckpt_header(json)) {
+        throw_error<corrupt_error>(errc::corrupt_not_ckpt,
+                                   "'" + where_ +
+                                       "': the header does not start with ckpt's checksum: the "
+                                       "file is damaged or was not written by ckpt");
+    }
+    compare_checksum(json, actual);
+    verified_ = true;
+}
+
+CKPT_INLINE deferred_checksum::~deferred_checksum() {
+    if (worker_.joinable()) worker_.join();
+}
+
+CKPT_INLINE void deferred_checksum::start() noexcept {
+    try {
+        worker_ = std::thread([this] { actual_ = opened_checkpoint::content_hash(p_, size_); });
+    } catch (...) { // no thread: check() hashes
+    }
+}
+
+CKPT_INLINE void deferred_checksum::check() {
+    if (worker_.joinable()) {
+        worker_.join();
+    } else {
+        actual_ = opened_checkpoint::content_hash(p_, size_);
+    }
+    file_->check_checksum(p_, actual_);
 }
 
 CKPT_INLINE std::string describe_side(dtype type, const std::vector<std::uint64_t>& shape) {
@@ -606,13 +642,28 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
 }
 
 CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                                     std::span<const std::byte> values, load_gate* gate) {
+                                     std::span<const std::byte> values, load_gate* gate,
+                                     deferred_checksum* deferred) {
     tensor_oarchive now;
     now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();
     const bool same_names = same_tensor_names(now.tensors(), src);
-    if (!same_names && walks.copy != nullptr) {
+    // A state that holds no tensor memory (every tensor empty, nothing of the user's to
+    // overwrite) is decoded into a staged copy while the checksum is computed; any other state
+    // is verified first (see deferred_checksum).
+    const bool holds_no_tensor_bytes =
+        std::all_of(now.tensors().begin(), now.tensors().end(),
+                    [](const tensor_record& r) { return r.bytes == 0 && !r.view; });
+    const bool overlap = deferred != nullptr && walks.copy != nullptr && holds_no_tensor_bytes;
+    if (deferred != nullptr) {
+        if (overlap) {
+            deferred->start();
+        } else {
+            deferred->check();
+        }
+    }
+    if ((!same_names || overlap) && walks.copy != nullptr) {
         // The file has other fields (say, containers the state holds empty): decode into a copy,
         // which the values may reshape, and keep it only if everything fits. A tensor the file
         // lacks that loading recreates keeps its value from the backup.
@@ -624,6 +675,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
             if (!kept->entries.empty()) src.fallback = &kept->tensors;
         }
         schema_report checked = decode_into(walks, staged.get(), src, values, nullptr, own, gate);
+        if (overlap) deferred->check(); // before the state takes anything
         walks.adopt(state, staged.get());
         src.fallback = nullptr;
         return checked;
@@ -703,7 +755,23 @@ CKPT_INLINE void apply_renames(tensor_source& src,
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
                                 void* state, const load_options& options,
                                 const std::string& where) {
-    opened_checkpoint file(p, size, options.limits, where, true);
+    if (size < deferred_checksum_bytes) return load_opened(p, size, walks, state, options, where);
+    try {
+        return load_opened(p, size, walks, state, options, where, true);
+    } catch (...) {
+        // The checksum was not checked before everything it failed on: a damaged file is
+        // reported as what verifying first finds (the constructor throws it), anything else as
+        // it is.
+        const opened_checkpoint verified(p, size, options.limits, where, true);
+        throw;
+    }
+}
+
+CKPT_INLINE metadata load_opened(const std::byte* p, std::uint64_t size, const state_walks& walks,
+                                 void* state, const load_options& options, const std::string& where,
+                                 bool defer_checksum) {
+    opened_checkpoint file(p, size, options.limits, where, !defer_checksum);
+    deferred_checksum deferred(file, p, size);
     tensor_source src;
     std::span<const std::byte> values;
     file.index(src, values);
@@ -711,7 +779,8 @@ CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const st
     src.ignore_unexpected = options.ignore_unexpected;
     load_report report;
     apply_renames(src, options.renames, report.renamed);
-    schema_report checked = load_state(walks, state, src, values);
+    schema_report checked =
+        load_state(walks, state, src, values, nullptr, defer_checksum ? &deferred : nullptr);
     if (options.report != nullptr) {
         report.missing = std::move(checked.missing);
         report.ignored = std::move(checked.ignored);

@@ -29,6 +29,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -204,6 +205,11 @@ public:
     /// The tensors by name, and the values entry; checks alignment. @throws corrupt_error
     void index(tensor_source& src, std::span<const std::byte>& values) const;
 
+    /// The check the constructor leaves out when `verify` is false, for the file at `p` whose
+    /// content hashes to `actual` (content_hash): it must be ckpt's, and its checksum must match.
+    /// @throws corrupt_error (the ids of a verifying constructor)
+    void check_checksum(const std::byte* p, std::uint64_t actual);
+
 private:
     static bool is_ckpt_header(std::string_view json);
 
@@ -219,6 +225,7 @@ private:
     std::uint64_t hash_of(const std::byte* p, std::uint64_t size);
     bool checksum_matches(std::string_view json, const std::byte* p, std::uint64_t size);
     void verify_checksum(std::string_view json, const std::byte* p, std::uint64_t size);
+    void compare_checksum(std::string_view json, std::uint64_t actual);
 
     std::string where_;
     content_hasher hasher_;
@@ -336,10 +343,52 @@ schema_report decode_into(const state_walks& walks, void* obj, const tensor_sour
                           std::span<const std::byte> values, const state_backup* backup,
                           std::uint64_t own_tensors, load_gate* gate = nullptr);
 
-/// Loads into `state` with the strong guarantee: on any error it is left as it was.
+/// Files from this size up are loaded with the checksum verified while they decode, when the
+/// state holds no tensor memory of its own (see deferred_checksum).
+inline constexpr std::uint64_t deferred_checksum_bytes = std::uint64_t{16} << 20;
+
+/// The checksum of a file that is loaded into a state holding no tensor memory of its own (an
+/// empty state: every tensor it ends up with, the load allocates). Nothing the user owns can be
+/// overwritten there, so the file is hashed on a second thread while the load decodes into a
+/// staged copy of the state, and checked before the state takes the copy: one pass over the file
+/// on the loading thread instead of two, with the strong guarantee kept (a damaged file leaves
+/// the state as it was, and is reported as damaged). The one exception to "verify first, then
+/// decode": values are decoded from bytes not yet verified, by the same bounded reader that
+/// reads any file (inspect() parses unverified headers too). Any other state is verified first.
+class deferred_checksum {
+public:
+    deferred_checksum(opened_checkpoint& file, const std::byte* p, std::uint64_t size) noexcept
+        : file_(&file), p_(p), size_(size) {}
+    deferred_checksum(const deferred_checksum&) = delete;
+    deferred_checksum& operator=(const deferred_checksum&) = delete;
+    ~deferred_checksum();
+
+    /// Starts hashing on another thread (if none can be started, check() hashes).
+    void start() noexcept;
+    /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
+    void check();
+
+private:
+    opened_checkpoint* file_;
+    const std::byte* p_;
+    std::uint64_t size_;
+    std::thread worker_;
+    std::uint64_t actual_ = 0;
+};
+
+/// Loads into `state` with the strong guarantee: on any error it is left as it was. With
+/// `deferred`, the file's checksum has not been checked yet: it is checked here, while decoding
+/// when the state holds no tensor memory of its own, and before anything otherwise.
 /// @returns the tensors the source's options let through
 schema_report load_state(const state_walks& walks, void* state, tensor_source& src,
-                         std::span<const std::byte> values, load_gate* gate = nullptr);
+                         std::span<const std::byte> values, load_gate* gate = nullptr,
+                         deferred_checksum* deferred = nullptr);
+
+/// Opens and loads a checkpoint held in memory, verifying its checksum first, or, with
+/// `defer_checksum`, where load_state says; `where` names it in errors.
+metadata load_opened(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
+                     const load_options& options, const std::string& where,
+                     bool defer_checksum = false);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
@@ -392,8 +441,10 @@ std::vector<std::byte> save_to_memory(const T& state, const metadata& meta = {})
 }
 
 /// Loads `state` from `path` and returns the checkpoint's metadata. The file's structure and
-/// checksum are verified before anything is decoded; tensors must match the state's shapes
-/// (an empty dynamic tensor takes the file's). On any error `state` is left as it was.
+/// checksum are verified before anything is decoded (a file of 16 MiB or more loaded into a state
+/// holding no tensor memory is decoded into a copy while its checksum is computed, and the state
+/// takes the copy once it matches: see detail::deferred_checksum); tensors must match the state's
+/// shapes (an empty dynamic tensor takes the file's). On any error `state` is left as it was.
 /// @throws io_error, corrupt_error, version_error, schema_error, limit_error
 template <class T>
 metadata load(const std::filesystem::path& path, T& state, const load_options& options = {}) {

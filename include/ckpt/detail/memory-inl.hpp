@@ -61,14 +61,6 @@ CKPT_INLINE void prepare_new_storage(void* p, std::size_t n) noexcept {
     if (n < streaming_copy_bytes) return;
     const auto begin = reinterpret_cast<std::uintptr_t>(p);
     const std::uintptr_t end = begin + n;
-    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
-    const std::uintptr_t huge_begin = (begin + huge - 1) & ~(huge - 1);
-    const std::uintptr_t huge_end = end & ~(huge - 1);
-#if defined(MADV_HUGEPAGE)
-    if (huge_end > huge_begin) {
-        (void)::madvise(reinterpret_cast<void*>(huge_begin), huge_end - huge_begin, MADV_HUGEPAGE);
-    }
-#endif
     static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     const std::uintptr_t page_begin = (begin + page - 1) & ~(page - 1);
     const std::uintptr_t page_end = end & ~(page - 1);
