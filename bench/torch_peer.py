@@ -16,12 +16,22 @@ The model mirrors the C++ state tensor for tensor, all float32:
 and torch.optim.Adam after one step holds exp_avg and exp_avg_sq shaped like every parameter,
 so the checkpoint holds 3 x the parameters, as the C++ state does (model, Adam m and v).
 
-Modes (all print JSON on stdout; times are seconds from time.perf_counter):
+A resume is what a program that starts up does: a new model and optimizer (Net() and
+Adam(params), no step: the constructors' work, as the C++ side zero-fills its state), then
+torch.load and both load_state_dicts, timed together.
+
+Modes (all print JSON on stdout; times are seconds from time.perf_counter, faults are deltas of
+resource.getrusage(RUSAGE_SELF).ru_minflt, the minor page faults of the process):
   default         --runs N timed rounds of save (with fsync), load (warm page cache) and
                   load_state_dict; prints one JSON object with every run and the file size.
   --serve         prints {"ready": ...} once the state is built, then answers one line of
-                  JSON per command read from stdin: "save", "load", "quit". bench-suite uses
-                  this to interleave torch's runs with its own.
+                  JSON per command read from stdin:
+                    "save"    {"save": s, "faults": n, "file_bytes": n}
+                    "load"    {"load": s, "restore": s, "load_faults": n, "restore_faults": n}
+                    "resume"  {"build": s, "load": s, "restore": s, "faults": n,
+                               "build_faults": n}
+                    "quit"
+                  bench-suite uses this to interleave torch's runs with its own.
   --rss save|load one save, or one load and restore of the file a "save" run left, in this
                   fresh process; VmHWM is reset (/proc/self/clear_refs) just before it.
 Without torch, every mode prints {"error": "..."} and exits with status 3.
@@ -30,6 +40,7 @@ Without torch, every mode prints {"error": "..."} and exits with status 3.
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -61,8 +72,13 @@ def reset_hwm():
         return False
 
 
-def build_state(torch, args):
-    torch.manual_seed(20240601)
+def minor_faults():
+    """The minor page faults of this process so far, every thread."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def new_model(torch, args):
+    """A new Net, its parameters initialised by the modules' constructors."""
     nn = torch.nn
 
     class Net(nn.Module):
@@ -72,7 +88,12 @@ def build_state(torch, args):
             self.layers = nn.ModuleList(nn.Linear(args.dim, args.dim) for _ in range(args.layers))
             self.projection = nn.Linear(args.cols, args.rows, bias=False)
 
-    model = Net()
+    return Net()
+
+
+def build_state(torch, args):
+    torch.manual_seed(20240601)
+    model = new_model(torch, args)
     adam = torch.optim.Adam(model.parameters(), lr=3e-4)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
@@ -126,22 +147,44 @@ def fresh_target(path):
 
 
 def timed_save(torch, model, adam, path):
+    """Seconds and minor faults of torch.save and the fsync, after an untimed fresh_target."""
     fresh_target(path)
+    f0 = minor_faults()
     t0 = time.perf_counter()
     torch.save(checkpoint_of(model, adam), path)
     fsync_path(path)
-    return time.perf_counter() - t0
+    t = time.perf_counter() - t0
+    return t, minor_faults() - f0
 
 
 def timed_load(torch, model, adam, path):
-    """Seconds of torch.load alone, and of load_state_dict into the live model and optimizer."""
+    """torch.load alone ("load"), and load_state_dict into the live model and optimizer
+    ("restore"): seconds and minor faults of each. The loaded dict is freed untimed."""
+    f0 = minor_faults()
     t0 = time.perf_counter()
     ck = torch.load(path)
     t1 = time.perf_counter()
+    f1 = minor_faults()
     model.load_state_dict(ck["model"])
     adam.load_state_dict(ck["optimizer"])
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1
+    f2 = minor_faults()
+    return {"load": t1 - t0, "restore": t2 - t1, "load_faults": f1 - f0, "restore_faults": f2 - f1}
+
+
+def timed_resume(torch, args, path):
+    """A resume from nothing: a new model and Adam (no step), then torch.load and both
+    load_state_dicts. Seconds and minor faults of the whole and of the build; the objects are
+    freed untimed."""
+    f0 = minor_faults()
+    t0 = time.perf_counter()
+    model = new_model(torch, args)
+    adam = torch.optim.Adam(model.parameters(), lr=3e-4)
+    t1 = time.perf_counter()
+    f1 = minor_faults()
+    loaded = timed_load(torch, model, adam, path)
+    return {"build": t1 - t0, "load": loaded["load"], "restore": loaded["restore"],
+            "faults": minor_faults() - f0, "build_faults": f1 - f0}
 
 
 def main():
@@ -185,11 +228,12 @@ def main():
             for line in sys.stdin:
                 cmd = line.strip()
                 if cmd == "save":
-                    t = timed_save(torch, model, adam, path)
-                    emit({"save": t, "file_bytes": os.path.getsize(path)})
+                    t, faults = timed_save(torch, model, adam, path)
+                    emit({"save": t, "faults": faults, "file_bytes": os.path.getsize(path)})
                 elif cmd == "load":
-                    load, restore = timed_load(torch, model, adam, path)
-                    emit({"load": load, "restore": restore})
+                    emit(timed_load(torch, model, adam, path))
+                elif cmd == "resume":
+                    emit(timed_resume(torch, args, path))
                 elif cmd == "quit":
                     break
                 else:
@@ -201,10 +245,10 @@ def main():
         timed_load(torch, model, adam, path)
         runs = {"save": [], "load": [], "restore": []}
         for _ in range(args.runs):
-            runs["save"].append(timed_save(torch, model, adam, path))
-            load, restore = timed_load(torch, model, adam, path)
-            runs["load"].append(load)
-            runs["restore"].append(restore)
+            runs["save"].append(timed_save(torch, model, adam, path)[0])
+            loaded = timed_load(torch, model, adam, path)
+            runs["load"].append(loaded["load"])
+            runs["restore"].append(loaded["restore"])
         info.update(runs)
         info["file_bytes"] = os.path.getsize(path)
         emit(info)

@@ -1,6 +1,7 @@
 #pragma once
-// The baselines: what the machine does without ckpt. Pre-faulted buffers, write+fsync, pread,
-// memcpy of the state, XXH3_64bits; each timed call returns its seconds.
+// The baselines: what the machine does without ckpt. Pre-faulted buffers, write+fsync (plain,
+// and the way ckpt writes), pread, memcpy of the state, XXH3_64bits; each timed call returns its
+// seconds.
 
 #include "state.hpp"
 
@@ -36,8 +37,17 @@ private:
 /// device at the next journal commit, which the next fsync, whoever makes it, would wait for.
 void fresh_target(const std::string& path);
 
+/// Untimed: syncs the file system of directory `dir` (syncfs), removing nothing; before a save
+/// that replaces a file, or a manager's step.
+void sync_directory(const std::string& dir);
+
 /// open(O_CREAT|O_TRUNC|O_WRONLY), one write loop from one buffer, fsync, close.
 double raw_write(const std::string& path, const std::byte* p, std::size_t n);
+
+/// The same bytes written the way ckpt's save writes them: the file reserved first
+/// (posix_fallocate), written in 4 MiB slices, write-back started every 32 MiB
+/// (sync_file_range(SYNC_FILE_RANGE_WRITE)), then fsync and close.
+double raw_write_reserved(const std::string& path, const std::byte* p, std::size_t n);
 
 /// open, pread loop of `n` bytes into a preallocated buffer, close.
 double raw_read(const std::string& path, std::byte* p, std::size_t n);

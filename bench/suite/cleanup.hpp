@@ -1,6 +1,6 @@
 #pragma once
-// The files this program writes in its work directory, their removal (at the end, on a failure,
-// and on SIGINT/SIGTERM), and the way out on a failure.
+// The files and directories this program writes in its work directory, their removal (at the
+// end, on a failure, and on SIGINT/SIGTERM), and the way out on a failure.
 
 #include <array>
 #include <string>
@@ -17,8 +17,9 @@ struct cleanup_paths {
 };
 extern cleanup_paths g_cleanup;
 
-/// Removes every file this program creates in the work directory (see cleanup.cpp), and the
-/// directory when it created it; nothing in a forked child. Async-signal-safe.
+/// Removes every file and directory this program creates in the work directory (see
+/// cleanup.cpp), and the directory when it created it; nothing in a forked child.
+/// Async-signal-safe.
 void remove_work_files() noexcept;
 
 /// The SIGINT/SIGTERM handler: removes the work files, then dies of the signal.

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -58,15 +59,15 @@ void measure_rss(size_result& r, const options& opt, const work_paths& p) {
                              saver.wait();
                          }
                      })});
-    r.rss.push_back({"load", "ckpt load", measure_peak(shape, false, [&](train_state& st) {
-                         ckpt::load(p.rss_ckpt, st);
-                     })});
+    r.rss.push_back(
+        {"load", "ckpt load (shaped state)",
+         measure_peak(shape, false, [&](train_state& st) { ckpt::load(p.rss_ckpt, st); })});
     r.rss.push_back(
         {"cereal_save", "cereal save",
          measure_peak(shape, true, [&](const train_state& st) { cereal_save(p.rss_cereal, st); })});
-    r.rss.push_back({"cereal_load", "cereal load", measure_peak(shape, false, [&](train_state& st) {
-                         cereal_load(p.rss_cereal, st);
-                     })});
+    r.rss.push_back(
+        {"cereal_load", "cereal load (shaped state)",
+         measure_peak(shape, false, [&](train_state& st) { cereal_load(p.rss_cereal, st); })});
     fs::remove(p.rss_ckpt);
     fs::remove(p.rss_cereal);
     if (!opt.torch.enabled) return;
@@ -86,6 +87,7 @@ void measure_times(size_result& r, const options& opt, const work_paths& p) {
     const train_state state = make_state(shape, true);
     train_state loaded = make_state(shape, false);
     train_state cereal_loaded = make_state(shape, false);
+    bool other_loads_exact = true; // the loads into an empty state and the resumes
     r.params = param_count(state);
     r.tensors = tensor_count(state);
     r.state_bytes = tensor_bytes(state);
@@ -133,82 +135,155 @@ void measure_times(size_result& r, const options& opt, const work_paths& p) {
         argv.push_back("--serve");
         torch.emplace(argv, opt.torch.log, true);
         r.torch = torch_info_of(torch->read());
-        if (r.torch.error.empty()) { // warm-up save and load
-            torch->send("save");
-            const rapidjson::Document s = torch->read();
-            torch->send("load");
-            const rapidjson::Document l = torch->read();
-            if (s.HasMember("error") || l.HasMember("error"))
-                r.torch.error = text(s, "error") + text(l, "error");
-            r.torch_bytes = static_cast<std::uint64_t>(number(s, "file_bytes", 0));
+        if (r.torch.error.empty()) { // warm-up save, load and resume
+            std::string error;
+            for (const char* command : {"save", "load", "resume"}) {
+                torch->send(command);
+                const rapidjson::Document d = torch->read();
+                error += text(d, "error");
+                if (std::string(command) == "save")
+                    r.torch_bytes = static_cast<std::uint64_t>(number(d, "file_bytes", 0));
+            }
+            r.torch.error = error;
         }
         if (!r.torch.error.empty()) torch.reset();
     }
 
+    // The managers live through every run of this size, each in its own directory; a warm-up
+    // step each (its first save deletes nothing in either). keep_last(runs + 2) never deletes.
+    const std::size_t keep_all_runs = static_cast<std::size_t>(opt.runs) + 2;
+    std::optional<ckpt::manager> keeper;
+    std::optional<ckpt::manager> deleter;
+    ckpt::metadata keeper_meta;
+    ckpt::metadata deleter_meta;
+    for (const std::string* d : {&p.manager_keep, &p.manager_delete}) fs::remove_all(*d);
+    keeper.emplace(p.manager_keep, ckpt::every_steps(1), ckpt::keep_last(keep_all_runs));
+    deleter.emplace(p.manager_delete, ckpt::every_steps(1), ckpt::keep_last(1));
+    for (auto [m, meta] :
+         {std::pair{&*keeper, &keeper_meta}, std::pair{&*deleter, &deleter_meta}}) {
+        meta->step = 1;
+        (void)m->step(state, *meta);
+    }
+    ckpt::io::default_backend().flush_releases();
+
     const std::uint64_t fb = r.file_bytes;
     r.ops = {
-        {"memcpy", "memcpy", "", r.state_bytes, {}},
-        {"write", "write+fsync", "", fb, {}},
-        {"pread", "pread (warm)", "", fb, {}},
-        {"xxh3", "XXH3_64bits", "", fb, {}},
-        {"pread_xxh3", "pread + XXH3_64bits", "", fb, {}},
-        {"save", "ckpt save", "write", fb, {}},
-        {"async_stall", "ckpt async save: stall", "memcpy", r.state_bytes, {}},
-        {"async_background", "ckpt async save: background", "write", fb, {}},
-        {"load", "ckpt load (warm)", "pread", fb, {}},
-        {"load_verified", "ckpt load (warm)", "pread_xxh3", fb, {}}, // the same runs
-        {"inspect", "ckpt inspect (header only)", "", 0, {}},
-        {"inspect_verify", "ckpt inspect, verify", "pread_xxh3", fb, {}},
-        {"cereal_save", "cereal save + fsync", "write", r.cereal_bytes, {}},
-        {"cereal_load", "cereal load (warm)", "pread", r.cereal_bytes, {}},
+        make_series("memcpy", "memcpy", "", r.state_bytes),
+        make_series("write", "write+fsync", "", fb),
+        make_series("write_reserved", "write+fsync (fallocate, sync_file_range)", "", fb),
+        make_series("pread", "pread (warm)", "", fb),
+        make_series("xxh3", "XXH3_64bits", "", fb),
+        make_series("pread_xxh3", "pread + XXH3_64bits", "", fb),
+        make_series("save", "ckpt save", "write", fb),
+        make_series("save_reserved", "ckpt save", "write_reserved", fb), // the same runs
+        make_series("save_replace", "ckpt save, replacing the file", "save", fb),
+        make_series("manager_keep", "manager step, no delete", "save", fb),
+        make_series("manager_delete", "manager step, retention deletes", "manager_keep", fb),
+        make_series("async_stall", "ckpt async save: stall", "memcpy", r.state_bytes),
+        make_series("async_background", "ckpt async save: background", "write", fb),
+        make_series("load", "ckpt load (warm, shaped state)", "pread", fb),
+        make_series("load_verified", "ckpt load (warm, shaped state)", "pread_xxh3", fb), // same
+        make_series("load_empty", "ckpt load (warm, empty state)", "pread_xxh3", fb),
+        absolute_series("resume", "resume: build state + ckpt load", fb),
+        absolute_series("resume_build", "resume: of which build state (zero-filled)"),
+        absolute_series("inspect", "ckpt inspect (header only)"),
+        make_series("inspect_verify", "ckpt inspect, verify", "pread_xxh3", fb),
+        make_series("cereal_save", "cereal save + fsync", "write", r.cereal_bytes),
+        make_series("cereal_load", "cereal load (warm, shaped state)", "pread", r.cereal_bytes),
     };
     if (torch) {
-        r.ops.push_back({"torch_save", "torch.save + fsync", "write", r.torch_bytes, {}});
-        r.ops.push_back({"torch_load", "torch.load (warm)", "pread", r.torch_bytes, {}});
+        const std::uint64_t tb = r.torch_bytes;
+        r.ops.push_back(make_series("torch_save", "torch.save + fsync", "write", tb));
+        r.ops.push_back(make_series("torch_load", "torch.load (warm, new tensors)", "pread", tb));
+        r.ops.push_back(make_series(
+            "torch_restore", "torch.load + load_state_dict (warm, live model)", "pread", tb));
+        r.ops.push_back(absolute_series(
+            "torch_resume", "resume: build model + Adam + torch.load + load_state_dict", tb));
         r.ops.push_back(
-            {"torch_restore", "torch.load + load_state_dict", "pread", r.torch_bytes, {}});
+            absolute_series("torch_resume_build", "resume: of which build model + Adam"));
     }
-    const auto add = [&](const char* key, double s) { r.op(key).seconds.push_back(s); };
+    const auto add = [&](const char* key, sample x) {
+        series& s = r.op(key);
+        s.seconds.push_back(x.seconds);
+        s.faults.push_back(x.faults);
+    };
 
-    // The timed operations. A baseline and its ckpt counterpart run back to back, in an order
-    // that alternates from run to run (`pair`), so that both see the same state of the machine.
+    // The timed operations, each with the minor page faults around it. A baseline and its ckpt
+    // counterpart run back to back, in an order that alternates from run to run (`pair`), so
+    // that both see the same state of the machine.
     const auto write = [&] {
         fresh_target(p.raw);
-        add("write", raw_write(p.raw, buffer.data(), n));
+        add("write", counted([&] { return raw_write(p.raw, buffer.data(), n); }));
+    };
+    const auto write_reserved = [&] {
+        fresh_target(p.raw);
+        add("write_reserved", counted([&] { return raw_write_reserved(p.raw, buffer.data(), n); }));
     };
     const auto save = [&] {
         fresh_target(p.ckpt);
-        const auto t0 = bench_clock::now();
-        ckpt::save(p.ckpt, state);
-        add("save", seconds_since(t0));
+        add("save", timed([&] { ckpt::save(p.ckpt, state); }));
     };
-    const auto memcpy_state = [&] { add("memcpy", copy_state(state, copy.data())); };
+    const auto save_replace = [&] { // over the file the last save left, on an idle disk
+        sync_directory(fs::path(p.ckpt).parent_path().string());
+        add("save_replace", timed([&] { ckpt::save(p.ckpt, state); }));
+        // ckpt closes the replaced file on a background thread (freeing its blocks takes a
+        // while); the next operation must not inherit that.
+        ckpt::io::default_backend().flush_releases();
+    };
+    const auto manager_step = [&](ckpt::manager& m, ckpt::metadata& meta, const std::string& d,
+                                  const char* key, std::size_t deletes) {
+        sync_directory(d);
+        ++meta.step;
+        ckpt::save_result res;
+        add(key, timed([&] { res = m.step(state, meta); }));
+        if (!res.saved || res.deleted.size() != deletes)
+            die(std::string(key) + ": the manager's step did not save, or deleted " +
+                std::to_string(res.deleted.size()) + " files");
+        ckpt::io::default_backend().flush_releases(); // the deleted file's blocks, untimed
+    };
+    const auto memcpy_state = [&] {
+        add("memcpy", counted([&] { return copy_state(state, copy.data()); }));
+    };
     const auto async_save = [&] { // memcpy before it, or after wait(): the worker is idle then
         fresh_target(p.async);
-        const auto t0 = bench_clock::now();
-        const ckpt::async_ticket ticket = saver.save(p.async, state);
-        add("async_stall", seconds_since(t0));
+        ckpt::async_ticket ticket;
+        add("async_stall", timed([&] { ticket = saver.save(p.async, state); }));
         if (!ticket) die("async save not staged: " + ticket.skipped);
-        const auto t1 = bench_clock::now();
-        saver.wait();
-        add("async_background", seconds_since(t1));
+        add("async_background", timed([&] { saver.wait(); }));
     };
-    const auto pread = [&] { add("pread", raw_read(p.ckpt, buffer.data(), n)); };
-    const auto load = [&] {
+    const auto pread = [&] {
+        add("pread", counted([&] { return raw_read(p.ckpt, buffer.data(), n); }));
+    };
+    const auto load = [&] { add("load", timed([&] { ckpt::load(p.ckpt, loaded); })); };
+    const auto load_empty = [&] {
+        train_state fresh; // load creates every tensor; freed outside the timing
+        add("load_empty", timed([&] { ckpt::load(p.ckpt, fresh); }));
+        if (!same_state(state, fresh)) other_loads_exact = false;
+    };
+    const auto resume = [&] {          // a program that starts, builds its state and resumes
+        std::optional<train_state> st; // freed outside the timing
+        const long f0 = minor_faults();
         const auto t0 = bench_clock::now();
-        ckpt::load(p.ckpt, loaded);
-        add("load", seconds_since(t0));
+        st.emplace(make_state(shape, false));
+        const double built = seconds_since(t0);
+        const long f1 = minor_faults();
+        ckpt::load(p.ckpt, *st);
+        const double all = seconds_since(t0);
+        add("resume", {all, static_cast<double>(minor_faults() - f0)});
+        add("resume_build", {built, static_cast<double>(f1 - f0)});
+        if (!same_state(state, *st)) other_loads_exact = false;
     };
     const auto pread_xxh3 = [&] {
-        const double t = raw_read(p.ckpt, buffer.data(), n);
-        add("pread_xxh3", t + hash_bytes(buffer.data(), n));
+        add("pread_xxh3", counted([&] {
+                const double t = raw_read(p.ckpt, buffer.data(), n);
+                return t + hash_bytes(buffer.data(), n);
+            }));
     };
     const auto inspect_verify = [&] {
         ckpt::inspect_options o;
         o.verify = true;
-        const auto t0 = bench_clock::now();
-        const ckpt::info i = ckpt::inspect(p.ckpt, o);
-        add("inspect_verify", seconds_since(t0));
+        ckpt::info i;
+        add("inspect_verify", timed([&] { i = ckpt::inspect(p.ckpt, o); }));
         if (!i.checksum_verified) die("inspect: checksum not verified");
     };
     int run = 0;
@@ -219,42 +294,57 @@ void measure_times(size_result& r, const options& opt, const work_paths& p) {
         };
     };
 
-    // Writers first in each run, each on a fresh target and an idle disk (fresh_target), then
-    // readers, which find the files just written in the page cache.
+    // Writers first in each run, each on an idle disk (fresh_target, sync_directory), then
+    // readers, which find the files just written in the page cache. The two raw writes and the
+    // two saves run back to back, in an order that reverses on odd runs: the fresh save sits
+    // between the plain write and the save that replaces its file.
     std::vector<step> writers = {
-        pair(write, save),
+        pair(pair(write_reserved, write), pair(save, save_replace)),
         pair(memcpy_state, async_save),
+        pair([&] { manager_step(*keeper, keeper_meta, p.manager_keep, "manager_keep", 0); },
+             [&] { manager_step(*deleter, deleter_meta, p.manager_delete, "manager_delete", 1); }),
         [&] {
             fresh_target(p.cereal);
-            add("cereal_save", cereal_save(p.cereal, state));
+            add("cereal_save", counted([&] { return cereal_save(p.cereal, state); }));
         },
     };
     std::vector<step> readers = {
         pair(pread, load),
-        pair(pread_xxh3, inspect_verify),
-        [&] { add("xxh3", hash_bytes(buffer.data(), n)); },
+        pair(pair(inspect_verify, pread_xxh3), load_empty),
+        [&] { add("xxh3", counted([&] { return hash_bytes(buffer.data(), n); })); },
         [&] {
-            const auto t0 = bench_clock::now();
-            const ckpt::info i = ckpt::inspect(p.ckpt);
-            add("inspect", seconds_since(t0));
+            ckpt::info i;
+            add("inspect", timed([&] { i = ckpt::inspect(p.ckpt); }));
             if (i.tensors.size() != r.tensors) die("inspect: wrong tensor count");
         },
-        [&] { add("cereal_load", cereal_load(p.cereal, cereal_loaded)); },
+        [&] { add("cereal_load", counted([&] { return cereal_load(p.cereal, cereal_loaded); })); },
+    };
+    // The torch figures are timed in Python, and its minor faults counted there.
+    const auto ask = [&](const char* command) {
+        torch->send(command);
+        rapidjson::Document d = torch->read();
+        if (d.HasMember("error")) torch_failed(opt.torch, text(d, "error"));
+        return d;
     };
     if (torch) {
         writers.push_back([&] { // the script makes its own fresh_target
-            torch->send("save");
-            const rapidjson::Document d = torch->read();
-            if (d.HasMember("error")) torch_failed(opt.torch, text(d, "error"));
-            add("torch_save", number(d, "save"));
+            const rapidjson::Document d = ask("save");
+            add("torch_save", {number(d, "save"), number(d, "faults")});
         });
         readers.push_back([&] {
-            torch->send("load");
-            const rapidjson::Document d = torch->read();
-            if (d.HasMember("error")) torch_failed(opt.torch, text(d, "error"));
-            add("torch_load", number(d, "load"));
-            add("torch_restore", number(d, "load") + number(d, "restore"));
+            const rapidjson::Document d = ask("load");
+            add("torch_load", {number(d, "load"), number(d, "load_faults")});
+            add("torch_restore", {number(d, "load") + number(d, "restore"),
+                                  number(d, "load_faults") + number(d, "restore_faults")});
         });
+        readers.push_back(pair(resume, [&] {
+            const rapidjson::Document d = ask("resume");
+            add("torch_resume", {number(d, "build") + number(d, "load") + number(d, "restore"),
+                                 number(d, "faults")});
+            add("torch_resume_build", {number(d, "build"), number(d, "build_faults")});
+        }));
+    } else {
+        readers.push_back(resume);
     }
 
     for (run = 0; run < opt.runs; ++run) {
@@ -263,15 +353,22 @@ void measure_times(size_result& r, const options& opt, const work_paths& p) {
         run_rotated(readers, run);
     }
 
-    r.op("load_verified").seconds = r.op("load").seconds;
-    r.ckpt_exact = same_state(state, loaded);
+    for (const auto& [copy_to, from] :
+         {std::pair{"load_verified", "load"}, std::pair{"save_reserved", "save"}}) {
+        r.op(copy_to).seconds = r.op(from).seconds;
+        r.op(copy_to).faults = r.op(from).faults;
+    }
+    r.ckpt_exact = same_state(state, loaded) && other_loads_exact;
     r.cereal_exact = same_state(state, cereal_loaded);
     if (torch) {
         torch->send("quit");
         torch->finish();
     }
     saver.wait();
+    keeper.reset();
+    deleter.reset();
     for (const std::string* f : {&p.ckpt, &p.async, &p.raw, &p.cereal, &p.torch}) fs::remove(*f);
+    for (const std::string* d : {&p.manager_keep, &p.manager_delete}) fs::remove_all(*d);
 }
 
 } // namespace bench

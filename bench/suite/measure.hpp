@@ -9,9 +9,10 @@
 
 namespace bench {
 
-/// The files of the work directory, by what writes them.
+/// The files of the work directory, by what writes them, and the managers' directories.
 struct work_paths {
-    std::string ckpt, async, raw, cereal, torch, rss_ckpt, rss_cereal, rss_torch;
+    std::string ckpt, async, raw, cereal, torch, rss_ckpt, rss_cereal, rss_torch, layout;
+    std::string manager_keep, manager_delete;
 };
 
 /// Peak RSS of every operation at one size, each in a fresh process.

@@ -13,17 +13,20 @@ namespace {
         status == 0 ? stdout : stderr,
         "usage: bench-suite [--runs N] [--sizes 1,64,256 | --big] [--in-flight N] [--dir PATH]\n"
         "                   [--python PATH] [--torch-peer PATH] [--no-torch] [--no-rss]\n"
-        "                   [--json FILE] [--markdown]\n"
+        "                   [--no-layouts] [--json FILE] [--markdown]\n"
         "  --runs N         timed runs per size (default 7): min / median / max over them\n"
         "  --sizes LIST     state sizes in MiB, comma-separated (default 1,64,256)\n"
         "  --big            the default sizes and 1024 MiB\n"
         "  --in-flight N    async_options::max_in_flight (default 1)\n"
         "  --dir PATH       where the files go (default: a new directory under the build tree,\n"
-        "                   removed at the end); it needs about 5 x the largest size free\n"
+        "                   removed at the end); it needs about (runs + 8) x the largest size\n"
+        "                   free: the manager that never deletes keeps runs + 1 checkpoints\n"
         "  --python PATH    the Python that has torch (default /usr/bin/python3)\n"
         "  --torch-peer P   the peer script (default: bench/torch_peer.py of the source tree)\n"
         "  --no-torch       skip the torch peer\n"
         "  --no-rss         skip the peak RSS measurements\n"
+        "  --no-layouts     skip the tensor granularity tables (each size >= 64 MiB as 2, 64,\n"
+        "                   64 KiB and 4 KiB tensors)\n"
         "  --json FILE      also write every figure, per run, to FILE\n"
         "  --markdown       print Markdown tables (for the README) instead of plain text\n");
     std::exit(status);
@@ -75,6 +78,8 @@ options parse(int argc, char** argv) {
             o.torch.enabled = false;
         } else if (a == "--no-rss") {
             o.rss = false;
+        } else if (a == "--no-layouts") {
+            o.layouts = false;
         } else if (a == "--json") {
             o.json = value();
         } else if (a == "--markdown") {

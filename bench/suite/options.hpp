@@ -18,6 +18,7 @@ struct options {
     std::string json;
     bool markdown = false;
     bool rss = true;
+    bool layouts = true; ///< the tensor granularity table
     torch_config torch;
 };
 

@@ -1,6 +1,7 @@
 #include "report.hpp"
 
 #include "format.hpp"
+#include "layouts.hpp"
 #include "targets.hpp"
 
 #include <algorithm>
@@ -76,6 +77,17 @@ std::string ratio_text(const stats& q) {
     return fmt("%.2f", q.min) + " / " + fmt("%.2f", q.median) + " / " + fmt("%.2f", q.max);
 }
 
+/// The median of a series' minor faults, "-" when it has none.
+std::string faults_text(const series& s) {
+    return s.faults.empty() ? "-" : fmt("%.0f", stats_of(s.faults).median);
+}
+
+std::string gbps_text(const series& s, double median_seconds) {
+    return s.bytes > 0 && median_seconds > 0
+               ? fmt("%.2f", static_cast<double>(s.bytes) / median_seconds / 1e9)
+               : "-";
+}
+
 void heading(bool markdown, const std::string& title) {
     if (markdown)
         std::printf("\n#### %s\n\n", title.c_str());
@@ -93,22 +105,19 @@ void print_times(const size_result& r, const options& opt) {
                         mib_text(static_cast<double>(r.file_bytes)) + " MiB";
     heading(opt.markdown, title);
     table t({"operation", "min ms", "median ms", "max ms", "GB/s",
-             "time / baseline (min / median / max)", "baseline"},
-            {false, true, true, true, true, true, false});
+             "time / baseline (min / median / max)", "baseline", "minor faults"},
+            {false, true, true, true, true, true, false, true});
     for (const series& s : r.ops) {
         if (s.seconds.empty()) continue;
         const stats q = stats_of(s.seconds);
-        std::string gbps = s.bytes > 0 && q.median > 0
-                               ? fmt("%.2f", static_cast<double>(s.bytes) / q.median / 1e9)
-                               : "-";
         std::string ratio = "-";
-        std::string base = s.baseline.empty() ? "(baseline)" : "";
-        if (s.key == "inspect") base = "(absolute)";
+        std::string base = s.absolute ? "(absolute)" : s.baseline.empty() ? "(baseline)" : "";
         if (const series* b = s.baseline.empty() ? nullptr : r.find(s.baseline)) {
             ratio = ratio_text(stats_of(per_run_ratio(s, *b)));
             base = b->label;
         }
-        t.add({s.label, ms(q.min), ms(q.median), ms(q.max), gbps, ratio, base});
+        t.add({s.label, ms(q.min), ms(q.median), ms(q.max), gbps_text(s, q.median), ratio, base,
+               faults_text(s)});
     }
     t.print(opt.markdown);
     std::printf("%sfirst (cold) async save: stall %s ms (its staging buffer faults in), "
@@ -132,36 +141,73 @@ void print_times(const size_result& r, const options& opt) {
     }
 }
 
+void print_layouts(const size_result& r, const options& opt) {
+    if (r.layouts.empty()) return;
+    heading(opt.markdown, size_name(r.target_mib) +
+                              " tensor granularity: the same float32 bytes as tensors of one "
+                              "size (256 rows), each file saved anew, then read warm");
+    table t({"layout", "operation", "min ms", "median ms", "max ms", "GB/s",
+             "time / (pread + XXH3) (min / median / max)", "minor faults"},
+            {false, false, true, true, true, true, true, true});
+    for (const layout_result& l : r.layouts) {
+        const std::string name = layout_name(l) + (l.target ? "" : " (no target)");
+        for (const series* s : {&l.pread_xxh3, &l.shaped, &l.empty}) {
+            if (s->seconds.empty()) continue;
+            const stats q = stats_of(s->seconds);
+            const std::string ratio = s == &l.pread_xxh3
+                                          ? "(baseline)"
+                                          : ratio_text(stats_of(per_run_ratio(*s, l.pread_xxh3)));
+            t.add({s == &l.pread_xxh3 ? name : "", s->label, ms(q.min), ms(q.median), ms(q.max),
+                   gbps_text(*s, q.median), ratio, faults_text(*s)});
+        }
+    }
+    t.print(opt.markdown);
+    const std::vector<double> spread = layout_spread(r);
+    if (!spread.empty())
+        std::printf("%sslowest / fastest layout >= 64 KiB (shaped load), per run: %s\n",
+                    opt.markdown ? "\n" : "  ", ratio_text(stats_of(spread)).c_str());
+}
+
 void print_peers(const std::vector<size_result>& results, const options& opt) {
     heading(opt.markdown,
             "ckpt against the peers: ckpt time / peer time of the same run (min / median / max; "
             "< 1: ckpt is faster), ckpt file size / peer file size");
-    table t(
-        {"size", "peer", "save", "load", "file size", "peer file MiB", "parameters (ckpt / peer)"},
-        {false, false, true, true, true, true, true});
+    table t({"size", "peer", "ckpt", "against", "ckpt time / peer time", "file size",
+             "peer file MiB", "parameters (ckpt / peer)"},
+            {false, false, false, false, true, true, true, true});
     for (const size_result& r : results) {
-        // `full`: the save and file columns too; the restore row repeats torch's save.
-        const auto row = [&](const char* peer, const char* save, const char* load,
-                             std::uint64_t bytes, std::uint64_t params, bool full) {
-            const series* s = r.find(save);
-            const series* l = r.find(load);
-            if (s == nullptr || l == nullptr || s->seconds.empty()) return;
+        // One comparison; the file columns on the first row of each peer only.
+        bool first = true;
+        const auto row = [&](const char* peer, const char* ours, const char* theirs,
+                             std::uint64_t bytes, std::uint64_t params) {
+            const series* a = r.find(ours);
+            const series* b = r.find(theirs);
+            if (a == nullptr || b == nullptr || a->seconds.empty() || b->seconds.empty()) return;
             const std::string same = "(as above)";
-            t.add({size_name(r.target_mib), peer,
-                   full ? ratio_text(stats_of(per_run_ratio(*r.find("save"), *s))) : same,
-                   ratio_text(stats_of(per_run_ratio(*r.find("load"), *l))),
-                   full
+            t.add({size_name(r.target_mib), peer, a->label, b->label,
+                   ratio_text(stats_of(per_run_ratio(*a, *b))),
+                   first
                        ? fmt("%.4f", static_cast<double>(r.file_bytes) / static_cast<double>(bytes))
                        : same,
-                   full ? mib_text(static_cast<double>(bytes)) : same,
-                   full ? std::to_string(r.params) + " / " + std::to_string(params) : same});
+                   first ? mib_text(static_cast<double>(bytes)) : same,
+                   first ? std::to_string(r.params) + " / " + std::to_string(params) : same});
+            first = false;
         };
-        row("cereal binary", "cereal_save", "cereal_load", r.cereal_bytes, r.params, true);
-        row("torch.save/load", "torch_save", "torch_load", r.torch_bytes, r.torch.params, true);
-        row("torch + load_state_dict", "torch_save", "torch_restore", r.torch_bytes, r.torch.params,
-            false);
+        // Like with like: both sides write a new file, or both fill a state that exists (a
+        // warm target), or both make new memory (a cold one), or both build their state first.
+        row("cereal binary", "save", "cereal_save", r.cereal_bytes, r.params);
+        row("cereal binary", "load", "cereal_load", r.cereal_bytes, r.params);
+        first = true;
+        row("torch", "save", "torch_save", r.torch_bytes, r.torch.params);
+        row("torch", "load_empty", "torch_load", r.torch_bytes, r.torch.params);
+        row("torch", "load", "torch_restore", r.torch_bytes, r.torch.params);
+        row("torch", "resume", "torch_resume", r.torch_bytes, r.torch.params);
     }
     t.print(opt.markdown);
+    std::printf("%s(torch.load makes new tensors, as ckpt's load into an empty state does; "
+                "load_state_dict then copies them into the live model, whose memory is warm, "
+                "as ckpt's load into a shaped state fills it directly)\n",
+                opt.markdown ? "\n" : "  ");
 }
 
 void print_rss(const std::vector<size_result>& results, const options& opt) {
@@ -199,9 +245,10 @@ void print_rss(const std::vector<size_result>& results, const options& opt) {
 }
 
 void print_targets(const std::vector<size_result>& results, const options& opt) {
-    heading(opt.markdown, "targets of issue 6 (informational; the exit status is 0 regardless)");
-    std::vector<std::string> head{"target", "stated at"};
-    std::vector<bool> right{false, false};
+    heading(opt.markdown,
+            "targets of issues 6 and 17 (informational; the exit status is 0 regardless)");
+    std::vector<std::string> head{"issue", "target", "stated at"};
+    std::vector<bool> right{true, false, false};
     for (const size_result& r : results) {
         head.push_back(size_name(r.target_mib));
         right.push_back(true);
@@ -210,7 +257,7 @@ void print_targets(const std::vector<size_result>& results, const options& opt) 
     int passed = 0;
     int missed = 0;
     for (const target& g : targets_for(opt)) {
-        std::vector<std::string> row{g.label, g.stated_at};
+        std::vector<std::string> row{g.issue, g.label, g.stated_at};
         for (const size_result& r : results) {
             const verdict v = g.check(r);
             const bool counts =

@@ -9,6 +9,7 @@
 #include <rapidjson/stringbuffer.h>
 
 #include <fstream>
+#include <vector>
 
 namespace bench {
 
@@ -43,6 +44,42 @@ void write_rss(Writer& w, const rss_result& r) {
         w.Double(r.rss_before_mib);
         w.Key("peak_mib");
         w.Double(r.peak_mib);
+    }
+    w.EndObject();
+}
+
+/// One series: its label, bytes, seconds and minor faults per run and their stats, and the
+/// ratio to `baseline` per run when there is one.
+template <class Writer>
+void write_series(Writer& w, const series& s, const series* baseline) {
+    const auto array = [&w](const char* key, const std::vector<double>& v) {
+        w.Key(key);
+        w.StartArray();
+        for (const double x : v) w.Double(x);
+        w.EndArray();
+    };
+    w.StartObject();
+    w.Key("label");
+    w.String(s.label.c_str());
+    w.Key("bytes");
+    w.Uint64(s.bytes);
+    if (s.absolute) {
+        w.Key("absolute");
+        w.Bool(true);
+    }
+    array("seconds", s.seconds);
+    w.Key("seconds_stats");
+    write_stats(w, stats_of(s.seconds));
+    if (!s.faults.empty()) {
+        array("minor_faults", s.faults);
+        w.Key("minor_faults_stats");
+        write_stats(w, stats_of(s.faults));
+    }
+    if (baseline != nullptr) {
+        w.Key("baseline");
+        w.String(s.baseline.c_str());
+        w.Key("time_ratio_stats");
+        write_stats(w, stats_of(per_run_ratio(s, *baseline)));
     }
     w.EndObject();
 }
@@ -137,26 +174,42 @@ void write_json(const std::string& path, const std::vector<size_result>& results
         for (const series& s : r.ops) {
             if (s.seconds.empty()) continue;
             w.Key(s.key.c_str());
+            write_series(w, s, s.baseline.empty() ? nullptr : r.find(s.baseline));
+        }
+        w.EndObject();
+        w.Key("layouts_load_exact");
+        w.Bool(r.layouts_exact);
+        w.Key("layouts");
+        w.StartObject();
+        for (const layout_result& l : r.layouts) {
+            w.Key(l.key.c_str());
             w.StartObject();
-            w.Key("label");
-            w.String(s.label.c_str());
-            w.Key("bytes");
-            w.Uint64(s.bytes);
-            w.Key("seconds");
-            w.StartArray();
-            for (const double x : s.seconds) w.Double(x);
-            w.EndArray();
-            w.Key("seconds_stats");
-            write_stats(w, stats_of(s.seconds));
-            if (const series* b = s.baseline.empty() ? nullptr : r.find(s.baseline)) {
-                w.Key("baseline");
-                w.String(s.baseline.c_str());
-                w.Key("time_ratio_stats");
-                write_stats(w, stats_of(per_run_ratio(s, *b)));
+            w.Key("tensors");
+            w.Uint64(l.tensors);
+            w.Key("tensor_bytes");
+            w.Uint64(l.tensor_bytes);
+            w.Key("file_bytes");
+            w.Uint64(l.file_bytes);
+            w.Key("target");
+            w.Bool(l.target);
+            w.Key("operations");
+            w.StartObject();
+            for (const series* x : {&l.pread_xxh3, &l.shaped, &l.empty}) {
+                w.Key(x->key.c_str());
+                write_series(w, *x, x == &l.pread_xxh3 ? nullptr : &l.pread_xxh3);
             }
+            w.EndObject();
             w.EndObject();
         }
         w.EndObject();
+        if (const std::vector<double> spread = layout_spread(r); !spread.empty()) {
+            w.Key("layout_spread");
+            w.StartArray();
+            for (const double x : spread) w.Double(x);
+            w.EndArray();
+            w.Key("layout_spread_stats");
+            write_stats(w, stats_of(spread));
+        }
         w.Key("peak_rss");
         w.StartObject();
         for (const rss_row& x : r.rss) {
@@ -171,6 +224,8 @@ void write_json(const std::string& path, const std::vector<size_result>& results
             if (!v.measured) continue;
             w.Key(g.key.c_str());
             w.StartObject();
+            w.Key("issue");
+            w.String(g.issue.c_str());
             w.Key("label");
             w.String(g.label.c_str());
             w.Key("stated_at");

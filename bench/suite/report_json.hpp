@@ -1,5 +1,6 @@
 #pragma once
-// --json: every figure of every run, the ratios, the targets and the machine, in one file.
+// --json: every figure of every run (seconds and minor faults), the ratios, the tensor
+// granularity layouts, the targets and the machine, in one file.
 
 #include "options.hpp"
 #include "results.hpp"

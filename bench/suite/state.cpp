@@ -9,16 +9,6 @@ namespace {
 
 constexpr std::uint64_t seed = 0x9e3779b97f4a7c15ULL;
 
-/// Fills with incompressible values (xorshift64), fast enough for 1 GiB.
-void fill(float* p, Eigen::Index n, std::uint64_t& s) {
-    for (Eigen::Index i = 0; i < n; ++i) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        p[i] = static_cast<float>(static_cast<std::int32_t>(s >> 32)) * 0x1p-31f;
-    }
-}
-
 bool same_model(const model_params& a, const model_params& b) {
     if (a.embedding != b.embedding || a.projection != b.projection ||
         a.layers.size() != b.layers.size()) {
@@ -32,6 +22,15 @@ bool same_model(const model_params& a, const model_params& b) {
 }
 
 } // namespace
+
+void fill_random(float* p, Eigen::Index n, std::uint64_t& s) {
+    for (Eigen::Index i = 0; i < n; ++i) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        p[i] = static_cast<float>(static_cast<std::int32_t>(s >> 32)) * 0x1p-31f;
+    }
+}
 
 state_shape shape_for(std::uint64_t target_mib) {
     const double params_bytes = static_cast<double>(target_mib) * mib / 3.0; // model, m, v
@@ -64,7 +63,7 @@ train_state make_state(const state_shape& s, bool with_values) {
     std::uint64_t x = seed;
     for_each_state_tensor(st, [&](auto& t) {
         if (with_values)
-            fill(t.data(), t.size(), x);
+            fill_random(t.data(), t.size(), x);
         else
             t.setZero();
     });

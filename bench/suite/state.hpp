@@ -95,6 +95,10 @@ void for_each_state_tensor(State& st, F&& f) {
     for_each_tensor(st.optimizer.exp_avg_sq, f);
 }
 
+/// Fills with incompressible values (xorshift64 from `s`, which it advances), fast enough for
+/// 1 GiB.
+void fill_random(float* p, Eigen::Index n, std::uint64_t& s);
+
 /// A state of the given shape: random values when `with_values`, zeros (every page touched)
 /// otherwise, as a resuming run has before it loads.
 train_state make_state(const state_shape& s, bool with_values);

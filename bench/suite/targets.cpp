@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace bench {
 
@@ -22,7 +24,7 @@ std::optional<double> median_ratio(const size_result& r, const char* a, const ch
 std::vector<target> targets_for(const options& opt) {
     const double n = static_cast<double>(opt.in_flight);
     std::vector<target> t;
-    t.push_back({"save_throughput", "sync save throughput >= 0.90x write+fsync", "256 MiB",
+    t.push_back({"save_throughput", "6", "sync save throughput >= 0.90x write+fsync", "256 MiB",
                  [](const size_result& r) {
                      verdict v;
                      if (auto q = median_ratio(r, "write", "save")) {
@@ -30,16 +32,16 @@ std::vector<target> targets_for(const options& opt) {
                      }
                      return v;
                  }});
+    t.push_back({"load_throughput", "6", "load (shaped state) throughput >= 0.80x pread", "256 MiB",
+                 [](const size_result& r) {
+                     verdict v;
+                     if (auto q = median_ratio(r, "pread", "load")) {
+                         v = {true, *q >= 0.8, fmt("%.2fx", *q)};
+                     }
+                     return v;
+                 }});
     t.push_back(
-        {"load_throughput", "load throughput >= 0.80x pread", "256 MiB", [](const size_result& r) {
-             verdict v;
-             if (auto q = median_ratio(r, "pread", "load")) {
-                 v = {true, *q >= 0.8, fmt("%.2fx", *q)};
-             }
-             return v;
-         }});
-    t.push_back(
-        {"async_stall", "async stall <= 1.25x memcpy + 1 ms", "every size",
+        {"async_stall", "6", "async stall <= 1.25x memcpy + 1 ms", "every size",
          [](const size_result& r) {
              verdict v;
              const series* s = r.find("async_stall");
@@ -54,28 +56,29 @@ std::vector<target> targets_for(const options& opt) {
              v = {true, stats_of(over).median <= 0, fmt("%.2f", stall) + fmt(" / %.2f ms", limit)};
              return v;
          }});
-    // ckpt's time against torch's, median of the per-run ratios.
-    const auto against_torch = [](const char* ours, const char* theirs, double limit) {
+    // One time against another's (ckpt's against torch's...), median of the per-run ratios.
+    const auto at_most = [](const char* ours, const char* theirs, double limit) {
         return [=](const size_result& r) {
             verdict v;
             if (auto q = median_ratio(r, ours, theirs)) v = {true, *q <= limit, fmt("%.2fx", *q)};
             return v;
         };
     };
-    t.push_back({"torch_save", "save time <= 0.80x torch.save", "every size",
-                 against_torch("save", "torch_save", 0.8)});
-    t.push_back({"torch_load", "load time <= 0.50x torch.load", "every size",
-                 against_torch("load", "torch_load", 0.5)});
-    t.push_back({"torch_size", "file size <= 1.01x torch", "every size", [](const size_result& r) {
-                     verdict v;
-                     if (r.torch_bytes > 0) {
-                         const double q =
-                             static_cast<double>(r.file_bytes) / static_cast<double>(r.torch_bytes);
-                         v = {true, q <= 1.01, fmt("%.4fx", q)};
-                     }
-                     return v;
-                 }});
-    t.push_back({"save_rss", "sync save peak RSS <= state + 16 MiB", "every size",
+    t.push_back({"torch_save", "6", "save time <= 0.80x torch.save", "every size",
+                 at_most("save", "torch_save", 0.8)});
+    t.push_back({"torch_load", "6", "load (shaped state) time <= 0.50x torch.load (new tensors)",
+                 "every size", at_most("load", "torch_load", 0.5)});
+    t.push_back(
+        {"torch_size", "6", "file size <= 1.01x torch", "every size", [](const size_result& r) {
+             verdict v;
+             if (r.torch_bytes > 0) {
+                 const double q =
+                     static_cast<double>(r.file_bytes) / static_cast<double>(r.torch_bytes);
+                 v = {true, q <= 1.01, fmt("%.4fx", q)};
+             }
+             return v;
+         }});
+    t.push_back({"save_rss", "6", "sync save peak RSS <= state + 16 MiB", "every size",
                  [](const size_result& r) {
                      verdict v;
                      const rss_row* x = r.find_rss("save");
@@ -86,7 +89,7 @@ std::vector<target> targets_for(const options& opt) {
                      return v;
                  }});
     t.push_back(
-        {"async_rss",
+        {"async_rss", "6",
          "async peak RSS <= state x (1 + " + std::to_string(opt.in_flight) + ") + 16 MiB",
          "every size", [n](const size_result& r) {
              verdict v;
@@ -98,6 +101,36 @@ std::vector<target> targets_for(const options& opt) {
              }
              return v;
          }});
+
+    // Issue 17: the situations users are really in.
+    for (const char* key : {"big", "mid", "64k"}) {
+        t.push_back({std::string("layout_") + key, "17",
+                     std::string("layout ") + key + ": shaped load <= 1.00x pread + XXH3",
+                     "256 MiB", [key](const size_result& r) {
+                         verdict v;
+                         const layout_result* l = r.find_layout(key);
+                         if (l == nullptr || l->shaped.seconds.empty()) return v;
+                         const double q = stats_of(per_run_ratio(l->shaped, l->pread_xxh3)).median;
+                         v = {true, q <= 1.0, fmt("%.2fx", q)};
+                         return v;
+                     }});
+    }
+    t.push_back({"layout_spread", "17", "slowest / fastest layout >= 64 KiB <= 1.20x", "256 MiB",
+                 [](const size_result& r) {
+                     verdict v;
+                     const std::vector<double> spread = layout_spread(r);
+                     if (spread.empty()) return v;
+                     const double q = stats_of(spread).median;
+                     v = {true, q <= 1.2, fmt("%.2fx", q)};
+                     return v;
+                 }});
+    t.push_back({"save_replace", "17", "save replacing the file <= 1.10x save to a fresh path",
+                 "256 MiB", at_most("save_replace", "save", 1.1)});
+    t.push_back({"manager_delete", "17", "manager step with a retention delete <= 1.10x without",
+                 "256 MiB", at_most("manager_delete", "manager_keep", 1.1)});
+    t.push_back({"torch_load_empty", "17",
+                 "load (empty state) time <= 0.60x torch.load (new tensors)", "256 MiB",
+                 at_most("load_empty", "torch_load", 0.6)});
     return t;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The targets of issue 6: each one's check of a size's results, and its verdict.
+// The targets of issues 6 and 17: each one's check of a size's results, and its verdict.
 
 #include "options.hpp"
 #include "results.hpp"
@@ -18,6 +18,7 @@ struct verdict {
 
 struct target {
     std::string key;
+    std::string issue; ///< the issue that states it: "6", "17"
     std::string label;
     std::string stated_at; ///< "256 MiB" or "every size"
     std::function<verdict(const size_result&)> check;
