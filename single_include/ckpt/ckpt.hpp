@@ -1011,6 +1011,7 @@ void prepare_new_storage(void* p, std::size_t n) noexcept;
 namespace ckpt::detail {
 
 CKPT_INLINE void copy_tensor_bytes(void* dst, const void* src, std::size_t n) noexcept {
+    if (n == 0) return; // an empty tensor's pointers may be null, which memcpy may not take
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (n >= streaming_copy_bytes) {
         // SSE2 (every x86-64 has it), written with the compilers' builtins: <immintrin.h> costs
