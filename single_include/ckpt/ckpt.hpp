@@ -3746,8 +3746,20 @@ CKPT_INLINE std::string atomic_file::temp_name(const std::filesystem::path& targ
 
 CKPT_INLINE void atomic_file::write(const void* data, std::size_t n) {
     const auto* p = static_cast<const std::byte*>(data);
-    if (buffer_.size() + n <= buffer_bytes) {
+    // Buffered bytes are written in blocks that end on multiples of buffer_bytes in the file
+    // (after the first): like the slices below, aligned writes leave large page-cache folios.
+    // Written at arbitrary offsets, a file of 64 KiB tensors was cached in small folios and
+    // took 1.2x the time to load just after its save as after being read back.
+    const auto end = written_ + buffer_.size();
+    const std::size_t to_boundary = buffer_bytes - static_cast<std::size_t>(end % buffer_bytes);
+    if (n < to_boundary) {
         buffer_.insert(buffer_.end(), p, p + n);
+        return;
+    }
+    if (n <= buffer_bytes) {
+        buffer_.insert(buffer_.end(), p, p + to_boundary);
+        flush(); // ends on a multiple of buffer_bytes
+        buffer_.insert(buffer_.end(), p + to_boundary, p + n);
         return;
     }
     flush();
@@ -3847,6 +3859,11 @@ CKPT_INLINE void atomic_file::flush() {
     put(buffer_.data(), buffer_.size());
     written_ += buffer_.size();
     buffer_.clear();
+    // A file of small tensors is all buffered writes: start write-back for them too.
+    if (written_ - written_back_ >= writeback_bytes) {
+        io_->start_writeback(fd_, written_back_, written_ - written_back_);
+        written_back_ = written_;
+    }
 }
 
 CKPT_INLINE void atomic_file::sync_directory() {
