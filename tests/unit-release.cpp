@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -51,6 +52,7 @@ public:
         if ((flags & O_ACCMODE) == O_RDONLY && (flags & O_DIRECTORY) == 0 && fd >= 0) {
             log_ += "open-old ";
             held_ = fd;
+            names_[fd] = path;
         }
         return fd;
     }
@@ -73,7 +75,7 @@ public:
     }
     void evict(int fd) override {
         log_ += "evict ";
-        evicted_.push_back(fd);
+        evicted_.push_back(names_[fd]);
         real_.close(fd);
     }
     void flush_releases() override { log_ += "flush "; }
@@ -90,7 +92,8 @@ public:
     std::string log_;
     int held_ = -1;
     std::vector<int> released_;
-    std::vector<int> evicted_;
+    std::vector<std::string> evicted_; ///< the paths the evicted descriptors were opened with
+    std::map<int, std::string> names_;
     int enospc_ = 0; ///< how many allocate() calls fail with ENOSPC
 };
 
@@ -119,7 +122,7 @@ TEST_CASE("release: a replaced file is held across the rename and released after
     CHECK(b.log_ == "open-old evict allocate fsync open-old rename fsync release ");
     REQUIRE(b.released_.size() == 1);
     CHECK(b.released_[0] == b.held_);
-    CHECK(b.evicted_.size() == 1);
+    CHECK(b.evicted_ == std::vector<std::string>{path.string()});
     small_state back;
     ckpt::load(path, back);
     CHECK(back.v(0) == 2.0f);
@@ -145,7 +148,7 @@ TEST_CASE("release: retention's deletions are held across the unlink and release
         const auto at = b.log_.find("open-old unlink release");
         CHECK(at != std::string::npos);
         CHECK(b.log_.find("rename") < at);
-        CHECK(b.evicted_.size() == 1);
+        CHECK(b.evicted_ == std::vector<std::string>{(dir / "ckpt-000000000001.ckpt").string()});
         CHECK(!fs::exists(dir / "ckpt-000000000001.ckpt"));
         CHECK(fs::exists(dir / "ckpt-000000000002.ckpt"));
         b.log_.clear();
@@ -175,14 +178,14 @@ TEST_CASE("evict: a manager lets go of exactly the checkpoints its retention wil
     CHECK(b.log_.find("unlink") == std::string::npos);
     step(3); // keeps 2 and 3: step 1 is let go before the save, deleted after it
     CHECK(b.log_.starts_with("open-old evict allocate "));
-    CHECK(b.evicted_.size() == 1);
+    CHECK(b.evicted_ == std::vector<std::string>{(dir / "ckpt-000000000001.ckpt").string()});
     CHECK(b.log_.find("unlink") != std::string::npos);
     CHECK(!fs::exists(dir / "ckpt-000000000001.ckpt"));
     // Saving step 3 again replaces it (atomic_file lets the old file go), and deletes nothing.
     b.log_.clear();
     b.evicted_.clear();
     REQUIRE(m.save_now(small_state{}, meta));
-    CHECK(b.evicted_.size() == 1);
+    CHECK(b.evicted_ == std::vector<std::string>{(dir / "ckpt-000000000003.ckpt").string()});
     CHECK(b.log_.find("unlink") == std::string::npos);
     CHECK(fs::exists(dir / "ckpt-000000000002.ckpt"));
 }

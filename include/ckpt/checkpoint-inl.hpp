@@ -332,6 +332,35 @@ CKPT_INLINE void opened_checkpoint::check_checksum(const std::byte* p, std::uint
     verified_ = true;
 }
 
+/// The checksum of a file that is loaded into a state holding no tensor memory of its own (an
+/// empty state: every tensor it ends up with, the load allocates). Nothing the user owns can be
+/// overwritten there, so the file is hashed on a second thread while the load decodes into a
+/// staged copy of the state, and checked before the state takes the copy: one pass over the file
+/// on the loading thread instead of two, with the strong guarantee kept (a damaged file leaves
+/// the state as it was, and is reported as damaged). The one exception to "verify first, then
+/// decode": values are decoded from bytes not yet verified, by the same bounded reader that
+/// reads any file (inspect() parses unverified headers too). Any other state is verified first.
+class deferred_checksum {
+public:
+    deferred_checksum(opened_checkpoint& file, const std::byte* p, std::uint64_t size) noexcept
+        : file_(&file), p_(p), size_(size) {}
+    deferred_checksum(const deferred_checksum&) = delete;
+    deferred_checksum& operator=(const deferred_checksum&) = delete;
+    ~deferred_checksum();
+
+    /// Starts hashing on another thread (if none can be started, check() hashes).
+    void start() noexcept;
+    /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
+    void check();
+
+private:
+    opened_checkpoint* file_;
+    const std::byte* p_;
+    std::uint64_t size_;
+    std::thread worker_;
+    std::uint64_t actual_ = 0;
+};
+
 CKPT_INLINE deferred_checksum::~deferred_checksum() {
     if (worker_.joinable()) worker_.join();
 }

@@ -29,7 +29,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -347,34 +346,8 @@ schema_report decode_into(const state_walks& walks, void* obj, const tensor_sour
 /// state holds no tensor memory of its own (see deferred_checksum).
 inline constexpr std::uint64_t deferred_checksum_bytes = std::uint64_t{16} << 20;
 
-/// The checksum of a file that is loaded into a state holding no tensor memory of its own (an
-/// empty state: every tensor it ends up with, the load allocates). Nothing the user owns can be
-/// overwritten there, so the file is hashed on a second thread while the load decodes into a
-/// staged copy of the state, and checked before the state takes the copy: one pass over the file
-/// on the loading thread instead of two, with the strong guarantee kept (a damaged file leaves
-/// the state as it was, and is reported as damaged). The one exception to "verify first, then
-/// decode": values are decoded from bytes not yet verified, by the same bounded reader that
-/// reads any file (inspect() parses unverified headers too). Any other state is verified first.
-class deferred_checksum {
-public:
-    deferred_checksum(opened_checkpoint& file, const std::byte* p, std::uint64_t size) noexcept
-        : file_(&file), p_(p), size_(size) {}
-    deferred_checksum(const deferred_checksum&) = delete;
-    deferred_checksum& operator=(const deferred_checksum&) = delete;
-    ~deferred_checksum();
-
-    /// Starts hashing on another thread (if none can be started, check() hashes).
-    void start() noexcept;
-    /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
-    void check();
-
-private:
-    opened_checkpoint* file_;
-    const std::byte* p_;
-    std::uint64_t size_;
-    std::thread worker_;
-    std::uint64_t actual_ = 0;
-};
+/// A file's checksum, checked while the load decodes (defined with load_state).
+class deferred_checksum;
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was. With
 /// `deferred`, the file's checksum has not been checked yet: it is checked here, while decoding

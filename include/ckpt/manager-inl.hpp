@@ -160,16 +160,22 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
     }
 }
 
-CKPT_INLINE std::vector<std::filesystem::path>
-manager::apply_retention(const std::filesystem::path& just_written) {
-    std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
-    for (std::size_t i = 0; i < index_.size(); ++i) {
-        if (index_[i].path == just_written) kept[i] = true; // never the newest save
+CKPT_INLINE std::vector<bool> manager::retained(const std::vector<checkpoint_entry>& entries,
+                                                const std::filesystem::path& newest) const {
+    std::vector<bool> kept = detail::select_kept(entries, keep_, ranked_metrics_);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].path == newest) kept[i] = true; // never the newest save
         // Nor a file a save in flight replaces: the unlink could land after its rename.
         for (const auto& p : pending_) {
-            if (p.entry.path == index_[i].path) kept[i] = true;
+            if (p.entry.path == entries[i].path) kept[i] = true;
         }
     }
+    return kept;
+}
+
+CKPT_INLINE std::vector<std::filesystem::path>
+manager::apply_retention(const std::filesystem::path& just_written) {
+    const std::vector<bool> kept = retained(index_, just_written);
     std::vector<std::filesystem::path> deleted;
     std::vector<checkpoint_entry> remaining;
     for (std::size_t i = 0; i < index_.size(); ++i) {
@@ -279,13 +285,9 @@ CKPT_INLINE void manager::evict_victims(const checkpoint_entry& next) {
         if (e.path != next.path) after.push_back(e); // the save's own target: atomic_file's
     }
     after.push_back(next);
-    const std::vector<bool> kept = detail::select_kept(after, keep_, ranked_metrics_);
-    for (std::size_t i = 0; i + 1 < after.size(); ++i) {
+    const std::vector<bool> kept = retained(after, next.path);
+    for (std::size_t i = 0; i < after.size(); ++i) {
         if (kept[i]) continue;
-        const bool in_flight = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
-            return p.entry.path == after[i].path;
-        });
-        if (in_flight) continue;
         if (const int fd = detail::open_to_release(*io_, after[i].path.c_str()); fd >= 0) {
             io_->evict(fd);
         }

@@ -236,6 +236,11 @@ private:
     /// Deletes what retention does not keep; only indexed files (this manager's names with a
     /// valid ckpt header), and only after the newest save is committed.
     std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& just_written);
+    /// Which of `entries` retention keeps: its rules, the newest save (`newest`), and every file
+    /// a save in flight replaces. Shared by apply_retention and evict_victims, which asks it
+    /// before the save about the index the save will leave.
+    std::vector<bool> retained(const std::vector<checkpoint_entry>& entries,
+                               const std::filesystem::path& newest) const;
 
     const checkpoint_entry* newest() const;
 

@@ -4453,7 +4453,6 @@ inline constexpr int format_version = 3;
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -4771,34 +4770,8 @@ schema_report decode_into(const state_walks& walks, void* obj, const tensor_sour
 /// state holds no tensor memory of its own (see deferred_checksum).
 inline constexpr std::uint64_t deferred_checksum_bytes = std::uint64_t{16} << 20;
 
-/// The checksum of a file that is loaded into a state holding no tensor memory of its own (an
-/// empty state: every tensor it ends up with, the load allocates). Nothing the user owns can be
-/// overwritten there, so the file is hashed on a second thread while the load decodes into a
-/// staged copy of the state, and checked before the state takes the copy: one pass over the file
-/// on the loading thread instead of two, with the strong guarantee kept (a damaged file leaves
-/// the state as it was, and is reported as damaged). The one exception to "verify first, then
-/// decode": values are decoded from bytes not yet verified, by the same bounded reader that
-/// reads any file (inspect() parses unverified headers too). Any other state is verified first.
-class deferred_checksum {
-public:
-    deferred_checksum(opened_checkpoint& file, const std::byte* p, std::uint64_t size) noexcept
-        : file_(&file), p_(p), size_(size) {}
-    deferred_checksum(const deferred_checksum&) = delete;
-    deferred_checksum& operator=(const deferred_checksum&) = delete;
-    ~deferred_checksum();
-
-    /// Starts hashing on another thread (if none can be started, check() hashes).
-    void start() noexcept;
-    /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
-    void check();
-
-private:
-    opened_checkpoint* file_;
-    const std::byte* p_;
-    std::uint64_t size_;
-    std::thread worker_;
-    std::uint64_t actual_ = 0;
-};
+/// A file's checksum, checked while the load decodes (defined with load_state).
+class deferred_checksum;
 
 /// Loads into `state` with the strong guarantee: on any error it is left as it was. With
 /// `deferred`, the file's checksum has not been checked yet: it is checked here, while decoding
@@ -5234,6 +5207,35 @@ CKPT_INLINE void opened_checkpoint::check_checksum(const std::byte* p, std::uint
     compare_checksum(json, actual);
     verified_ = true;
 }
+
+/// The checksum of a file that is loaded into a state holding no tensor memory of its own (an
+/// empty state: every tensor it ends up with, the load allocates). Nothing the user owns can be
+/// overwritten there, so the file is hashed on a second thread while the load decodes into a
+/// staged copy of the state, and checked before the state takes the copy: one pass over the file
+/// on the loading thread instead of two, with the strong guarantee kept (a damaged file leaves
+/// the state as it was, and is reported as damaged). The one exception to "verify first, then
+/// decode": values are decoded from bytes not yet verified, by the same bounded reader that
+/// reads any file (inspect() parses unverified headers too). Any other state is verified first.
+class deferred_checksum {
+public:
+    deferred_checksum(opened_checkpoint& file, const std::byte* p, std::uint64_t size) noexcept
+        : file_(&file), p_(p), size_(size) {}
+    deferred_checksum(const deferred_checksum&) = delete;
+    deferred_checksum& operator=(const deferred_checksum&) = delete;
+    ~deferred_checksum();
+
+    /// Starts hashing on another thread (if none can be started, check() hashes).
+    void start() noexcept;
+    /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
+    void check();
+
+private:
+    opened_checkpoint* file_;
+    const std::byte* p_;
+    std::uint64_t size_;
+    std::thread worker_;
+    std::uint64_t actual_ = 0;
+};
 
 CKPT_INLINE deferred_checksum::~deferred_checksum() {
     if (worker_.joinable()) worker_.join();
@@ -8714,6 +8716,11 @@ private:
     /// Deletes what retention does not keep; only indexed files (this manager's names with a
     /// valid ckpt header), and only after the newest save is committed.
     std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& just_written);
+    /// Which of `entries` retention keeps: its rules, the newest save (`newest`), and every file
+    /// a save in flight replaces. Shared by apply_retention and evict_victims, which asks it
+    /// before the save about the index the save will leave.
+    std::vector<bool> retained(const std::vector<checkpoint_entry>& entries,
+                               const std::filesystem::path& newest) const;
 
     const checkpoint_entry* newest() const;
 
@@ -8955,16 +8962,22 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
     }
 }
 
-CKPT_INLINE std::vector<std::filesystem::path>
-manager::apply_retention(const std::filesystem::path& just_written) {
-    std::vector<bool> kept = detail::select_kept(index_, keep_, ranked_metrics_);
-    for (std::size_t i = 0; i < index_.size(); ++i) {
-        if (index_[i].path == just_written) kept[i] = true; // never the newest save
+CKPT_INLINE std::vector<bool> manager::retained(const std::vector<checkpoint_entry>& entries,
+                                                const std::filesystem::path& newest) const {
+    std::vector<bool> kept = detail::select_kept(entries, keep_, ranked_metrics_);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].path == newest) kept[i] = true; // never the newest save
         // Nor a file a save in flight replaces: the unlink could land after its rename.
         for (const auto& p : pending_) {
-            if (p.entry.path == index_[i].path) kept[i] = true;
+            if (p.entry.path == entries[i].path) kept[i] = true;
         }
     }
+    return kept;
+}
+
+CKPT_INLINE std::vector<std::filesystem::path>
+manager::apply_retention(const std::filesystem::path& just_written) {
+    const std::vector<bool> kept = retained(index_, just_written);
     std::vector<std::filesystem::path> deleted;
     std::vector<checkpoint_entry> remaining;
     for (std::size_t i = 0; i < index_.size(); ++i) {
@@ -9074,13 +9087,9 @@ CKPT_INLINE void manager::evict_victims(const checkpoint_entry& next) {
         if (e.path != next.path) after.push_back(e); // the save's own target: atomic_file's
     }
     after.push_back(next);
-    const std::vector<bool> kept = detail::select_kept(after, keep_, ranked_metrics_);
-    for (std::size_t i = 0; i + 1 < after.size(); ++i) {
+    const std::vector<bool> kept = retained(after, next.path);
+    for (std::size_t i = 0; i < after.size(); ++i) {
         if (kept[i]) continue;
-        const bool in_flight = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
-            return p.entry.path == after[i].path;
-        });
-        if (in_flight) continue;
         if (const int fd = detail::open_to_release(*io_, after[i].path.c_str()); fd >= 0) {
             io_->evict(fd);
         }
