@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
@@ -160,10 +161,20 @@ TEST_CASE("a large load into an empty state checks the checksum while it decodes
         const auto header = static_cast<std::size_t>(std::to_integer<unsigned>(good[0]) |
                                                      std::to_integer<unsigned>(good[1]) << 8U |
                                                      std::to_integer<unsigned>(good[2]) << 16U);
+        // Where the value stream starts: its entry's first data offset, in the header's JSON.
+        const std::string json(reinterpret_cast<const char*>(good.data()) + 8, header);
+        const std::size_t entry = json.find("\"__ckpt_values__\"");
+        REQUIRE(entry != std::string::npos);
+        const std::size_t offsets = json.find("\"data_offsets\":[", entry);
+        REQUIRE(offsets != std::string::npos);
+        const std::size_t values_at =
+            8 + header +
+            std::stoull(json.substr(offsets + std::string("\"data_offsets\":[").size()));
         // One byte damaged: in the header's JSON, in the first tensor's bytes, in the last byte
-        // of the file (the value stream or a tensor).
-        for (const std::size_t at_byte :
-             {std::size_t{8} + header / 2, header + 8 + 100, static_cast<std::size_t>(size) - 1}) {
+        // of the file, and in the value stream's first tag (which makes decoding fail before
+        // the checksum is checked, if it is checked last: the error must still be 204).
+        for (const std::size_t at_byte : {std::size_t{8} + header / 2, header + 8 + 100,
+                                          static_cast<std::size_t>(size) - 1, values_at}) {
             CAPTURE(at_byte);
             std::vector<std::byte> bad = good;
             bad[at_byte] ^= std::byte{0x20};

@@ -357,11 +357,10 @@ schema_report load_state(const state_walks& walks, void* state, tensor_source& s
                          std::span<const std::byte> values, load_gate* gate = nullptr,
                          deferred_checksum* deferred = nullptr);
 
-/// Opens and loads a checkpoint held in memory, verifying its checksum first, or, with
-/// `defer_checksum`, where load_state says; `where` names it in errors.
-metadata load_opened(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
-                     const load_options& options, const std::string& where,
-                     bool defer_checksum = false);
+/// Loads `state` from an opened file. With `deferred`, the file's checksum has not been checked
+/// yet, and load_state checks it.
+metadata load_opened(opened_checkpoint& file, const state_walks& walks, void* state,
+                     const load_options& options, deferred_checksum* deferred);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,

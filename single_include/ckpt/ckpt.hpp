@@ -4781,11 +4781,10 @@ schema_report load_state(const state_walks& walks, void* state, tensor_source& s
                          std::span<const std::byte> values, load_gate* gate = nullptr,
                          deferred_checksum* deferred = nullptr);
 
-/// Opens and loads a checkpoint held in memory, verifying its checksum first, or, with
-/// `defer_checksum`, where load_state says; `where` names it in errors.
-metadata load_opened(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
-                     const load_options& options, const std::string& where,
-                     bool defer_checksum = false);
+/// Loads `state` from an opened file. With `deferred`, the file's checksum has not been checked
+/// yet, and load_state checks it.
+metadata load_opened(opened_checkpoint& file, const state_walks& walks, void* state,
+                     const load_options& options, deferred_checksum* deferred);
 
 /// Verifies, opens and loads a checkpoint held in memory; `where` names it in errors.
 metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks, void* state,
@@ -5228,6 +5227,8 @@ public:
     void start() noexcept;
     /// Waits for the hash (or hashes here) and checks it. @throws corrupt_error
     void check();
+    /// Whether check() has run (and so reported a mismatch, if there was one).
+    [[nodiscard]] bool checked() const noexcept { return checked_; }
 
 private:
     opened_checkpoint* file_;
@@ -5235,6 +5236,7 @@ private:
     std::uint64_t size_;
     std::thread worker_;
     std::uint64_t actual_ = 0;
+    bool checked_ = false;
 };
 
 CKPT_INLINE deferred_checksum::~deferred_checksum() {
@@ -5249,6 +5251,7 @@ CKPT_INLINE void deferred_checksum::start() noexcept {
 }
 
 CKPT_INLINE void deferred_checksum::check() {
+    checked_ = true;
     if (worker_.joinable()) {
         worker_.join();
     } else {
@@ -5660,23 +5663,30 @@ CKPT_INLINE void apply_renames(tensor_source& src,
 CKPT_INLINE metadata load_bytes(const std::byte* p, std::uint64_t size, const state_walks& walks,
                                 void* state, const load_options& options,
                                 const std::string& where) {
-    if (size < deferred_checksum_bytes) return load_opened(p, size, walks, state, options, where);
+    if (size < deferred_checksum_bytes) {
+        opened_checkpoint file(p, size, options.limits, where, true);
+        return load_opened(file, walks, state, options, nullptr);
+    }
+    // The checksum is checked later (deferred_checksum). Whatever fails before it is reported as
+    // verifying first would report it: a damaged file as damaged, anything else as it is.
+    std::optional<opened_checkpoint> file;
     try {
-        return load_opened(p, size, walks, state, options, where, true);
+        file.emplace(p, size, options.limits, where, false);
     } catch (...) {
-        // The checksum was not checked before everything it failed on: a damaged file is
-        // reported as what verifying first finds (the constructor throws it), anything else as
-        // it is.
         const opened_checkpoint verified(p, size, options.limits, where, true);
+        throw;
+    }
+    deferred_checksum deferred(*file, p, size);
+    try {
+        return load_opened(*file, walks, state, options, &deferred);
+    } catch (...) {
+        if (!deferred.checked()) deferred.check();
         throw;
     }
 }
 
-CKPT_INLINE metadata load_opened(const std::byte* p, std::uint64_t size, const state_walks& walks,
-                                 void* state, const load_options& options, const std::string& where,
-                                 bool defer_checksum) {
-    opened_checkpoint file(p, size, options.limits, where, !defer_checksum);
-    deferred_checksum deferred(file, p, size);
+CKPT_INLINE metadata load_opened(opened_checkpoint& file, const state_walks& walks, void* state,
+                                 const load_options& options, deferred_checksum* deferred) {
     tensor_source src;
     std::span<const std::byte> values;
     file.index(src, values);
@@ -5684,8 +5694,7 @@ CKPT_INLINE metadata load_opened(const std::byte* p, std::uint64_t size, const s
     src.ignore_unexpected = options.ignore_unexpected;
     load_report report;
     apply_renames(src, options.renames, report.renamed);
-    schema_report checked =
-        load_state(walks, state, src, values, nullptr, defer_checksum ? &deferred : nullptr);
+    schema_report checked = load_state(walks, state, src, values, nullptr, deferred);
     if (options.report != nullptr) {
         report.missing = std::move(checked.missing);
         report.ignored = std::move(checked.ignored);
