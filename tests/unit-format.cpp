@@ -471,3 +471,166 @@ TEST_CASE("the header writer writes what rapidjson writes, escapes and refusals 
     CHECK(same > 2000); // both kinds are exercised
     CHECK(refused > 2000);
 }
+
+namespace {
+
+/// What parse_header makes of `json`: the entries and metadata it reads, or its error (with the
+/// JSON error's byte offset cut, which whitespace moves).
+std::string header_outcome(const std::string& json, std::uint64_t data_bytes,
+                           const ckpt::limits& lim = {}) {
+    try {
+        const ckpt::detail::parsed_header h =
+            ckpt::detail::parse_header(json, data_bytes, lim, "h");
+        std::string out = "read";
+        for (const auto& [k, v] : h.meta) out += " meta " + k + "=" + v;
+        for (const auto& e : h.entries) {
+            out += " entry " + e.name + " " + std::string(ckpt::to_string(e.type)) + " " +
+                   ckpt::detail::shape_string(e.shape) + " [" + std::to_string(e.begin) + "," +
+                   std::to_string(e.end) + ") " + e.order;
+        }
+        return out;
+    } catch (const ckpt::error& e) {
+        std::string what = e.what();
+        if (e.id() == ckpt::errc::corrupt_json) what = what.substr(0, what.rfind(" at byte "));
+        return what;
+    }
+}
+
+/// `json` with whitespace after every '{', '[', ',' and ':' outside strings: the same header,
+/// no longer in the form ckpt writes.
+std::string spaced(const std::string& json) {
+    std::string out;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        const char c = json[i];
+        out += c;
+        if (in_string) {
+            if (c == '\\' && i + 1 < json.size()) out += json[++i];
+            if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        if (c == '{' || c == '[' || c == ',' || c == ':') out += " \n\t";
+    }
+    return out;
+}
+
+/// Names that JSON must escape, and many tensors.
+struct escaped_names {
+    Eigen::MatrixXf a = Eigen::MatrixXf::Ones(2, 3);
+    std::vector<Eigen::VectorXd> many = std::vector<Eigen::VectorXd>(12, Eigen::VectorXd::Ones(4));
+    Eigen::VectorXf odd = Eigen::VectorXf::Ones(1);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(a), CEREAL_NVP(many), cereal::make_nvp("na\"me\\ \xc3\xa9", odd));
+    }
+};
+
+} // namespace
+
+TEST_CASE("a header reads the same in ckpt's own form as in any other JSON form") {
+    // ckpt's headers take a fast reader; JSON in any other form (whitespace, escapes, numbers
+    // written otherwise) takes rapidjson. Both must give the same entries or the same error.
+    const std::string t4 = R"("t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+    const std::string u4 = R"("u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})";
+    const std::string meta = R"("__metadata__":{"ckpt.layout":"--","k":"v, w: {x}"})";
+    struct header_case {
+        std::string json;
+        std::uint64_t data_bytes;
+        std::string expect; ///< the outcome, exactly
+    };
+    const std::vector<header_case> cases = {
+        {"{" + meta + "," + t4 + "," + u4 + "}", 8,
+         "read meta ckpt.layout=-- meta k=v, w: {x} entry t F32 [1] [0,4) - entry u F32 [1] "
+         "[4,8) -"},
+        {"{}", 0, "read"},
+        {R"({"t":{"data_offsets":[0,24],"shape":[2,3],"dtype":"I32"}})", 24,
+         "read entry t I32 [2, 3] [0,24) -"},
+        {R"({"t":{"dtype":"F32","shape":[],"data_offsets":[0,4]}})", 4,
+         "read entry t F32 [] [0,4) -"},
+        // A damaged entry, and one after it: the first problem in document order is reported.
+        {"{" + t4 + R"(,"u":{"dtype":"F128","shape":[1],"data_offsets":[4,8]}})", 8,
+         "[ckpt.corrupt.206] 'h': entry 'u': unknown dtype 'F128'"},
+        {R"({"u":{"dtype":1,"shape":[1],"data_offsets":[4,8]},)" + t4 + "}", 8,
+         "[ckpt.corrupt.206] 'h': entry 'u': dtype is not a string"},
+        {R"({"t":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}})", 4,
+         "[ckpt.corrupt.205] 'h': header is not valid JSON: Missing a comma or ']' after an "
+         "array element."},
+        {R"({"t":{"dtype":"F32","shape":[-0],"data_offsets":[0,0]}})", 0,
+         "read entry t F32 [0] [0,0) -"},
+        {R"({"t":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't': shape holds something other than a non-negative "
+         "integer"},
+        {R"({"t":{"dtype":"F32","shape":[18446744073709551615,2],"data_offsets":[0,4]}})", 4,
+         "[ckpt.limit.504] 'h': tensor 't' declares F32 [18446744073709551615, 2], more bytes "
+         "than 2^64, but the file holds only 4 bytes of data"},
+        {R"({"t":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't': shape holds something other than a non-negative "
+         "integer"},
+        {R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"dtype":"F32"}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't' must have exactly dtype, shape and data_offsets"},
+        {R"({"t":{"dtype":"F32","dtype":"F32","shape":[1]}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't' must have exactly dtype, shape and data_offsets"},
+        {R"({"t":[1,2]})", 4, "[ckpt.corrupt.206] 'h': entry 't' is not an object"},
+        {R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't': data_offsets is not [begin, end]"},
+        {R"({"__metadata__":{"a":[[[[[[[[[[[1]]]]]]]]]]]}})", 0,
+         "[ckpt.corrupt.206] 'h': __metadata__ value of 'a' is not a string"},
+        {R"({"__metadata__":{"a":"1","a":"2"}})", 0,
+         "[ckpt.corrupt.206] 'h': __metadata__ key 'a' appears twice"},
+        {R"({"__metadata__":[]})", 0, "[ckpt.corrupt.206] 'h': __metadata__ is not an object"},
+        // A repeated name is reported where it repeats: before a later problem, and before
+        // the problem of the repeating entry itself.
+        {"{" + t4 + "," + t4 + R"(,"u":{"dtype":"X"}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't' appears twice"},
+        {"{" + t4 + R"(,"t":{"dtype":"X"}})", 4, "[ckpt.corrupt.206] 'h': entry 't' appears twice"},
+        {R"({"u":{"dtype":"X"},)" + t4 + "," + t4 + "}", 4,
+         "[ckpt.corrupt.206] 'h': entry 'u' must have exactly dtype, shape and data_offsets"},
+        {R"({"__metadata__":{},"__metadata__":{}})", 0,
+         "[ckpt.corrupt.206] 'h': entry '__metadata__' appears twice"},
+        // Invalid JSON anywhere wins over every problem before it; a root that is not an
+        // object comes next.
+        {R"({"u":{"dtype":"X"},)" + t4 + ",}", 4,
+         "[ckpt.corrupt.205] 'h': header is not valid JSON: Missing a name for object member."},
+        {"[1,2]", 0, "[ckpt.corrupt.206] 'h': header is not a JSON object"},
+        {"7", 0, "[ckpt.corrupt.206] 'h': header is not a JSON object"},
+        {"", 0, "[ckpt.corrupt.205] 'h': header is not valid JSON: The document is empty."},
+    };
+    for (const header_case& c : cases) {
+        CAPTURE(c.json);
+        CHECK(header_outcome(c.json, c.data_bytes) == c.expect);
+        CHECK(header_outcome(spaced(c.json), c.data_bytes) == c.expect);
+    }
+
+    // The limits: too many tensors comes before any entry's problem; a name over the limit
+    // before its repetition.
+    ckpt::limits one;
+    one.max_tensors = 1;
+    const std::string two_bad = R"({"u":{"dtype":"X"},)" + t4 + "}";
+    CHECK(header_outcome(two_bad, 4, one) ==
+          "[ckpt.limit.502] 'h': header declares 2 tensors, more than the limit of 1");
+    CHECK(header_outcome(spaced(two_bad), 4, one) == header_outcome(two_bad, 4, one));
+    CHECK(header_outcome("{" + t4 + "}", 4, one) == "read entry t F32 [1] [0,4) -");
+    ckpt::limits short_names;
+    short_names.max_name_bytes = 1;
+    const std::string long_twice = R"({"tt":{"dtype":"X"},"tt":{"dtype":"X"}})";
+    CHECK(header_outcome(long_twice, 4, short_names) ==
+          "[ckpt.limit.506] 'h': an entry name of 2 bytes exceeds the limit of 1");
+    CHECK(header_outcome(spaced(long_twice), 4, short_names) ==
+          header_outcome(long_twice, 4, short_names));
+    ckpt::limits rank1;
+    rank1.max_rank = 1;
+    const std::string rank2 = R"({"t":{"dtype":"F32","shape":[1,"x"],"data_offsets":[0,4]}})";
+    CHECK(header_outcome(rank2, 4, rank1) ==
+          "[ckpt.limit.503] 'h': tensor 't' has rank 2, more than the limit of 1");
+
+    // Every header ckpt writes reads the same both ways, names with escapes included.
+    for (const auto& file :
+         {ckpt::save_to_memory(sample{}), ckpt::save_to_memory(escaped_names{})}) {
+        const std::uint64_t n = le64(file);
+        const std::string json(reinterpret_cast<const char*>(file.data()) + 8, n);
+        const std::string read = header_outcome(json, file.size() - 8 - n);
+        CHECK(read.rfind("read meta ckpt.checksum=", 0) == 0);
+        CHECK(header_outcome(spaced(json), file.size() - 8 - n) == read);
+    }
+}

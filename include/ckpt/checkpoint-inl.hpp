@@ -481,14 +481,19 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
         if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
         ++out.total;
     };
-    std::unordered_set<std::string_view> expected;
+    // Which file entries a state tensor names; the names the file lacks, only to find two
+    // state tensors of the same name among them.
+    std::vector<char> expected(src.entries->size(), 0);
+    std::unordered_set<std::string_view> absent;
     for (const tensor_record& r : state) {
-        if (!expected.insert(r.name).second) {
+        const auto it = src.by_name.find(r.name);
+        const bool repeated = it != src.by_name.end() ? std::exchange(expected[it->second], 1) != 0
+                                                      : !absent.insert(r.name).second;
+        if (repeated) {
             add(errc::schema_duplicate, r.name,
                 [] { return "two tensors of the state have this path; name them apart"; });
             continue;
         }
-        const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
             if (src.allow_missing) {
                 out.missing.push_back(r.name);
@@ -546,7 +551,7 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
         const std::string_view name = src.name_of(i);
-        if (f.name == values_entry || expected.count(name) != 0) continue;
+        if (expected[i] != 0 || f.name == values_entry) continue;
         if (src.ignore_unexpected) {
             out.ignored.push_back(f.name);
             continue;

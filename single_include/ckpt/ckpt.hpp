@@ -103,6 +103,7 @@ private:
 // begin ckpt/archive/path-inl.hpp
 
 
+#include <charconv>
 #include <string>
 
 namespace ckpt::detail {
@@ -120,13 +121,18 @@ CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
 }
 
 CKPT_INLINE std::string path_tracker::joined() const {
+    // Asked for every tensor of every walk: digits go straight into the string (no temporary),
+    // which a short path ("layers.12.weight") holds without allocating.
     std::string s;
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
-        if (nodes_[i].name != nullptr)
+        if (nodes_[i].name != nullptr) {
             s += nodes_[i].name;
-        else
-            s += std::to_string(nodes_[i].index);
+        } else {
+            char digits[20];
+            const auto end = std::to_chars(digits, digits + sizeof digits, nodes_[i].index).ptr;
+            s.append(digits, end);
+        }
     }
     return s;
 }
@@ -1363,8 +1369,10 @@ parsed_header parse_header(std::string_view json, std::uint64_t data_bytes, cons
 // begin ckpt/format/header-inl.hpp
 
 
-#include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -1462,11 +1470,6 @@ CKPT_INLINE std::string build_header(const std::vector<std::pair<std::string, st
     return json;
 }
 
-#if defined(__clang__)
-#pragma clang diagnostic push
-// rapidjson's member iterators compare ambiguously under C++20's reversed operators.
-#pragma clang diagnostic ignored "-Wambiguous-reversed-operator"
-#endif
 /// A decimal number of at most 19 digits (below 2^63), no sign, no leading zero; nullopt else.
 CKPT_INLINE std::optional<std::uint64_t> parse_row_count(std::string_view text) {
     if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return {};
@@ -1556,133 +1559,517 @@ CKPT_INLINE void parse_placement(parsed_header& h, const std::string& where) {
     }
 }
 
+/// Reads a safetensors header from rapidjson's SAX events straight into parse_header's result:
+/// no document tree. A header of thousands of tensors cost more as a tree (built, searched by
+/// member name, freed) than every other per-tensor step of a load together.
+///
+/// It reports what parse_header reported when it walked a tree, in the same order: invalid JSON
+/// first (the events never stop early, so a syntax error anywhere wins), then a root that is not
+/// an object, then too many tensors, then the first problem of the members in document order
+/// (within a member: its name's length, then a repeated name, then its value). An entry's fields
+/// are checked once its object closes, in a fixed order whatever order they come in.
+class header_reader {
+public:
+    header_reader(parsed_header& h, const limits& lim) : h_(h), lim_(lim) {}
+
+    bool Null() { return scalar(); }
+    bool Bool(bool) { return scalar(); }
+    bool Int(int i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Uint(unsigned u) { return number(u); }
+    bool Int64(std::int64_t i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Uint64(std::uint64_t u) { return number(u); }
+    bool Double(double) { return scalar(); }
+    bool RawNumber(const char*, rapidjson::SizeType, bool) { return scalar(); }
+    bool String(const char* s, rapidjson::SizeType n, bool) { return string({s, n}); }
+    bool StartObject() { return open(true); }
+    bool Key(const char* s, rapidjson::SizeType n, bool) { return key({s, n}); }
+    bool EndObject(rapidjson::SizeType) { return close(); }
+    bool StartArray() { return open(false); }
+    bool EndArray(rapidjson::SizeType) { return close(); }
+
+    /// After a parse without a syntax error: throws what the header's members got wrong.
+    void raise(const std::string& where) {
+        const auto fail = [&](const problem& p) {
+            const std::string what = "'" + where + "': " + p.what;
+            if (p.limit) throw_error<limit_error>(p.id, what);
+            throw_error<corrupt_error>(p.id, what);
+        };
+        if (!root_is_object_) fail({errc::corrupt_header, false, "header is not a JSON object"});
+        const std::uint64_t tensors = members_ - (meta_positions_.empty() ? 0 : 1);
+        if (tensors > lim_.max_tensors) {
+            fail({errc::limit_tensor_count, true,
+                  "header declares " + std::to_string(tensors) +
+                      " tensors, more than the limit of " + std::to_string(lim_.max_tensors)});
+        }
+        // A repeated name is reported where it repeats, if that comes before the first problem
+        // (or at it, unless that problem is the name's length).
+        const std::uint64_t until = first_ ? first_at_ : members_;
+        std::string_view repeated;
+        const std::uint64_t repeat = first_repeat(until, repeated);
+        if (repeat < until || (first_ && repeat == until && !first_name_limit_)) {
+            fail({errc::corrupt_header, false,
+                  "entry '" + std::string(repeated) + "' appears twice"});
+        }
+        if (first_) fail(*first_);
+    }
+
+private:
+    enum class expecting : std::uint8_t {
+        root,         ///< before the root value
+        members,      ///< in the root object: a name, or its end
+        skip,         ///< a value nobody reads (skip_ counts its open objects and arrays)
+        meta,         ///< __metadata__'s value
+        meta_members, ///< in __metadata__: a key, or its end
+        meta_value,   ///< a metadata value
+        entry,        ///< an entry's value
+        fields,       ///< in an entry: a field name, or its end
+        dtype,
+        shape,
+        shape_items,
+        offsets,
+        offset_items,
+        done,
+    };
+    struct problem {
+        int id;
+        bool limit; ///< a limit_error, else a corrupt_error
+        std::string what;
+    };
+    /// The fields of the entry being read, checked when it closes.
+    struct fields {
+        unsigned count = 0;
+        bool has_dtype = false;
+        bool has_shape = false;
+        bool has_offsets = false;
+        bool dtype_is_string = false;
+        std::optional<dtype> type;
+        std::string dtype_text; ///< an unknown dtype's text, for the message
+        bool shape_is_array = false;
+        std::uint64_t rank = 0; ///< items of the shape array, whatever they are
+        bool shape_numbers = true;
+        bool offsets_is_array = false;
+        std::uint64_t offset_items = 0;
+        bool offset_numbers = true;
+        std::uint64_t offset[2] = {0, 0};
+    };
+
+    /// The first problem of the members, at member `first_at_`; storing stops there.
+    void report(problem p, bool name_limit = false) {
+        if (first_) return;
+        first_ = std::move(p);
+        first_at_ = members_ - 1;
+        first_name_limit_ = name_limit;
+        first_name_ = at_meta_ ? std::string("__metadata__") : std::move(t_.name);
+    }
+    /// Nothing more is kept: a problem was found, or there are too many tensors to keep.
+    [[nodiscard]] bool stopped() const noexcept {
+        return first_.has_value() || h_.entries.size() > lim_.max_tensors;
+    }
+
+    /// The value that comes next is read by nobody; then `resume`.
+    void skip_value(expecting resume) {
+        state_ = expecting::skip;
+        resume_ = resume;
+    }
+    /// A value other than the one expected has begun: an object or array is skipped whole.
+    bool skip_opened(expecting resume) {
+        state_ = expecting::skip;
+        resume_ = resume;
+        skip_ = 1;
+        return true;
+    }
+
+    bool scalar() { return other(); }
+    /// A value that is not what the state reads (the number, string or container it wants).
+    bool other() {
+        switch (state_) {
+        case expecting::root:
+            root_is_object_ = false;
+            state_ = expecting::done;
+            break;
+        case expecting::skip:
+            if (skip_ == 0) state_ = resume_;
+            break;
+        case expecting::meta:
+            report({errc::corrupt_header, false, "__metadata__ is not an object"});
+            state_ = expecting::members;
+            break;
+        case expecting::meta_value:
+            report({errc::corrupt_header, false,
+                    "__metadata__ value of '" + key_ + "' is not a string"});
+            state_ = expecting::meta_members;
+            break;
+        case expecting::entry:
+            report({errc::corrupt_header, false, "entry '" + t_.name + "' is not an object"});
+            state_ = expecting::members;
+            break;
+        case expecting::dtype:
+        case expecting::shape:
+        case expecting::offsets: state_ = expecting::fields; break;
+        case expecting::shape_items:
+            ++f_.rank;
+            f_.shape_numbers = false;
+            break;
+        case expecting::offset_items:
+            ++f_.offset_items;
+            f_.offset_numbers = false;
+            break;
+        default: break; // the reader allows nothing else here
+        }
+        return true;
+    }
+
+    bool number(std::uint64_t v) {
+        if (state_ == expecting::shape_items) {
+            if (++f_.rank <= lim_.max_rank) t_.shape.push_back(v);
+            return true;
+        }
+        if (state_ == expecting::offset_items) {
+            if (f_.offset_items < 2) f_.offset[f_.offset_items] = v;
+            ++f_.offset_items;
+            return true;
+        }
+        return other();
+    }
+
+    bool string(std::string_view s) {
+        if (state_ == expecting::dtype) {
+            f_.dtype_is_string = true;
+            f_.type = dtype_from_string(s);
+            if (!f_.type) f_.dtype_text = s;
+            state_ = expecting::fields;
+            return true;
+        }
+        if (state_ == expecting::meta_value) {
+            state_ = expecting::meta_members;
+            if (stopped()) return true;
+            const auto [it, fresh] = h_.meta.try_emplace(key_, s);
+            if (!fresh) {
+                report(
+                    {errc::corrupt_header, false, "__metadata__ key '" + key_ + "' appears twice"});
+            }
+            return true;
+        }
+        return other();
+    }
+
+    bool key(std::string_view name) {
+        switch (state_) {
+        case expecting::members: {
+            ++members_;
+            at_meta_ = name == "__metadata__";
+            if (at_meta_) meta_positions_.push_back(members_ - 1);
+            if (stopped()) {
+                skip_value(expecting::members);
+                return true;
+            }
+            if (!at_meta_) {
+                t_ = file_tensor{};
+                t_.name = name;
+                f_ = fields{};
+            }
+            if (name.size() > lim_.max_name_bytes) {
+                report({errc::limit_name, true,
+                        "an entry name of " + std::to_string(name.size()) +
+                            " bytes exceeds the limit of " + std::to_string(lim_.max_name_bytes)},
+                       true);
+                skip_value(expecting::members);
+                return true;
+            }
+            state_ = at_meta_ ? expecting::meta : expecting::entry;
+            return true;
+        }
+        case expecting::meta_members:
+            key_ = name;
+            state_ = expecting::meta_value;
+            return true;
+        case expecting::fields:
+            ++f_.count;
+            if (name == "dtype" && !f_.has_dtype) {
+                f_.has_dtype = true;
+                state_ = expecting::dtype;
+            } else if (name == "shape" && !f_.has_shape) {
+                f_.has_shape = true;
+                state_ = expecting::shape;
+            } else if (name == "data_offsets" && !f_.has_offsets) {
+                f_.has_offsets = true;
+                state_ = expecting::offsets;
+            } else {
+                skip_value(expecting::fields); // a field too many: the count says so
+            }
+            return true;
+        default: return true; // inside a skipped value
+        }
+    }
+
+    bool open(bool object) {
+        switch (state_) {
+        case expecting::root:
+            if (object) {
+                state_ = expecting::members;
+                return true;
+            }
+            root_is_object_ = false;
+            return skip_opened(expecting::done);
+        case expecting::skip: ++skip_; return true;
+        case expecting::meta:
+            if (object) {
+                state_ = expecting::meta_members;
+                return true;
+            }
+            other();
+            return skip_opened(expecting::members);
+        case expecting::meta_value: other(); return skip_opened(expecting::meta_members);
+        case expecting::entry:
+            if (object) {
+                state_ = expecting::fields;
+                return true;
+            }
+            other();
+            return skip_opened(expecting::members);
+        case expecting::dtype: return skip_opened(expecting::fields);
+        case expecting::shape:
+            if (object) return skip_opened(expecting::fields);
+            f_.shape_is_array = true;
+            state_ = expecting::shape_items;
+            return true;
+        case expecting::offsets:
+            if (object) return skip_opened(expecting::fields);
+            f_.offsets_is_array = true;
+            state_ = expecting::offset_items;
+            return true;
+        case expecting::shape_items:
+        case expecting::offset_items: {
+            const expecting here = state_;
+            other();
+            return skip_opened(here);
+        }
+        default: return true;
+        }
+    }
+
+    bool close() {
+        switch (state_) {
+        case expecting::skip:
+            if (--skip_ == 0) state_ = resume_;
+            return true;
+        case expecting::members: state_ = expecting::done; return true;
+        case expecting::meta_members: state_ = expecting::members; return true;
+        case expecting::fields:
+            finish_entry();
+            state_ = expecting::members;
+            return true;
+        case expecting::shape_items:
+        case expecting::offset_items: state_ = expecting::fields; return true;
+        default: return true;
+        }
+    }
+
+    /// The entry's object has closed: its checks, in parse_header's order.
+    void finish_entry() {
+        const std::string& name = t_.name;
+        const auto bad = [&](const std::string& what) {
+            report({errc::corrupt_header, false, "entry '" + name + "'" + what});
+        };
+        if (f_.count != 3 || !f_.has_dtype || !f_.has_shape || !f_.has_offsets) {
+            return bad(" must have exactly dtype, shape and data_offsets");
+        }
+        if (!f_.dtype_is_string) return bad(": dtype is not a string");
+        if (!f_.type) return bad(": unknown dtype '" + f_.dtype_text + "'");
+        t_.type = *f_.type;
+        if (!f_.shape_is_array) return bad(": shape is not an array");
+        if (f_.rank > lim_.max_rank) {
+            return report({errc::limit_rank, true,
+                           "tensor '" + name + "' has rank " + std::to_string(f_.rank) +
+                               ", more than the limit of " + std::to_string(lim_.max_rank)});
+        }
+        if (!f_.shape_numbers) {
+            return bad(": shape holds something other than a non-negative integer");
+        }
+        std::uint64_t count = 1;
+        bool overflow = false;
+        for (const std::uint64_t d : t_.shape) {
+            // Dimensions become Eigen's signed sizes: one beyond 2^63 - 1 is refused even when
+            // another dimension is 0 and the byte count comes out small.
+            overflow = overflow || d > static_cast<std::uint64_t>(INT64_MAX);
+            overflow = overflow || !checked_mul(count, d, count);
+        }
+        std::uint64_t bytes = 0;
+        overflow = overflow || !checked_mul(count, size_of(t_.type), bytes);
+        if (overflow || bytes > h_.data_bytes) {
+            return report({errc::limit_tensor_bytes, true,
+                           "tensor '" + name + "' declares " + std::string(to_string(t_.type)) +
+                               " " + shape_string(t_.shape) + ", " +
+                               (overflow ? std::string("more bytes than 2^64")
+                                         : std::to_string(bytes) + " bytes") +
+                               ", but the file holds only " + std::to_string(h_.data_bytes) +
+                               " bytes of data"});
+        }
+        if (!f_.offsets_is_array || f_.offset_items != 2 || !f_.offset_numbers) {
+            return bad(": data_offsets is not [begin, end]");
+        }
+        t_.begin = f_.offset[0];
+        t_.end = f_.offset[1];
+        if (t_.end < t_.begin || t_.end - t_.begin != bytes) {
+            return report({errc::corrupt_offsets, false,
+                           "tensor '" + name + "' spans bytes [" + std::to_string(t_.begin) + ", " +
+                               std::to_string(t_.end) + ") but its dtype and shape need " +
+                               std::to_string(bytes) + " bytes"});
+        }
+        h_.entries.push_back(std::move(t_));
+    }
+
+    /// The member, before `until`, whose name an earlier member has (`until` itself counts:
+    /// first_name_ is its name); members_ when none does.
+    std::uint64_t first_repeat(std::uint64_t until, std::string_view& name) const {
+        std::unordered_set<std::string_view> seen;
+        seen.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(until + 1, members_)));
+        std::size_t entry = 0;
+        std::size_t meta = 0;
+        for (std::uint64_t m = 0; m <= until && m < members_; ++m) {
+            if (meta < meta_positions_.size() && meta_positions_[meta] == m) {
+                ++meta;
+                name = "__metadata__";
+            } else if (m == until) {
+                name = first_name_;
+            } else {
+                name = h_.entries[entry++].name;
+            }
+            if (!seen.insert(name).second) return m;
+        }
+        return members_;
+    }
+
+    parsed_header& h_;
+    const limits& lim_;
+    expecting state_ = expecting::root;
+    expecting resume_ = expecting::root;
+    std::uint64_t skip_ = 0;
+    std::uint64_t members_ = 0;
+    std::vector<std::uint64_t> meta_positions_; ///< members named __metadata__
+    bool at_meta_ = false;                      ///< the current member is __metadata__
+    bool root_is_object_ = true;
+    std::string key_; ///< the metadata key whose value comes next
+    file_tensor t_;   ///< the entry being read
+    fields f_;
+    std::optional<problem> first_;
+    std::uint64_t first_at_ = 0;
+    bool first_name_limit_ = false;
+    std::string first_name_; ///< the name of member first_at_
+};
+
+/// Gives `handler` the SAX events of `json` when it is written the way ckpt writes headers: no
+/// whitespace but spaces after the root, strings of printable ASCII without escapes, unsigned
+/// integers in plain decimal, nesting at most 8 deep. For such text the events are exactly
+/// rapidjson's, read many times faster. Returns false at the first byte outside that form, having
+/// given some events perhaps: the caller starts again with rapidjson.
+template <class Handler>
+bool read_plain_json(std::string_view json, Handler& handler) {
+    const char* p = json.data();
+    const char* const end = p + json.size();
+    char open[8]; // '{' or '[' per level
+    std::size_t depth = 0;
+    const auto plain_string = [&](const char*& s, rapidjson::SizeType& n) {
+        s = ++p; // past the opening quote
+        while (p != end && *p != '"') {
+            const auto c = static_cast<unsigned char>(*p);
+            if (c < 0x20 || c >= 0x7F || c == '\\') return false;
+            ++p;
+        }
+        if (p == end || p - s > 0x7FFFFFFF) return false;
+        n = static_cast<rapidjson::SizeType>(p - s);
+        ++p; // past the closing quote
+        return true;
+    };
+    // One value; containers push a level and return, their items come from the loop below.
+    const auto value = [&]() {
+        if (p == end) return false;
+        const char c = *p;
+        if (c == '{' || c == '[') {
+            if (depth == sizeof open) return false;
+            open[depth++] = c;
+            ++p;
+            return c == '{' ? handler.StartObject() : handler.StartArray();
+        }
+        if (c == '"') {
+            const char* s = nullptr;
+            rapidjson::SizeType n = 0;
+            return plain_string(s, n) && handler.String(s, n, false);
+        }
+        if (c < '0' || c > '9') return false;
+        std::uint64_t v = 0;
+        const char* const first = p;
+        while (p != end && *p >= '0' && *p <= '9') {
+            if (!checked_mul(v, 10, v) || __builtin_add_overflow(v, *p - '0', &v)) return false;
+            ++p;
+        }
+        if (*first == '0' && p - first > 1) return false; // a leading zero
+        return handler.Uint64(v);
+    };
+    // An item of the open container, after its '{', '[' or ','.
+    const auto item = [&]() {
+        if (open[depth - 1] == '[') return value();
+        if (p == end || *p != '"') return false;
+        const char* s = nullptr;
+        rapidjson::SizeType n = 0;
+        if (!plain_string(s, n) || !handler.Key(s, n, false)) return false;
+        if (p == end || *p != ':') return false;
+        ++p;
+        return value();
+    };
+    if (!value()) return false;
+    while (depth != 0) {
+        if (p == end) return false;
+        const char c = *p;
+        const char close = open[depth - 1] == '{' ? '}' : ']';
+        if (c == close) { // an empty container, or the end of one after its last item
+            ++p;
+            --depth;
+            if (!(close == '}' ? handler.EndObject(0) : handler.EndArray(0))) return false;
+            continue;
+        }
+        if (c == ',' && p[-1] != '{' && p[-1] != '[')
+            ++p; // between items
+        else if (p[-1] != '{' && p[-1] != '[')
+            return false;
+        if (!item()) return false;
+    }
+    return std::all_of(p, end, [](char c) { return c == ' '; });
+}
+
 CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
                                        const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
         throw_error<corrupt_error>(id, "'" + where + "': " + what);
     };
-    rapidjson::Document doc;
-    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(),
-                                                                                      json.size());
-    if (doc.HasParseError()) {
-        corrupt(errc::corrupt_json, std::string("header is not valid JSON: ") +
-                                        rapidjson::GetParseError_En(doc.GetParseError()) +
-                                        " at byte " + std::to_string(doc.GetErrorOffset()));
-    }
-    if (!doc.IsObject()) corrupt(errc::corrupt_header, "header is not a JSON object");
-
     parsed_header h;
     h.data_bytes = data_bytes;
-    // Every member but __metadata__ (which a plain safetensors file may lack) is a tensor.
-    const std::uint64_t members = doc.MemberCount();
-    const std::uint64_t tensors = members - (doc.HasMember("__metadata__") ? 1 : 0);
-    if (tensors > lim.max_tensors) {
-        throw_error<limit_error>(errc::limit_tensor_count, "'" + where + "': header declares " +
-                                                               std::to_string(tensors) +
-                                                               " tensors, more than the limit of " +
-                                                               std::to_string(lim.max_tensors));
+    // ckpt's own headers take the fast reader; any other text (or damage) starts again with
+    // rapidjson, which gives the same events for what both read, and reports the rest.
+    bool read = false;
+    {
+        header_reader reader(h, lim);
+        read = read_plain_json(json, reader);
+        if (read) reader.raise(where);
     }
-    std::unordered_set<std::string_view> seen;
-    bool have_meta = false;
-    for (auto& m : doc.GetObject()) {
-        const std::string_view name(m.name.GetString(), m.name.GetStringLength());
-        if (name.size() > lim.max_name_bytes) {
-            throw_error<limit_error>(errc::limit_name, "'" + where + "': an entry name of " +
-                                                           std::to_string(name.size()) +
-                                                           " bytes exceeds the limit of " +
-                                                           std::to_string(lim.max_name_bytes));
+    if (!read) {
+        h = parsed_header{};
+        h.data_bytes = data_bytes;
+        header_reader reader(h, lim);
+        rapidjson::Reader json_reader;
+        rapidjson::MemoryStream bytes(json.data(), json.size());
+        rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(bytes);
+        // Iterative: a deeply nested value costs heap, never stack.
+        json_reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(
+            stream, reader);
+        if (json_reader.HasParseError()) {
+            corrupt(errc::corrupt_json,
+                    std::string("header is not valid JSON: ") +
+                        rapidjson::GetParseError_En(json_reader.GetParseErrorCode()) + " at byte " +
+                        std::to_string(json_reader.GetErrorOffset()));
         }
-        if (!seen.insert(name).second) {
-            corrupt(errc::corrupt_header, "entry '" + std::string(name) + "' appears twice");
-        }
-        if (name == "__metadata__") {
-            have_meta = true;
-            if (!m.value.IsObject()) corrupt(errc::corrupt_header, "__metadata__ is not an object");
-            for (auto& kv : m.value.GetObject()) {
-                if (!kv.value.IsString()) {
-                    corrupt(errc::corrupt_header, "__metadata__ value of '" +
-                                                      std::string(kv.name.GetString()) +
-                                                      "' is not a string");
-                }
-                std::string key(kv.name.GetString(), kv.name.GetStringLength());
-                if (h.meta.count(key) != 0) {
-                    corrupt(errc::corrupt_header, "__metadata__ key '" + key + "' appears twice");
-                }
-                h.meta.emplace(std::move(key),
-                               std::string(kv.value.GetString(), kv.value.GetStringLength()));
-            }
-            continue;
-        }
-        const std::string sname(name);
-        if (!m.value.IsObject())
-            corrupt(errc::corrupt_header, "entry '" + sname + "' is not an object");
-        const auto& o = m.value;
-        if (o.MemberCount() != 3 || !o.HasMember("dtype") || !o.HasMember("shape") ||
-            !o.HasMember("data_offsets")) {
-            corrupt(errc::corrupt_header,
-                    "entry '" + sname + "' must have exactly dtype, shape and data_offsets");
-        }
-        file_tensor t;
-        t.name = sname;
-        const auto& jd = o["dtype"];
-        if (!jd.IsString())
-            corrupt(errc::corrupt_header, "entry '" + sname + "': dtype is not a string");
-        const std::string_view ds(jd.GetString(), jd.GetStringLength());
-        const auto dt = dtype_from_string(ds);
-        if (!dt)
-            corrupt(errc::corrupt_header,
-                    "entry '" + sname + "': unknown dtype '" + std::string(ds) + "'");
-        t.type = *dt;
-        const auto& js = o["shape"];
-        if (!js.IsArray())
-            corrupt(errc::corrupt_header, "entry '" + sname + "': shape is not an array");
-        if (js.Size() > lim.max_rank) {
-            throw_error<limit_error>(errc::limit_rank,
-                                     "'" + where + "': tensor '" + sname + "' has rank " +
-                                         std::to_string(js.Size()) + ", more than the limit of " +
-                                         std::to_string(lim.max_rank));
-        }
-        std::uint64_t count = 1;
-        bool overflow = false;
-        for (auto& d : js.GetArray()) {
-            if (!d.IsUint64()) {
-                corrupt(errc::corrupt_header,
-                        "entry '" + sname +
-                            "': shape holds something other than a non-negative integer");
-            }
-            // Dimensions become Eigen's signed sizes: one beyond 2^63 - 1 is refused even when
-            // another dimension is 0 and the byte count comes out small.
-            overflow = overflow || d.GetUint64() > static_cast<std::uint64_t>(INT64_MAX);
-            t.shape.push_back(d.GetUint64());
-            overflow = overflow || !checked_mul(count, d.GetUint64(), count);
-        }
-        std::uint64_t bytes = 0;
-        overflow = overflow || !checked_mul(count, size_of(t.type), bytes);
-        if (overflow || bytes > data_bytes) {
-            throw_error<limit_error>(
-                errc::limit_tensor_bytes,
-                "'" + where + "': tensor '" + sname + "' declares " +
-                    std::string(to_string(t.type)) + " " + shape_string(t.shape) + ", " +
-                    (overflow ? std::string("more bytes than 2^64")
-                              : std::to_string(bytes) + " bytes") +
-                    ", but the file holds only " + std::to_string(data_bytes) + " bytes of data");
-        }
-        const auto& jo = o["data_offsets"];
-        if (!jo.IsArray() || jo.Size() != 2 || !jo[0].IsUint64() || !jo[1].IsUint64()) {
-            corrupt(errc::corrupt_header,
-                    "entry '" + sname + "': data_offsets is not [begin, end]");
-        }
-        t.begin = jo[0].GetUint64();
-        t.end = jo[1].GetUint64();
-        if (t.end < t.begin || t.end - t.begin != bytes) {
-            corrupt(errc::corrupt_offsets,
-                    "tensor '" + sname + "' spans bytes [" + std::to_string(t.begin) + ", " +
-                        std::to_string(t.end) + ") but its dtype and shape need " +
-                        std::to_string(bytes) + " bytes");
-        }
-        h.entries.push_back(std::move(t));
+        reader.raise(where);
     }
-    (void)have_meta; // optional in safetensors; ckpt's own files are recognized by their prefix
 
     // Offsets must tile the data section exactly: no gap, no overlap, nothing after the end.
     std::vector<const file_tensor*> by_offset;
@@ -1731,9 +2118,6 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
     parse_placement(h, where);
     return h;
 }
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
 
 } // namespace ckpt::detail
 // end ckpt/format/header-inl.hpp
@@ -5356,14 +5740,19 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
         if (out.problems.size() < cap) out.problems.push_back({id, std::string(path), text()});
         ++out.total;
     };
-    std::unordered_set<std::string_view> expected;
+    // Which file entries a state tensor names; the names the file lacks, only to find two
+    // state tensors of the same name among them.
+    std::vector<char> expected(src.entries->size(), 0);
+    std::unordered_set<std::string_view> absent;
     for (const tensor_record& r : state) {
-        if (!expected.insert(r.name).second) {
+        const auto it = src.by_name.find(r.name);
+        const bool repeated = it != src.by_name.end() ? std::exchange(expected[it->second], 1) != 0
+                                                      : !absent.insert(r.name).second;
+        if (repeated) {
             add(errc::schema_duplicate, r.name,
                 [] { return "two tensors of the state have this path; name them apart"; });
             continue;
         }
-        const auto it = src.by_name.find(r.name);
         if (it == src.by_name.end()) {
             if (src.allow_missing) {
                 out.missing.push_back(r.name);
@@ -5421,7 +5810,7 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
     for (std::size_t i = 0; i < src.entries->size(); ++i) {
         const file_tensor& f = (*src.entries)[i];
         const std::string_view name = src.name_of(i);
-        if (f.name == values_entry || expected.count(name) != 0) continue;
+        if (expected[i] != 0 || f.name == values_entry) continue;
         if (src.ignore_unexpected) {
             out.ignored.push_back(f.name);
             continue;

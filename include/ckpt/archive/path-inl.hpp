@@ -2,6 +2,7 @@
 
 #include <ckpt/archive/path.hpp>
 
+#include <charconv>
 #include <string>
 
 namespace ckpt::detail {
@@ -19,13 +20,18 @@ CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
 }
 
 CKPT_INLINE std::string path_tracker::joined() const {
+    // Asked for every tensor of every walk: digits go straight into the string (no temporary),
+    // which a short path ("layers.12.weight") holds without allocating.
     std::string s;
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
-        if (nodes_[i].name != nullptr)
+        if (nodes_[i].name != nullptr) {
             s += nodes_[i].name;
-        else
-            s += std::to_string(nodes_[i].index);
+        } else {
+            char digits[20];
+            const auto end = std::to_chars(digits, digits + sizeof digits, nodes_[i].index).ptr;
+            s.append(digits, end);
+        }
     }
     return s;
 }
