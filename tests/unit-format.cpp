@@ -564,6 +564,15 @@ TEST_CASE("a header reads the same in ckpt's own form as in any other JSON form"
         {R"({"t":{"dtype":"F32","shape":[18446744073709551615,2],"data_offsets":[0,4]}})", 4,
          "[ckpt.limit.504] 'h': tensor 't' declares F32 [18446744073709551615, 2], more bytes "
          "than 2^64, but the file holds only 4 bytes of data"},
+        {R"({"t":{"dtype":"F32","shape":[100000000000000000000],"data_offsets":[0,4]}})", 4,
+         "[ckpt.corrupt.206] 'h': entry 't': shape holds something other than a non-negative "
+         "integer"},
+        {R"({"t":{"dtype":"U8","shape":[9999999999999999999],"data_offsets":[0,4]}})", 4,
+         "[ckpt.limit.504] 'h': tensor 't' declares U8 [9999999999999999999], more bytes than "
+         "2^64, but the file holds only 4 bytes of data"},
+        {R"({"t":{"dtype":"U8","shape":[4],"data_offsets":[0000,4]}})", 4,
+         "[ckpt.corrupt.205] 'h': header is not valid JSON: Missing a comma or ']' after an "
+         "array element."},
         {R"({"t":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})", 4,
          "[ckpt.corrupt.206] 'h': entry 't': shape holds something other than a non-negative "
          "integer"},
@@ -633,4 +642,45 @@ TEST_CASE("a header reads the same in ckpt's own form as in any other JSON form"
         CHECK(read.rfind("read meta ckpt.checksum=", 0) == 0);
         CHECK(header_outcome(spaced(json), file.size() - 8 - n) == read);
     }
+}
+
+TEST_CASE("the name index finds every name it holds, and no other") {
+    // Names of every length up to 40 and the same prefixes (slots collide, probes run on).
+    std::vector<std::string> names{""};
+    for (int i = 0; i < 5000; ++i) names.push_back("layers." + std::to_string(i) + ".weight");
+    for (std::size_t n = 1; n <= 40; ++n) names.emplace_back(n, 'x');
+    ckpt::detail::name_index index;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const auto [it, added] = index.emplace(names[i], i);
+        REQUIRE(added);
+        CHECK(it->second == i);
+    }
+    CHECK(index.size() == names.size());
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const auto* it = index.find(names[i]);
+        if (it != index.end() && it->second == i && it->first == names[i]) ++found;
+    }
+    CHECK(found == names.size());
+    for (const std::string& absent :
+         std::vector<std::string>{"layers.5000.weight", "layers.0.weigh", "layers.0.weightt",
+                                  "x" + std::string(41, 'x'), std::string("\0", 1)}) {
+        CHECK(index.find(absent) == index.end());
+        CHECK(index.count(absent) == 0);
+    }
+    // A name already there keeps its entry; insert_or_assign replaces it.
+    const auto [again, added] = index.emplace(names[7], 99);
+    CHECK_FALSE(added);
+    CHECK(again->second == 7);
+    index.insert_or_assign(names[7], 99);
+    CHECK(index.find(names[7])->second == 99);
+    index.insert_or_assign("new", 5);
+    CHECK(index.find("new")->second == 5);
+    CHECK(index.size() == names.size() + 1);
+    index.clear();
+    CHECK(index.size() == 0);
+    CHECK(index.find(names[1]) == index.end());
+    index.reserve(3);
+    CHECK(index.emplace("a", 1).second);
+    CHECK(index.find("a")->second == 1);
 }

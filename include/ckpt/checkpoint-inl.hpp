@@ -209,6 +209,7 @@ CKPT_INLINE void opened_checkpoint::index(tensor_source& src,
     src.legacy_versions = version_ < 2;
     src.containers_as_values = version_ < 3;
     bool have_values = false;
+    src.by_name.reserve(header_.entries.size());
     for (std::size_t i = 0; i < header_.entries.size(); ++i) {
         const file_tensor& e = header_.entries[i];
         if (e.begin % size_of(e.type) != 0) {
@@ -622,7 +623,8 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
     }
     tensors.entries = &entries;
     tensors.data = bytes.data();
-    for (std::size_t k = 0; k < entries.size(); ++k) tensors.by_name[entries[k].name] = k;
+    for (std::size_t k = 0; k < entries.size(); ++k)
+        tensors.by_name.insert_or_assign(entries[k].name, k);
 }
 
 CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
@@ -649,6 +651,7 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
         throw;
     }
     tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
+    shaped.reserve_tensors(static_cast<std::size_t>(met.tensors_met));
     shaped.use_versions(&met.versions);
     shaped.containers_as_values(src.containers_as_values);
     collect(shaped, walks, obj);
@@ -683,6 +686,7 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
                                      std::span<const std::byte> values, load_gate* gate,
                                      deferred_checksum* deferred) {
     tensor_oarchive now;
+    now.reserve_tensors(src.by_name.size());
     now.containers_as_values(src.containers_as_values);
     collect(now, walks, state);
     const std::uint64_t own = now.tensors().size();

@@ -5,6 +5,7 @@
 #include <ckpt/archive/output.hpp>
 #include <ckpt/archive/path.hpp>
 #include <ckpt/detail/memory.hpp>
+#include <ckpt/detail/name_index.hpp>
 #include <ckpt/error.hpp>
 #include <ckpt/format/convert.hpp>
 #include <ckpt/format/dtype.hpp>
@@ -25,7 +26,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -34,7 +34,7 @@ namespace ckpt::detail {
 /// The tensors of a verified file, by name, with their bytes.
 struct tensor_source {
     const std::vector<file_tensor>* entries = nullptr;
-    std::unordered_map<std::string_view, std::size_t> by_name;
+    name_index by_name;
     const std::byte* data = nullptr; ///< start of the data section
     /// The values come from a format-1 file, which stored class versions as plain U32 scalars.
     bool legacy_versions = false;

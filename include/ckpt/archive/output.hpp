@@ -208,6 +208,9 @@ public:
     void trace_values(std::vector<std::pair<std::uint64_t, std::string>>* out) noexcept {
         trace_ = out;
     }
+    /// Room for `n` tensors before the walk (a load knows how many the file has): a state of
+    /// thousands of tensors otherwise grows the list a dozen times, into fresh pages each time.
+    void reserve_tensors(std::size_t n) { tensors_.reserve(n); }
 
 private:
     void append(const void* data, std::size_t n);

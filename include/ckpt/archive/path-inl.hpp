@@ -9,7 +9,8 @@ namespace ckpt::detail {
 
 CKPT_INLINE std::string path_tracker::path() const {
     std::string s = joined();
-    return s.empty() ? std::string("value") : s;
+    if (s.empty()) s = "value";
+    return s;
 }
 
 CKPT_INLINE std::string path_tracker::child_path(const char* name) const {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <ckpt/detail/name_index.hpp>
 #include <ckpt/format/header.hpp>
 
 #include <rapidjson/encodedstream.h>
@@ -15,7 +16,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -354,7 +354,10 @@ private:
 
     bool number(std::uint64_t v) {
         if (state_ == expecting::shape_items) {
-            if (++f_.rank <= lim_.max_rank) t_.shape.push_back(v);
+            if (++f_.rank <= lim_.max_rank) {
+                if (f_.rank == 1) t_.shape.reserve(4); // one allocation for most shapes
+                t_.shape.push_back(v);
+            }
             return true;
         }
         if (state_ == expecting::offset_items) {
@@ -555,7 +558,7 @@ private:
     /// The member, before `until`, whose name an earlier member has (`until` itself counts:
     /// first_name_ is its name); members_ when none does.
     std::uint64_t first_repeat(std::uint64_t until, std::string_view& name) const {
-        std::unordered_set<std::string_view> seen;
+        name_index seen;
         seen.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(until + 1, members_)));
         std::size_t entry = 0;
         std::size_t meta = 0;
@@ -568,7 +571,7 @@ private:
             } else {
                 name = h_.entries[entry++].name;
             }
-            if (!seen.insert(name).second) return m;
+            if (!seen.emplace(name, 0).second) return m;
         }
         return members_;
     }
@@ -632,11 +635,17 @@ bool read_plain_json(std::string_view json, Handler& handler) {
         if (c < '0' || c > '9') return false;
         std::uint64_t v = 0;
         const char* const first = p;
-        while (p != end && *p >= '0' && *p <= '9') {
-            if (!checked_mul(v, 10, v) || __builtin_add_overflow(v, *p - '0', &v)) return false;
-            ++p;
+        while (p != end && *p >= '0' && *p <= '9') ++p;
+        const std::ptrdiff_t digits = p - first;
+        if (digits > 20 || (*first == '0' && digits > 1)) return false; // a leading zero
+        for (const char* d = first; d != p; ++d) {
+            const auto digit = static_cast<unsigned>(*d - '0');
+            if (d - first < 19) {
+                v = v * 10 + digit; // 19 digits always fit
+            } else if (!checked_mul(v, 10, v) || __builtin_add_overflow(v, digit, &v)) {
+                return false; // beyond 2^64 - 1: rapidjson reads a double
+            }
         }
-        if (*first == '0' && p - first > 1) return false; // a leading zero
         return handler.Uint64(v);
     };
     // An item of the open container, after its '{', '[' or ','.
