@@ -684,3 +684,39 @@ TEST_CASE("the name index finds every name it holds, and no other") {
     CHECK(index.emplace("a", 1).second);
     CHECK(index.find("a")->second == 1);
 }
+
+TEST_CASE("field paths: siblings, nesting, and a field in the place of another") {
+    ckpt::detail::path_tracker t;
+    t.push(); // the root
+    CHECK(t.path() == "value");
+    t.name_next("layers");
+    t.push();
+    for (int i = 0; i < 3; ++i) {
+        t.push(); // element i
+        t.name_next("w");
+        t.push();
+        CHECK(t.path() == "layers." + std::to_string(i) + ".w");
+        t.pop();
+        CHECK(t.path() == "layers." + std::to_string(i));
+        t.name_next("bias");
+        t.push();
+        CHECK(t.path() == "layers." + std::to_string(i) + ".bias");
+        t.pop();
+        t.pop();
+    }
+    CHECK(t.path() == "layers");
+    CHECK(t.child_path("x") == "layers.x");
+    t.pop();
+    // Another field in the place of "layers": nothing of the old path survives.
+    t.name_next("opt");
+    t.push();
+    t.push();
+    CHECK(t.path() == "opt.0");
+    t.pop();
+    t.pop();
+    CHECK(t.object_path() == "(the state)");
+    t.name_next("layers");
+    t.push();
+    t.push();
+    CHECK(t.path() == "layers.0"); // same names, new nodes
+}
