@@ -990,9 +990,16 @@ inline constexpr std::size_t streaming_copy_bytes = std::size_t{64} << 10;
 /// streaming_copy_bytes up, on x86-64, the stores are non-temporal: the destination's lines are
 /// not read first and the copy does not evict what the cache holds. glibc makes that choice only
 /// above a threshold tied to the cache size (tens of MiB on a large server part), so a tensor of a
-/// few MiB was copied through the cache: 1.6x the time on the CI machine. The caller reads the
-/// result after a fence (this function ends with one).
+/// few MiB was copied through the cache: 1.6x the time on the CI machine.
+///
+/// Non-temporal stores are weakly ordered: the calling thread reads the bytes back as it wrote
+/// them, but before another thread may see them, call publish_tensor_copies() once (a fence).
+/// A fence after every tensor cost a load of 4,096 tensors of 64 KiB about 1 ms: each one
+/// waited for the write-combining buffers to drain.
 void copy_tensor_bytes(void* dst, const void* src, std::size_t n) noexcept;
+
+/// Orders the stores of every copy_tensor_bytes before it (an sfence on x86-64).
+void publish_tensor_copies() noexcept;
 
 /// Advice for `n` bytes that ckpt has just allocated and is about to fill entirely (a tensor that
 /// loading gave a new size): every page of its page-aligned part is faulted in by one call
@@ -1057,12 +1064,17 @@ CKPT_INLINE void copy_tensor_bytes(void* dst, const void* src, std::size_t n) no
             __builtin_ia32_movntdq(reinterpret_cast<v2di*>(out + i + 48), d);
 #endif
         }
-        __builtin_ia32_sfence(); // non-temporal stores are weakly ordered
-        std::memcpy(out + body, in + body, n - body);
+        std::memcpy(out + body, in + body, n - body); // publish_tensor_copies() fences
         return;
     }
 #endif
     std::memcpy(dst, src, n);
+}
+
+CKPT_INLINE void publish_tensor_copies() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_sfence();
+#endif
 }
 
 CKPT_INLINE void prepare_new_storage(void* p, std::size_t n) noexcept {
@@ -2378,6 +2390,11 @@ public:
     /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+    /// The tensors copied are ordered for every thread (see copy_tensor_bytes), however the
+    /// walk ended.
+    ~tensor_iarchive() { publish_tensor_copies(); }
+    tensor_iarchive(const tensor_iarchive&) = delete;
+    tensor_iarchive& operator=(const tensor_iarchive&) = delete;
 
     /// Standard containers of numbers are read from the values (see
     /// tensor_oarchive::containers_as_values).
@@ -2519,6 +2536,10 @@ private:
     /// converting its dtype when it differs (and recording that).
     void copy_tensor(const tensor_fill& fill, void* dst);
 
+    /// The entry of tensors_ named `name` (the renamed name, when renames apply), or no_entry.
+    std::size_t entry_named(std::string_view name);
+    static constexpr std::size_t no_entry = static_cast<std::size_t>(-1);
+
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
@@ -2539,6 +2560,7 @@ private:
     bool kept_tail_ = false;
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
+    std::size_t next_entry_ = 0; ///< the entry after the last one entry_named found
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
     bool containers_as_values_ = false;
@@ -2781,8 +2803,8 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
     // A view's memory is written only once the load has succeeded: there is nothing to restore.
     if (kind_ == read_pass_kind::restore && want.view) return false;
     const std::string name = path();
-    const auto it = tensors_->by_name.find(name);
-    if (it == tensors_->by_name.end()) {
+    const std::size_t entry = entry_named(name);
+    if (entry == no_entry) {
         // A restore puts back only the tensors its backup holds. A tensor the file lacks was
         // let through by the check (allow_missing): it keeps its value, from the fallback
         // when loading recreated it.
@@ -2791,7 +2813,7 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_missing, name, "the checkpoint has no such tensor"}});
     }
-    if (!locate(*tensors_, it->second, want, fill)) {
+    if (!locate(*tensors_, entry, want, fill)) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_mismatch, name, "the tensor changed while loading"}});
     }
@@ -2980,13 +3002,31 @@ CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
     return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
 }
 
+CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
+    // A walk meets the tensors in the file's order more often than not (always when they share
+    // a dtype), so the entry after the last one found is tried first: read in order, where the
+    // index's slots lie anywhere in memory, which the copies of the tensors before have just
+    // evicted from the caches.
+    if (tensors_->entries == nullptr) return no_entry; // a backup of no tensors
+    const std::vector<file_tensor>& entries = *tensors_->entries;
+    std::size_t found = no_entry;
+    if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&
+        entries[next_entry_].name != values_entry) {
+        found = next_entry_;
+    } else if (const auto* it = tensors_->by_name.find(name); it != tensors_->by_name.end()) {
+        found = it->second;
+    }
+    if (found != no_entry) next_entry_ = found + 1;
+    return found;
+}
+
 CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
     const std::string name = path();
-    const auto it = tensors_->by_name.find(name);
-    if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
-        const file_tensor& f = (*tensors_->entries)[it->second];
+    const std::size_t entry = entry_named(name);
+    if (entry != no_entry && claimed_[entry] == 0) {
+        const file_tensor& f = (*tensors_->entries)[entry];
         if (bytes_held <= f.end - f.begin) {
-            claimed_[it->second] = 1;
+            claimed_[entry] = 1;
             ++claimed_count_;
             return;
         }
@@ -2996,9 +3036,9 @@ CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
         return;
     }
     std::string why = "the checkpoint has no such tensor";
-    if (it != tensors_->by_name.end()) {
-        const file_tensor& f = (*tensors_->entries)[it->second];
-        why = claimed_[it->second] != 0
+    if (entry != no_entry) {
+        const file_tensor& f = (*tensors_->entries)[entry];
+        why = claimed_[entry] != 0
                   ? "another tensor of the state has this path"
                   : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
                         " bytes, the state's " + std::to_string(bytes_held);

@@ -57,8 +57,8 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
     // A view's memory is written only once the load has succeeded: there is nothing to restore.
     if (kind_ == read_pass_kind::restore && want.view) return false;
     const std::string name = path();
-    const auto it = tensors_->by_name.find(name);
-    if (it == tensors_->by_name.end()) {
+    const std::size_t entry = entry_named(name);
+    if (entry == no_entry) {
         // A restore puts back only the tensors its backup holds. A tensor the file lacks was
         // let through by the check (allow_missing): it keeps its value, from the fallback
         // when loading recreated it.
@@ -67,7 +67,7 @@ CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fil
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_missing, name, "the checkpoint has no such tensor"}});
     }
-    if (!locate(*tensors_, it->second, want, fill)) {
+    if (!locate(*tensors_, entry, want, fill)) {
         throw_error<schema_error>(std::vector<schema_problem>{
             {errc::schema_mismatch, name, "the tensor changed while loading"}});
     }
@@ -256,13 +256,31 @@ CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
     return (in_file - claimed_count_) + (own_tensors_ - unpaid_);
 }
 
+CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
+    // A walk meets the tensors in the file's order more often than not (always when they share
+    // a dtype), so the entry after the last one found is tried first: read in order, where the
+    // index's slots lie anywhere in memory, which the copies of the tensors before have just
+    // evicted from the caches.
+    if (tensors_->entries == nullptr) return no_entry; // a backup of no tensors
+    const std::vector<file_tensor>& entries = *tensors_->entries;
+    std::size_t found = no_entry;
+    if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&
+        entries[next_entry_].name != values_entry) {
+        found = next_entry_;
+    } else if (const auto* it = tensors_->by_name.find(name); it != tensors_->by_name.end()) {
+        found = it->second;
+    }
+    if (found != no_entry) next_entry_ = found + 1;
+    return found;
+}
+
 CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
     const std::string name = path();
-    const auto it = tensors_->by_name.find(name);
-    if (it != tensors_->by_name.end() && claimed_[it->second] == 0) {
-        const file_tensor& f = (*tensors_->entries)[it->second];
+    const std::size_t entry = entry_named(name);
+    if (entry != no_entry && claimed_[entry] == 0) {
+        const file_tensor& f = (*tensors_->entries)[entry];
         if (bytes_held <= f.end - f.begin) {
-            claimed_[it->second] = 1;
+            claimed_[entry] = 1;
             ++claimed_count_;
             return;
         }
@@ -272,9 +290,9 @@ CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
         return;
     }
     std::string why = "the checkpoint has no such tensor";
-    if (it != tensors_->by_name.end()) {
-        const file_tensor& f = (*tensors_->entries)[it->second];
-        why = claimed_[it->second] != 0
+    if (entry != no_entry) {
+        const file_tensor& f = (*tensors_->entries)[entry];
+        why = claimed_[entry] != 0
                   ? "another tensor of the state has this path"
                   : "the checkpoint's tensor holds " + std::to_string(f.end - f.begin) +
                         " bytes, the state's " + std::to_string(bytes_held);

@@ -128,6 +128,11 @@ public:
     /// until the tensor pass (see load_sequence); for a values pass over the state itself.
     tensor_iarchive(std::span<const std::byte> values, const tensor_source* tensors,
                     read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails = false);
+    /// The tensors copied are ordered for every thread (see copy_tensor_bytes), however the
+    /// walk ended.
+    ~tensor_iarchive() { publish_tensor_copies(); }
+    tensor_iarchive(const tensor_iarchive&) = delete;
+    tensor_iarchive& operator=(const tensor_iarchive&) = delete;
 
     /// Standard containers of numbers are read from the values (see
     /// tensor_oarchive::containers_as_values).
@@ -269,6 +274,10 @@ private:
     /// converting its dtype when it differs (and recording that).
     void copy_tensor(const tensor_fill& fill, void* dst);
 
+    /// The entry of tensors_ named `name` (the renamed name, when renames apply), or no_entry.
+    std::size_t entry_named(std::string_view name);
+    static constexpr std::size_t no_entry = static_cast<std::size_t>(-1);
+
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
@@ -289,6 +298,7 @@ private:
     bool kept_tail_ = false;
     std::vector<char> claimed_; ///< per file entry: paid for a tensor of this walk
     std::uint64_t claimed_count_ = 0;
+    std::size_t next_entry_ = 0; ///< the entry after the last one entry_named found
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
     bool containers_as_values_ = false;

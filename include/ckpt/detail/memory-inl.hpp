@@ -49,12 +49,17 @@ CKPT_INLINE void copy_tensor_bytes(void* dst, const void* src, std::size_t n) no
             __builtin_ia32_movntdq(reinterpret_cast<v2di*>(out + i + 48), d);
 #endif
         }
-        __builtin_ia32_sfence(); // non-temporal stores are weakly ordered
-        std::memcpy(out + body, in + body, n - body);
+        std::memcpy(out + body, in + body, n - body); // publish_tensor_copies() fences
         return;
     }
 #endif
     std::memcpy(dst, src, n);
+}
+
+CKPT_INLINE void publish_tensor_copies() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_sfence();
+#endif
 }
 
 CKPT_INLINE void prepare_new_storage(void* p, std::size_t n) noexcept {

@@ -13,9 +13,16 @@ inline constexpr std::size_t streaming_copy_bytes = std::size_t{64} << 10;
 /// streaming_copy_bytes up, on x86-64, the stores are non-temporal: the destination's lines are
 /// not read first and the copy does not evict what the cache holds. glibc makes that choice only
 /// above a threshold tied to the cache size (tens of MiB on a large server part), so a tensor of a
-/// few MiB was copied through the cache: 1.6x the time on the CI machine. The caller reads the
-/// result after a fence (this function ends with one).
+/// few MiB was copied through the cache: 1.6x the time on the CI machine.
+///
+/// Non-temporal stores are weakly ordered: the calling thread reads the bytes back as it wrote
+/// them, but before another thread may see them, call publish_tensor_copies() once (a fence).
+/// A fence after every tensor cost a load of 4,096 tensors of 64 KiB about 1 ms: each one
+/// waited for the write-combining buffers to drain.
 void copy_tensor_bytes(void* dst, const void* src, std::size_t n) noexcept;
+
+/// Orders the stores of every copy_tensor_bytes before it (an sfence on x86-64).
+void publish_tensor_copies() noexcept;
 
 /// Advice for `n` bytes that ckpt has just allocated and is about to fill entirely (a tensor that
 /// loading gave a new size): every page of its page-aligned part is faulted in by one call
