@@ -336,8 +336,9 @@ CKPT_INLINE void manager::forget_damaged(const std::vector<std::filesystem::path
 }
 
 CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& damaged,
-                                   const metadata& meta) {
+                                   const metadata& meta, bool continues) {
     forget_damaged(damaged);
+    if (!continues) return; // load_best: the schedule stays where training is
     policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;
