@@ -178,9 +178,15 @@ public:
     /// The checkpoints in the directory, oldest first.
     [[nodiscard]] std::vector<checkpoint_entry> list() const;
 
-    /// What the last restore (and the scan at start) passed over.
+    /// What the last restore (and the scan at start) passed over: damaged checkpoints.
     [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
         return skipped_;
+    }
+
+    /// Files with this manager's names that are not ckpt files (directory_listing::foreign):
+    /// not in skipped(), never read as checkpoints, deleted or written over.
+    [[nodiscard]] const std::vector<std::filesystem::path>& foreign() const noexcept {
+        return foreign_;
     }
 
     /// Temporary files of a crashed save removed at start.

@@ -7536,10 +7536,15 @@ struct directory_listing {
     /// step first; the newest is marked `latest`. `best` is left false: which metric ranks
     /// them is the manager's to say.
     std::vector<checkpoint_entry> checkpoints{};
-    /// Files of this prefix's names whose header does not read: damaged checkpoints and files
-    /// ckpt did not write. A manager skips them, never deletes them, and restore reports them.
+    /// Damaged checkpoints: files of this prefix's names that start like every file ckpt
+    /// writes (or whose first bytes cannot be read at all) but whose header does not read, with
+    /// the error. A manager skips them, never deletes them, and restore reports them in
+    /// skipped(); a new save of the same step may replace one.
     std::vector<skipped_checkpoint> unreadable{};
-    /// Those of `unreadable` that ckpt did not write: a manager never writes over them.
+    /// Foreign files: files of this prefix's names that are not ckpt files at all (a text file,
+    /// a safetensors file ckpt did not write, a file too short to start like one). Not in
+    /// `unreadable`: a manager ignores them (manager::foreign()), never deletes them and never
+    /// writes over them (a save of such a step is usage error 604).
     std::vector<std::filesystem::path> foreign{};
     /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
     /// removes them when it starts.
@@ -7585,8 +7590,9 @@ std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view
 /// "<pid>-<n>", the tail of atomic_file's temporary names.
 bool is_temp_suffix(std::string_view s);
 
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
+/// Whether the file starts like every file ckpt writes (a length, then ckpt's checksum key);
+/// nothing when its first bytes cannot be read (open or pread failed).
+std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
 
 /// Throws usage_error when `prefix` cannot name files.
 void check_prefix(const std::string& prefix, std::string_view who);
@@ -7603,6 +7609,7 @@ void check_prefix(const std::string& prefix, std::string_view who);
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -7673,12 +7680,13 @@ CKPT_INLINE bool is_temp_suffix(std::string_view s) {
            digits(s.substr(dash + 1));
 }
 
-CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
+CKPT_INLINE std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
     const int fd = io.open(p.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return std::nullopt;
     char buf[8 + checksum_prefix.size()];
     const ::ssize_t n = io.pread(fd, buf, sizeof buf, 0);
     io.close(fd);
+    if (n < 0) return std::nullopt;
     return n == static_cast<::ssize_t>(sizeof buf) &&
            std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
 }
@@ -7762,9 +7770,7 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
         }
         try {
             const info inf = ckpt::inspect(path, inspect_options{false, options.limits, &io});
-            if (inf.format_version < 1) {
-                out.unreadable.push_back(
-                    {path, errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+            if (inf.format_version < 1) { // a safetensors file ckpt did not write
                 out.foreign.push_back(std::move(path));
                 continue;
             }
@@ -7778,9 +7784,13 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
             out.checkpoints.push_back(std::move(e));
         } catch (const error& err) {
             // A damaged file ckpt wrote (its header starts with ckpt's checksum) may be replaced
-            // by a new save of its step; anything else is never written over.
-            out.unreadable.push_back({path, err.id(), err.what()});
-            if (!detail::has_ckpt_prefix(path, io)) out.foreign.push_back(std::move(path));
+            // by a new save of its step; a file that does not start so is not ckpt's at all
+            // (a text file reads as a huge header length: not "damaged", but foreign).
+            if (detail::has_ckpt_prefix(path, io) == false) {
+                out.foreign.push_back(std::move(path));
+            } else {
+                out.unreadable.push_back({path, err.id(), err.what()});
+            }
         }
     }
     std::stable_sort(
@@ -8667,9 +8677,15 @@ public:
     /// The checkpoints in the directory, oldest first.
     [[nodiscard]] std::vector<checkpoint_entry> list() const;
 
-    /// What the last restore (and the scan at start) passed over.
+    /// What the last restore (and the scan at start) passed over: damaged checkpoints.
     [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
         return skipped_;
+    }
+
+    /// Files with this manager's names that are not ckpt files (directory_listing::foreign):
+    /// not in skipped(), never read as checkpoints, deleted or written over.
+    [[nodiscard]] const std::vector<std::filesystem::path>& foreign() const noexcept {
+        return foreign_;
     }
 
     /// Temporary files of a crashed save removed at start.
