@@ -53,6 +53,13 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
 }
 
 CKPT_INLINE manager::~manager() noexcept(false) {
+    if (engine_ && engine_->forked()) {
+        // A copy in a child of fork(): the saves in flight, their errors and the lock are the
+        // parent's. Nothing to wait for, nothing to raise; the lock's copy does nothing.
+        engine_.reset();
+        lock_.release();
+        return;
+    }
     std::exception_ptr error;
     if (engine_) {
         try {

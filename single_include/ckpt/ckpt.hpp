@@ -5987,8 +5987,12 @@ public:
         return reserve_bytes(staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{})));
     }
 
-    /// Blocks until every staged save is committed or failed (its callback has run).
+    /// Blocks until every staged save is committed or failed (its callback has run). In a
+    /// child of fork() (forked()), returns at once: the saves are the parent's.
     void drain();
+    /// This is a copy in a child of fork(): the background thread and the saves in flight are
+    /// the parent's. Such a copy can only be destroyed; that neither waits nor writes.
+    [[nodiscard]] bool forked() const noexcept;
     /// Waits until the files its saves replaced are released (backend::flush_releases).
     void flush_releases() const { io_->flush_releases(); }
 
@@ -6066,6 +6070,7 @@ private:
     std::size_t in_flight_ = 0;
     std::uint64_t last_id_ = 0;
     bool stop_ = false;
+    std::int64_t owner_; ///< the pid of the process that started worker_
     std::thread worker_; // last: started after everything it uses exists
 };
 
@@ -6155,6 +6160,7 @@ private:
 #include <utility>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace ckpt {
 namespace detail {
@@ -6303,7 +6309,7 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
     : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
       on_full_(options.on_full),
       io_(options.backend != nullptr ? options.backend : &io::default_backend()),
-      done_(std::move(done)) {
+      done_(std::move(done)), owner_(::getpid()) {
     if (max_in_flight_ == 0) {
         throw_error<usage_error>(errc::usage_argument,
                                  "async_options::max_in_flight must be at least 1");
@@ -6312,6 +6318,16 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
 }
 
 CKPT_INLINE async_engine::~async_engine() {
+    if (forked()) {
+        // The parent's thread does not exist here, and the copies of the mutex and condition
+        // variables may say that it holds or waits on them (a condition variable with a waiter
+        // would block its destructor): start them afresh and let the thread's handle go.
+        new (&mutex_) std::mutex();
+        new (&work_) std::condition_variable();
+        new (&room_) std::condition_variable();
+        new (&worker_) std::thread();
+        return;
+    }
     {
         std::lock_guard lock(mutex_);
         stop_ = true;
@@ -6320,7 +6336,12 @@ CKPT_INLINE async_engine::~async_engine() {
     worker_.join(); // the worker finishes every staged save first
 }
 
+CKPT_INLINE bool async_engine::forked() const noexcept {
+    return owner_ != static_cast<std::int64_t>(::getpid());
+}
+
 CKPT_INLINE void async_engine::drain() {
+    if (forked()) return;
     std::unique_lock lock(mutex_);
     room_.wait(lock, [&] { return in_flight_ == 0; });
 }
@@ -6458,6 +6479,7 @@ CKPT_INLINE async_saver::async_saver(async_options options)
       engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
 
 CKPT_INLINE async_saver::~async_saver() noexcept(false) {
+    if (engine_.forked()) return; // a child of fork(): the saves and their errors are the parent's
     engine_.drain();
     engine_.flush_releases();
     std::exception_ptr e = take_error();
@@ -7291,6 +7313,18 @@ struct lock_holder {
 /// backend's lock() (flock by default, which the kernel releases when its holder dies, so a
 /// lock file left by a crash is no obstacle). The file holds the holder's pid while it is held,
 /// for the message another manager gets, and nothing once it is released.
+///
+/// Only the process that took it holds it. Its descriptor is closed on exec (O_CLOEXEC), and in
+/// a child of fork() that does not exec (a data-loader worker) it is closed as fork() returns
+/// there (a pthread_atfork handler), so the lock ends with its holder, not with the last of
+/// its children: a flock lock belongs to the open file description, which fork() shares, and
+/// the kernel releases it at the last close of it. Closing the child's copy leaves the
+/// parent's lock as it is. A child's copy of a directory_lock is not a holder: its release()
+/// and destructor do nothing. (POSIX fcntl() record locks are not inherited by fork(), but any
+/// close of the file by the process drops them, scan_directory's read of the lock file
+/// included, and two managers of one process would not exclude each other: not used.)
+/// fork() alone runs the handler; a child made by a raw clone() or _Fork() keeps the
+/// descriptor until it exits or execs.
 class directory_lock {
 public:
     /// Creates the directory (and its parents) when it does not exist, then takes the lock.
@@ -7314,6 +7348,7 @@ private:
     std::filesystem::path path_;
     io::backend* io_;
     int fd_ = -1;
+    std::int64_t owner_ = 0; ///< the pid of the process that took it
 };
 
 /// The lock file of `prefix` in `dir`: nothing when there is none or it is empty (no manager
@@ -7338,9 +7373,13 @@ void create_directories(const std::filesystem::path& dir, io::backend& io);
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <pthread.h>
 
 #include <fcntl.h>
 #include <sys/types.h>
@@ -7367,6 +7406,44 @@ CKPT_INLINE void create_directories(const std::filesystem::path& dir, io::backen
     }
     throw_io(errc::io_open, "create directory", dir.string(), e);
 }
+
+/// The descriptors of the directory locks this process holds, closed in a child of fork() as
+/// fork() returns there (see directory_lock). One per process, registered with pthread_atfork
+/// on first use and never destroyed: fork handlers cannot be removed.
+class fork_closed_descriptors {
+public:
+    static fork_closed_descriptors& instance() {
+        static fork_closed_descriptors* fds = new fork_closed_descriptors();
+        return *fds;
+    }
+
+    /// fork() waits while this is held: hold it from the open of a descriptor to its add(),
+    /// and from its remove() to its close, so that no child sees one unregistered.
+    [[nodiscard]] std::unique_lock<std::mutex> hold() { return std::unique_lock(mutex_); }
+    /// Under hold(). @throws std::bad_alloc
+    void add(int fd) { fds_.push_back(fd); }
+    /// Under hold().
+    void remove(int fd) noexcept { std::erase(fds_, fd); }
+
+private:
+    fork_closed_descriptors() {
+        fds_.reserve(8);
+        ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                         [] { instance().after_fork_in_child(); });
+    }
+
+    /// Only close(), which is async-signal-safe: the child of a multi-threaded process may do
+    /// nothing else before it execs. The descriptors are the parent's locks; clear() frees
+    /// nothing.
+    void after_fork_in_child() noexcept {
+        for (const int fd : fds_) ::close(fd);
+        fds_.clear();
+        mutex_.unlock();
+    }
+
+    std::mutex mutex_;
+    std::vector<int> fds_;
+};
 
 /// Opens the lock file, retrying EINTR.
 inline int open_lock_file(io::backend& io, const std::string& path, int flags) {
@@ -7400,9 +7477,11 @@ inline std::optional<lock_holder> holder_of(const std::string& text) {
 
 CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
                                            const std::string& prefix, io::backend& io)
-    : path_(dir / (prefix + ".lock")), io_(&io) {
+    : path_(dir / (prefix + ".lock")), io_(&io), owner_(::getpid()) {
     detail::create_directories(dir, io);
     const std::string path = path_.string();
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the open to the add()
     const int fd = detail::open_lock_file(io, path, O_RDWR | O_CREAT);
     if (fd < 0) {
         const int e = errno;
@@ -7434,11 +7513,20 @@ CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
         detail::throw_io(errc::io_write, "write lock file", path, e,
                          "the directory cannot be written");
     }
+    try {
+        forked.add(fd);
+    } catch (...) {
+        (void)io.truncate(fd, 0);
+        io.unlock(fd);
+        io.close(fd);
+        throw;
+    }
     fd_ = fd;
 }
 
 CKPT_INLINE directory_lock::directory_lock(directory_lock&& other) noexcept
-    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)),
+      owner_(other.owner_) {}
 
 CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) noexcept {
     if (this != &other) {
@@ -7446,6 +7534,7 @@ CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) no
         path_ = std::move(other.path_);
         io_ = other.io_;
         fd_ = std::exchange(other.fd_, -1);
+        owner_ = other.owner_;
     }
     return *this;
 }
@@ -7457,6 +7546,12 @@ CKPT_INLINE directory_lock::~directory_lock() {
 CKPT_INLINE void directory_lock::release() noexcept {
     if (fd_ < 0) return;
     const int fd = std::exchange(fd_, -1);
+    // A copy in a child of fork(): its descriptor was closed at the fork (the number may name
+    // another file by now), and the lock, shared with the parent, is the parent's to release.
+    if (owner_ != static_cast<std::int64_t>(::getpid())) return;
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the remove() to the close
+    forked.remove(fd);
     // Emptied while still held: a reader then never takes a released lock's pid for a holder.
     (void)io_->truncate(fd, 0);
     (void)io_->unlock(fd);
@@ -8897,6 +8992,13 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
 }
 
 CKPT_INLINE manager::~manager() noexcept(false) {
+    if (engine_ && engine_->forked()) {
+        // A copy in a child of fork(): the saves in flight, their errors and the lock are the
+        // parent's. Nothing to wait for, nothing to raise; the lock's copy does nothing.
+        engine_.reset();
+        lock_.release();
+        return;
+    }
     std::exception_ptr error;
     if (engine_) {
         try {
