@@ -130,7 +130,7 @@ TEST_CASE("every 5 epochs and on the best val_loss; the best and the last stay o
     CHECK(last.meta.step == 20 * steps_per_epoch);
 
     state_t best_model; // deploy this: the lowest validation loss of the run
-    const auto best = m.restore_best(best_model, "val_loss");
+    const auto best = m.load_best(best_model, "val_loss"); // read-only: training goes on
     REQUIRE(best.has_value());
     CHECK(best->epoch == 12);
     CHECK(best->metrics.at("val_loss") == 0.40);

@@ -1,5 +1,7 @@
 // File I/O failures: every file-system call of a save fails in turn (through an injected
-// backend), short and interrupted writes, missing paths, read fallbacks and a really full disk.
+// backend), and every call of opening and closing a manager (its directory, its lock, the
+// listing of its directory), short and interrupted writes, missing paths, read fallbacks and a
+// really full disk.
 // Whatever fails, the previous checkpoint stays loadable, no temporary file is left behind and
 // no descriptor leaks.
 #include "new_hook.hpp"
@@ -53,7 +55,12 @@ enum class op : std::uint8_t {
     file_size,
     map,
     unmap,
-    allocate
+    allocate,
+    mkdir,
+    list,
+    lock,
+    unlock,
+    truncate
 };
 
 std::string op_name(op o) {
@@ -70,6 +77,11 @@ std::string op_name(op o) {
     case op::file_size: return "file_size";
     case op::map: return "map";
     case op::unmap: return "unmap";
+    case op::mkdir: return "mkdir";
+    case op::list: return "list";
+    case op::lock: return "lock";
+    case op::unlock: return "unlock";
+    case op::truncate: return "truncate";
     }
     return "?";
 }
@@ -205,6 +217,42 @@ public:
         next(op::unmap);
         real_.unmap(data, size);
         calls_.push_back({op::unmap, "", 0, 0});
+    }
+    // The directory calls of the manager and scan_directory.
+    int mkdir(const char* path, ::mode_t mode) override {
+        const auto [act, err] = next(op::mkdir);
+        if (act == action::fail) return failed(op::mkdir, path, err);
+        const int r = real_.mkdir(path, mode);
+        const int e = errno;
+        return done(op::mkdir, path, r, e);
+    }
+    int list(const char* path, std::vector<ckpt::io::dir_entry>& out) override {
+        const auto [act, err] = next(op::list);
+        if (act == action::fail) return failed(op::list, path, err);
+        const int r = real_.list(path, out);
+        const int e = errno;
+        return done(op::list, path, r, e);
+    }
+    int lock(int fd) override {
+        const auto [act, err] = next(op::lock);
+        if (act == action::fail) return failed(op::lock, name(fd), err);
+        const int r = real_.lock(fd);
+        const int e = errno;
+        return done(op::lock, name(fd), r, e);
+    }
+    int unlock(int fd) override {
+        const auto [act, err] = next(op::unlock);
+        if (act == action::fail) return failed(op::unlock, name(fd), err);
+        const int r = real_.unlock(fd);
+        const int e = errno;
+        return done(op::unlock, name(fd), r, e);
+    }
+    int truncate(int fd, std::uint64_t size) override {
+        const auto [act, err] = next(op::truncate);
+        if (act == action::fail) return failed(op::truncate, name(fd), err);
+        const int r = real_.truncate(fd, size);
+        const int e = errno;
+        return done(op::truncate, name(fd), r, e);
     }
 
 private:
@@ -1145,4 +1193,220 @@ TEST_CASE("inspect: a missing file is 101, a failing read 102, and nothing leaks
         CHECK(i.meta == fixed_meta(4));
     }
     CHECK(open_fds() == fds);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manager's own calls: its directory, its lock and the listing of its directory
+
+namespace {
+
+/// Whether a lock on `dir` can be taken now (through the POSIX backend).
+bool lock_free(const fs::path& dir) {
+    try {
+        ckpt::directory_lock lock(dir, "ckpt", ckpt::io::default_backend());
+        return lock.held();
+    } catch (const ckpt::error&) {
+        return false;
+    }
+}
+
+/// A manager's directory with two checkpoints (steps 1 and 2), a damaged one (3), a foreign
+/// file (4) and a temporary file a crashed save left.
+struct manager_directory {
+    fs::path dir;
+    fs::path lock;
+    fs::path temp;
+    std::vector<char> checkpoint_1;
+    explicit manager_directory(const std::string& name)
+        : dir(scratch(name)), lock(dir / "ckpt.lock"),
+          temp(dir / "ckpt-000000000002.ckpt.tmp-99-0") {
+        {
+            ckpt::manager m(dir, ckpt::every_steps(1));
+            for (int s = 1; s <= 3; ++s) {
+                REQUIRE(m.step(make_state(static_cast<std::uint64_t>(s), 4), fixed_meta(s)));
+            }
+        }
+        checkpoint_1 = file_bytes(path(1));
+        fs::resize_file(path(3), 100);
+        std::ofstream(path(4)) << "some notes, not a checkpoint\n";
+        std::ofstream(temp) << "a save that died";
+    }
+    [[nodiscard]] fs::path path(int step) const {
+        return dir / ckpt::detail::checkpoint_file_name("ckpt", step);
+    }
+};
+
+} // namespace
+
+TEST_CASE("every call of opening and closing a manager fails in turn: its directory, its lock "
+          "and the listing") {
+    const manager_directory d("manager-calls");
+    // The calls of a clean open and close, the temporary file removed. The manager reads the
+    // checkpoints' headers (inspect), the first bytes of the files that do not read, and the
+    // lock file's holder (scan_directory); its release empties the lock file and unlocks it.
+    std::vector<call> calls;
+    {
+        std::ofstream(d.temp) << "a save that died";
+        faulty_backend clean;
+        {
+            ckpt::manager_options o;
+            o.backend = &clean;
+            ckpt::manager m(d.dir, ckpt::every_steps(1), ckpt::keep_last(1), o);
+            REQUIRE(m.list().size() == 2);
+            REQUIRE(m.cleaned() == std::vector<fs::path>{d.temp});
+        }
+        calls = clean.calls();
+    }
+    const std::string lock = d.lock.string();
+    const auto is = [&](const call& c, op o, const fs::path& target) {
+        return c.what == o && c.target == target.string();
+    };
+    std::size_t lock_opens = 0;
+    std::size_t lock_truncates = 0;
+    std::string ops;
+    for (const call& c : calls) {
+        if (c.target == lock && c.what == op::open) ++lock_opens;
+        if (c.target == lock && c.what == op::truncate) ++lock_truncates;
+        std::string target = fs::path(c.target).filename().string();
+        ops += (ops.empty() ? "" : " ") + op_name(c.what) + "(" + target + ")";
+    }
+    CHECK(
+        ops ==
+        "mkdir(unit-io-manager-calls) open(ckpt.lock) lock(ckpt.lock) truncate(ckpt.lock) "
+        "pwrite(ckpt.lock) list(unit-io-manager-calls) "
+        "open(ckpt-000000000001.ckpt) file_size(ckpt-000000000001.ckpt) "
+        "pread(ckpt-000000000001.ckpt) pread(ckpt-000000000001.ckpt) "
+        "close(ckpt-000000000001.ckpt) "
+        "open(ckpt-000000000002.ckpt) file_size(ckpt-000000000002.ckpt) "
+        "pread(ckpt-000000000002.ckpt) pread(ckpt-000000000002.ckpt) "
+        "close(ckpt-000000000002.ckpt) "
+        "open(ckpt-000000000003.ckpt) file_size(ckpt-000000000003.ckpt) "
+        "pread(ckpt-000000000003.ckpt) pread(ckpt-000000000003.ckpt) "
+        "close(ckpt-000000000003.ckpt) open(ckpt-000000000003.ckpt) pread(ckpt-000000000003.ckpt) "
+        "close(ckpt-000000000003.ckpt) "
+        "open(ckpt-000000000004.ckpt) file_size(ckpt-000000000004.ckpt) "
+        "pread(ckpt-000000000004.ckpt) pread(ckpt-000000000004.ckpt) "
+        "close(ckpt-000000000004.ckpt) open(ckpt-000000000004.ckpt) pread(ckpt-000000000004.ckpt) "
+        "close(ckpt-000000000004.ckpt) "
+        "open(ckpt.lock) pread(ckpt.lock) close(ckpt.lock) "
+        "unlink(ckpt-000000000002.ckpt.tmp-99-0) "
+        "truncate(ckpt.lock) unlock(ckpt.lock) close(ckpt.lock)");
+    REQUIRE(lock_opens == 2);
+    REQUIRE(lock_truncates == 2);
+
+    for (const int err : {EIO, EACCES}) {
+        std::size_t lock_open = 0;
+        std::size_t lock_truncate = 0;
+        for (std::size_t k = 0; k < calls.size(); ++k) {
+            const call& c = calls[k];
+            INFO("call ", k, " (", op_name(c.what), " ", c.target, ") fails with errno ", err);
+            const bool first_lock_open = is(c, op::open, d.lock) && lock_open++ == 0;
+            const bool first_lock_truncate = is(c, op::truncate, d.lock) && lock_truncate++ == 0;
+            std::ofstream(d.temp) << "a save that died";
+            const std::size_t fds = open_fds();
+
+            faulty_backend b;
+            b.fail_call(k, err);
+            ckpt::manager_options o;
+            o.backend = &b;
+            std::vector<fs::path> listed;
+            std::vector<ckpt::skipped_checkpoint> skipped;
+            std::vector<fs::path> foreign;
+            std::vector<fs::path> cleaned;
+            const auto e = io_error_of([&] {
+                ckpt::manager m(d.dir, ckpt::every_steps(1), ckpt::keep_last(1), o);
+                for (const auto& entry : m.list()) listed.push_back(entry.path);
+                skipped = m.skipped();
+                foreign = m.foreign();
+                cleaned = m.cleaned();
+            });
+            REQUIRE(b.calls().size() > k);
+            CHECK(b.calls()[k].what == c.what);
+            CHECK(b.calls()[k].err == err);
+
+            // What the failure must do: an io_error naming the call, or nothing but its own
+            // consequence (a file that does not read is skipped, a temporary file stays).
+            int id = 0;
+            std::string operation;
+            std::string path;
+            std::vector<fs::path> want_listed = {d.path(1), d.path(2)};
+            std::vector<fs::path> want_foreign = {d.path(4)};
+            std::vector<int> want_skipped_ids = {ckpt::errc::corrupt_truncated_header};
+            std::vector<fs::path> want_skipped = {d.path(3)};
+            std::vector<fs::path> want_cleaned = {d.temp};
+            if (c.what == op::mkdir) {
+                id = ckpt::errc::io_open, operation = "create directory", path = d.dir.string();
+            } else if (first_lock_open) {
+                id = ckpt::errc::io_open, operation = "create lock file", path = lock;
+            } else if (is(c, op::open, d.lock)) {
+                id = ckpt::errc::io_open, operation = "open lock file", path = lock;
+            } else if (is(c, op::lock, d.lock)) {
+                id = ckpt::errc::io_open, operation = "lock", path = lock;
+            } else if (first_lock_truncate || is(c, op::pwrite, d.lock)) {
+                id = ckpt::errc::io_write, operation = "write lock file", path = lock;
+            } else if (is(c, op::pread, d.lock)) {
+                id = ckpt::errc::io_read, operation = "read lock file", path = lock;
+            } else if (c.what == op::list) {
+                id = ckpt::errc::io_read, operation = "list directory", path = d.dir.string();
+            } else if (c.what == op::unlink) {
+                want_cleaned.clear(); // left for the next start
+            } else if (c.what != op::close &&
+                       (c.target == d.path(1).string() || c.target == d.path(2).string() ||
+                        c.target == d.path(3).string() || c.target == d.path(4).string())) {
+                // Reading a file: its header (inspect: open file_size pread...), then, when that
+                // fails, its first bytes (open pread), to tell ckpt's from a foreign file.
+                const fs::path p = c.target;
+                const auto opens =
+                    std::count_if(calls.begin(), calls.begin() + static_cast<std::ptrdiff_t>(k),
+                                  [&](const call& x) { return is(x, op::open, p); });
+                const bool header = opens + (c.what == op::open ? 1 : 0) == 1;
+                const int io_id = c.what == op::open        ? ckpt::errc::io_open
+                                  : c.what == op::file_size ? ckpt::errc::io_stat
+                                                            : ckpt::errc::io_read;
+                if (p == d.path(1) || p == d.path(2)) {
+                    // A checkpoint whose header does not read now: damaged, never deleted.
+                    std::erase(want_listed, p);
+                    want_skipped.insert(want_skipped.begin(), p);
+                    want_skipped_ids.insert(want_skipped_ids.begin(), io_id);
+                } else if (p == d.path(3) && header) {
+                    want_skipped_ids = {io_id}; // damaged still: it starts like ckpt's files
+                } else if (p == d.path(4) && !header) {
+                    // A file whose first bytes do not read is not known to be foreign: it is
+                    // skipped with the error of its header (8 bytes of text as a length).
+                    want_foreign.clear();
+                    want_skipped.push_back(p);
+                    want_skipped_ids.push_back(ckpt::errc::limit_header);
+                }
+            }
+            if (id != 0) {
+                REQUIRE(e.has_value());
+                CHECK(e->id() == id);
+                CHECK(e->operation() == operation);
+                CHECK(e->path() == path);
+                CHECK(e->code().value() == err);
+            } else {
+                CHECK_FALSE(e.has_value());
+                CHECK(listed == want_listed);
+                CHECK(foreign == want_foreign);
+                std::vector<fs::path> skipped_paths;
+                std::vector<int> skipped_ids;
+                for (const auto& s : skipped) {
+                    skipped_paths.push_back(s.path);
+                    skipped_ids.push_back(s.error_id);
+                }
+                CHECK(skipped_paths == want_skipped);
+                CHECK(skipped_ids == want_skipped_ids);
+                CHECK(cleaned == want_cleaned);
+            }
+            // Whatever failed: nothing of the directory is lost, no descriptor leaks, and no
+            // lock is left behind (a failed release still closed the descriptor).
+            CHECK(fs::exists(d.path(1)));
+            CHECK(file_bytes(d.path(1)) == d.checkpoint_1);
+            CHECK(fs::exists(d.path(2)));
+            CHECK(fs::file_size(d.path(3)) == 100);
+            CHECK(fs::exists(d.path(4)));
+            CHECK(open_fds() == fds);
+            CHECK(lock_free(d.dir));
+        }
+    }
 }

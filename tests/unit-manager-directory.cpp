@@ -82,13 +82,11 @@ TEST_CASE("scan_directory sorts every file of a directory into exactly one list"
         CHECK_FALSE(e.best);
     }
     CHECK(l.checkpoint_bytes() == d.bytes[0] + d.bytes[1] + d.bytes[2]);
-    REQUIRE(l.unreadable.size() == 2);
+    REQUIRE(l.unreadable.size() == 1); // damaged: ckpt's header start, then cut
     CHECK(l.unreadable[0].path == d.dir / "ckpt-000000000008.ckpt");
     CHECK(l.unreadable[0].error_id == ckpt::errc::corrupt_truncated_header);
     CHECK(l.unreadable[0].reason.find("the file is truncated or damaged") != std::string::npos);
-    CHECK(l.unreadable[1].path == d.dir / "ckpt-000000000009.ckpt");
-    CHECK(l.unreadable[1].error_id == ckpt::errc::corrupt_too_small); // 2 bytes
-    CHECK(l.foreign == std::vector<fs::path>{d.dir / "ckpt-000000000009.ckpt"});
+    CHECK(l.foreign == std::vector<fs::path>{d.dir / "ckpt-000000000009.ckpt"}); // "hi"
     CHECK(l.temporaries == std::vector<fs::path>{d.dir / "ckpt-000000000004.ckpt.tmp-123-0"});
     CHECK(l.others == std::vector<fs::path>{d.dir / "ckpt-000000000005.ckpt.tmp-x-0",
                                             d.dir / "ckpt-000000000010.ckpt",
@@ -177,4 +175,61 @@ TEST_CASE("checkpoint names: 12 digits at least, and only exact names are a mana
     CHECK_FALSE(ckpt::detail::is_temp_suffix("12-"));
     CHECK_FALSE(ckpt::detail::is_temp_suffix("-0"));
     CHECK_FALSE(ckpt::detail::is_temp_suffix("12"));
+}
+
+TEST_CASE("a file with a checkpoint's name that is not a ckpt file is foreign, not damaged") {
+    const auto dir = test::scratch("scan-foreign");
+    test::train_state st;
+    {
+        ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_all());
+        for (std::int64_t s = 1; s <= 2; ++s) REQUIRE(m.step(st, test::at(s)).saved);
+    }
+    // A text file: its first 8 bytes read as a header length of 0x6e696c2074736966 bytes.
+    const std::string text = "first line of some notes\nand a second\n";
+    const std::vector<std::byte> notes(reinterpret_cast<const std::byte*>(text.data()),
+                                       reinterpret_cast<const std::byte*>(text.data()) +
+                                           text.size());
+    test::write_file(dir / "ckpt-000000000003.ckpt", notes);
+    // A plain safetensors file (a valid header without ckpt's checksum), and an empty file.
+    test::write_file(dir / "ckpt-000000000004.ckpt",
+                     test::craft(R"({"__metadata__":{"a":"b"}})", {}, false));
+    test::write_file(dir / "ckpt-000000000005.ckpt", {});
+    // A damaged checkpoint: ckpt's, with its header cut.
+    fs::copy_file(dir / "ckpt-000000000002.ckpt", dir / "ckpt-000000000006.ckpt");
+    fs::resize_file(dir / "ckpt-000000000006.ckpt", 100);
+    const std::vector<fs::path> foreign = {dir / "ckpt-000000000003.ckpt",
+                                           dir / "ckpt-000000000004.ckpt",
+                                           dir / "ckpt-000000000005.ckpt"};
+
+    const ckpt::directory_listing l = ckpt::scan_directory(dir);
+    CHECK(l.foreign == foreign);
+    REQUIRE(l.unreadable.size() == 1);
+    CHECK(l.unreadable[0].path == dir / "ckpt-000000000006.ckpt");
+    CHECK(l.unreadable[0].error_id == ckpt::errc::corrupt_truncated_header);
+
+    std::vector<ckpt::skipped_checkpoint> reported;
+    ckpt::manager_options o;
+    o.on_skipped = [&](const ckpt::skipped_checkpoint& s) { reported.push_back(s); };
+    ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_last(1), o);
+    CHECK(m.foreign() == foreign);
+    REQUIRE(m.skipped().size() == 1); // the damaged checkpoint only: no 501 for the text file
+    CHECK(m.skipped()[0].path == dir / "ckpt-000000000006.ckpt");
+    CHECK(m.restore_latest(st).value().step == 2);
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0] == m.skipped()[0]);
+    REQUIRE(m.skipped().size() == 1);
+    // Never written over: a save of its step is refused, and the file is as it was.
+    const std::string refused = test::error_text([&] { m.step(st, test::at(3)); });
+    CHECK(refused.starts_with("[ckpt.usage.604] '" + (dir / "ckpt-000000000003.ckpt").string() +
+                              "' has this manager's name but was not written by ckpt"));
+    // Never deleted: keep_last(1) removes 1 and 2 (and, once replaced, 6) but no foreign file.
+    for (const std::int64_t s : {6, 7}) REQUIRE(m.step(st, test::at(s)).saved);
+    CHECK(directory_test::names_in(dir) ==
+          std::vector<fs::path>{"ckpt-000000000003.ckpt", "ckpt-000000000004.ckpt",
+                                "ckpt-000000000005.ckpt", "ckpt-000000000007.ckpt", "ckpt.lock"});
+    CHECK(test::read_file(dir / "ckpt-000000000003.ckpt") == notes);
+    CHECK(fs::file_size(dir / "ckpt-000000000005.ckpt") == 0);
+    CHECK(m.foreign() == foreign);
+    CHECK(ckpt::scan_directory(dir).unreadable.empty()); // step 6's save replaced the damaged
+    CHECK(ckpt::scan_directory(dir).foreign == foreign);
 }

@@ -1,6 +1,8 @@
 // The directory lock (ckpt/manager/lock.hpp): one holder at a time, the holder's pid in the file
 // while held and nothing after, the directory created through the backend, every failure of the
-// backend's mkdir/lock/truncate a clear io_error that leaves no lock behind.
+// backend's mkdir/lock/truncate a clear io_error that leaves no lock behind; a child of fork()
+// that outlives its parent holds no lock, and its copy of a manager releases nothing and never
+// waits for the parent's saves.
 #include "manager_test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -13,6 +15,13 @@
 #include <utility>
 #include <vector>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,6 +80,71 @@ private:
     ::waitpid(child, &status, 0);
     return child;
 }
+
+// ThreadSanitizer does not support a child of a multi-threaded fork() that does more than
+// async-signal-safe calls: the test whose child destroys an async manager runs in the other
+// builds only.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_tsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool under_tsan = true;
+#else
+constexpr bool under_tsan = false;
+#endif
+#else
+constexpr bool under_tsan = false;
+#endif
+
+/// The threads of this process.
+std::size_t threads() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/task")) ++n;
+    return n;
+}
+
+/// The descriptor of this process open on `file`, or -1.
+int descriptor_of(const fs::path& file) {
+    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        if (fs::read_symlink(e.path(), ec) == file) return std::stoi(e.path().filename().string());
+    }
+    return -1;
+}
+
+/// Waits for `pid`: its exit status, or 1000 + the signal that ended it.
+int wait_for(::pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
+}
+
+/// Reads exactly `n` bytes, or fewer at end of file.
+std::size_t read_all(int fd, void* out, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+        const ::ssize_t r = ::read(fd, static_cast<char*>(out) + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    return got;
+}
+
+/// fsync of a checkpoint's temporary file waits until `open` (the background save stays in
+/// flight for as long as the test wants).
+class held_fsync final : public test::posix_forwarding {
+public:
+    std::atomic<bool> open{false};
+    std::atomic<int> waiting{0};
+    int fsync(int fd) override {
+        ++waiting;
+        while (!open.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return real_.fsync(fd);
+    }
+};
 
 } // namespace lock_test
 
@@ -242,4 +316,149 @@ TEST_CASE("the manager takes its lock and creates its directory through its back
     CHECK(test::error_id([&] {
               ckpt::manager m(root / "run", ckpt::every_steps(1), ckpt::keep_all(), o);
           }) == ckpt::errc::io_open);
+}
+
+TEST_CASE("a child forked without exec that outlives its trainer does not keep the lock") {
+    const auto dir = test::scratch("lock-fork-orphan");
+    // The trainer is a child of this process, which has one thread here (nothing has started
+    // the release thread), so the trainer may do more than async-signal-safe calls.
+    REQUIRE(lock_test::threads() == 1);
+    // Orphans of the trainer become this process's children, to be waited for.
+    REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+    int report[2];
+    int release[2];
+    REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(release, O_CLOEXEC) == 0);
+    std::fflush(nullptr);
+    const ::pid_t trainer = ::fork();
+    REQUIRE(trainer >= 0);
+    if (trainer == 0) {
+        ::close(report[0]);
+        ::close(release[1]);
+        int started[2];
+        if (::pipe2(started, O_CLOEXEC) != 0) ::_exit(2);
+        try {
+            ckpt::manager m(dir, ckpt::every_steps(1));
+            const ::pid_t worker = ::fork(); // a data-loader worker: no exec
+            if (worker == 0) {
+                // Only async-signal-safe calls: write, read, _exit.
+                ::close(started[0]);
+                const char c = 'w';
+                (void)::write(started[1], &c, 1);
+                ::close(started[1]);
+                char x = 0;
+                while (::read(release[0], &x, 1) < 0 && errno == EINTR) {
+                }
+                ::_exit(0); // the test closed its end: the worker ends
+            }
+            ::close(started[1]);
+            char c = 0;
+            if (worker < 0 || lock_test::read_all(started[0], &c, 1) != 1) ::_exit(3);
+            (void)::write(report[1], &worker, sizeof worker);
+            ::raise(SIGKILL); // the trainer dies holding its lock, its manager never destroyed
+        } catch (...) {
+            ::_exit(4);
+        }
+        ::_exit(5);
+    }
+    ::close(report[1]);
+    ::close(release[0]);
+    ::pid_t worker = -1;
+    const std::size_t got = lock_test::read_all(report[0], &worker, sizeof worker);
+    ::close(report[0]);
+    CHECK(lock_test::wait_for(trainer) == 1000 + SIGKILL);
+    const bool worker_alive = got == sizeof worker && ::kill(worker, 0) == 0;
+
+    // The restarted trainer, while the dead trainer's worker still runs.
+    const auto holder = ckpt::read_lock_holder(dir, "ckpt", ckpt::io::default_backend());
+    std::optional<ckpt::manager> again;
+    const std::string refused = test::error_text([&] { again.emplace(dir, ckpt::every_steps(1)); });
+    const bool still_alive = worker_alive && ::kill(worker, 0) == 0;
+    ::close(release[1]); // the worker may end now
+    const int worker_status = got == sizeof worker ? lock_test::wait_for(worker) : -1;
+    (void)::prctl(PR_SET_CHILD_SUBREAPER, 0);
+
+    REQUIRE(got == sizeof worker);
+    CHECK(worker_alive);
+    CHECK(still_alive);
+    CHECK(worker_status == 0);
+    REQUIRE(holder.has_value());
+    CHECK(*holder == ckpt::lock_holder{trainer, false, false}); // the dead trainer's pid
+    CHECK(refused.empty());                                     // not 603: the worker holds no lock
+    REQUIRE(again.has_value());
+    CHECK(lock_text(dir / "ckpt.lock") == std::to_string(::getpid()));
+}
+
+TEST_CASE("a fork() child's copy of a manager releases nothing and closes nothing of the child's") {
+    const auto dir = test::scratch("lock-fork-copy");
+    REQUIRE(lock_test::threads() == 1); // the child may run the manager's destructor
+    ckpt::manager m(dir, ckpt::every_steps(1));
+    const int lock_fd = lock_test::descriptor_of(dir / "ckpt.lock");
+    REQUIRE(lock_fd >= 0);
+    const fs::path victim = dir / "victim";
+    std::fflush(nullptr);
+    const ::pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The lock's descriptor was closed as fork() returned: its number is free, and a file
+        // of the child's takes it.
+        if (::fcntl(lock_fd, F_GETFD) != -1 || errno != EBADF) ::_exit(2);
+        const int fd = ::open(victim.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) ::_exit(3);
+        if (fd != lock_fd && (::dup2(fd, lock_fd) != lock_fd || ::close(fd) != 0)) ::_exit(4);
+        if (::write(lock_fd, "mine", 4) != 4) ::_exit(5);
+        try {
+            m.~manager(); // the child's copy, destroyed; the parent's lives on
+        } catch (...) {
+            ::_exit(6);
+        }
+        struct ::stat st {};
+        if (::fcntl(lock_fd, F_GETFD) == -1) ::_exit(7);               // closed by the copy
+        if (::fstat(lock_fd, &st) != 0 || st.st_size != 4) ::_exit(8); // truncated by the copy
+        ::_exit(0);
+    }
+    CHECK(lock_test::wait_for(child) == 0);
+    // The parent's lock is whole: held, with its pid.
+    CHECK(lock_text(dir / "ckpt.lock") == std::to_string(::getpid()));
+    CHECK(test::error_id([&] { ckpt::manager other(dir, ckpt::every_steps(1)); }) ==
+          ckpt::errc::usage_directory_locked);
+    test::train_state st;
+    CHECK(m.step(st, test::at(1)).saved);
+}
+
+TEST_CASE("a fork() child's copy of an async manager with a save in flight does not hang" *
+          doctest::skip(lock_test::under_tsan)) {
+    const auto dir = test::scratch("lock-fork-async");
+    lock_test::held_fsync io;
+    ckpt::manager_options o;
+    o.backend = &io;
+    o.async.emplace();
+    test::train_state st;
+    {
+        ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_all(), o);
+        REQUIRE(m.step(st, test::at(1)).pending);
+        while (io.waiting.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        std::fflush(nullptr);
+        const ::pid_t child = ::fork(); // the background save waits in its fsync
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            ::alarm(20); // a hang ends the child with SIGALRM, which fails the test
+            try {
+                m.~manager();
+            } catch (...) {
+                ::_exit(2);
+            }
+            ::_exit(0);
+        }
+        CHECK(lock_test::wait_for(child) == 0);
+        CHECK(lock_text(dir / "ckpt.lock") == std::to_string(::getpid()));
+        CHECK(fs::exists(dir / "ckpt.lock"));
+        CHECK_FALSE(fs::exists(m.path_of(1))); // the parent's save, still in flight
+        io.open = true;
+        const ckpt::save_result r = m.wait();
+        CHECK(r.committed == std::vector<fs::path>{m.path_of(1)});
+    }
+    test::train_state back;
+    back.step = -1;
+    CHECK(ckpt::load(dir / ckpt::detail::checkpoint_file_name("ckpt", 1), back).step == 1);
 }

@@ -2,6 +2,7 @@
 // new one) saves at the same steps, keeps the same files and the same best as a run that never
 // stopped; restore falls back past damaged checkpoints and reports them, but never past a schema
 // error; the directory lock; NaN metrics; what stats() says after a restart.
+#include "manager_test_util.hpp"
 #include "test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -856,11 +857,10 @@ TEST_CASE("files that ckpt did not write are reported and never deleted") {
 
     resume_state st = initial_state();
     REQUIRE(m.restore_latest(st).value().step == 10);
-    std::map<fs::path, int> ids;
-    for (const auto& s : m.skipped()) ids[s.path] = s.error_id;
-    CHECK(ids == std::map<fs::path, int>{{dir / file_of(30), ckpt::errc::limit_header},
-                                         {dir / file_of(31), ckpt::errc::corrupt_not_ckpt}});
-    CHECK(same(reported, m.skipped()));
+    // Foreign files, not damaged checkpoints: neither skipped nor reported to on_skipped.
+    CHECK(m.foreign() == std::vector<fs::path>{dir / file_of(30), dir / file_of(31)});
+    CHECK(m.skipped().empty());
+    CHECK(reported.empty());
 
     // Retention runs (keep_last(1)) and deletes the real old ones, never these.
     for (std::int64_t s = 11; s <= 20; ++s) {
@@ -1220,4 +1220,100 @@ TEST_CASE("stats() after a restart whose newest checkpoint was damaged") {
     CHECK(s.steps_at_risk == 0);
     // from step 20's time, not from the damaged 25's
     CHECK(s.seconds_at_risk == seconds(w.clock.now - time_of(20)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which restore sets the schedule: restore_* (training continues from it) or load_best (read only)
+
+namespace {
+
+/// every_steps(10) with a save_now at step 12, the best val_loss; on disk: 10, 12 and 20.
+/// save_now advances no rule, so step 12's tags hold every_steps' last save as step 10.
+void best_at_12_run(const fs::path& dir, test::fake_clock& clock) {
+    ckpt::manager m(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
+    test::train_state st;
+    for (std::int64_t s = 1; s <= 20; ++s) {
+        clock.now += std::chrono::seconds(1);
+        st.step = s;
+        const double loss = s == 12 ? 0.25 : 1.0;
+        if (s == 12) {
+            REQUIRE(m.save_now(st, test::at(s, {{"val_loss", loss}})).saved);
+        } else {
+            CHECK(m.step(st, test::at(s, {{"val_loss", loss}})).saved == (s % 10 == 0));
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("load_best fetches the best weights and leaves the schedule and the work at risk") {
+    const fs::path dir = test::scratch("load-best-schedule");
+    test::fake_clock clock;
+    best_at_12_run(dir, clock);
+    clock.now += std::chrono::seconds(30);
+    test::train_state best; // a second state, to evaluate
+    {
+        ckpt::manager m(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
+        test::train_state st;
+        st.step = -1;
+        REQUIRE(m.restore_latest(st).value().step == 20);
+        CHECK(st.step == 20);
+
+        best.step = -1;
+        const auto meta = m.load_best(best, "val_loss");
+        REQUIRE(meta.has_value());
+        CHECK(meta->step == 12);
+        CHECK(meta->metrics.at("val_loss") == 0.25);
+        CHECK(best.step == 12);
+        CHECK(st.step == 20); // the training state is not involved
+        ckpt::manager_stats s = m.stats();
+        CHECK(s.steps_at_risk == 0);
+        CHECK(s.seconds_at_risk == 30.0); // still from step 20's save, not step 12's
+
+        for (std::int64_t step = 21; step <= 30; ++step) {
+            CAPTURE(step);
+            clock.now += std::chrono::seconds(1);
+            st.step = step;
+            const ckpt::save_result r = m.step(st, test::at(step, {{"val_loss", 0.5}}));
+            CHECK(r.saved == (step == 30)); // every_steps(10) from step 20, not from 10
+            if (step == 25) {
+                s = m.stats();
+                CHECK(s.steps_at_risk == 5); // 25 - 20
+                CHECK(s.seconds_at_risk == 35.0);
+            }
+        }
+        CHECK(m.stats().steps_at_risk == 0);
+    }
+    // load_best in a manager that restored nothing sets nothing either: the newest (30) counts.
+    ckpt::manager fresh(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
+    REQUIRE(fresh.load_best(best, "val_loss").value().step == 12);
+    CHECK(fresh.stats().steps_at_risk == 0);
+    CHECK(fresh.stats().seconds_at_risk == 0.0); // the clock has not moved since step 30's save
+}
+
+TEST_CASE("restore_best: training continues from the best, and so does the schedule") {
+    const fs::path dir = test::scratch("restore-best-schedule");
+    test::fake_clock clock;
+    best_at_12_run(dir, clock);
+    clock.now += std::chrono::seconds(30);
+    ckpt::manager m(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
+    test::train_state st;
+    REQUIRE(m.restore_latest(st).value().step == 20);
+    // Step 20 diverged, say: go back to the best and train on from it.
+    REQUIRE(m.restore_best(st, "val_loss").value().step == 12);
+    CHECK(st.step == 12);
+    ckpt::manager_stats s = m.stats();
+    CHECK(s.steps_at_risk == 0);
+    CHECK(s.seconds_at_risk == 30.0 + 8.0); // from step 12's save
+    for (std::int64_t step = 13; step <= 20; ++step) {
+        CAPTURE(step);
+        clock.now += std::chrono::seconds(1);
+        st.step = step;
+        // every_steps(10) from its last save before 12, step 10 (save_now advanced no rule)
+        CHECK(m.step(st, test::at(step, {{"val_loss", 0.5}})).saved == (step == 20));
+        if (step == 15) CHECK(m.stats().steps_at_risk == 3); // 15 - 12
+    }
+    test::train_state back;
+    REQUIRE(m.restore_latest(back).value().step == 20);
+    CHECK(back.step == 20);
 }

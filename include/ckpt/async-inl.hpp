@@ -12,6 +12,7 @@
 #include <utility>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace ckpt {
 namespace detail {
@@ -160,7 +161,7 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
     : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
       on_full_(options.on_full),
       io_(options.backend != nullptr ? options.backend : &io::default_backend()),
-      done_(std::move(done)) {
+      done_(std::move(done)), owner_(::getpid()) {
     if (max_in_flight_ == 0) {
         throw_error<usage_error>(errc::usage_argument,
                                  "async_options::max_in_flight must be at least 1");
@@ -169,6 +170,16 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
 }
 
 CKPT_INLINE async_engine::~async_engine() {
+    if (forked()) {
+        // The parent's thread does not exist here, and the copies of the mutex and condition
+        // variables may say that it holds or waits on them (a condition variable with a waiter
+        // would block its destructor): start them afresh and let the thread's handle go.
+        new (&mutex_) std::mutex();
+        new (&work_) std::condition_variable();
+        new (&room_) std::condition_variable();
+        new (&worker_) std::thread();
+        return;
+    }
     {
         std::lock_guard lock(mutex_);
         stop_ = true;
@@ -177,7 +188,12 @@ CKPT_INLINE async_engine::~async_engine() {
     worker_.join(); // the worker finishes every staged save first
 }
 
+CKPT_INLINE bool async_engine::forked() const noexcept {
+    return owner_ != static_cast<std::int64_t>(::getpid());
+}
+
 CKPT_INLINE void async_engine::drain() {
+    if (forked()) return;
     std::unique_lock lock(mutex_);
     room_.wait(lock, [&] { return in_flight_ == 0; });
 }
@@ -315,6 +331,7 @@ CKPT_INLINE async_saver::async_saver(async_options options)
       engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
 
 CKPT_INLINE async_saver::~async_saver() noexcept(false) {
+    if (engine_.forked()) return; // a child of fork(): the saves and their errors are the parent's
     engine_.drain();
     engine_.flush_releases();
     std::exception_ptr e = take_error();

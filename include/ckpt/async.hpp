@@ -130,8 +130,12 @@ public:
         return reserve_bytes(staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{})));
     }
 
-    /// Blocks until every staged save is committed or failed (its callback has run).
+    /// Blocks until every staged save is committed or failed (its callback has run). In a
+    /// child of fork() (forked()), returns at once: the saves are the parent's.
     void drain();
+    /// This is a copy in a child of fork(): the background thread and the saves in flight are
+    /// the parent's. Such a copy can only be destroyed; that neither waits nor writes.
+    [[nodiscard]] bool forked() const noexcept;
     /// Waits until the files its saves replaced are released (backend::flush_releases).
     void flush_releases() const { io_->flush_releases(); }
 
@@ -209,6 +213,7 @@ private:
     std::size_t in_flight_ = 0;
     std::uint64_t last_id_ = 0;
     bool stop_ = false;
+    std::int64_t owner_; ///< the pid of the process that started worker_
     std::thread worker_; // last: started after everything it uses exists
 };
 

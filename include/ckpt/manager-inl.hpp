@@ -53,6 +53,13 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
 }
 
 CKPT_INLINE manager::~manager() noexcept(false) {
+    if (engine_ && engine_->forked()) {
+        // A copy in a child of fork(): the saves in flight, their errors and the lock are the
+        // parent's. Nothing to wait for, nothing to raise; the lock's copy does nothing.
+        engine_.reset();
+        lock_.release();
+        return;
+    }
     std::exception_ptr error;
     if (engine_) {
         try {
@@ -336,8 +343,9 @@ CKPT_INLINE void manager::forget_damaged(const std::vector<std::filesystem::path
 }
 
 CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& damaged,
-                                   const metadata& meta) {
+                                   const metadata& meta, bool continues) {
     forget_damaged(damaged);
+    if (!continues) return; // load_best: the schedule stays where training is
     policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;

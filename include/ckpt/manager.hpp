@@ -139,8 +139,9 @@ public:
     save_result wait();
 
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
-    /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
-    /// disk: nullopt, and `state` is untouched.
+    /// and to options.on_skipped) damaged ones; training continues from it: the policy's state
+    /// and the work at risk (stats().steps_at_risk) restart from it. Nothing on disk: nullopt,
+    /// and `state` is untouched.
     /// `options` as for ckpt::load (partial restore, renames, the report), except that the
     /// manager's own limits and backend replace its `limits` and `backend`.
     /// @throws schema_error, version_error (the state or the library does not fit the newest
@@ -148,24 +149,44 @@ public:
     template <class State>
     std::optional<metadata> restore_latest(State& state, const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::newest_first(index_), options);
+        return restore_first(state, detail::newest_first(index_), options, true);
     }
 
-    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...):
+    /// training continues from it, so the save schedule and the work at risk restart from its
+    /// step. To fetch the best weights without that (to evaluate or export them), use load_best.
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
                                          goal direction = goal::minimize,
                                          const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::ranked(index_, metric, direction), options);
+        return restore_first(state, detail::ranked(index_, metric, direction), options, true);
+    }
+
+    /// Loads the best checkpoint by `metric` (then the next best, ...) as restore_best does,
+    /// read-only: the save schedule, the policy's state and the work at risk stay as they are,
+    /// so training goes on from where it is. Damaged files it passes over are reported as by a
+    /// restore. @throws as restore_latest
+    template <class State>
+    std::optional<metadata> load_best(State& state, const std::string& metric,
+                                      goal direction = goal::minimize,
+                                      const load_options& options = {}) {
+        wait();
+        return restore_first(state, detail::ranked(index_, metric, direction), options, false);
     }
 
     /// The checkpoints in the directory, oldest first.
     [[nodiscard]] std::vector<checkpoint_entry> list() const;
 
-    /// What the last restore (and the scan at start) passed over.
+    /// What the last restore (and the scan at start) passed over: damaged checkpoints.
     [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
         return skipped_;
+    }
+
+    /// Files with this manager's names that are not ckpt files (directory_listing::foreign):
+    /// not in skipped(), never read as checkpoints, deleted or written over.
+    [[nodiscard]] const std::vector<std::filesystem::path>& foreign() const noexcept {
+        return foreign_;
     }
 
     /// Temporary files of a crashed save removed at start.
@@ -244,9 +265,10 @@ private:
 
     const checkpoint_entry* newest() const;
 
+    /// `continues`: training continues from what loads (restore_*), not only reads it (load_*).
     template <class State>
     std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order,
-                                          const load_options& options) {
+                                          const load_options& options, bool continues) {
         std::vector<std::filesystem::path> damaged = begin_restore();
         load_options own = options;
         own.limits = options_.limits;
@@ -255,7 +277,7 @@ private:
             const std::filesystem::path path = index_[i].path;
             try {
                 metadata meta = ckpt::load(path, state, own);
-                restored(damaged, meta);
+                restored(damaged, meta, continues);
                 return meta;
             } catch (const schema_error&) {
                 forget_damaged(damaged);
@@ -276,8 +298,9 @@ private:
     /// A checkpoint that does not load is no longer the newest or the best: retention must
     /// neither count it nor delete it, and later restores report it.
     void forget_damaged(const std::vector<std::filesystem::path>& damaged);
-    /// `meta` loaded: the policy and the counters continue from it.
-    void restored(const std::vector<std::filesystem::path>& damaged, const metadata& meta);
+    /// `meta` loaded; `continues`: the policy and the counters continue from it.
+    void restored(const std::vector<std::filesystem::path>& damaged, const metadata& meta,
+                  bool continues);
     /// `path` did not load: skipped, reported, remembered.
     void restore_failed(std::vector<std::filesystem::path>& damaged,
                         const std::filesystem::path& path, const error& err);

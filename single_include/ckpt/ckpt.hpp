@@ -6556,8 +6556,12 @@ public:
         return reserve_bytes(staged_bytes(make_plan(ar.tensors(), ar.values(), metadata{})));
     }
 
-    /// Blocks until every staged save is committed or failed (its callback has run).
+    /// Blocks until every staged save is committed or failed (its callback has run). In a
+    /// child of fork() (forked()), returns at once: the saves are the parent's.
     void drain();
+    /// This is a copy in a child of fork(): the background thread and the saves in flight are
+    /// the parent's. Such a copy can only be destroyed; that neither waits nor writes.
+    [[nodiscard]] bool forked() const noexcept;
     /// Waits until the files its saves replaced are released (backend::flush_releases).
     void flush_releases() const { io_->flush_releases(); }
 
@@ -6635,6 +6639,7 @@ private:
     std::size_t in_flight_ = 0;
     std::uint64_t last_id_ = 0;
     bool stop_ = false;
+    std::int64_t owner_; ///< the pid of the process that started worker_
     std::thread worker_; // last: started after everything it uses exists
 };
 
@@ -6724,6 +6729,7 @@ private:
 #include <utility>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace ckpt {
 namespace detail {
@@ -6872,7 +6878,7 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
     : max_in_flight_(options.max_in_flight), cap_(options.max_staging_bytes),
       on_full_(options.on_full),
       io_(options.backend != nullptr ? options.backend : &io::default_backend()),
-      done_(std::move(done)) {
+      done_(std::move(done)), owner_(::getpid()) {
     if (max_in_flight_ == 0) {
         throw_error<usage_error>(errc::usage_argument,
                                  "async_options::max_in_flight must be at least 1");
@@ -6881,6 +6887,16 @@ CKPT_INLINE async_engine::async_engine(const async_options& options, done_fn don
 }
 
 CKPT_INLINE async_engine::~async_engine() {
+    if (forked()) {
+        // The parent's thread does not exist here, and the copies of the mutex and condition
+        // variables may say that it holds or waits on them (a condition variable with a waiter
+        // would block its destructor): start them afresh and let the thread's handle go.
+        new (&mutex_) std::mutex();
+        new (&work_) std::condition_variable();
+        new (&room_) std::condition_variable();
+        new (&worker_) std::thread();
+        return;
+    }
     {
         std::lock_guard lock(mutex_);
         stop_ = true;
@@ -6889,7 +6905,12 @@ CKPT_INLINE async_engine::~async_engine() {
     worker_.join(); // the worker finishes every staged save first
 }
 
+CKPT_INLINE bool async_engine::forked() const noexcept {
+    return owner_ != static_cast<std::int64_t>(::getpid());
+}
+
 CKPT_INLINE void async_engine::drain() {
+    if (forked()) return;
     std::unique_lock lock(mutex_);
     room_.wait(lock, [&] { return in_flight_ == 0; });
 }
@@ -7027,6 +7048,7 @@ CKPT_INLINE async_saver::async_saver(async_options options)
       engine_(options, [this](async_done&& d) { finished(std::move(d)); }) {}
 
 CKPT_INLINE async_saver::~async_saver() noexcept(false) {
+    if (engine_.forked()) return; // a child of fork(): the saves and their errors are the parent's
     engine_.drain();
     engine_.flush_releases();
     std::exception_ptr e = take_error();
@@ -7860,6 +7882,18 @@ struct lock_holder {
 /// backend's lock() (flock by default, which the kernel releases when its holder dies, so a
 /// lock file left by a crash is no obstacle). The file holds the holder's pid while it is held,
 /// for the message another manager gets, and nothing once it is released.
+///
+/// Only the process that took it holds it. Its descriptor is closed on exec (O_CLOEXEC), and in
+/// a child of fork() that does not exec (a data-loader worker) it is closed as fork() returns
+/// there (a pthread_atfork handler), so the lock ends with its holder, not with the last of
+/// its children: a flock lock belongs to the open file description, which fork() shares, and
+/// the kernel releases it at the last close of it. Closing the child's copy leaves the
+/// parent's lock as it is. A child's copy of a directory_lock is not a holder: its release()
+/// and destructor do nothing. (POSIX fcntl() record locks are not inherited by fork(), but any
+/// close of the file by the process drops them, scan_directory's read of the lock file
+/// included, and two managers of one process would not exclude each other: not used.)
+/// fork() alone runs the handler; a child made by a raw clone() or _Fork() keeps the
+/// descriptor until it exits or execs.
 class directory_lock {
 public:
     /// Creates the directory (and its parents) when it does not exist, then takes the lock.
@@ -7883,6 +7917,7 @@ private:
     std::filesystem::path path_;
     io::backend* io_;
     int fd_ = -1;
+    std::int64_t owner_ = 0; ///< the pid of the process that took it
 };
 
 /// The lock file of `prefix` in `dir`: nothing when there is none or it is empty (no manager
@@ -7907,9 +7942,13 @@ void create_directories(const std::filesystem::path& dir, io::backend& io);
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <pthread.h>
 
 #include <fcntl.h>
 #include <sys/types.h>
@@ -7936,6 +7975,44 @@ CKPT_INLINE void create_directories(const std::filesystem::path& dir, io::backen
     }
     throw_io(errc::io_open, "create directory", dir.string(), e);
 }
+
+/// The descriptors of the directory locks this process holds, closed in a child of fork() as
+/// fork() returns there (see directory_lock). One per process, registered with pthread_atfork
+/// on first use and never destroyed: fork handlers cannot be removed.
+class fork_closed_descriptors {
+public:
+    static fork_closed_descriptors& instance() {
+        static fork_closed_descriptors* fds = new fork_closed_descriptors();
+        return *fds;
+    }
+
+    /// fork() waits while this is held: hold it from the open of a descriptor to its add(),
+    /// and from its remove() to its close, so that no child sees one unregistered.
+    [[nodiscard]] std::unique_lock<std::mutex> hold() { return std::unique_lock(mutex_); }
+    /// Under hold(). @throws std::bad_alloc
+    void add(int fd) { fds_.push_back(fd); }
+    /// Under hold().
+    void remove(int fd) noexcept { std::erase(fds_, fd); }
+
+private:
+    fork_closed_descriptors() {
+        fds_.reserve(8);
+        ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                         [] { instance().after_fork_in_child(); });
+    }
+
+    /// Only close(), which is async-signal-safe: the child of a multi-threaded process may do
+    /// nothing else before it execs. The descriptors are the parent's locks; clear() frees
+    /// nothing.
+    void after_fork_in_child() noexcept {
+        for (const int fd : fds_) ::close(fd);
+        fds_.clear();
+        mutex_.unlock();
+    }
+
+    std::mutex mutex_;
+    std::vector<int> fds_;
+};
 
 /// Opens the lock file, retrying EINTR.
 inline int open_lock_file(io::backend& io, const std::string& path, int flags) {
@@ -7969,9 +8046,11 @@ inline std::optional<lock_holder> holder_of(const std::string& text) {
 
 CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
                                            const std::string& prefix, io::backend& io)
-    : path_(dir / (prefix + ".lock")), io_(&io) {
+    : path_(dir / (prefix + ".lock")), io_(&io), owner_(::getpid()) {
     detail::create_directories(dir, io);
     const std::string path = path_.string();
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the open to the add()
     const int fd = detail::open_lock_file(io, path, O_RDWR | O_CREAT);
     if (fd < 0) {
         const int e = errno;
@@ -8003,11 +8082,20 @@ CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
         detail::throw_io(errc::io_write, "write lock file", path, e,
                          "the directory cannot be written");
     }
+    try {
+        forked.add(fd);
+    } catch (...) {
+        (void)io.truncate(fd, 0);
+        io.unlock(fd);
+        io.close(fd);
+        throw;
+    }
     fd_ = fd;
 }
 
 CKPT_INLINE directory_lock::directory_lock(directory_lock&& other) noexcept
-    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)),
+      owner_(other.owner_) {}
 
 CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) noexcept {
     if (this != &other) {
@@ -8015,6 +8103,7 @@ CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) no
         path_ = std::move(other.path_);
         io_ = other.io_;
         fd_ = std::exchange(other.fd_, -1);
+        owner_ = other.owner_;
     }
     return *this;
 }
@@ -8026,6 +8115,12 @@ CKPT_INLINE directory_lock::~directory_lock() {
 CKPT_INLINE void directory_lock::release() noexcept {
     if (fd_ < 0) return;
     const int fd = std::exchange(fd_, -1);
+    // A copy in a child of fork(): its descriptor was closed at the fork (the number may name
+    // another file by now), and the lock, shared with the parent, is the parent's to release.
+    if (owner_ != static_cast<std::int64_t>(::getpid())) return;
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the remove() to the close
+    forked.remove(fd);
     // Emptied while still held: a reader then never takes a released lock's pid for a holder.
     (void)io_->truncate(fd, 0);
     (void)io_->unlock(fd);
@@ -8105,10 +8200,15 @@ struct directory_listing {
     /// step first; the newest is marked `latest`. `best` is left false: which metric ranks
     /// them is the manager's to say.
     std::vector<checkpoint_entry> checkpoints{};
-    /// Files of this prefix's names whose header does not read: damaged checkpoints and files
-    /// ckpt did not write. A manager skips them, never deletes them, and restore reports them.
+    /// Damaged checkpoints: files of this prefix's names that start like every file ckpt
+    /// writes (or whose first bytes cannot be read at all) but whose header does not read, with
+    /// the error. A manager skips them, never deletes them, and restore reports them in
+    /// skipped(); a new save of the same step may replace one.
     std::vector<skipped_checkpoint> unreadable{};
-    /// Those of `unreadable` that ckpt did not write: a manager never writes over them.
+    /// Foreign files: files of this prefix's names that are not ckpt files at all (a text file,
+    /// a safetensors file ckpt did not write, a file too short to start like one). Not in
+    /// `unreadable`: a manager ignores them (manager::foreign()), never deletes them and never
+    /// writes over them (a save of such a step is usage error 604).
     std::vector<std::filesystem::path> foreign{};
     /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
     /// removes them when it starts.
@@ -8154,8 +8254,9 @@ std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view
 /// "<pid>-<n>", the tail of atomic_file's temporary names.
 bool is_temp_suffix(std::string_view s);
 
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
+/// Whether the file starts like every file ckpt writes (a length, then ckpt's checksum key);
+/// nothing when its first bytes cannot be read (open or pread failed).
+std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
 
 /// Throws usage_error when `prefix` cannot name files.
 void check_prefix(const std::string& prefix, std::string_view who);
@@ -8172,6 +8273,7 @@ void check_prefix(const std::string& prefix, std::string_view who);
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -8242,12 +8344,13 @@ CKPT_INLINE bool is_temp_suffix(std::string_view s) {
            digits(s.substr(dash + 1));
 }
 
-CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
+CKPT_INLINE std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
     const int fd = io.open(p.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return std::nullopt;
     char buf[8 + checksum_prefix.size()];
     const ::ssize_t n = io.pread(fd, buf, sizeof buf, 0);
     io.close(fd);
+    if (n < 0) return std::nullopt;
     return n == static_cast<::ssize_t>(sizeof buf) &&
            std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
 }
@@ -8331,9 +8434,7 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
         }
         try {
             const info inf = ckpt::inspect(path, inspect_options{false, options.limits, &io});
-            if (inf.format_version < 1) {
-                out.unreadable.push_back(
-                    {path, errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+            if (inf.format_version < 1) { // a safetensors file ckpt did not write
                 out.foreign.push_back(std::move(path));
                 continue;
             }
@@ -8347,9 +8448,13 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
             out.checkpoints.push_back(std::move(e));
         } catch (const error& err) {
             // A damaged file ckpt wrote (its header starts with ckpt's checksum) may be replaced
-            // by a new save of its step; anything else is never written over.
-            out.unreadable.push_back({path, err.id(), err.what()});
-            if (!detail::has_ckpt_prefix(path, io)) out.foreign.push_back(std::move(path));
+            // by a new save of its step; a file that does not start so is not ckpt's at all
+            // (a text file reads as a huge header length: not "damaged", but foreign).
+            if (detail::has_ckpt_prefix(path, io) == false) {
+                out.foreign.push_back(std::move(path));
+            } else {
+                out.unreadable.push_back({path, err.id(), err.what()});
+            }
         }
     }
     std::stable_sort(
@@ -9197,8 +9302,9 @@ public:
     save_result wait();
 
     /// Loads the newest checkpoint that loads cleanly, passing over (and reporting in skipped()
-    /// and to options.on_skipped) damaged ones; restores the policy's state from it. Nothing on
-    /// disk: nullopt, and `state` is untouched.
+    /// and to options.on_skipped) damaged ones; training continues from it: the policy's state
+    /// and the work at risk (stats().steps_at_risk) restart from it. Nothing on disk: nullopt,
+    /// and `state` is untouched.
     /// `options` as for ckpt::load (partial restore, renames, the report), except that the
     /// manager's own limits and backend replace its `limits` and `backend`.
     /// @throws schema_error, version_error (the state or the library does not fit the newest
@@ -9206,24 +9312,44 @@ public:
     template <class State>
     std::optional<metadata> restore_latest(State& state, const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::newest_first(index_), options);
+        return restore_first(state, detail::newest_first(index_), options, true);
     }
 
-    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...).
+    /// Like restore_latest, from the best checkpoint by `metric` (then the next best, ...):
+    /// training continues from it, so the save schedule and the work at risk restart from its
+    /// step. To fetch the best weights without that (to evaluate or export them), use load_best.
     template <class State>
     std::optional<metadata> restore_best(State& state, const std::string& metric,
                                          goal direction = goal::minimize,
                                          const load_options& options = {}) {
         wait();
-        return restore_first(state, detail::ranked(index_, metric, direction), options);
+        return restore_first(state, detail::ranked(index_, metric, direction), options, true);
+    }
+
+    /// Loads the best checkpoint by `metric` (then the next best, ...) as restore_best does,
+    /// read-only: the save schedule, the policy's state and the work at risk stay as they are,
+    /// so training goes on from where it is. Damaged files it passes over are reported as by a
+    /// restore. @throws as restore_latest
+    template <class State>
+    std::optional<metadata> load_best(State& state, const std::string& metric,
+                                      goal direction = goal::minimize,
+                                      const load_options& options = {}) {
+        wait();
+        return restore_first(state, detail::ranked(index_, metric, direction), options, false);
     }
 
     /// The checkpoints in the directory, oldest first.
     [[nodiscard]] std::vector<checkpoint_entry> list() const;
 
-    /// What the last restore (and the scan at start) passed over.
+    /// What the last restore (and the scan at start) passed over: damaged checkpoints.
     [[nodiscard]] const std::vector<skipped_checkpoint>& skipped() const noexcept {
         return skipped_;
+    }
+
+    /// Files with this manager's names that are not ckpt files (directory_listing::foreign):
+    /// not in skipped(), never read as checkpoints, deleted or written over.
+    [[nodiscard]] const std::vector<std::filesystem::path>& foreign() const noexcept {
+        return foreign_;
     }
 
     /// Temporary files of a crashed save removed at start.
@@ -9302,9 +9428,10 @@ private:
 
     const checkpoint_entry* newest() const;
 
+    /// `continues`: training continues from what loads (restore_*), not only reads it (load_*).
     template <class State>
     std::optional<metadata> restore_first(State& state, const std::vector<std::size_t>& order,
-                                          const load_options& options) {
+                                          const load_options& options, bool continues) {
         std::vector<std::filesystem::path> damaged = begin_restore();
         load_options own = options;
         own.limits = options_.limits;
@@ -9313,7 +9440,7 @@ private:
             const std::filesystem::path path = index_[i].path;
             try {
                 metadata meta = ckpt::load(path, state, own);
-                restored(damaged, meta);
+                restored(damaged, meta, continues);
                 return meta;
             } catch (const schema_error&) {
                 forget_damaged(damaged);
@@ -9334,8 +9461,9 @@ private:
     /// A checkpoint that does not load is no longer the newest or the best: retention must
     /// neither count it nor delete it, and later restores report it.
     void forget_damaged(const std::vector<std::filesystem::path>& damaged);
-    /// `meta` loaded: the policy and the counters continue from it.
-    void restored(const std::vector<std::filesystem::path>& damaged, const metadata& meta);
+    /// `meta` loaded; `continues`: the policy and the counters continue from it.
+    void restored(const std::vector<std::filesystem::path>& damaged, const metadata& meta,
+                  bool continues);
     /// `path` did not load: skipped, reported, remembered.
     void restore_failed(std::vector<std::filesystem::path>& damaged,
                         const std::filesystem::path& path, const error& err);
@@ -9433,6 +9561,13 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
 }
 
 CKPT_INLINE manager::~manager() noexcept(false) {
+    if (engine_ && engine_->forked()) {
+        // A copy in a child of fork(): the saves in flight, their errors and the lock are the
+        // parent's. Nothing to wait for, nothing to raise; the lock's copy does nothing.
+        engine_.reset();
+        lock_.release();
+        return;
+    }
     std::exception_ptr error;
     if (engine_) {
         try {
@@ -9716,8 +9851,9 @@ CKPT_INLINE void manager::forget_damaged(const std::vector<std::filesystem::path
 }
 
 CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& damaged,
-                                   const metadata& meta) {
+                                   const metadata& meta, bool continues) {
     forget_damaged(damaged);
+    if (!continues) return; // load_best: the schedule stays where training is
     policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;

@@ -181,15 +181,20 @@ void print_text(const std::filesystem::path& dir, const std::vector<prefix_repor
                 std::printf("%s\n", line.c_str());
             }
         }
-        for (const auto& s : l.unreadable) {
-            const bool foreign =
-                std::find(l.foreign.begin(), l.foreign.end(), s.path) != l.foreign.end();
-            if (foreign) {
-                std::printf("  %s   %s: not a ckpt file; a manager skips it and never touches it\n",
-                            term.yellow("foreign").c_str(), name_in(s.path).c_str());
+        // Damaged checkpoints and foreign files, by name.
+        std::vector<const ckpt::skipped_checkpoint*> damaged;
+        for (const auto& s : l.unreadable) damaged.push_back(&s);
+        auto d = damaged.begin();
+        auto f = l.foreign.begin();
+        while (d != damaged.end() || f != l.foreign.end()) {
+            if (f == l.foreign.end() || (d != damaged.end() && (*d)->path < *f)) {
+                std::printf("  %s   %s: %s\n", term.red("damaged").c_str(),
+                            name_in((*d)->path).c_str(), (*d)->reason.c_str());
+                ++d;
             } else {
-                std::printf("  %s   %s: %s\n", term.red("damaged").c_str(), name_in(s.path).c_str(),
-                            s.reason.c_str());
+                std::printf("  %s   %s: not a ckpt file; a manager skips it and never touches it\n",
+                            term.yellow("foreign").c_str(), name_in(*f).c_str());
+                ++f;
             }
         }
         for (const auto& p : l.temporaries) {
@@ -268,7 +273,6 @@ void print_json_report(const std::filesystem::path& dir, const std::vector<prefi
         w.Key("damaged");
         w.StartArray();
         for (const auto& s : l.unreadable) {
-            if (std::find(l.foreign.begin(), l.foreign.end(), s.path) != l.foreign.end()) continue;
             w.StartObject();
             w.Key("name");
             write_string(w, name_in(s.path));

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -79,12 +80,13 @@ CKPT_INLINE bool is_temp_suffix(std::string_view s) {
            digits(s.substr(dash + 1));
 }
 
-CKPT_INLINE bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
+CKPT_INLINE std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io) {
     const int fd = io.open(p.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return std::nullopt;
     char buf[8 + checksum_prefix.size()];
     const ::ssize_t n = io.pread(fd, buf, sizeof buf, 0);
     io.close(fd);
+    if (n < 0) return std::nullopt;
     return n == static_cast<::ssize_t>(sizeof buf) &&
            std::string_view(buf + 8, checksum_prefix.size()) == checksum_prefix;
 }
@@ -168,9 +170,7 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
         }
         try {
             const info inf = ckpt::inspect(path, inspect_options{false, options.limits, &io});
-            if (inf.format_version < 1) {
-                out.unreadable.push_back(
-                    {path, errc::corrupt_not_ckpt, "not written by ckpt: left alone"});
+            if (inf.format_version < 1) { // a safetensors file ckpt did not write
                 out.foreign.push_back(std::move(path));
                 continue;
             }
@@ -184,9 +184,13 @@ CKPT_INLINE directory_listing scan_directory(const std::filesystem::path& dir,
             out.checkpoints.push_back(std::move(e));
         } catch (const error& err) {
             // A damaged file ckpt wrote (its header starts with ckpt's checksum) may be replaced
-            // by a new save of its step; anything else is never written over.
-            out.unreadable.push_back({path, err.id(), err.what()});
-            if (!detail::has_ckpt_prefix(path, io)) out.foreign.push_back(std::move(path));
+            // by a new save of its step; a file that does not start so is not ckpt's at all
+            // (a text file reads as a huge header length: not "damaged", but foreign).
+            if (detail::has_ckpt_prefix(path, io) == false) {
+                out.foreign.push_back(std::move(path));
+            } else {
+                out.unreadable.push_back({path, err.id(), err.what()});
+            }
         }
     }
     std::stable_sort(

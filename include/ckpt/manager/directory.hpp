@@ -60,10 +60,15 @@ struct directory_listing {
     /// step first; the newest is marked `latest`. `best` is left false: which metric ranks
     /// them is the manager's to say.
     std::vector<checkpoint_entry> checkpoints{};
-    /// Files of this prefix's names whose header does not read: damaged checkpoints and files
-    /// ckpt did not write. A manager skips them, never deletes them, and restore reports them.
+    /// Damaged checkpoints: files of this prefix's names that start like every file ckpt
+    /// writes (or whose first bytes cannot be read at all) but whose header does not read, with
+    /// the error. A manager skips them, never deletes them, and restore reports them in
+    /// skipped(); a new save of the same step may replace one.
     std::vector<skipped_checkpoint> unreadable{};
-    /// Those of `unreadable` that ckpt did not write: a manager never writes over them.
+    /// Foreign files: files of this prefix's names that are not ckpt files at all (a text file,
+    /// a safetensors file ckpt did not write, a file too short to start like one). Not in
+    /// `unreadable`: a manager ignores them (manager::foreign()), never deletes them and never
+    /// writes over them (a save of such a step is usage error 604).
     std::vector<std::filesystem::path> foreign{};
     /// Temporary files a save that died left (<prefix>-<step>.ckpt.tmp-<pid>-<n>): a manager
     /// removes them when it starts.
@@ -109,8 +114,9 @@ std::optional<std::int64_t> step_of_name(std::string_view name, std::string_view
 /// "<pid>-<n>", the tail of atomic_file's temporary names.
 bool is_temp_suffix(std::string_view s);
 
-/// True when the file starts like every file ckpt writes: a length, then ckpt's checksum key.
-bool has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
+/// Whether the file starts like every file ckpt writes (a length, then ckpt's checksum key);
+/// nothing when its first bytes cannot be read (open or pread failed).
+std::optional<bool> has_ckpt_prefix(const std::filesystem::path& p, io::backend& io);
 
 /// Throws usage_error when `prefix` cannot name files.
 void check_prefix(const std::string& prefix, std::string_view who);

@@ -7,9 +7,13 @@
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <pthread.h>
 
 #include <fcntl.h>
 #include <sys/types.h>
@@ -36,6 +40,44 @@ CKPT_INLINE void create_directories(const std::filesystem::path& dir, io::backen
     }
     throw_io(errc::io_open, "create directory", dir.string(), e);
 }
+
+/// The descriptors of the directory locks this process holds, closed in a child of fork() as
+/// fork() returns there (see directory_lock). One per process, registered with pthread_atfork
+/// on first use and never destroyed: fork handlers cannot be removed.
+class fork_closed_descriptors {
+public:
+    static fork_closed_descriptors& instance() {
+        static fork_closed_descriptors* fds = new fork_closed_descriptors();
+        return *fds;
+    }
+
+    /// fork() waits while this is held: hold it from the open of a descriptor to its add(),
+    /// and from its remove() to its close, so that no child sees one unregistered.
+    [[nodiscard]] std::unique_lock<std::mutex> hold() { return std::unique_lock(mutex_); }
+    /// Under hold(). @throws std::bad_alloc
+    void add(int fd) { fds_.push_back(fd); }
+    /// Under hold().
+    void remove(int fd) noexcept { std::erase(fds_, fd); }
+
+private:
+    fork_closed_descriptors() {
+        fds_.reserve(8);
+        ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                         [] { instance().after_fork_in_child(); });
+    }
+
+    /// Only close(), which is async-signal-safe: the child of a multi-threaded process may do
+    /// nothing else before it execs. The descriptors are the parent's locks; clear() frees
+    /// nothing.
+    void after_fork_in_child() noexcept {
+        for (const int fd : fds_) ::close(fd);
+        fds_.clear();
+        mutex_.unlock();
+    }
+
+    std::mutex mutex_;
+    std::vector<int> fds_;
+};
 
 /// Opens the lock file, retrying EINTR.
 inline int open_lock_file(io::backend& io, const std::string& path, int flags) {
@@ -69,9 +111,11 @@ inline std::optional<lock_holder> holder_of(const std::string& text) {
 
 CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
                                            const std::string& prefix, io::backend& io)
-    : path_(dir / (prefix + ".lock")), io_(&io) {
+    : path_(dir / (prefix + ".lock")), io_(&io), owner_(::getpid()) {
     detail::create_directories(dir, io);
     const std::string path = path_.string();
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the open to the add()
     const int fd = detail::open_lock_file(io, path, O_RDWR | O_CREAT);
     if (fd < 0) {
         const int e = errno;
@@ -103,11 +147,20 @@ CKPT_INLINE directory_lock::directory_lock(const std::filesystem::path& dir,
         detail::throw_io(errc::io_write, "write lock file", path, e,
                          "the directory cannot be written");
     }
+    try {
+        forked.add(fd);
+    } catch (...) {
+        (void)io.truncate(fd, 0);
+        io.unlock(fd);
+        io.close(fd);
+        throw;
+    }
     fd_ = fd;
 }
 
 CKPT_INLINE directory_lock::directory_lock(directory_lock&& other) noexcept
-    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)), io_(other.io_), fd_(std::exchange(other.fd_, -1)),
+      owner_(other.owner_) {}
 
 CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) noexcept {
     if (this != &other) {
@@ -115,6 +168,7 @@ CKPT_INLINE directory_lock& directory_lock::operator=(directory_lock&& other) no
         path_ = std::move(other.path_);
         io_ = other.io_;
         fd_ = std::exchange(other.fd_, -1);
+        owner_ = other.owner_;
     }
     return *this;
 }
@@ -126,6 +180,12 @@ CKPT_INLINE directory_lock::~directory_lock() {
 CKPT_INLINE void directory_lock::release() noexcept {
     if (fd_ < 0) return;
     const int fd = std::exchange(fd_, -1);
+    // A copy in a child of fork(): its descriptor was closed at the fork (the number may name
+    // another file by now), and the lock, shared with the parent, is the parent's to release.
+    if (owner_ != static_cast<std::int64_t>(::getpid())) return;
+    detail::fork_closed_descriptors& forked = detail::fork_closed_descriptors::instance();
+    const std::unique_lock hold = forked.hold(); // no fork() from the remove() to the close
+    forked.remove(fd);
     // Emptied while still held: a reader then never takes a released lock's pid for a holder.
     (void)io_->truncate(fd, 0);
     (void)io_->unlock(fd);

@@ -27,6 +27,18 @@ struct lock_holder {
 /// backend's lock() (flock by default, which the kernel releases when its holder dies, so a
 /// lock file left by a crash is no obstacle). The file holds the holder's pid while it is held,
 /// for the message another manager gets, and nothing once it is released.
+///
+/// Only the process that took it holds it. Its descriptor is closed on exec (O_CLOEXEC), and in
+/// a child of fork() that does not exec (a data-loader worker) it is closed as fork() returns
+/// there (a pthread_atfork handler), so the lock ends with its holder, not with the last of
+/// its children: a flock lock belongs to the open file description, which fork() shares, and
+/// the kernel releases it at the last close of it. Closing the child's copy leaves the
+/// parent's lock as it is. A child's copy of a directory_lock is not a holder: its release()
+/// and destructor do nothing. (POSIX fcntl() record locks are not inherited by fork(), but any
+/// close of the file by the process drops them, scan_directory's read of the lock file
+/// included, and two managers of one process would not exclude each other: not used.)
+/// fork() alone runs the handler; a child made by a raw clone() or _Fork() keeps the
+/// descriptor until it exits or execs.
 class directory_lock {
 public:
     /// Creates the directory (and its parents) when it does not exist, then takes the lock.
@@ -50,6 +62,7 @@ private:
     std::filesystem::path path_;
     io::backend* io_;
     int fd_ = -1;
+    std::int64_t owner_ = 0; ///< the pid of the process that took it
 };
 
 /// The lock file of `prefix` in `dir`: nothing when there is none or it is empty (no manager
