@@ -72,6 +72,19 @@ private:
     double next_ = 0;
 };
 
+/// "8.6 s", "14.4 min", "2.40 h".
+std::string duration_text(double seconds) {
+    char buf[32];
+    if (seconds < 120) {
+        std::snprintf(buf, sizeof buf, "%.1f s", seconds);
+    } else if (seconds < 2 * hour) {
+        std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60);
+    } else {
+        std::snprintf(buf, sizeof buf, "%.2f h", seconds / hour);
+    }
+    return buf;
+}
+
 using clock_point = std::chrono::system_clock::time_point;
 
 /// The injected clock: simulated seconds since the start of the run.
@@ -249,10 +262,10 @@ int main(int argc, char** argv) {
         }
         const double within = rule_mean / best_mean;
         all_within = all_within && within <= 1.02 && rule.disagreements == 0;
-        const auto minutes = [](double s) { return s / 60; };
-        std::printf("| %g | %.1f min | %.1f min | %.2f h | %.1f min | %.2f h | %.4f | %.4f |\n",
-                    ratio, minutes(cost), minutes(chosen), rule_mean / hour, minutes(best_tau),
-                    best_mean / hour, within, daly_total / runs / best_mean);
+        std::printf("| %g | %s | %s | %.1f h | %s | %.1f h | %.4f | %.4f |\n", ratio,
+                    duration_text(cost).c_str(), duration_text(chosen).c_str(), rule_mean / hour,
+                    duration_text(best_tau).c_str(), best_mean / hour, within,
+                    daly_total / runs / best_mean);
         if (rule.disagreements != 0) {
             std::printf("  (the rule did not fire where its interval said, %llu times)\n",
                         static_cast<unsigned long long>(rule.disagreements));
