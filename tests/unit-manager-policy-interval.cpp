@@ -59,12 +59,7 @@ const ckpt::detail::rule_every_optimal& optimal_rule(const ckpt::save_policy& p)
 
 } // namespace interval_policy_test
 
-using interval_policy_test::clock_point;
-using interval_policy_test::options;
-using interval_policy_test::plus_seconds;
-using interval_policy_test::save_rule;
-using interval_policy_test::timed_saves;
-
+namespace ipt = interval_policy_test;
 TEST_CASE("Daly's interval against values worked out by hand, at both ends") {
     using ckpt::detail::daly_interval;
     // C << M: C = 8 s, M = 10^4 s. C/2M = 0.0004, its root 0.02, sqrt(2CM) = 400:
@@ -109,9 +104,9 @@ TEST_CASE("the cost is smoothed: C_1 = c_1, then a quarter of the way to each ne
 
 TEST_CASE("every_optimal: fires at once until a save is measured, then at Daly's interval") {
     const ckpt::save_policy p = ckpt::every_optimal(std::chrono::seconds(10000));
-    save_rule rule = p.rules().at(0);
+    ipt::save_rule rule = p.rules().at(0);
     CHECK(ckpt::detail::rule_key(rule) == "every_optimal(10000s)");
-    const clock_point t0(std::chrono::seconds(5000));
+    const ipt::clock_point t0(std::chrono::seconds(5000));
     ckpt::detail::policy_state state(p);
     CHECK(state.uses_clock());
     // Nothing measured: fires at the first step, even with no time passed.
@@ -123,32 +118,32 @@ TEST_CASE("every_optimal: fires at once until a save is measured, then at Daly's
     REQUIRE(ckpt::detail::target_interval(rule).has_value());
     CHECK(*ckpt::detail::target_interval(rule) == doctest::Approx(tau).epsilon(1e-14));
     CHECK(std::get<ckpt::detail::rule_every_optimal>(rule).last_end == t0);
-    CHECK_FALSE(ckpt::detail::fires(rule, test::at(2), plus_seconds(t0, 394.684)));
-    CHECK(ckpt::detail::fires(rule, test::at(2), plus_seconds(t0, 394.685)));
+    CHECK_FALSE(ckpt::detail::fires(rule, test::at(2), ipt::plus_seconds(t0, 394.684)));
+    CHECK(ckpt::detail::fires(rule, test::at(2), ipt::plus_seconds(t0, 394.685)));
     // A save advances nothing by itself: the measurement after it does.
-    ckpt::detail::advance(rule, test::at(2), plus_seconds(t0, 394.685));
-    CHECK(ckpt::detail::fires(rule, test::at(2), plus_seconds(t0, 394.685)));
-    ckpt::detail::measured(rule, 8, plus_seconds(t0, 402.685));
-    CHECK_FALSE(ckpt::detail::fires(rule, test::at(3), plus_seconds(t0, 402.685 + 394.684)));
-    CHECK(ckpt::detail::fires(rule, test::at(3), plus_seconds(t0, 402.685 + 394.685)));
+    ckpt::detail::advance(rule, test::at(2), ipt::plus_seconds(t0, 394.685));
+    CHECK(ckpt::detail::fires(rule, test::at(2), ipt::plus_seconds(t0, 394.685)));
+    ckpt::detail::measured(rule, 8, ipt::plus_seconds(t0, 402.685));
+    CHECK_FALSE(ckpt::detail::fires(rule, test::at(3), ipt::plus_seconds(t0, 402.685 + 394.684)));
+    CHECK(ckpt::detail::fires(rule, test::at(3), ipt::plus_seconds(t0, 402.685 + 394.685)));
 }
 
 TEST_CASE("overhead_at_most: fires at once until a save is measured, then at C (1 - f) / f") {
-    save_rule rule = ckpt::overhead_at_most(0.25).rules().at(0);
+    ipt::save_rule rule = ckpt::overhead_at_most(0.25).rules().at(0);
     CHECK(ckpt::detail::rule_key(rule) == "overhead_at_most(0.25)");
-    const clock_point t0(std::chrono::seconds(100));
+    const ipt::clock_point t0(std::chrono::seconds(100));
     CHECK(ckpt::detail::fires(rule, test::at(1), t0));
     ckpt::detail::measured(rule, 3, t0);
     CHECK(*ckpt::detail::target_interval(rule) == 9);
-    CHECK_FALSE(ckpt::detail::fires(rule, test::at(2), plus_seconds(t0, 8.999)));
-    CHECK(ckpt::detail::fires(rule, test::at(2), plus_seconds(t0, 9)));
+    CHECK_FALSE(ckpt::detail::fires(rule, test::at(2), ipt::plus_seconds(t0, 8.999)));
+    CHECK(ckpt::detail::fires(rule, test::at(2), ipt::plus_seconds(t0, 9)));
     // Each save is paid for by the compute after it: the last save's cost decides, not the
     // smoothed one (3 then 7: C = 4, but T = 7 * 3 = 21).
-    ckpt::detail::measured(rule, 7, plus_seconds(t0, 20));
+    ckpt::detail::measured(rule, 7, ipt::plus_seconds(t0, 20));
     CHECK(*ckpt::detail::target_interval(rule) == 21);
     CHECK(std::get<ckpt::detail::rule_overhead_at_most>(rule).cost.seconds == 4);
-    CHECK_FALSE(ckpt::detail::fires(rule, test::at(3), plus_seconds(t0, 40.999)));
-    CHECK(ckpt::detail::fires(rule, test::at(3), plus_seconds(t0, 41)));
+    CHECK_FALSE(ckpt::detail::fires(rule, test::at(3), ipt::plus_seconds(t0, 40.999)));
+    CHECK(ckpt::detail::fires(rule, test::at(3), ipt::plus_seconds(t0, 41)));
 }
 
 TEST_CASE("the arguments are checked: usage_error 601") {
@@ -165,14 +160,14 @@ TEST_CASE("the arguments are checked: usage_error 601") {
     CHECK(test::error_text([] { (void)ckpt::overhead_at_most(1.5); }) ==
           "[ckpt.usage.601] overhead_at_most(1.5): the fraction must be in (0, 1)");
     CHECK(ckpt::every_optimal(2h).rules().size() == 1);
-    CHECK(interval_policy_test::optimal_rule(ckpt::every_optimal(2h)).mtbf == 7200);
+    CHECK(ipt::optimal_rule(ckpt::every_optimal(2h)).mtbf == 7200);
     CHECK(ckpt::overhead_at_most(0.999).rules().size() == 1);
 }
 
 TEST_CASE("the state as text: C, saves measured and interval; garbage leaves the rule alone") {
     using ckpt::detail::decode_rule_state;
     using ckpt::detail::encode_rule_state;
-    save_rule rule = ckpt::every_optimal(std::chrono::seconds(10000)).rules().at(0);
+    ipt::save_rule rule = ckpt::every_optimal(std::chrono::seconds(10000)).rules().at(0);
     CHECK(encode_rule_state(rule) == "none");
     ckpt::detail::measured(rule, 8, {});
     ckpt::detail::measured(rule, 16, {}); // C = 10
@@ -180,7 +175,7 @@ TEST_CASE("the state as text: C, saves measured and interval; garbage leaves the
         "10 16 2 " + ckpt::detail::format_double(ckpt::detail::daly_interval(10, 10000));
     CHECK(encode_rule_state(rule) == text);
 
-    save_rule back = ckpt::every_optimal(std::chrono::seconds(10000)).rules().at(0);
+    ipt::save_rule back = ckpt::every_optimal(std::chrono::seconds(10000)).rules().at(0);
     CHECK(decode_rule_state(back, text));
     CHECK(ckpt::detail::target_interval(back) == ckpt::detail::target_interval(rule));
     CHECK(std::get<ckpt::detail::rule_every_optimal>(back).cost.samples == 2);
@@ -193,12 +188,12 @@ TEST_CASE("the state as text: C, saves measured and interval; garbage leaves the
     CHECK(decode_rule_state(back, "none"));
     CHECK_FALSE(ckpt::detail::target_interval(back).has_value());
 
-    save_rule budget = ckpt::overhead_at_most(0.25).rules().at(0);
+    ipt::save_rule budget = ckpt::overhead_at_most(0.25).rules().at(0);
     ckpt::detail::measured(budget, 3, {});
     CHECK(encode_rule_state(budget) == "3 3 1 9");
     ckpt::detail::measured(budget, 7, {});
     CHECK(encode_rule_state(budget) == "4 7 2 21");
-    save_rule budget_back = ckpt::overhead_at_most(0.25).rules().at(0);
+    ipt::save_rule budget_back = ckpt::overhead_at_most(0.25).rules().at(0);
     CHECK(decode_rule_state(budget_back, "4 7 2 21"));
     CHECK(ckpt::detail::target_interval(budget_back) == 21.0);
 }
@@ -206,10 +201,10 @@ TEST_CASE("the state as text: C, saves measured and interval; garbage leaves the
 TEST_CASE("every_optimal in a manager: the first step saves to measure, then Daly's interval") {
     const auto dir = test::scratch("interval-manager");
     test::fake_clock clock;
-    timed_saves io(clock, {8});
+    ipt::timed_saves io(clock, {8});
     test::train_state state;
     ckpt::manager m(dir, ckpt::every_optimal(std::chrono::seconds(10000)), ckpt::keep_last(2),
-                    options(clock, io));
+                    ipt::options(clock, io));
     CHECK(m.stats().save_cost_seconds == 0);
     CHECK(m.stats().interval_seconds == 0);
     const double tau = 392.0 + 604.0 / 225.0;
@@ -235,9 +230,9 @@ TEST_CASE("every_optimal in a manager: the first step saves to measure, then Dal
 TEST_CASE("without a cost-aware rule, stats() shows the observed interval and the same loss") {
     const auto dir = test::scratch("interval-observed");
     test::fake_clock clock;
-    timed_saves io(clock, {3});
+    ipt::timed_saves io(clock, {3});
     test::train_state state;
-    ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_last(2), options(clock, io));
+    ckpt::manager m(dir, ckpt::every_steps(5), ckpt::keep_last(2), ipt::options(clock, io));
     for (std::int64_t step = 1; step <= 10; ++step) {
         clock.now += std::chrono::seconds(1);
         (void)m.step(state, test::at(step));
@@ -253,11 +248,11 @@ TEST_CASE("the smoothed cost drives the interval in a manager, save_now included
     const auto dir = test::scratch("interval-smoothing");
     test::fake_clock clock;
     const std::vector<double> costs{4, 8, 8, 2};
-    timed_saves io(clock, costs);
+    ipt::timed_saves io(clock, costs);
     test::train_state state;
     ckpt::manager m(dir,
                     ckpt::every_optimal(std::chrono::seconds(800)) | ckpt::overhead_at_most(0.5),
-                    ckpt::keep_last(2), options(clock, io));
+                    ckpt::keep_last(2), ipt::options(clock, io));
     const std::vector<double> smoothed{4, 5, 5.75, 4.8125};
     for (std::size_t i = 0; i < smoothed.size(); ++i) {
         clock.now += std::chrono::seconds(1000);
@@ -283,10 +278,10 @@ TEST_CASE("the measured cost and the interval survive a restart") {
     test::train_state state;
     double before = 0;
     {
-        timed_saves io(clock, {8});
+        ipt::timed_saves io(clock, {8});
         ckpt::manager m(dir,
                         ckpt::every_optimal(std::chrono::seconds(10000)) | ckpt::every_steps(1000),
-                        ckpt::keep_last(3), options(clock, io));
+                        ckpt::keep_last(3), ipt::options(clock, io));
         CHECK(m.step(state, test::at(1))); // measures: C = 8
         clock.now += std::chrono::seconds(400);
         CHECK(m.step(state, test::at(2))); // its checkpoint holds C = 8 and the interval
@@ -298,9 +293,9 @@ TEST_CASE("the measured cost and the interval survive a restart") {
     }
     clock.now += std::chrono::hours(5); // the run was down
     // Saves would now cost 50 s: a save to measure again would show in the stats.
-    timed_saves io(clock, {50});
+    ipt::timed_saves io(clock, {50});
     ckpt::manager m(dir, ckpt::every_optimal(std::chrono::seconds(10000)) | ckpt::every_steps(1000),
-                    ckpt::keep_last(3), options(clock, io));
+                    ckpt::keep_last(3), ipt::options(clock, io));
     const auto meta = m.restore_latest(state);
     REQUIRE(meta);
     CHECK(meta->step == 2);
@@ -317,11 +312,11 @@ TEST_CASE("the measured cost and the interval survive a restart") {
           doctest::Approx(ckpt::detail::daly_interval(8 + (50 - 8) * 0.25, 10000)));
 
     // A different M is a different rule: it has no state there and measures at once.
-    timed_saves io2(clock, {1});
+    ipt::timed_saves io2(clock, {1});
     const auto other_dir = test::scratch("interval-restart-other");
     std::filesystem::copy(m.path_of(2), other_dir / m.path_of(2).filename());
     ckpt::manager other(other_dir, ckpt::every_optimal(std::chrono::seconds(20000)),
-                        ckpt::keep_all(), options(clock, io2));
+                        ckpt::keep_all(), ipt::options(clock, io2));
     CHECK(other.restore_latest(state));
     CHECK(other.stats().interval_seconds == 0);
     CHECK(other.step(state, test::at(3)));
@@ -331,14 +326,15 @@ TEST_CASE("overhead_at_most keeps the time spent saving under its fraction as th
     const auto dir = test::scratch("interval-budget");
     test::fake_clock clock;
     // A cost that swings between 1 and 12 s, with no trend (mean 39/7 s).
-    timed_saves io(clock, {5, 1, 9, 3, 12, 2, 7});
+    ipt::timed_saves io(clock, {5, 1, 9, 3, 12, 2, 7});
     test::train_state state;
     for (const double f : {0.1, 0.02}) {
         CAPTURE(f);
         std::filesystem::remove_all(dir);
         io.charged = 0;
-        ckpt::manager m(dir, ckpt::overhead_at_most(f), ckpt::keep_last(1), options(clock, io));
-        const clock_point t0 = clock.now;
+        ckpt::manager m(dir, ckpt::overhead_at_most(f), ckpt::keep_last(1),
+                        ipt::options(clock, io));
+        const ipt::clock_point t0 = clock.now;
         std::int64_t saves = 0;
         double charged = 0; // before the 211th save: 210 saves, each with the compute after it
         double wall = 0;
@@ -353,4 +349,31 @@ TEST_CASE("overhead_at_most keeps the time spent saving under its fraction as th
         CHECK(fraction <= f);
         CHECK(fraction >= 0.95 * f); // and it does save as often as the budget allows
     }
+}
+
+TEST_CASE("expected_loss_seconds is (T + C) / 2 + L + R, each measured (async, real clocks)") {
+    const auto dir = test::scratch("interval-expected-loss");
+    test::train_state state;
+    {
+        ckpt::manager m(dir, ckpt::every_steps(1), ckpt::keep_last(2),
+                        {.async = ckpt::async_options{}});
+        CHECK(m.step(state, test::at(1)).pending);
+        (void)m.wait();
+        CHECK(m.step(state, test::at(2)).pending);
+        (void)m.wait();
+        const ckpt::manager_stats s = m.stats();
+        CHECK(s.save_cost_seconds > 0);      // the stalls
+        CHECK(s.commit_latency_seconds > 0); // the background writes
+        CHECK(s.interval_seconds > 0);       // observed: from the first save's end to the second
+        CHECK(s.restart_seconds == 0);       // no restore yet
+        CHECK(s.expected_loss_seconds ==
+              (s.interval_seconds + s.save_cost_seconds) / 2 + s.commit_latency_seconds);
+    }
+    ckpt::manager again(dir, ckpt::every_steps(1), ckpt::keep_last(2));
+    CHECK(again.restore_latest(state));
+    const ckpt::manager_stats s = again.stats();
+    CHECK(s.restart_seconds > 0);
+    CHECK(s.save_cost_seconds == 0);      // this run has saved nothing yet
+    CHECK(s.commit_latency_seconds == 0); // sync
+    CHECK(s.expected_loss_seconds == s.interval_seconds / 2 + s.restart_seconds);
 }
