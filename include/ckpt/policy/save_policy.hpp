@@ -142,9 +142,10 @@ save_policy every(std::chrono::duration<Rep, Period> period) {
 /// the last save (of any rule, or since the manager's start) reaches the interval for the
 /// measured cost C of a save. C is what the training loop lost per save (sync: the save; async:
 /// the stall, including any wait for the save before), smoothed (detail::save_cost), and measured
-/// on the manager's clock. Until a save has been measured, it fires at once, to measure one. C
-/// and the interval are kept in the checkpoints' policy state, so a restart does not measure
-/// again. @throws usage_error (mtbf <= 0)
+/// on manager_options::clock when one is given, else on steady_clock. Until a save has been
+/// measured, it fires at once, to measure one. C and the interval are kept in the checkpoints'
+/// policy state, so a restart does not measure again; the interval then counts from the restart.
+/// @throws usage_error (mtbf <= 0)
 template <class Rep, class Period>
 save_policy every_optimal(std::chrono::duration<Rep, Period> mtbf) {
     const double seconds = std::chrono::duration<double>(mtbf).count();
