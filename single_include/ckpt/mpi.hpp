@@ -1696,7 +1696,8 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     for (std::size_t r = 1; r < all.size(); ++r) {
         byte_reader other(all[r]);
         const auto step = static_cast<std::int64_t>(other.u64());
-        all_written = all_written && other.u64() == 1;
+        const bool written = other.u64() == 1; // read whatever all_written is: fields follow
+        all_written = all_written && written;
         double theirs = -1;
         other.raw(&theirs, sizeof theirs);
         cost = std::max(cost, theirs);
