@@ -1284,11 +1284,25 @@ TEST_CASE("load_best fetches the best weights and leaves the schedule and the wo
         }
         CHECK(m.stats().steps_at_risk == 0);
     }
-    // load_best in a manager that restored nothing sets nothing either: the newest (30) counts.
-    ckpt::manager fresh(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
-    REQUIRE(fresh.load_best(best, "val_loss").value().step == 12);
-    CHECK(fresh.stats().steps_at_risk == 0);
-    CHECK(fresh.stats().seconds_at_risk == 0.0); // the clock has not moved since step 30's save
+    {
+        // load_best in a manager that restored nothing sets nothing either: the newest (30)
+        // counts.
+        ckpt::manager fresh(dir, ckpt::every_steps(10), ckpt::keep_all(), test::with_clock(clock));
+        REQUIRE(fresh.load_best(best, "val_loss").value().step == 12);
+        CHECK(fresh.stats().steps_at_risk == 0);
+        CHECK(fresh.stats().seconds_at_risk == 0.0); // the clock has not moved since step 30
+    }
+    // A clock that moves a second each time it is read: a restore takes time, and a
+    // load_best's is no restart cost (training has not resumed from it).
+    ckpt::manager_options ticking;
+    ticking.clock = [t = std::chrono::system_clock::time_point{}]() mutable {
+        return t += std::chrono::seconds(1);
+    };
+    ckpt::manager timed(dir, ckpt::every_steps(10), ckpt::keep_all(), ticking);
+    REQUIRE(timed.load_best(best, "val_loss").value().step == 12);
+    CHECK(timed.stats().restart_seconds == 0.0);
+    REQUIRE(timed.restore_best(best, "val_loss").value().step == 12);
+    CHECK(timed.stats().restart_seconds > 0.0);
 }
 
 TEST_CASE("restore_best: training continues from the best, and so does the schedule") {

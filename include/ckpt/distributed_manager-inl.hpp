@@ -165,6 +165,8 @@ CKPT_INLINE void distributed_manager::finish_pending(save_result& result) {
         throw;
     }
     p->entry.bytes = p->job.file_bytes;
+    add_sample(latency_,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - p->staged).count());
     record_committed(std::move(p->entry), result);
 }
 
@@ -221,6 +223,7 @@ CKPT_INLINE void distributed_manager::adopt_listing(std::span<const std::byte> b
     for (std::uint64_t n = r.u64(); n > 0; --n) cleaned_.emplace_back(r.str());
     skipped_ = unreadable_;
     policy_.start(start);
+    save_end_ = start;
     committed_time_ = start;
     for (const checkpoint_entry& e : index_) {
         if (e.step >= committed_step_) {
@@ -248,6 +251,7 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     w.u64(static_cast<std::uint64_t>(meta.step));
     // Async: whether this rank's background write is done (2: no save in flight).
     w.u64(!pending_ ? 2 : pending_->done.load(std::memory_order_acquire) ? 1 : 0);
+    w.raw(&unshared_cost_, sizeof unshared_cost_);
     std::exception_ptr failed = nullptr;
     if (comm_.rank() == 0) {
         failed = attempt([&] {
@@ -269,13 +273,19 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     byte_reader first(all[0]);
     const auto step0 = static_cast<std::int64_t>(first.u64());
     bool all_written = first.u64() == 1;
+    double cost = -1; // the largest cost of the last save on any rank
+    first.raw(&cost, sizeof cost);
     const auto t = listing_codec::get_time(first);
     metadata m = meta;
     m.metrics = listing_codec::get_metrics(first);
     for (std::size_t r = 1; r < all.size(); ++r) {
         byte_reader other(all[r]);
         const auto step = static_cast<std::int64_t>(other.u64());
-        all_written = all_written && other.u64() == 1;
+        const bool written = other.u64() == 1; // read whatever all_written is: fields follow
+        all_written = all_written && written;
+        double theirs = -1;
+        other.raw(&theirs, sizeof theirs);
+        cost = std::max(cost, theirs);
         if (step != step0) {
             throw_error<usage_error>(errc::usage_argument,
                                      "ckpt::mpi::manager: rank 0 is at step " +
@@ -285,6 +295,18 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         }
     }
     seen_step_ = m.step;
+    if (cost >= 0) {
+        // Every rank learns the same cost and end, so the rules decide alike on every rank.
+        const auto end =
+            unshared_start_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                  std::chrono::duration<double>(cost));
+        policy_.measured(cost, end);
+        add_sample(cost_, cost);
+        const double gap = std::chrono::duration<double>(unshared_start_ - save_end_).count();
+        observed_interval_ = gap > 0 ? gap : 0;
+        save_end_ = end;
+        unshared_cost_ = -1;
+    }
     // Async: every rank's background write is done, so the save in flight commits now.
     if (pending_ && all_written) finish_pending(result);
     if (forced) {
@@ -292,7 +314,8 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     } else if (!policy_.ask(m, t)) {
         return result;
     }
-    if (pending_) finish_pending(result); // one save in flight: wait for it
+    const auto asked = std::chrono::steady_clock::now(); // the cost includes the wait below
+    if (pending_) finish_pending(result);                // one save in flight: wait for it
     if (m.step < 0) {
         throw_error<usage_error>(errc::usage_argument, "ckpt::mpi::manager: step " +
                                                            std::to_string(m.step) + " is negative");
@@ -318,6 +341,10 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         stats_.last_save_seconds = seconds;
         stats_.total_save_seconds += seconds;
+        // Agreed on at the next step(): the cost-aware rules learn the largest of any rank.
+        unshared_cost_ =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+        unshared_start_ = t;
     };
     if (options_.async) {
         auto p = std::make_unique<pending_save>();
@@ -330,6 +357,7 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         p->failure = attempt([&] { stage_save(p->job); });
         p->entry = std::move(entry);
         p->before = policy_.save();
+        p->staged = std::chrono::steady_clock::now();
         policy_.commit(std::move(after), forced);
         if (p->failure) {
             p->done.store(true, std::memory_order_release);
@@ -414,6 +442,7 @@ distributed_manager::restore(const state_walks& walks, void* state, const std::s
         save_result ignored;
         finish_pending(ignored);
     }
+    const auto started = std::chrono::steady_clock::now();
     const std::vector<std::size_t> order =
         metric != nullptr ? ranked(index_, *metric, direction) : newest_first(index_);
     skipped_ = unreadable_;
@@ -434,6 +463,8 @@ distributed_manager::restore(const state_walks& walks, void* state, const std::s
         const std::filesystem::path path = index_[i].path;
         try {
             metadata meta = distributed_load(comm_, path, walks, state, own);
+            stats_.restart_seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             forget();
             policy_.restore(meta, index_);
             committed_step_ = meta.step;
@@ -470,6 +501,11 @@ CKPT_INLINE manager_stats distributed_manager::stats() const {
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
     s.saves_in_flight = pending_ ? 1 : 0;
+    s.save_cost_seconds = cost_.seconds;
+    s.interval_seconds = policy_.target_interval().value_or(observed_interval_);
+    s.commit_latency_seconds = options_.async ? latency_.seconds : 0;
+    s.expected_loss_seconds = (s.interval_seconds + s.save_cost_seconds) / 2 +
+                              s.commit_latency_seconds + s.restart_seconds;
     return s;
 }
 

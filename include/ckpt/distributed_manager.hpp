@@ -57,7 +57,9 @@ struct distributed_manager_options {
 namespace detail {
 
 /// ckpt::mpi::manager's non-template part. Every member that is called on one rank is called
-/// on every rank, in the same order: each is collective.
+/// on every rank, in the same order: each is collective. The cost-aware rules (every_optimal,
+/// overhead_at_most) learn the largest cost of a save of any rank, measured on each rank's
+/// steady_clock and agreed on at the next step(), before the rules are asked.
 class distributed_manager {
 public:
     distributed_manager(communicator& comm, std::filesystem::path dir, save_policy when,
@@ -107,6 +109,7 @@ private:
         std::thread writer;
         std::atomic<bool> done{false};
         std::exception_ptr failure;
+        std::chrono::steady_clock::time_point staged{}; ///< for the commit latency
     };
     std::unique_ptr<pending_save> pending_;
     int unwinding_ = std::uncaught_exceptions();
@@ -127,6 +130,13 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+    // The save-frequency tradeoff: one decision for every rank, on the largest cost of any.
+    double unshared_cost_ = -1; ///< this rank's cost of the last save, not yet agreed on; -1: none
+    std::chrono::system_clock::time_point unshared_start_{}; ///< that save's start (rank 0's time)
+    save_cost cost_;                                         ///< C: the largest of any rank's
+    save_cost latency_;                                      ///< L, async
+    double observed_interval_ = 0;
+    std::chrono::system_clock::time_point save_end_{}; ///< end of the last save (rank 0's time)
 };
 
 /// Removes a distributed checkpoint: its manifest first (it is then no checkpoint), then its

@@ -26,6 +26,7 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
     scan();
     const auto start = now();
     policy_.start(start);
+    save_end_ = start;
     if (const checkpoint_entry* latest = newest()) {
         committed_step_ = latest->step;
         committed_time_ = latest->time;
@@ -99,6 +100,11 @@ CKPT_INLINE manager_stats manager::stats() const {
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
     s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
+    s.save_cost_seconds = cost_.seconds;
+    s.interval_seconds = policy_.target_interval().value_or(observed_interval_);
+    s.commit_latency_seconds = engine_ ? latency_.seconds : 0;
+    s.expected_loss_seconds = (s.interval_seconds + s.save_cost_seconds) / 2 +
+                              s.commit_latency_seconds + s.restart_seconds;
     return s;
 }
 
@@ -108,6 +114,27 @@ CKPT_INLINE std::filesystem::path manager::path_of(std::int64_t step) const {
 
 CKPT_INLINE std::chrono::system_clock::time_point manager::now() const {
     return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
+
+CKPT_INLINE manager::stopwatch manager::start_watch() const {
+    return {std::chrono::steady_clock::now(), now()};
+}
+
+CKPT_INLINE double manager::seconds_since(const stopwatch& w) const {
+    const double s =
+        options_.clock
+            ? std::chrono::duration<double>(options_.clock() - w.clock).count()
+            : std::chrono::duration<double>(std::chrono::steady_clock::now() - w.steady).count();
+    return s > 0 ? s : 0;
+}
+
+CKPT_INLINE void manager::measured(const stopwatch& started, double cost) {
+    const auto end = now();
+    policy_.measured(cost, end);
+    detail::add_sample(cost_, cost);
+    const double gap = std::chrono::duration<double>(started.clock - save_end_).count();
+    observed_interval_ = gap > 0 ? gap : 0;
+    save_end_ = end;
 }
 
 CKPT_INLINE void manager::missing_metric(const metadata& meta, const std::string& metric) {
@@ -157,6 +184,7 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
             continue;
         }
         stats_.total_background_seconds += d.write_seconds;
+        detail::add_sample(latency_, d.write_seconds);
         p.entry.bytes = d.bytes;
         record_committed(std::move(p.entry), result);
     }
@@ -302,7 +330,8 @@ CKPT_INLINE void manager::evict_victims(const checkpoint_entry& next) {
 }
 
 CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
-                                 const async_ticket& ticket, const char* forced) {
+                                 const async_ticket& ticket, const char* forced,
+                                 const stopwatch& started) {
     stats_.last_save_seconds = ticket.stall_seconds;
     stats_.total_save_seconds += ticket.stall_seconds;
     if (!ticket) {
@@ -313,15 +342,18 @@ CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
     }
     pending_.push_back({ticket.id, std::move(plan.entry), policy_.save()});
     policy_.commit(std::move(plan.after), forced != nullptr);
+    // The stall includes the wait for room, if the save before was still being written.
+    measured(started, options_.clock ? seconds_since(started) : ticket.stall_seconds);
     result.saved = true;
     result.pending = true;
 }
 
 CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const char* forced,
-                                std::chrono::steady_clock::time_point started) {
+                                const stopwatch& started) {
     const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started.steady).count();
     policy_.commit(std::move(plan.after), forced != nullptr);
+    measured(started, seconds_since(started));
     stats_.last_save_seconds = seconds;
     stats_.total_save_seconds += seconds;
     result.saved = true;
@@ -329,6 +361,7 @@ CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const 
 }
 
 CKPT_INLINE std::vector<std::filesystem::path> manager::begin_restore() {
+    restore_started_ = start_watch();
     skipped_ = unreadable_;
     for (const auto& s : unreadable_) {
         if (options_.on_skipped) options_.on_skipped(s);
@@ -346,6 +379,7 @@ CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& dam
                                    const metadata& meta, bool continues) {
     forget_damaged(damaged);
     if (!continues) return; // load_best: the schedule stays where training is
+    stats_.restart_seconds = seconds_since(restore_started_);
     policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;

@@ -59,6 +59,26 @@ struct manager_stats {
     std::int64_t steps_at_risk = 0;      ///< steps since the last committed checkpoint
     double seconds_at_risk = 0;          ///< wall-clock seconds since then
     std::uint64_t delete_failures = 0;   ///< retention could not remove a file (kept, retried)
+
+    // The save-frequency tradeoff (see every_optimal() and overhead_at_most()), in seconds.
+    /// C: what a save cost the training loop (sync: the save; async: the stall, including any
+    /// wait for room), smoothed over recent saves (detail::save_cost); on the manager's clock
+    /// when one is injected, else on steady_clock. 0 before the first save.
+    double save_cost_seconds = 0;
+    /// T: the compute between saves: the target of the cost-aware rules (the smallest), else
+    /// the last observed time from the end of one save to the start of the next.
+    double interval_seconds = 0;
+    /// R: what the last restore took (the checkpoint's load), the cost of a restart beside the
+    /// lost work. 0 before a restore.
+    double restart_seconds = 0;
+    /// L, async: a save's background write, smoothed as C is. The work since a snapshot is safe
+    /// only once its file commits, so it adds to the exposure. 0 when sync.
+    double commit_latency_seconds = 0;
+    /// The work a failure is expected to cost: (T + C) / 2 + L + R. A failure strikes a cycle of
+    /// compute and save of length T + C at a uniform point, losing the time since the start of
+    /// the last committed save: half a cycle on average, plus the latency L for the cycles in
+    /// which the last save had not committed yet (exact for L < T + C), plus the restart.
+    double expected_loss_seconds = 0;
 };
 
 /// How a manager names, times and reads its checkpoints.
@@ -212,15 +232,28 @@ private:
     void commit(save_result& result, const State& state, const metadata& meta,
                 std::chrono::system_clock::time_point t, const char* forced) {
         planned_save plan = plan_save(result, meta, t, forced);
+        const stopwatch started = start_watch();
         if (engine_) {
             const async_ticket ticket = engine_->stage(result.path, state, plan.stored);
-            staged(result, std::move(plan), ticket, forced);
+            staged(result, std::move(plan), ticket, forced, started);
             return;
         }
-        const auto started = std::chrono::steady_clock::now();
         plan.entry.bytes = ckpt::save(result.path, state, plan.stored, save_options{io_});
         saved(result, std::move(plan), forced, started);
     }
+
+    /// When a save or a restore began, on both clocks.
+    struct stopwatch {
+        std::chrono::steady_clock::time_point steady;
+        std::chrono::system_clock::time_point clock; ///< the manager's (now())
+    };
+    stopwatch start_watch() const;
+    /// Seconds since `w` on the injected clock when there is one (a test's or a simulation's
+    /// time), else on steady_clock (a step of the wall clock does not count); never negative.
+    double seconds_since(const stopwatch& w) const;
+    /// A save that began at `started` cost the training loop `cost` seconds: the cost-aware
+    /// rules, C and T learn it.
+    void measured(const stopwatch& started, double cost);
 
     /// What commit() writes, and the policy's rules after it.
     struct planned_save {
@@ -236,10 +269,10 @@ private:
     void evict_victims(const checkpoint_entry& next);
     /// Async: the snapshot is taken (or skipped).
     void staged(save_result& result, planned_save&& plan, const async_ticket& ticket,
-                const char* forced);
+                const char* forced, const stopwatch& started);
     /// Sync: the file is committed.
     void saved(save_result& result, planned_save&& plan, const char* forced,
-               std::chrono::steady_clock::time_point started);
+               const stopwatch& started);
     /// step() before its save: checks the metrics, collects background saves, asks the rules.
     /// @returns whether a rule fires (t: the clock's time, when a rule reads it)
     bool begin_step(const metadata& meta, save_result& result,
@@ -324,6 +357,11 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+    detail::save_cost cost_;                           ///< C, for stats()
+    detail::save_cost latency_;                        ///< L, for stats()
+    double observed_interval_ = 0;                     ///< T when no cost-aware rule sets it
+    std::chrono::system_clock::time_point save_end_{}; ///< end of the last save (or start)
+    stopwatch restore_started_{};
 
     // Async mode.
     struct pending_save {

@@ -8530,8 +8530,44 @@ struct rule_at_steps {
 struct rule_on_request {
     std::atomic<bool>* flag;
 };
-using save_rule =
-    std::variant<rule_every_steps, rule_every_time, rule_on_best, rule_at_steps, rule_on_request>;
+
+/// What a save costs the training loop, smoothed over recent saves: an exponentially weighted
+/// mean, C_1 = c_1, C_k = C_(k-1) + (c_k - C_(k-1)) / 4. A lasting change (a larger state, a
+/// slower disk) is mostly taken in within 4 saves; one slow save moves C by a quarter of the
+/// difference.
+struct save_cost {
+    double seconds = 0;       ///< C, the smoothed cost
+    double last = 0;          ///< the cost of the last save measured
+    std::int64_t samples = 0; ///< saves measured; 0: C is not known yet
+};
+inline constexpr double save_cost_weight = 0.25;
+
+/// Adds the cost of one save (seconds >= 0) to `c`.
+void add_sample(save_cost& c, double seconds) noexcept;
+
+/// Daly's (2006) interval of compute between saves that minimises the expected total time, for
+/// a save costing `cost` and a mean time between failures `mtbf` (seconds): for C < 2M,
+/// sqrt(2CM) [1 + sqrt(C/2M)/3 + (C/2M)/9] - C, else M.
+[[nodiscard]] double daly_interval(double cost, double mtbf) noexcept;
+
+/// The least compute between saves that keeps the time spent saving at or under `fraction` of
+/// the wall time: C / (T + C) <= f when T >= C (1 - f) / f.
+[[nodiscard]] double budget_interval(double cost, double fraction) noexcept;
+
+struct rule_every_optimal {
+    double mtbf;                                      ///< M, seconds
+    save_cost cost{};                                 ///< C as measured
+    double interval = 0;                              ///< daly_interval(C, M), seconds
+    std::chrono::system_clock::time_point last_end{}; ///< end of the last save (or start)
+};
+struct rule_overhead_at_most {
+    double fraction;                                  ///< f, in (0, 1)
+    save_cost cost{};                                 ///< C as measured
+    double interval = 0;                              ///< budget_interval(cost.last, f), seconds
+    std::chrono::system_clock::time_point last_end{}; ///< end of the last save (or start)
+};
+using save_rule = std::variant<rule_every_steps, rule_every_time, rule_on_best, rule_at_steps,
+                               rule_on_request, rule_every_optimal, rule_overhead_at_most>;
 
 /// A rule's identity in a checkpoint's metadata: its kind and parameters, so that state saved
 /// under one configuration is never applied to another.
@@ -8540,7 +8576,8 @@ std::string rule_key(const save_rule& r);
 } // namespace detail
 
 /// When to save: a union of rules, each of which can fire on a step. Build one with
-/// every_steps(), every(), on_best(), at_steps(), on_request(), and combine with | or any_of().
+/// every_steps(), every(), on_best(), at_steps(), on_request(), every_optimal(),
+/// overhead_at_most(), and combine with | or any_of().
 class save_policy {
 public:
     save_policy() = default;
@@ -8574,6 +8611,35 @@ save_policy every(std::chrono::duration<Rep, Period> period) {
     return save_policy(detail::rule_every_time{ns});
 }
 
+/// At the interval that minimises the expected total time of a run whose failures come every
+/// `mtbf` on average (Daly's; see detail::daly_interval): fires when the time since the end of
+/// the last save (of any rule, or since the manager's start) reaches the interval for the
+/// measured cost C of a save. C is what the training loop lost per save (sync: the save; async:
+/// the stall, including any wait for the save before), smoothed (detail::save_cost), and measured
+/// on manager_options::clock when one is given, else on steady_clock. Until a save has been
+/// measured, it fires at once, to measure one. C and the interval are kept in the checkpoints'
+/// policy state, so a restart does not measure again; the interval then counts from the restart.
+/// @throws usage_error (mtbf <= 0)
+template <class Rep, class Period>
+save_policy every_optimal(std::chrono::duration<Rep, Period> mtbf) {
+    const double seconds = std::chrono::duration<double>(mtbf).count();
+    if (!(seconds > 0) || !std::isfinite(seconds)) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "every_optimal(): the mean time between failures must "
+                                         "be > 0");
+    }
+    return save_policy(detail::rule_every_optimal{seconds});
+}
+
+/// As often as the time spent saving stays at or under `fraction` of the wall time: fires when
+/// the time T since the end of the last save reaches c (1 - fraction) / fraction, c the cost of
+/// that save, measured as for every_optimal() but not smoothed: each save is paid for by the
+/// compute after it, so c / (T + c) <= fraction holds for every save and the compute after it,
+/// and so for the whole run, however the cost varies (one slow save is followed by a long
+/// interval). Until a save has been measured, it fires at once. The cost survives restarts.
+/// @throws usage_error (fraction not in (0, 1))
+save_policy overhead_at_most(double fraction);
+
 /// When metric `name` improves on the best value saved so far by more than `min_delta`
 /// ("best loss"). NaN never improves. The best value survives restarts.
 save_policy on_best(std::string name, goal direction = goal::minimize, double min_delta = 0.0);
@@ -8599,6 +8665,7 @@ save_policy any_of(save_policy first, const Policies&... rest) {
 
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -8608,6 +8675,22 @@ save_policy any_of(save_policy first, const Policies&... rest) {
 namespace ckpt {
 
 namespace detail {
+
+CKPT_INLINE void add_sample(save_cost& c, double seconds) noexcept {
+    c.seconds = c.samples == 0 ? seconds : c.seconds + (seconds - c.seconds) * save_cost_weight;
+    c.last = seconds;
+    c.samples += 1;
+}
+
+CKPT_INLINE double daly_interval(double cost, double mtbf) noexcept {
+    if (cost >= 2 * mtbf) return mtbf;
+    const double x = cost / (2 * mtbf);
+    return std::sqrt(2 * cost * mtbf) * (1 + std::sqrt(x) / 3 + x / 9) - cost;
+}
+
+CKPT_INLINE double budget_interval(double cost, double fraction) noexcept {
+    return cost * (1 - fraction) / fraction;
+}
 
 CKPT_INLINE std::string rule_key(const save_rule& r) {
     return std::visit(
@@ -8623,6 +8706,10 @@ CKPT_INLINE std::string rule_key(const save_rule& r) {
                        format_double(x.min_delta) + ")";
             } else if constexpr (std::is_same_v<T, rule_at_steps>) {
                 return "at_steps";
+            } else if constexpr (std::is_same_v<T, rule_every_optimal>) {
+                return "every_optimal(" + format_double(x.mtbf) + "s)";
+            } else if constexpr (std::is_same_v<T, rule_overhead_at_most>) {
+                return "overhead_at_most(" + format_double(x.fraction) + ")";
             } else {
                 return "on_request";
             }
@@ -8638,6 +8725,15 @@ CKPT_INLINE save_policy every_steps(std::int64_t n) {
                                          "every_steps(" + std::to_string(n) + "): n must be > 0");
     }
     return save_policy(detail::rule_every_steps{n});
+}
+
+CKPT_INLINE save_policy overhead_at_most(double fraction) {
+    if (!(fraction > 0 && fraction < 1)) {
+        detail::throw_error<usage_error>(errc::usage_argument,
+                                         "overhead_at_most(" + detail::format_double(fraction) +
+                                             "): the fraction must be in (0, 1)");
+    }
+    return save_policy(detail::rule_overhead_at_most{fraction});
 }
 
 CKPT_INLINE save_policy on_best(std::string name, goal direction, double min_delta) {
@@ -8937,6 +9033,7 @@ CKPT_INLINE std::vector<checkpoint_entry> listed(std::vector<checkpoint_entry> e
 // end ckpt/manager/selection.hpp
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -8958,6 +9055,14 @@ bool fires(const save_rule& rule, const metadata& meta, std::chrono::system_cloc
 /// What `rule` remembers of a save at `meta` (time `t`).
 void advance(save_rule& rule, const metadata& meta, std::chrono::system_clock::time_point t);
 
+/// What a cost-aware rule (every_optimal, overhead_at_most) learns from a save taken, whichever
+/// rule fired: it cost the training loop `seconds`, and ended at `end`. Others ignore it.
+void measured(save_rule& rule, double seconds, std::chrono::system_clock::time_point end);
+
+/// The compute time between saves a cost-aware rule aims for, in seconds; nullopt for another
+/// rule, or before its first save is measured.
+std::optional<double> target_interval(const save_rule& rule);
+
 /// A save policy as a manager runs it: which rules fire on a step, what they remember of the
 /// saves taken, and how that memory travels in a checkpoint's tags to the next run.
 class policy_state {
@@ -8976,6 +9081,10 @@ public:
 
     /// Every time rule counts from `t`.
     void start(std::chrono::system_clock::time_point t);
+    /// A save was taken: see detail::measured.
+    void measured(double seconds, std::chrono::system_clock::time_point end);
+    /// The smallest target_interval of the rules; nullopt when none has one.
+    [[nodiscard]] std::optional<double> target_interval() const;
     /// Asks every rule about this step. @returns whether one fires
     bool ask(const metadata& meta, std::chrono::system_clock::time_point t);
     /// As if no rule fired (a forced save).
@@ -8998,7 +9107,10 @@ public:
 
     /// Puts the rules where they were when `meta` was saved; a rule the checkpoint holds no
     /// state for (the policy changed) starts from the checkpoint's step and time, and an on_best
-    /// rule from the best of `index`.
+    /// rule from the best of `index`. A cost-aware rule takes the checkpoint's measured cost only
+    /// while it has measured none itself (the cost is the machine's, not the training state's),
+    /// and counts its interval from its own start or last save, not the checkpoint's: the work
+    /// since the checkpoint was lost with the run that did it.
     void restore(const metadata& meta, const std::vector<checkpoint_entry>& index);
 
 private:
@@ -9017,6 +9129,7 @@ private:
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -9024,6 +9137,58 @@ private:
 #include <vector>
 
 namespace ckpt::detail {
+
+namespace cost_rules {
+
+// A cost-aware rule's state: "none" before a save is measured, else
+// "<C> <last save's cost> <saves> <interval>" (seconds). The interval is recomputed from the
+// costs when read back; it is written for people reading the tags.
+template <class Rule>
+std::string encode_cost_state(const Rule& r) {
+    if (r.cost.samples == 0) return "none";
+    return format_double(r.cost.seconds) + " " + format_double(r.cost.last) + " " +
+           std::to_string(r.cost.samples) + " " + format_double(r.interval);
+}
+
+template <class Rule>
+bool decode_cost_state(Rule& r, std::string_view text) {
+    if (text == "none") {
+        r.cost = {};
+        r.interval = 0;
+        return true;
+    }
+    std::string_view fields[4];
+    std::string_view rest = text;
+    for (std::size_t i = 0; i < 4; ++i) {
+        const auto space = rest.find(' ');
+        if ((space == std::string_view::npos) != (i == 3)) return false; // 4 fields, no more
+        fields[i] = rest.substr(0, space);
+        if (space != std::string_view::npos) rest = rest.substr(space + 1);
+    }
+    const auto cost = parse_double(fields[0]);
+    const auto last = parse_double(fields[1]);
+    const auto samples = parse_int(fields[2]);
+    const auto interval = parse_double(fields[3]);
+    const auto valid = [](std::optional<double> v) { return v && std::isfinite(*v) && *v >= 0; };
+    if (!valid(cost) || !valid(last) || !samples || *samples < 1 || !interval) return false;
+    r.cost = {*cost, *last, *samples};
+    return true;
+}
+
+inline double interval_for(const rule_every_optimal& r) {
+    return daly_interval(r.cost.seconds, r.mtbf);
+}
+inline double interval_for(const rule_overhead_at_most& r) {
+    return budget_interval(r.cost.last, r.fraction);
+}
+
+template <class Rule>
+bool cost_rule_fires(const Rule& r, std::chrono::system_clock::time_point t) {
+    if (r.cost.samples == 0) return true; // to measure a save
+    return std::chrono::duration<double>(t - r.last_end).count() >= r.interval;
+}
+
+} // namespace cost_rules
 
 CKPT_INLINE std::string encode_rule_state(const save_rule& r) {
     if (const auto* s = std::get_if<rule_every_steps>(&r)) return std::to_string(s->last);
@@ -9035,6 +9200,10 @@ CKPT_INLINE std::string encode_rule_state(const save_rule& r) {
     if (const auto* b = std::get_if<rule_on_best>(&r)) {
         return b->best ? format_double(*b->best) + " " + std::to_string(b->best_step) : "none";
     }
+    if (const auto* o = std::get_if<rule_every_optimal>(&r))
+        return cost_rules::encode_cost_state(*o);
+    if (const auto* f = std::get_if<rule_overhead_at_most>(&r))
+        return cost_rules::encode_cost_state(*f);
     return {};
 }
 
@@ -9067,6 +9236,16 @@ CKPT_INLINE bool decode_rule_state(save_rule& r, std::string_view text) {
         b->best_step = *step;
         return true;
     }
+    if (auto* o = std::get_if<rule_every_optimal>(&r)) {
+        if (!cost_rules::decode_cost_state(*o, text)) return false;
+        o->interval = o->cost.samples == 0 ? 0 : cost_rules::interval_for(*o);
+        return true;
+    }
+    if (auto* f = std::get_if<rule_overhead_at_most>(&r)) {
+        if (!cost_rules::decode_cost_state(*f, text)) return false;
+        f->interval = f->cost.samples == 0 ? 0 : cost_rules::interval_for(*f);
+        return true;
+    }
     return true;
 }
 
@@ -9081,6 +9260,10 @@ CKPT_INLINE bool fires(const save_rule& rule, const metadata& meta,
     if (const auto* a = std::get_if<rule_at_steps>(&rule)) {
         return std::binary_search(a->steps.begin(), a->steps.end(), meta.step);
     }
+    if (const auto* o = std::get_if<rule_every_optimal>(&rule))
+        return cost_rules::cost_rule_fires(*o, t);
+    if (const auto* f = std::get_if<rule_overhead_at_most>(&rule))
+        return cost_rules::cost_rule_fires(*f, t);
     return std::get<rule_on_request>(rule).flag->load(std::memory_order_relaxed);
 }
 
@@ -9094,17 +9277,55 @@ CKPT_INLINE void advance(save_rule& rule, const metadata& meta,
     }
 }
 
+CKPT_INLINE void measured(save_rule& rule, double seconds,
+                          std::chrono::system_clock::time_point end) {
+    const auto learn = [&](auto& r) {
+        add_sample(r.cost, seconds);
+        r.interval = cost_rules::interval_for(r);
+        r.last_end = end;
+    };
+    if (auto* o = std::get_if<rule_every_optimal>(&rule)) learn(*o);
+    if (auto* f = std::get_if<rule_overhead_at_most>(&rule)) learn(*f);
+}
+
+CKPT_INLINE std::optional<double> target_interval(const save_rule& rule) {
+    if (const auto* o = std::get_if<rule_every_optimal>(&rule); o && o->cost.samples > 0) {
+        return o->interval;
+    }
+    if (const auto* f = std::get_if<rule_overhead_at_most>(&rule); f && f->cost.samples > 0) {
+        return f->interval;
+    }
+    return std::nullopt;
+}
+
 CKPT_INLINE policy_state::policy_state(save_policy policy)
     : policy_(std::move(policy)), fired_(policy_.rules().size(), 0) {
     for (const auto& rule : policy_.rules()) {
-        uses_clock_ = uses_clock_ || std::holds_alternative<rule_every_time>(rule);
+        uses_clock_ = uses_clock_ || std::holds_alternative<rule_every_time>(rule) ||
+                      std::holds_alternative<rule_every_optimal>(rule) ||
+                      std::holds_alternative<rule_overhead_at_most>(rule);
     }
 }
 
 CKPT_INLINE void policy_state::start(std::chrono::system_clock::time_point t) {
     for (auto& rule : policy_.rules()) {
         if (auto* e = std::get_if<rule_every_time>(&rule)) e->last = t;
+        if (auto* o = std::get_if<rule_every_optimal>(&rule)) o->last_end = t;
+        if (auto* f = std::get_if<rule_overhead_at_most>(&rule)) f->last_end = t;
     }
+}
+
+CKPT_INLINE void policy_state::measured(double seconds, std::chrono::system_clock::time_point end) {
+    for (auto& rule : policy_.rules()) detail::measured(rule, seconds, end);
+}
+
+CKPT_INLINE std::optional<double> policy_state::target_interval() const {
+    std::optional<double> least;
+    for (const auto& rule : policy_.rules()) {
+        const auto i = detail::target_interval(rule);
+        if (i && (!least || *i < *least)) least = i;
+    }
+    return least;
 }
 
 CKPT_INLINE bool policy_state::ask(const metadata& meta, std::chrono::system_clock::time_point t) {
@@ -9158,6 +9379,7 @@ CKPT_INLINE void policy_state::roll_back(snapshot&& before) {
 CKPT_INLINE void policy_state::restore(const metadata& meta,
                                        const std::vector<checkpoint_entry>& index) {
     for (auto& rule : policy_.rules()) {
+        if (detail::target_interval(rule)) continue; // a cost-aware rule that has measured its own
         const auto tag = meta.tags.find(std::string(policy_tag_prefix) + rule_key(rule));
         if (tag != meta.tags.end() && decode_rule_state(rule, tag->second)) continue;
         if (auto* s = std::get_if<rule_every_steps>(&rule)) s->last = meta.step;
@@ -9222,6 +9444,26 @@ struct manager_stats {
     std::int64_t steps_at_risk = 0;      ///< steps since the last committed checkpoint
     double seconds_at_risk = 0;          ///< wall-clock seconds since then
     std::uint64_t delete_failures = 0;   ///< retention could not remove a file (kept, retried)
+
+    // The save-frequency tradeoff (see every_optimal() and overhead_at_most()), in seconds.
+    /// C: what a save cost the training loop (sync: the save; async: the stall, including any
+    /// wait for room), smoothed over recent saves (detail::save_cost); on the manager's clock
+    /// when one is injected, else on steady_clock. 0 before the first save.
+    double save_cost_seconds = 0;
+    /// T: the compute between saves: the target of the cost-aware rules (the smallest), else
+    /// the last observed time from the end of one save to the start of the next.
+    double interval_seconds = 0;
+    /// R: what the last restore took (the checkpoint's load), the cost of a restart beside the
+    /// lost work. 0 before a restore.
+    double restart_seconds = 0;
+    /// L, async: a save's background write, smoothed as C is. The work since a snapshot is safe
+    /// only once its file commits, so it adds to the exposure. 0 when sync.
+    double commit_latency_seconds = 0;
+    /// The work a failure is expected to cost: (T + C) / 2 + L + R. A failure strikes a cycle of
+    /// compute and save of length T + C at a uniform point, losing the time since the start of
+    /// the last committed save: half a cycle on average, plus the latency L for the cycles in
+    /// which the last save had not committed yet (exact for L < T + C), plus the restart.
+    double expected_loss_seconds = 0;
 };
 
 /// How a manager names, times and reads its checkpoints.
@@ -9375,15 +9617,28 @@ private:
     void commit(save_result& result, const State& state, const metadata& meta,
                 std::chrono::system_clock::time_point t, const char* forced) {
         planned_save plan = plan_save(result, meta, t, forced);
+        const stopwatch started = start_watch();
         if (engine_) {
             const async_ticket ticket = engine_->stage(result.path, state, plan.stored);
-            staged(result, std::move(plan), ticket, forced);
+            staged(result, std::move(plan), ticket, forced, started);
             return;
         }
-        const auto started = std::chrono::steady_clock::now();
         plan.entry.bytes = ckpt::save(result.path, state, plan.stored, save_options{io_});
         saved(result, std::move(plan), forced, started);
     }
+
+    /// When a save or a restore began, on both clocks.
+    struct stopwatch {
+        std::chrono::steady_clock::time_point steady;
+        std::chrono::system_clock::time_point clock; ///< the manager's (now())
+    };
+    stopwatch start_watch() const;
+    /// Seconds since `w` on the injected clock when there is one (a test's or a simulation's
+    /// time), else on steady_clock (a step of the wall clock does not count); never negative.
+    double seconds_since(const stopwatch& w) const;
+    /// A save that began at `started` cost the training loop `cost` seconds: the cost-aware
+    /// rules, C and T learn it.
+    void measured(const stopwatch& started, double cost);
 
     /// What commit() writes, and the policy's rules after it.
     struct planned_save {
@@ -9399,10 +9654,10 @@ private:
     void evict_victims(const checkpoint_entry& next);
     /// Async: the snapshot is taken (or skipped).
     void staged(save_result& result, planned_save&& plan, const async_ticket& ticket,
-                const char* forced);
+                const char* forced, const stopwatch& started);
     /// Sync: the file is committed.
     void saved(save_result& result, planned_save&& plan, const char* forced,
-               std::chrono::steady_clock::time_point started);
+               const stopwatch& started);
     /// step() before its save: checks the metrics, collects background saves, asks the rules.
     /// @returns whether a rule fires (t: the clock's time, when a rule reads it)
     bool begin_step(const metadata& meta, save_result& result,
@@ -9487,6 +9742,11 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+    detail::save_cost cost_;                           ///< C, for stats()
+    detail::save_cost latency_;                        ///< L, for stats()
+    double observed_interval_ = 0;                     ///< T when no cost-aware rule sets it
+    std::chrono::system_clock::time_point save_end_{}; ///< end of the last save (or start)
+    stopwatch restore_started_{};
 
     // Async mode.
     struct pending_save {
@@ -9534,6 +9794,7 @@ CKPT_INLINE manager::manager(std::filesystem::path dir, save_policy when, retent
     scan();
     const auto start = now();
     policy_.start(start);
+    save_end_ = start;
     if (const checkpoint_entry* latest = newest()) {
         committed_step_ = latest->step;
         committed_time_ = latest->time;
@@ -9607,6 +9868,11 @@ CKPT_INLINE manager_stats manager::stats() const {
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
     s.saves_in_flight = engine_ ? engine_->in_flight() : 0;
+    s.save_cost_seconds = cost_.seconds;
+    s.interval_seconds = policy_.target_interval().value_or(observed_interval_);
+    s.commit_latency_seconds = engine_ ? latency_.seconds : 0;
+    s.expected_loss_seconds = (s.interval_seconds + s.save_cost_seconds) / 2 +
+                              s.commit_latency_seconds + s.restart_seconds;
     return s;
 }
 
@@ -9616,6 +9882,27 @@ CKPT_INLINE std::filesystem::path manager::path_of(std::int64_t step) const {
 
 CKPT_INLINE std::chrono::system_clock::time_point manager::now() const {
     return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
+
+CKPT_INLINE manager::stopwatch manager::start_watch() const {
+    return {std::chrono::steady_clock::now(), now()};
+}
+
+CKPT_INLINE double manager::seconds_since(const stopwatch& w) const {
+    const double s =
+        options_.clock
+            ? std::chrono::duration<double>(options_.clock() - w.clock).count()
+            : std::chrono::duration<double>(std::chrono::steady_clock::now() - w.steady).count();
+    return s > 0 ? s : 0;
+}
+
+CKPT_INLINE void manager::measured(const stopwatch& started, double cost) {
+    const auto end = now();
+    policy_.measured(cost, end);
+    detail::add_sample(cost_, cost);
+    const double gap = std::chrono::duration<double>(started.clock - save_end_).count();
+    observed_interval_ = gap > 0 ? gap : 0;
+    save_end_ = end;
 }
 
 CKPT_INLINE void manager::missing_metric(const metadata& meta, const std::string& metric) {
@@ -9665,6 +9952,7 @@ CKPT_INLINE void manager::collect_finished(save_result& result) {
             continue;
         }
         stats_.total_background_seconds += d.write_seconds;
+        detail::add_sample(latency_, d.write_seconds);
         p.entry.bytes = d.bytes;
         record_committed(std::move(p.entry), result);
     }
@@ -9810,7 +10098,8 @@ CKPT_INLINE void manager::evict_victims(const checkpoint_entry& next) {
 }
 
 CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
-                                 const async_ticket& ticket, const char* forced) {
+                                 const async_ticket& ticket, const char* forced,
+                                 const stopwatch& started) {
     stats_.last_save_seconds = ticket.stall_seconds;
     stats_.total_save_seconds += ticket.stall_seconds;
     if (!ticket) {
@@ -9821,15 +10110,18 @@ CKPT_INLINE void manager::staged(save_result& result, planned_save&& plan,
     }
     pending_.push_back({ticket.id, std::move(plan.entry), policy_.save()});
     policy_.commit(std::move(plan.after), forced != nullptr);
+    // The stall includes the wait for room, if the save before was still being written.
+    measured(started, options_.clock ? seconds_since(started) : ticket.stall_seconds);
     result.saved = true;
     result.pending = true;
 }
 
 CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const char* forced,
-                                std::chrono::steady_clock::time_point started) {
+                                const stopwatch& started) {
     const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started.steady).count();
     policy_.commit(std::move(plan.after), forced != nullptr);
+    measured(started, seconds_since(started));
     stats_.last_save_seconds = seconds;
     stats_.total_save_seconds += seconds;
     result.saved = true;
@@ -9837,6 +10129,7 @@ CKPT_INLINE void manager::saved(save_result& result, planned_save&& plan, const 
 }
 
 CKPT_INLINE std::vector<std::filesystem::path> manager::begin_restore() {
+    restore_started_ = start_watch();
     skipped_ = unreadable_;
     for (const auto& s : unreadable_) {
         if (options_.on_skipped) options_.on_skipped(s);
@@ -9854,6 +10147,7 @@ CKPT_INLINE void manager::restored(const std::vector<std::filesystem::path>& dam
                                    const metadata& meta, bool continues) {
     forget_damaged(damaged);
     if (!continues) return; // load_best: the schedule stays where training is
+    stats_.restart_seconds = seconds_since(restore_started_);
     policy_.restore(meta, index_);
     committed_step_ = meta.step;
     committed_time_ = meta.time;

@@ -1324,7 +1324,9 @@ struct distributed_manager_options {
 namespace detail {
 
 /// ckpt::mpi::manager's non-template part. Every member that is called on one rank is called
-/// on every rank, in the same order: each is collective.
+/// on every rank, in the same order: each is collective. The cost-aware rules (every_optimal,
+/// overhead_at_most) learn the largest cost of a save of any rank, measured on each rank's
+/// steady_clock and agreed on at the next step(), before the rules are asked.
 class distributed_manager {
 public:
     distributed_manager(communicator& comm, std::filesystem::path dir, save_policy when,
@@ -1374,6 +1376,7 @@ private:
         std::thread writer;
         std::atomic<bool> done{false};
         std::exception_ptr failure;
+        std::chrono::steady_clock::time_point staged{}; ///< for the commit latency
     };
     std::unique_ptr<pending_save> pending_;
     int unwinding_ = std::uncaught_exceptions();
@@ -1394,6 +1397,13 @@ private:
     std::int64_t seen_step_ = 0;
     std::int64_t committed_step_ = 0;
     std::chrono::system_clock::time_point committed_time_{};
+    // The save-frequency tradeoff: one decision for every rank, on the largest cost of any.
+    double unshared_cost_ = -1; ///< this rank's cost of the last save, not yet agreed on; -1: none
+    std::chrono::system_clock::time_point unshared_start_{}; ///< that save's start (rank 0's time)
+    save_cost cost_;                                         ///< C: the largest of any rank's
+    save_cost latency_;                                      ///< L, async
+    double observed_interval_ = 0;
+    std::chrono::system_clock::time_point save_end_{}; ///< end of the last save (rank 0's time)
 };
 
 /// Removes a distributed checkpoint: its manifest first (it is then no checkpoint), then its
@@ -1570,6 +1580,8 @@ CKPT_INLINE void distributed_manager::finish_pending(save_result& result) {
         throw;
     }
     p->entry.bytes = p->job.file_bytes;
+    add_sample(latency_,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - p->staged).count());
     record_committed(std::move(p->entry), result);
 }
 
@@ -1626,6 +1638,7 @@ CKPT_INLINE void distributed_manager::adopt_listing(std::span<const std::byte> b
     for (std::uint64_t n = r.u64(); n > 0; --n) cleaned_.emplace_back(r.str());
     skipped_ = unreadable_;
     policy_.start(start);
+    save_end_ = start;
     committed_time_ = start;
     for (const checkpoint_entry& e : index_) {
         if (e.step >= committed_step_) {
@@ -1653,6 +1666,7 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     w.u64(static_cast<std::uint64_t>(meta.step));
     // Async: whether this rank's background write is done (2: no save in flight).
     w.u64(!pending_ ? 2 : pending_->done.load(std::memory_order_acquire) ? 1 : 0);
+    w.raw(&unshared_cost_, sizeof unshared_cost_);
     std::exception_ptr failed = nullptr;
     if (comm_.rank() == 0) {
         failed = attempt([&] {
@@ -1674,13 +1688,19 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     byte_reader first(all[0]);
     const auto step0 = static_cast<std::int64_t>(first.u64());
     bool all_written = first.u64() == 1;
+    double cost = -1; // the largest cost of the last save on any rank
+    first.raw(&cost, sizeof cost);
     const auto t = listing_codec::get_time(first);
     metadata m = meta;
     m.metrics = listing_codec::get_metrics(first);
     for (std::size_t r = 1; r < all.size(); ++r) {
         byte_reader other(all[r]);
         const auto step = static_cast<std::int64_t>(other.u64());
-        all_written = all_written && other.u64() == 1;
+        const bool written = other.u64() == 1; // read whatever all_written is: fields follow
+        all_written = all_written && written;
+        double theirs = -1;
+        other.raw(&theirs, sizeof theirs);
+        cost = std::max(cost, theirs);
         if (step != step0) {
             throw_error<usage_error>(errc::usage_argument,
                                      "ckpt::mpi::manager: rank 0 is at step " +
@@ -1690,6 +1710,18 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         }
     }
     seen_step_ = m.step;
+    if (cost >= 0) {
+        // Every rank learns the same cost and end, so the rules decide alike on every rank.
+        const auto end =
+            unshared_start_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                  std::chrono::duration<double>(cost));
+        policy_.measured(cost, end);
+        add_sample(cost_, cost);
+        const double gap = std::chrono::duration<double>(unshared_start_ - save_end_).count();
+        observed_interval_ = gap > 0 ? gap : 0;
+        save_end_ = end;
+        unshared_cost_ = -1;
+    }
     // Async: every rank's background write is done, so the save in flight commits now.
     if (pending_ && all_written) finish_pending(result);
     if (forced) {
@@ -1697,7 +1729,8 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
     } else if (!policy_.ask(m, t)) {
         return result;
     }
-    if (pending_) finish_pending(result); // one save in flight: wait for it
+    const auto asked = std::chrono::steady_clock::now(); // the cost includes the wait below
+    if (pending_) finish_pending(result);                // one save in flight: wait for it
     if (m.step < 0) {
         throw_error<usage_error>(errc::usage_argument, "ckpt::mpi::manager: step " +
                                                            std::to_string(m.step) + " is negative");
@@ -1723,6 +1756,10 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         stats_.last_save_seconds = seconds;
         stats_.total_save_seconds += seconds;
+        // Agreed on at the next step(): the cost-aware rules learn the largest of any rank.
+        unshared_cost_ =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+        unshared_start_ = t;
     };
     if (options_.async) {
         auto p = std::make_unique<pending_save>();
@@ -1735,6 +1772,7 @@ CKPT_INLINE save_result distributed_manager::step(const state_walks& walks, cons
         p->failure = attempt([&] { stage_save(p->job); });
         p->entry = std::move(entry);
         p->before = policy_.save();
+        p->staged = std::chrono::steady_clock::now();
         policy_.commit(std::move(after), forced);
         if (p->failure) {
             p->done.store(true, std::memory_order_release);
@@ -1819,6 +1857,7 @@ distributed_manager::restore(const state_walks& walks, void* state, const std::s
         save_result ignored;
         finish_pending(ignored);
     }
+    const auto started = std::chrono::steady_clock::now();
     const std::vector<std::size_t> order =
         metric != nullptr ? ranked(index_, *metric, direction) : newest_first(index_);
     skipped_ = unreadable_;
@@ -1839,6 +1878,8 @@ distributed_manager::restore(const state_walks& walks, void* state, const std::s
         const std::filesystem::path path = index_[i].path;
         try {
             metadata meta = distributed_load(comm_, path, walks, state, own);
+            stats_.restart_seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             forget();
             policy_.restore(meta, index_);
             committed_step_ = meta.step;
@@ -1875,6 +1916,11 @@ CKPT_INLINE manager_stats distributed_manager::stats() const {
     s.steps_at_risk = seen_step_ - committed_step_;
     s.seconds_at_risk = std::chrono::duration<double>(now() - committed_time_).count();
     s.saves_in_flight = pending_ ? 1 : 0;
+    s.save_cost_seconds = cost_.seconds;
+    s.interval_seconds = policy_.target_interval().value_or(observed_interval_);
+    s.commit_latency_seconds = options_.async ? latency_.seconds : 0;
+    s.expected_loss_seconds = (s.interval_seconds + s.save_cost_seconds) / 2 +
+                              s.commit_latency_seconds + s.restart_seconds;
     return s;
 }
 

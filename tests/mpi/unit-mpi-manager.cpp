@@ -12,9 +12,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -299,4 +301,57 @@ TEST_CASE("mpi manager async: a background write failing on one rank fails every
     CHECK(m.step(make_run_state(3), {.step = 3}).saved);
     m.wait();
     CHECK(steps_of(m.list()) == std::vector<std::int64_t>{3});
+}
+
+namespace {
+
+/// Syncs as POSIX does, after sleeping `delay` on every fsync: a rank whose saves are slow.
+class slow_sync final : public test::posix_forwarding {
+public:
+    int fsync(int fd) override {
+        std::this_thread::sleep_for(delay);
+        return real_.fsync(fd);
+    }
+    std::chrono::milliseconds delay{0};
+};
+
+long long bits_of(double v) {
+    long long b = 0;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+} // namespace
+
+TEST_CASE("mpi manager: every_optimal decides once for every rank, on the largest cost of any") {
+    const auto dir = mpitest::shared_scratch("manager-optimal");
+    const int me = mpitest::world_rank();
+    const int n = mpitest::world_size();
+    const auto t0 = std::chrono::system_clock::time_point(std::chrono::hours(500000));
+    std::chrono::seconds offset{0};
+    slow_sync slow;
+    slow.delay = std::chrono::milliseconds(me == n - 1 ? 150 : 0); // the last rank's disk is slow
+    ckpt::mpi::manager_options options;
+    options.clock = [&] { return t0 + offset; };
+    options.backend = &slow;
+    ckpt::mpi::manager m(MPI_COMM_WORLD, dir, ckpt::every_optimal(std::chrono::seconds(1000)),
+                         ckpt::keep_last(2), options);
+    // Nothing measured: the first step saves, to measure.
+    CHECK(m.step(make_run_state(1), {.step = 1}).saved);
+    // The next step agrees on the cost: every rank has the same C, at least the slow rank's.
+    CHECK(!m.step(make_run_state(2), {.step = 2}).saved);
+    const ckpt::manager_stats s = m.stats();
+    CHECK(s.save_cost_seconds >= 0.15);
+    CHECK(s.interval_seconds == ckpt::detail::daly_interval(s.save_cost_seconds, 1000));
+    CHECK(mpitest::gather(bits_of(s.save_cost_seconds)) ==
+          std::vector<long long>(static_cast<std::size_t>(n), bits_of(s.save_cost_seconds)));
+    // Rank 0's clock decides when, the same on every rank: just before the interval, no save;
+    // at it, a save.
+    const auto interval = std::chrono::duration<double>(s.interval_seconds);
+    offset = std::chrono::duration_cast<std::chrono::seconds>(interval); // floor: C < 1 s
+    const bool early = m.step(make_run_state(3), {.step = 3}).saved;
+    offset += std::chrono::seconds(5);
+    const bool due = m.step(make_run_state(4), {.step = 4}).saved;
+    CHECK(!early);
+    CHECK(due);
 }

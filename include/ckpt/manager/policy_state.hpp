@@ -8,6 +8,7 @@
 #include <ckpt/policy/save_policy.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,14 @@ bool fires(const save_rule& rule, const metadata& meta, std::chrono::system_cloc
 /// What `rule` remembers of a save at `meta` (time `t`).
 void advance(save_rule& rule, const metadata& meta, std::chrono::system_clock::time_point t);
 
+/// What a cost-aware rule (every_optimal, overhead_at_most) learns from a save taken, whichever
+/// rule fired: it cost the training loop `seconds`, and ended at `end`. Others ignore it.
+void measured(save_rule& rule, double seconds, std::chrono::system_clock::time_point end);
+
+/// The compute time between saves a cost-aware rule aims for, in seconds; nullopt for another
+/// rule, or before its first save is measured.
+std::optional<double> target_interval(const save_rule& rule);
+
 /// A save policy as a manager runs it: which rules fire on a step, what they remember of the
 /// saves taken, and how that memory travels in a checkpoint's tags to the next run.
 class policy_state {
@@ -47,6 +56,10 @@ public:
 
     /// Every time rule counts from `t`.
     void start(std::chrono::system_clock::time_point t);
+    /// A save was taken: see detail::measured.
+    void measured(double seconds, std::chrono::system_clock::time_point end);
+    /// The smallest target_interval of the rules; nullopt when none has one.
+    [[nodiscard]] std::optional<double> target_interval() const;
     /// Asks every rule about this step. @returns whether one fires
     bool ask(const metadata& meta, std::chrono::system_clock::time_point t);
     /// As if no rule fired (a forced save).
@@ -69,7 +82,10 @@ public:
 
     /// Puts the rules where they were when `meta` was saved; a rule the checkpoint holds no
     /// state for (the policy changed) starts from the checkpoint's step and time, and an on_best
-    /// rule from the best of `index`.
+    /// rule from the best of `index`. A cost-aware rule takes the checkpoint's measured cost only
+    /// while it has measured none itself (the cost is the machine's, not the training state's),
+    /// and counts its interval from its own start or last save, not the checkpoint's: the work
+    /// since the checkpoint was lost with the run that did it.
     void restore(const metadata& meta, const std::vector<checkpoint_entry>& index);
 
 private:
