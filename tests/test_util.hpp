@@ -46,6 +46,21 @@ protected:
     ckpt::io::posix_backend real_;
 };
 
+/// Built with ThreadSanitizer, which does not support a child of a multi-threaded fork() that
+/// does more than async-signal-safe calls (starts threads, destroys an async manager): such
+/// cases run in the other builds only.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool under_tsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool under_tsan = true;
+#else
+inline constexpr bool under_tsan = false;
+#endif
+#else
+inline constexpr bool under_tsan = false;
+#endif
+
 /// A fresh, empty folder under the test's working directory.
 inline std::filesystem::path scratch(const std::string& name) {
     const auto dir = std::filesystem::current_path() / ("scratch-" + name);

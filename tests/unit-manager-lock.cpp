@@ -81,21 +81,6 @@ private:
     return child;
 }
 
-// ThreadSanitizer does not support a child of a multi-threaded fork() that does more than
-// async-signal-safe calls: the test whose child destroys an async manager runs in the other
-// builds only.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
-
 /// The threads of this process.
 std::size_t threads() {
     std::size_t n = 0;
@@ -427,7 +412,7 @@ TEST_CASE("a fork() child's copy of a manager releases nothing and closes nothin
 }
 
 TEST_CASE("a fork() child's copy of an async manager with a save in flight does not hang" *
-          doctest::skip(lock_test::under_tsan)) {
+          doctest::skip(test::under_tsan)) {
     const auto dir = test::scratch("lock-fork-async");
     lock_test::held_fsync io;
     ckpt::manager_options o;

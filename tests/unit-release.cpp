@@ -21,20 +21,6 @@ namespace release_test {
 
 namespace fs = std::filesystem;
 
-// ThreadSanitizer does not support a child of a multi-threaded fork() that starts threads: the
-// fork case runs in the other builds only.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
-
 struct small_state {
     Eigen::VectorXf v = Eigen::VectorXf::Constant(1024, 1.0f);
     template <class Archive>
@@ -268,7 +254,7 @@ TEST_CASE("release: the POSIX backend closes in the background; flush waits; not
 
 TEST_CASE("release: a fork() child neither inherits the queue nor waits for the parent's "
           "thread" *
-          doctest::skip(under_tsan)) {
+          doctest::skip(test::under_tsan)) {
     const auto dir = test::scratch("release-fork");
     const fs::path path = dir / "last.ckpt";
     ckpt::io::backend& io = ckpt::io::default_backend();
