@@ -607,6 +607,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
                                        bool containers_as_values)
     : values(&state_values) {
     tensors.containers_as_values = containers_as_values;
+    tensors.entries = &entries; // empty when no tensor is rebuilt: a restore then copies none
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
@@ -621,7 +622,6 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
         if (r.bytes != 0) std::memcpy(bytes.data() + entries[i].begin, r.data, r.bytes);
         ++i;
     }
-    tensors.entries = &entries;
     tensors.data = bytes.data();
     for (std::size_t k = 0; k < entries.size(); ++k)
         tensors.by_name.insert_or_assign(entries[k].name, k);

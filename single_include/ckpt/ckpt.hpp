@@ -1712,14 +1712,14 @@ class header_reader {
 public:
     header_reader(parsed_header& h, const limits& lim) : h_(h), lim_(lim) {}
 
-    bool Null() { return scalar(); }
-    bool Bool(bool) { return scalar(); }
-    bool Int(int i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Null() { return other(); }
+    bool Bool(bool) { return other(); }
+    bool Int(int i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : other(); }
     bool Uint(unsigned u) { return number(u); }
-    bool Int64(std::int64_t i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Int64(std::int64_t i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : other(); }
     bool Uint64(std::uint64_t u) { return number(u); }
-    bool Double(double) { return scalar(); }
-    bool RawNumber(const char*, rapidjson::SizeType, bool) { return scalar(); }
+    bool Double(double) { return other(); }
+    bool RawNumber(const char*, rapidjson::SizeType, bool) { return other(); }
     bool String(const char* s, rapidjson::SizeType n, bool) { return string({s, n}); }
     bool StartObject() { return open(true); }
     bool Key(const char* s, rapidjson::SizeType n, bool) { return key({s, n}); }
@@ -1819,7 +1819,6 @@ private:
         return true;
     }
 
-    bool scalar() { return other(); }
     /// A value that is not what the state reads (the number, string or container it wants).
     bool other() {
         switch (state_) {
@@ -3007,7 +3006,6 @@ CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
     // a dtype), so the entry after the last one found is tried first: read in order, where the
     // index's slots lie anywhere in memory, which the copies of the tensors before have just
     // evicted from the caches.
-    if (tensors_->entries == nullptr) return no_entry; // a backup of no tensors
     const std::vector<file_tensor>& entries = *tensors_->entries;
     std::size_t found = no_entry;
     if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&
@@ -6042,6 +6040,7 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
                                        bool containers_as_values)
     : values(&state_values) {
     tensors.containers_as_values = containers_as_values;
+    tensors.entries = &entries; // empty when no tensor is rebuilt: a restore then copies none
     std::uint64_t total = 0;
     for (const tensor_record& r : records) {
         if (!r.rebuilt) continue;
@@ -6056,7 +6055,6 @@ CKPT_INLINE state_backup::state_backup(const std::vector<std::byte>& state_value
         if (r.bytes != 0) std::memcpy(bytes.data() + entries[i].begin, r.data, r.bytes);
         ++i;
     }
-    tensors.entries = &entries;
     tensors.data = bytes.data();
     for (std::size_t k = 0; k < entries.size(); ++k)
         tensors.by_name.insert_or_assign(entries[k].name, k);

@@ -261,7 +261,6 @@ CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
     // a dtype), so the entry after the last one found is tried first: read in order, where the
     // index's slots lie anywhere in memory, which the copies of the tensors before have just
     // evicted from the caches.
-    if (tensors_->entries == nullptr) return no_entry; // a backup of no tensors
     const std::vector<file_tensor>& entries = *tensors_->entries;
     std::size_t found = no_entry;
     if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&

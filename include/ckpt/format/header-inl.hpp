@@ -205,14 +205,14 @@ class header_reader {
 public:
     header_reader(parsed_header& h, const limits& lim) : h_(h), lim_(lim) {}
 
-    bool Null() { return scalar(); }
-    bool Bool(bool) { return scalar(); }
-    bool Int(int i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Null() { return other(); }
+    bool Bool(bool) { return other(); }
+    bool Int(int i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : other(); }
     bool Uint(unsigned u) { return number(u); }
-    bool Int64(std::int64_t i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : scalar(); }
+    bool Int64(std::int64_t i) { return i >= 0 ? number(static_cast<std::uint64_t>(i)) : other(); }
     bool Uint64(std::uint64_t u) { return number(u); }
-    bool Double(double) { return scalar(); }
-    bool RawNumber(const char*, rapidjson::SizeType, bool) { return scalar(); }
+    bool Double(double) { return other(); }
+    bool RawNumber(const char*, rapidjson::SizeType, bool) { return other(); }
     bool String(const char* s, rapidjson::SizeType n, bool) { return string({s, n}); }
     bool StartObject() { return open(true); }
     bool Key(const char* s, rapidjson::SizeType n, bool) { return key({s, n}); }
@@ -312,7 +312,6 @@ private:
         return true;
     }
 
-    bool scalar() { return other(); }
     /// A value that is not what the state reads (the number, string or container it wants).
     bool other() {
         switch (state_) {
