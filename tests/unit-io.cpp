@@ -753,9 +753,11 @@ struct small_tensors {
     }
 };
 
-TEST_CASE("buffered writes end on 1 MiB boundaries of the file, large ones on 4 MiB boundaries") {
-    // Aligned writes leave large page-cache folios, which makes the file cheap to map when it
-    // is loaded right after its save.
+TEST_CASE("buffered writes end on 2 MiB boundaries of the file, large ones on 4 MiB boundaries") {
+    // Aligned writes of 2 MiB or more leave page-cache folios of 2 MiB, which the kernel maps
+    // with one entry each (a huge page) when the file is loaded right after its save; written
+    // 1 MiB at a time, a file of 64 KiB tensors took a page table entry per 4 KiB, and its
+    // load 1.1x the time of a file of large tensors.
     const fs::path dir = scratch("aligned");
     small_tensors s;
     s.layers.assign(70, Eigen::MatrixXf::Constant(128, 128, 0.5f));  // 70 x 64 KiB: 4.4 MiB
@@ -769,22 +771,22 @@ TEST_CASE("buffered writes end on 1 MiB boundaries of the file, large ones on 4 
         at += c.result;
         ends.push_back(at);
     }
-    REQUIRE(ends.size() >= 7);
+    REQUIRE(ends.size() >= 6);
     CHECK(ends.back() == static_cast<std::int64_t>(fs::file_size(dir / "s.ckpt")));
     constexpr std::int64_t mib = std::int64_t{1} << 20;
     std::string unaligned;
     for (std::size_t i = 0; i + 1 < ends.size(); ++i) {
-        if (ends[i] % mib != 0) unaligned += std::to_string(i) + " ";
+        if (ends[i] % (2 * mib) != 0) unaligned += std::to_string(i) + " ";
     }
-    // Writes 0-3 are the buffer's, ending at 1, 2, 3 and 4 MiB; write 4 flushes what is
-    // buffered before the large tensor; 5-7 are its slices, ending at 8 and 12 MiB and where
-    // the tensor ends; the last one is the rest of the file.
-    CHECK(ends.size() == 9);
-    CHECK(ends[0] == mib);
-    CHECK(ends[3] == 4 * mib);
-    CHECK(ends[5] == 8 * mib);
-    CHECK(ends[6] == 12 * mib);
-    CHECK(unaligned == "4 7 ");
+    // Writes 0-1 are the buffer's, ending at 2 and 4 MiB; write 2 flushes what is buffered
+    // before the large tensor; 3-5 are its slices, ending at 8 and 12 MiB and where the tensor
+    // ends; the last one is the rest of the file.
+    CHECK(ends.size() == 7);
+    CHECK(ends[0] == 2 * mib);
+    CHECK(ends[1] == 4 * mib);
+    CHECK(ends[3] == 8 * mib);
+    CHECK(ends[4] == 12 * mib);
+    CHECK(unaligned == "2 5 ");
     small_tensors back;
     ckpt::load(dir / "s.ckpt", back);
     CHECK(back.layers.size() == 71);

@@ -4098,7 +4098,7 @@ int unlink_and_release(io::backend& io, const char* path);
 /// the target is untouched, and a failed or abandoned attempt removes its temporary file.
 class atomic_file {
 public:
-    static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
+    static constexpr std::size_t buffer_bytes = std::size_t{2} << 20;
     static constexpr std::size_t slice_bytes = std::size_t{4} << 20;
     static constexpr std::uint64_t writeback_bytes = std::uint64_t{32} << 20;
 
