@@ -643,6 +643,63 @@ TEST_CASE("a header reads the same in ckpt's own form as in any other JSON form"
     }
 }
 
+TEST_CASE("a header one byte away from ckpt's form reads as rapidjson reads it") {
+    // ckpt's form goes to a direct reader, which takes only headers without any problem and
+    // hands anything else to the general readers. Every header one byte away from a valid one
+    // (each byte replaced by a byte that matters to it, or removed) must read the same as its
+    // spaced copy, which only rapidjson reads: the same entries, or the same error. A byte is
+    // also inserted before each one (a leading zero, a longer name).
+    const std::string base =
+        R"({"__metadata__":{"ckpt.format":"3","k":"v"},)"
+        R"("w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+        R"("s":{"dtype":"F64","shape":[],"data_offsets":[24,32]},)"
+        R"("layers.10":{"dtype":"I16","shape":[1,2,1],"data_offsets":[32,36]},)"
+        R"("__ckpt_values__":{"dtype":"U8","shape":[4],"data_offsets":[36,40]}})";
+    const std::string bytes_that_matter = "0129\",:[]{} \\-aswF\x7f"; // 's' -> 'w': "w" twice
+    ckpt::limits tight; // each limit at exactly what the base header needs
+    tight.max_tensors = 4;
+    tight.max_rank = 3;
+    tight.max_name_bytes = 15;
+    std::size_t compared = 0;
+    std::size_t read = 0;
+    for (const ckpt::limits& lim : {ckpt::limits{}, tight}) {
+        const auto same = [&](const std::string& json) {
+            CAPTURE(json);
+            const std::string direct = header_outcome(json, 40, lim);
+            CHECK(direct == header_outcome(spaced(json), 40, lim));
+            ++compared;
+            if (direct.rfind("read", 0) == 0) ++read;
+        };
+        same(base);
+        for (std::size_t i = 0; i < base.size(); ++i) {
+            for (const char c : bytes_that_matter) {
+                same(base.substr(0, i) + c + base.substr(i));
+                if (c == base[i]) continue;
+                std::string m = base;
+                m[i] = c;
+                same(m);
+            }
+            same(base.substr(0, i) + base.substr(i + 1));
+        }
+    }
+    // One limit lower than the base header needs, each in turn.
+    for (int which = 0; which < 3; ++which) {
+        ckpt::limits under = tight;
+        if (which == 0) --under.max_tensors;
+        if (which == 1) --under.max_rank;
+        if (which == 2) --under.max_name_bytes;
+        const std::string direct = header_outcome(base, 40, under);
+        CHECK(direct.rfind("[ckpt.limit.", 0) == 0);
+        CHECK(direct == header_outcome(spaced(base), 40, under));
+    }
+    CHECK(compared ==
+          2 * (base.size() * (2 * bytes_that_matter.size() + 1) + 1) -
+              2 * static_cast<std::size_t>(std::count_if(base.begin(), base.end(), [&](char c) {
+                  return bytes_that_matter.find(c) != std::string::npos;
+              })));
+    CHECK(read == 3022); // mutations that still read: digits and letters in names, mostly
+}
+
 TEST_CASE("the name index finds every name it holds, and no other") {
     // Names of every length up to 40 and the same prefixes (slots collide, probes run on).
     std::vector<std::string> names{""};

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -678,6 +680,114 @@ bool read_plain_json(std::string_view json, Handler& handler) {
     return std::all_of(p, end, [](char c) { return c == ' '; });
 }
 
+/// Reads a header laid out exactly as build_header lays out one whose strings need no escape
+/// (safetensors' Python writer lays them out the same way): `{`, then `"__metadata__":{...}` of
+/// strings perhaps, then entries `"name":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}`,
+/// `}`, spaces. Every check header_reader makes passes, or this returns false, having filled
+/// `h` partly perhaps: the caller starts again with header_reader, which reports the problem.
+/// An entry costs a few hundred instructions here, against some 3,500 as SAX events.
+CKPT_INLINE bool read_ckpt_header(std::string_view json, parsed_header& h, const limits& lim) {
+    const char* p = json.data();
+    const char* end = p + json.size();
+    while (end != p && end[-1] == ' ') --end;
+    // A string of printable ASCII without escapes, at p; p ends past its closing quote.
+    const auto plain_string = [&](std::string_view& s) {
+        if (p == end || *p != '"') return false;
+        const char* const first = ++p;
+        for (; p != end && *p != '"'; ++p) {
+            const auto c = static_cast<unsigned char>(*p);
+            if (c < 0x20 || c >= 0x7F || c == '\\') return false;
+        }
+        if (p == end) return false;
+        s = {first, static_cast<std::size_t>(p - first)};
+        ++p;
+        return true;
+    };
+    // The text of a string literal (its length a constant, so the comparison is inlined).
+    const auto literal = [&](const auto& text) {
+        constexpr std::size_t n = sizeof text - 1;
+        if (static_cast<std::size_t>(end - p) < n || std::memcmp(p, text, n) != 0) return false;
+        p += n;
+        return true;
+    };
+    // An unsigned decimal below 2^63, without a leading zero.
+    const auto number = [&](std::uint64_t& v) {
+        const char* const first = p;
+        v = 0;
+        while (p != end && *p >= '0' && *p <= '9' && p - first < 19) {
+            v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+            ++p;
+        }
+        const std::ptrdiff_t digits = p - first;
+        return digits != 0 && (*first != '0' || digits == 1) &&
+               (p == end || *p < '0' || *p > '9') && v <= static_cast<std::uint64_t>(INT64_MAX);
+    };
+    if (!literal("{")) return false;
+    std::string_view name;
+    if (literal("\"__metadata__\":{")) {
+        if (!literal("}")) {
+            do {
+                std::string_view key;
+                std::string_view value;
+                if (!plain_string(key) || !literal(":") || !plain_string(value)) return false;
+                if (!h.meta.try_emplace(std::string(key), value).second) return false;
+            } while (literal(","));
+            if (!literal("}")) return false;
+        }
+        if (!literal(",")) return literal("}") && p == end;
+    }
+    if (literal("}")) return p == end;
+    // An entry takes 49 bytes at least, most of them more. (Room for 2^16 entries at most: a
+    // header of garbage makes no room for millions.)
+    h.entries.reserve(static_cast<std::size_t>(
+        std::min<std::uint64_t>({json.size() / 48 + 1, lim.max_tensors, 65536})));
+    do {
+        if (!plain_string(name) || name.size() > lim.max_name_bytes || name == "__metadata__" ||
+            h.entries.size() == lim.max_tensors) {
+            return false;
+        }
+        std::string_view type_text;
+        if (!literal(":{\"dtype\":") || !plain_string(type_text) || !literal(",\"shape\":[")) {
+            return false;
+        }
+        const std::optional<dtype> type = dtype_from_string(type_text);
+        if (!type) return false;
+        std::uint64_t dims[8]; // ranks above 8 are read the general way
+        std::size_t rank = 0;
+        std::uint64_t bytes = size_of(*type);
+        if (!literal("]")) {
+            do {
+                if (rank == std::size(dims) || rank == lim.max_rank || !number(dims[rank]) ||
+                    !checked_mul(bytes, dims[rank], bytes)) {
+                    return false;
+                }
+                ++rank;
+            } while (literal(","));
+            if (!literal("]")) return false;
+        }
+        std::uint64_t first = 0;
+        std::uint64_t last = 0;
+        if (!literal(",\"data_offsets\":[") || !number(first) || !literal(",") || !number(last) ||
+            !literal("]}") || bytes > h.data_bytes || last < first || last - first != bytes) {
+            return false;
+        }
+        file_tensor& t = h.entries.emplace_back();
+        t.name = name;
+        t.type = *type;
+        t.shape.assign(dims, dims + rank);
+        t.begin = first;
+        t.end = last;
+    } while (literal(","));
+    if (!literal("}") || p != end) return false;
+    // Names are told apart once every entry is in place (the views point into them).
+    name_index seen;
+    seen.reserve(h.entries.size());
+    for (const file_tensor& t : h.entries) {
+        if (!seen.emplace(t.name, 0).second) return false;
+    }
+    return true;
+}
+
 CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data_bytes,
                                        const limits& lim, const std::string& where) {
     const auto corrupt = [&](int id, const std::string& what) {
@@ -685,10 +795,13 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
     };
     parsed_header h;
     h.data_bytes = data_bytes;
-    // ckpt's own headers take the fast reader; any other text (or damage) starts again with
-    // rapidjson, which gives the same events for what both read, and reports the rest.
-    bool read = false;
-    {
+    // ckpt's own headers take the direct reader, then the fast SAX reader; any other text (or
+    // damage) starts again with rapidjson, which gives the same events for what both read, and
+    // reports the rest.
+    bool read = read_ckpt_header(json, h, lim);
+    if (!read) {
+        h = parsed_header{};
+        h.data_bytes = data_bytes;
         header_reader reader(h, lim);
         read = read_plain_json(json, reader);
         if (read) reader.raise(where);
@@ -713,12 +826,16 @@ CKPT_INLINE parsed_header parse_header(std::string_view json, std::uint64_t data
     }
 
     // Offsets must tile the data section exactly: no gap, no overlap, nothing after the end.
+    // (ckpt writes its entries in the order of their offsets: no sort then.)
     std::vector<const file_tensor*> by_offset;
     by_offset.reserve(h.entries.size());
     for (const auto& t : h.entries) by_offset.push_back(&t);
-    std::stable_sort(
-        by_offset.begin(), by_offset.end(),
-        [](const file_tensor* a, const file_tensor* b) { return a->begin < b->begin; });
+    const auto earlier = [](const file_tensor* a, const file_tensor* b) {
+        return a->begin < b->begin;
+    };
+    if (!std::is_sorted(by_offset.begin(), by_offset.end(), earlier)) {
+        std::stable_sort(by_offset.begin(), by_offset.end(), earlier);
+    }
     std::uint64_t expect = 0;
     for (const file_tensor* t : by_offset) {
         if (t->begin != expect) {
