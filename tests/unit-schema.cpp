@@ -605,3 +605,115 @@ TEST_CASE("a mismatch is said as the C++ types hold the tensors, with safetensor
     CHECK(ckpt::detail::describe_file(row, record(Eigen::MatrixXf())) == "int64 2x3 (row-major)");
     CHECK(ckpt::detail::describe_file(row, record(Eigen::VectorXf())) == "I64 [2, 3]");
 }
+
+namespace {
+
+/// How many times a walk listed the tensors of a `counted` state (tensor_oarchive's walks:
+/// the save, the lists a load checks the file against).
+int listings = 0;
+
+struct counted {
+    Eigen::MatrixXf w = Eigen::MatrixXf::Constant(3, 2, 1.0F);
+    std::optional<Eigen::Matrix2f> extra; ///< made anew by a load, when it holds a value
+    template <class Archive>
+    void serialize(Archive& ar) {
+        if constexpr (std::is_same_v<Archive, ckpt::detail::tensor_oarchive>) ++listings;
+        ar(CEREAL_NVP(w), CEREAL_NVP(extra));
+    }
+};
+
+/// Which tensor the state holds depends on a value: "a" when `flag`, else "b".
+struct branchy {
+    bool flag = false;
+    Eigen::MatrixXf m = Eigen::MatrixXf::Constant(2, 2, 7.0F);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(flag));
+        if (flag) {
+            ar(cereal::make_nvp("a", m));
+        } else {
+            ar(cereal::make_nvp("b", m));
+        }
+    }
+};
+/// Writes what branchy reads, with the flag and the tensor's name apart.
+struct branchy_writer {
+    bool flag = true;
+    Eigen::MatrixXf m = Eigen::MatrixXf::Constant(2, 2, 1.0F);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(flag), cereal::make_nvp("b", m));
+    }
+};
+
+/// The tensor's rows are a value, which its load shapes the tensor by (6 elements) before
+/// reading it.
+struct sized_by_value {
+    Eigen::Index rows = 2;
+    Eigen::MatrixXf m = Eigen::MatrixXf::Constant(2, 3, 7.0F);
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(CEREAL_NVP(rows), CEREAL_NVP(m));
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(CEREAL_NVP(rows));
+        m.resize(rows, 6 / rows);
+        ar(CEREAL_NVP(m));
+    }
+};
+struct sized_writer {
+    Eigen::Index rows = 3; // while m has 2
+    Eigen::MatrixXf m = Eigen::MatrixXf::Constant(2, 3, 1.0F);
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(CEREAL_NVP(rows), CEREAL_NVP(m));
+    }
+};
+
+} // namespace
+
+TEST_CASE("the tensors are listed again only when the values may have changed them") {
+    // A load checks the file's tensors against the state's list before it decodes anything.
+    // When the values pass then meets exactly the tensors of that list, the list stands; a
+    // state whose load makes objects anew (an optional's value) is listed again.
+    const std::vector<std::byte> plain = ckpt::save_to_memory(counted{});
+    counted with_extra;
+    with_extra.extra = Eigen::Matrix2f::Constant(2.0F);
+    const std::vector<std::byte> extra = ckpt::save_to_memory(with_extra);
+
+    counted s;
+    listings = 0;
+    ckpt::load_from_memory(plain, s);
+    CHECK(listings == 1); // the list checked before decoding
+    s.extra = Eigen::Matrix2f::Zero();
+    listings = 0;
+    ckpt::load_from_memory(extra, s);
+    CHECK(listings == 2); // and once more, the optional's value being new
+    CHECK(*s.extra == *with_extra.extra);
+}
+
+TEST_CASE("a value that changes which tensors the state holds is checked against the file") {
+    // The file's values say flag = true, which makes branchy hold tensor "a", while its tensors
+    // hold "b": what the state held before loading ("b") matches the file, what the values make
+    // of it does not. The load is refused whole, and the state is left as it was.
+    const std::vector<std::byte> file = ckpt::save_to_memory(branchy_writer{});
+    branchy s;
+    const int id = test::error_id([&] { ckpt::load_from_memory(file, s); });
+    CHECK(id == ckpt::errc::schema_missing);
+    CHECK(!s.flag);
+    CHECK(s.m == Eigen::MatrixXf::Constant(2, 2, 7.0F));
+}
+
+TEST_CASE("a value that changes a tensor's shape is checked against the file") {
+    // rows = 3 in the values; the file's tensor is 2 x 3. The state's list before loading
+    // (2 x 3) matches the file; the tensor the values pass meets (3 x 2, as many bytes) does not.
+    const std::vector<std::byte> file = ckpt::save_to_memory(sized_writer{});
+    sized_by_value s;
+    const int id = test::error_id([&] { ckpt::load_from_memory(file, s); });
+    CHECK(id == ckpt::errc::schema_mismatch);
+    CHECK(s.rows == 2);
+    const std::vector<std::byte> good = ckpt::save_to_memory(sized_by_value{});
+    ckpt::load_from_memory(good, s);
+    CHECK(s.m == Eigen::MatrixXf::Constant(2, 3, 7.0F));
+}

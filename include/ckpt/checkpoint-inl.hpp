@@ -486,16 +486,18 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
     // state tensors of the same name among them.
     std::vector<char> expected(src.entries->size(), 0);
     std::unordered_set<std::string_view> absent;
+    std::size_t next = 0;
     for (const tensor_record& r : state) {
-        const auto it = src.by_name.find(r.name);
-        const bool repeated = it != src.by_name.end() ? std::exchange(expected[it->second], 1) != 0
-                                                      : !absent.insert(r.name).second;
+        const std::size_t entry = src.find(r.name, next);
+        const bool found = entry != tensor_source::npos;
+        const bool repeated =
+            found ? std::exchange(expected[entry], 1) != 0 : !absent.insert(r.name).second;
         if (repeated) {
             add(errc::schema_duplicate, r.name,
                 [] { return "two tensors of the state have this path; name them apart"; });
             continue;
         }
-        if (it == src.by_name.end()) {
+        if (!found) {
             if (src.allow_missing) {
                 out.missing.push_back(r.name);
                 continue;
@@ -506,7 +508,7 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             });
             continue;
         }
-        const file_tensor& f = (*src.entries)[it->second];
+        const file_tensor& f = (*src.entries)[entry];
         tensor_dims dims{};
         const bool ranks_match = dims_of(f, r, dims);
         const bool orders_differ = r.rank >= 2 && f.order != '-' && f.order != r.order;
@@ -573,8 +575,10 @@ CKPT_INLINE std::size_t problem_cap(const tensor_source& src, std::uint64_t own_
 CKPT_INLINE bool same_tensor_names(const std::vector<tensor_record>& state,
                                    const tensor_source& src) {
     if (state.size() != src.by_name.size()) return false;
-    return std::all_of(state.begin(), state.end(),
-                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+    std::size_t next = 0;
+    return std::all_of(state.begin(), state.end(), [&](const tensor_record& r) {
+        return src.find(r.name, next) != tensor_source::npos;
+    });
 }
 
 CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const void* state) {
@@ -588,14 +592,17 @@ CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const vo
 
 CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
                                   std::span<const std::byte> values, const tensor_source* tensors,
-                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
+                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails,
+                                  const std::vector<tensor_record>* expected) {
     try {
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         ar.containers_as_values(tensors != nullptr && tensors->containers_as_values);
+        ar.expect_tensors(expected);
         walks.read(ar, obj);
         ar.finish();
         ar.finish_views();
-        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.met_expected_tensors(), ar.take_versions(),
+                ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -637,7 +644,8 @@ CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
 
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
-                                      std::uint64_t own_tensors, load_gate* gate) {
+                                      std::uint64_t own_tensors, load_gate* gate,
+                                      const std::vector<tensor_record>* checked_before) {
     const auto restore = [&]() noexcept {
         if (backup != nullptr) restore_state(walks, obj, *backup);
     };
@@ -645,30 +653,35 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     try {
         // In place (a backup is given), no element that may hold tensors is removed yet.
         met = read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors,
-                        backup != nullptr);
+                        backup != nullptr, checked_before);
     } catch (...) {
         restore();
         throw;
     }
-    tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
-    shaped.reserve_tensors(static_cast<std::size_t>(met.tensors_met));
-    shaped.use_versions(&met.versions);
-    shaped.containers_as_values(src.containers_as_values);
-    collect(shaped, walks, obj);
-    schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-    if (!checked.problems.empty()) {
-        restore();
-        checked.raise();
-    }
-    if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
-        // The kept elements hold tensors the values no longer describe, while the header lists
-        // them: the file contradicts itself.
-        restore();
-        throw_error<corrupt_error>(
-            errc::corrupt_values, "the checkpoint's values describe " +
-                                      std::to_string(met.tensors_met) + " tensors, its header " +
-                                      std::to_string(shaped.tensors().size()) +
-                                      ": a container is shorter in the values than in the tensors");
+    schema_report checked;
+    if (!met.met_expected) {
+        // The values may have changed what the state holds: list its tensors again, as the
+        // checkpoint's class versions have it, and check them.
+        tensor_oarchive shaped(true); // for the tensor list only
+        shaped.reserve_tensors(static_cast<std::size_t>(met.tensors_met));
+        shaped.use_versions(&met.versions);
+        shaped.containers_as_values(src.containers_as_values);
+        collect(shaped, walks, obj);
+        checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+        if (!checked.problems.empty()) {
+            restore();
+            checked.raise();
+        }
+        if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
+            // The kept elements hold tensors the values no longer describe, while the header lists
+            // them: the file contradicts itself.
+            restore();
+            throw_error<corrupt_error>(
+                errc::corrupt_values,
+                "the checkpoint's values describe " + std::to_string(met.tensors_met) +
+                    " tensors, its header " + std::to_string(shaped.tensors().size()) +
+                    ": a container is shorter in the values than in the tensors");
+        }
     }
     if (gate != nullptr) {
         try {
@@ -728,7 +741,11 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
-    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate);
+    // With the same names (so nothing missing or ignored to report) and no tensor that loading
+    // makes anew, the check just made stands if the values pass meets the same tensors.
+    const bool checked_now = same_names && backup.entries.empty();
+    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate,
+                                        checked_now ? &now.tensors() : nullptr);
     src.fallback = nullptr;
     return checked;
 }

@@ -285,14 +285,19 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
+    /// The pass met exactly the tensors it was given to expect (see
+    /// tensor_iarchive::met_expected_tensors).
+    bool met_expected = false;
     class_versions versions;                  ///< the class versions the values store
     std::vector<converted_entry> conversions; ///< the tensors the pass converted
 };
 
-/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
+/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive;
+/// `expected`: the tensors a values pass is to meet (tensor_iarchive::expect_tensors).
 pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
                       const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors,
-                      bool keep_tails = false);
+                      bool keep_tails = false,
+                      const std::vector<tensor_record>* expected = nullptr);
 
 /// What an in-place load puts back when it fails: the state's own values and a copy of the
 /// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and
@@ -337,10 +342,14 @@ protected:
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then `gate`, then the tensors. On failure the values, and the tensors
 /// loading replaced, are put back from `backup` when given. `own_tensors`: how many tensors
-/// the state held before loading. @returns the final check, with what it let through
+/// the state held before loading. `checked`: the state's tensors before loading, which the
+/// file's tensors have passed check_tensors against with nothing to report; when the values
+/// pass meets exactly these, the state's list is the one checked, and the walk that lists it
+/// again and its check are skipped. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                           std::span<const std::byte> values, const state_backup* backup,
-                          std::uint64_t own_tensors, load_gate* gate = nullptr);
+                          std::uint64_t own_tensors, load_gate* gate = nullptr,
+                          const std::vector<tensor_record>* checked = nullptr);
 
 /// Files from this size up are loaded with the checksum verified while they decode, when the
 /// state holds no tensor memory of its own (see deferred_checksum).

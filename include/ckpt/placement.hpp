@@ -75,8 +75,10 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const placed<T>& p) {
 
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, placed<T>& p) {
+    ar.begin_placement(p.place);
     ar.name_next(p.name.c_str());
     ar(p.value);
+    ar.end_placement();
 }
 
 template <class Archive, class T>

@@ -78,6 +78,8 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// path(), written into `out` (whose memory is reused from call to call).
+    void path_into(std::string& out) const;
     /// The path of a child of the current item named `name`.
     [[nodiscard]] std::string child_path(const char* name) const;
     /// The current item's path, or "(the state)" for the root object itself.
@@ -86,8 +88,8 @@ public:
     }
 
 private:
-    /// The names of the nodes below the root, joined by dots.
-    [[nodiscard]] std::string joined() const;
+    /// The names of the nodes below the root, joined by dots, appended to `s`.
+    void join_into(std::string& s) const;
     struct node {
         const char* name;
         std::uint64_t index;
@@ -109,22 +111,28 @@ private:
 namespace ckpt::detail {
 
 CKPT_INLINE std::string path_tracker::path() const {
-    std::string s = joined();
-    if (s.empty()) s = "value";
+    std::string s;
+    path_into(s);
     return s;
 }
 
+CKPT_INLINE void path_tracker::path_into(std::string& out) const {
+    out.clear();
+    join_into(out);
+    if (out.empty()) out = "value";
+}
+
 CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
-    std::string s = joined();
     if (nodes_.empty()) return name; // the root item itself
+    std::string s;
+    join_into(s);
     if (!s.empty()) s += '.';
     return s + name;
 }
 
-CKPT_INLINE std::string path_tracker::joined() const {
+CKPT_INLINE void path_tracker::join_into(std::string& s) const {
     // Asked for every tensor of every walk: digits go straight into the string (no temporary),
-    // which a short path ("layers.12.weight") holds without allocating.
-    std::string s;
+    // and path_into's string is reused from tensor to tensor.
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
         if (nodes_[i].name != nullptr) {
@@ -135,7 +143,6 @@ CKPT_INLINE std::string path_tracker::joined() const {
             s.append(digits, end);
         }
     }
-    return s;
 }
 
 } // namespace ckpt::detail
@@ -910,7 +917,7 @@ CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
 }
 
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
-    r.name = path();
+    path_into(r.name);
     r.rebuilt = rebuilt_depth_ != 0;
     r.place = place_;
     tensors_.push_back(std::move(r));
@@ -2446,6 +2453,23 @@ struct tensor_source {
         return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
     }
 
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    /// The entry matched by `name` (never the values entry), or npos. Entry `next` is tried
+    /// first, and becomes the one after the entry found: a walk meets the tensors in the
+    /// file's order more often than not (always when they share a dtype), and reading entries
+    /// in order stays in the caches, where the index's slots lie anywhere in memory.
+    [[nodiscard]] std::size_t find(std::string_view name, std::size_t& next) const {
+        std::size_t found = npos;
+        if (next < entries->size() && name_of(next) == name &&
+            (*entries)[next].name != values_entry) {
+            found = next;
+        } else if (const auto* it = by_name.find(name); it != by_name.end()) {
+            found = it->second;
+        }
+        if (found != npos) next = found + 1;
+        return found;
+    }
+
     /// Whether a tensor stored as `from` loads into one of `to` with the conversions allowed.
     [[nodiscard]] bool loads_as(dtype from, dtype to) const noexcept {
         switch (classify_conversion(from, to)) {
@@ -2535,6 +2559,20 @@ public:
     }
     void enter_rebuilt() noexcept { ++rebuilt_depth_; }
     void leave_rebuilt() noexcept { --rebuilt_depth_; }
+
+    /// A values pass compares the tensors it meets with `tensors`: the list a walk of the state
+    /// made before loading, which the file's tensors were checked against (see decode_into).
+    void expect_tensors(const std::vector<tensor_record>* tensors) noexcept { expected_ = tensors; }
+    /// The values pass met exactly the expected tensors, in their order, each with the same
+    /// path, dtype, axes, bounds, storage order and placement, and none inside an object it
+    /// made anew: the state's list of tensors is still the one checked.
+    [[nodiscard]] bool met_expected_tensors() const noexcept {
+        return expected_ != nullptr && as_expected_ && expected_at_ == expected_->size();
+    }
+    /// The tensors read until end_placement() have placement `p` (ckpt::sharded and
+    /// ckpt::rank_local declare it; the file's entries carry it).
+    void begin_placement(const placement& p) noexcept { place_ = p; }
+    void end_placement() noexcept { place_ = {}; }
 
     template <class T>
     void read_scalar(T& v) {
@@ -2645,7 +2683,7 @@ private:
                        tensor_fill& fill);
 
     /// The fallback's tensor at `name` (the current path), when it has one that fits `want`.
-    [[nodiscard]] bool find_fallback(const tensor_record& want, const std::string& name,
+    [[nodiscard]] bool find_fallback(const tensor_record& want, std::string_view name,
                                      tensor_fill& fill) const;
 
     /// Copies a found tensor into the state's buffer, which holds fill.dims,
@@ -2659,9 +2697,10 @@ private:
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
-    /// The values pass meets a tensor that holds `bytes_held` bytes now: the file pays for it,
-    /// or the state's own tensors do, or the walk stops here.
-    void account_tensor(std::uint64_t bytes_held);
+    /// The values pass meets tensor `want`, which holds want.bytes bytes now: the file pays for
+    /// it, or the state's own tensors do, or the walk stops here. Compared with the expected
+    /// tensors, when there are any.
+    void account_tensor(const tensor_record& want);
 
     static std::string tag_name(std::uint8_t tag);
     void expect_tag(std::uint8_t tag);
@@ -2679,6 +2718,11 @@ private:
     std::size_t next_entry_ = 0; ///< the entry after the last one entry_named found
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
+    const std::vector<tensor_record>* expected_ = nullptr;
+    std::size_t expected_at_ = 0; ///< the expected tensor the next one met is compared with
+    bool as_expected_ = true;
+    placement place_{};
+    std::string name_; ///< the current tensor's path (its memory serves every tensor)
     bool containers_as_values_ = false;
     class_versions versions_;
     std::vector<converted_entry> conversions_;
@@ -2912,13 +2956,14 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
 
 CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fill& fill) {
     if (kind_ == read_pass_kind::values) {
-        account_tensor(want.bytes);
+        account_tensor(want);
         return false;
     }
     if (tensors_ == nullptr) return false; // a restore with no tensors to put back
     // A view's memory is written only once the load has succeeded: there is nothing to restore.
     if (kind_ == read_pass_kind::restore && want.view) return false;
-    const std::string name = path();
+    path_into(name_);
+    const std::string& name = name_;
     const std::size_t entry = entry_named(name);
     if (entry == no_entry) {
         // A restore puts back only the tensors its backup holds. A tensor the file lacks was
@@ -2952,7 +2997,7 @@ CKPT_INLINE bool tensor_iarchive::locate(const tensor_source& src, std::size_t e
     return true;
 }
 
-CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, const std::string& name,
+CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, std::string_view name,
                                                 tensor_fill& fill) const {
     const tensor_source* back = tensors_->fallback;
     if (back == nullptr) return false;
@@ -3119,24 +3164,34 @@ CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
 }
 
 CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
-    // A walk meets the tensors in the file's order more often than not (always when they share
-    // a dtype), so the entry after the last one found is tried first: read in order, where the
-    // index's slots lie anywhere in memory, which the copies of the tensors before have just
-    // evicted from the caches.
-    const std::vector<file_tensor>& entries = *tensors_->entries;
-    std::size_t found = no_entry;
-    if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&
-        entries[next_entry_].name != values_entry) {
-        found = next_entry_;
-    } else if (const auto* it = tensors_->by_name.find(name); it != tensors_->by_name.end()) {
-        found = it->second;
-    }
-    if (found != no_entry) next_entry_ = found + 1;
-    return found;
+    const std::size_t found = tensors_->find(name, next_entry_);
+    return found == tensor_source::npos ? no_entry : found;
 }
 
-CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
-    const std::string name = path();
+/// Whether a tensor met now is the one `before` describes: everything the check of the file's
+/// tensors read of it (the data pointer is not: it may move).
+CKPT_INLINE bool same_tensor(const tensor_record& before, const tensor_record& now,
+                             std::string_view name, const placement& place) {
+    if (before.name != name || before.type != now.type || before.rank != now.rank ||
+        before.order != now.order || before.fixed != now.fixed || before.resizes != now.resizes ||
+        before.view != now.view || before.bytes != now.bytes || before.place != place) {
+        return false;
+    }
+    for (std::size_t i = 0; i < now.rank; ++i) {
+        if (before.dims[i] != now.dims[i] || before.max[i] != now.max[i]) return false;
+    }
+    return true;
+}
+
+CKPT_INLINE void tensor_iarchive::account_tensor(const tensor_record& want) {
+    const std::uint64_t bytes_held = want.bytes;
+    path_into(name_);
+    const std::string& name = name_;
+    if (expected_ != nullptr && as_expected_) {
+        as_expected_ = rebuilt_depth_ == 0 && expected_at_ < expected_->size() &&
+                       same_tensor((*expected_)[expected_at_], want, name, place_);
+        ++expected_at_;
+    }
     const std::size_t entry = entry_named(name);
     if (entry != no_entry && claimed_[entry] == 0) {
         const file_tensor& f = (*tensors_->entries)[entry];
@@ -4657,8 +4712,10 @@ void CEREAL_SAVE_FUNCTION_NAME(tensor_oarchive& ar, const placed<T>& p) {
 
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(tensor_iarchive& ar, placed<T>& p) {
+    ar.begin_placement(p.place);
     ar.name_next(p.name.c_str());
     ar(p.value);
+    ar.end_placement();
 }
 
 template <class Archive, class T>
@@ -5384,14 +5441,19 @@ bool same_tensor_names(const std::vector<tensor_record>& state, const tensor_sou
 struct pass_result {
     std::uint64_t tensors_met = 0;
     bool kept_tail = false;
+    /// The pass met exactly the tensors it was given to expect (see
+    /// tensor_iarchive::met_expected_tensors).
+    bool met_expected = false;
     class_versions versions;                  ///< the class versions the values store
     std::vector<converted_entry> conversions; ///< the tensors the pass converted
 };
 
-/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive.
+/// Runs one input pass; cereal's own errors become ckpt's. `keep_tails`: see tensor_iarchive;
+/// `expected`: the tensors a values pass is to meet (tensor_iarchive::expect_tensors).
 pass_result read_pass(const state_walks& walks, void* obj, std::span<const std::byte> values,
                       const tensor_source* tensors, read_pass_kind kind, std::uint64_t own_tensors,
-                      bool keep_tails = false);
+                      bool keep_tails = false,
+                      const std::vector<tensor_record>* expected = nullptr);
 
 /// What an in-place load puts back when it fails: the state's own values and a copy of the
 /// tensors that loading replaces (rebuilt_on_load: in maps, optionals, smart pointers and
@@ -5436,10 +5498,14 @@ protected:
 /// Values first (tensors untouched, each one accounted for), then a shape check against what
 /// the state became, then `gate`, then the tensors. On failure the values, and the tensors
 /// loading replaced, are put back from `backup` when given. `own_tensors`: how many tensors
-/// the state held before loading. @returns the final check, with what it let through
+/// the state held before loading. `checked`: the state's tensors before loading, which the
+/// file's tensors have passed check_tensors against with nothing to report; when the values
+/// pass meets exactly these, the state's list is the one checked, and the walk that lists it
+/// again and its check are skipped. @returns the final check, with what it let through
 schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                           std::span<const std::byte> values, const state_backup* backup,
-                          std::uint64_t own_tensors, load_gate* gate = nullptr);
+                          std::uint64_t own_tensors, load_gate* gate = nullptr,
+                          const std::vector<tensor_record>* checked = nullptr);
 
 /// Files from this size up are loaded with the checksum verified while they decode, when the
 /// state holds no tensor memory of its own (see deferred_checksum).
@@ -6036,16 +6102,18 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
     // state tensors of the same name among them.
     std::vector<char> expected(src.entries->size(), 0);
     std::unordered_set<std::string_view> absent;
+    std::size_t next = 0;
     for (const tensor_record& r : state) {
-        const auto it = src.by_name.find(r.name);
-        const bool repeated = it != src.by_name.end() ? std::exchange(expected[it->second], 1) != 0
-                                                      : !absent.insert(r.name).second;
+        const std::size_t entry = src.find(r.name, next);
+        const bool found = entry != tensor_source::npos;
+        const bool repeated =
+            found ? std::exchange(expected[entry], 1) != 0 : !absent.insert(r.name).second;
         if (repeated) {
             add(errc::schema_duplicate, r.name,
                 [] { return "two tensors of the state have this path; name them apart"; });
             continue;
         }
-        if (it == src.by_name.end()) {
+        if (!found) {
             if (src.allow_missing) {
                 out.missing.push_back(r.name);
                 continue;
@@ -6056,7 +6124,7 @@ CKPT_INLINE schema_report check_tensors(const std::vector<tensor_record>& state,
             });
             continue;
         }
-        const file_tensor& f = (*src.entries)[it->second];
+        const file_tensor& f = (*src.entries)[entry];
         tensor_dims dims{};
         const bool ranks_match = dims_of(f, r, dims);
         const bool orders_differ = r.rank >= 2 && f.order != '-' && f.order != r.order;
@@ -6123,8 +6191,10 @@ CKPT_INLINE std::size_t problem_cap(const tensor_source& src, std::uint64_t own_
 CKPT_INLINE bool same_tensor_names(const std::vector<tensor_record>& state,
                                    const tensor_source& src) {
     if (state.size() != src.by_name.size()) return false;
-    return std::all_of(state.begin(), state.end(),
-                       [&](const tensor_record& r) { return src.by_name.count(r.name) != 0; });
+    std::size_t next = 0;
+    return std::all_of(state.begin(), state.end(), [&](const tensor_record& r) {
+        return src.find(r.name, next) != tensor_source::npos;
+    });
 }
 
 CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const void* state) {
@@ -6138,14 +6208,17 @@ CKPT_INLINE void collect(tensor_oarchive& ar, const state_walks& walks, const vo
 
 CKPT_INLINE pass_result read_pass(const state_walks& walks, void* obj,
                                   std::span<const std::byte> values, const tensor_source* tensors,
-                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails) {
+                                  read_pass_kind kind, std::uint64_t own_tensors, bool keep_tails,
+                                  const std::vector<tensor_record>* expected) {
     try {
         tensor_iarchive ar(values, tensors, kind, own_tensors, keep_tails);
         ar.containers_as_values(tensors != nullptr && tensors->containers_as_values);
+        ar.expect_tensors(expected);
         walks.read(ar, obj);
         ar.finish();
         ar.finish_views();
-        return {ar.tensors_met(), ar.kept_tail(), ar.take_versions(), ar.take_conversions()};
+        return {ar.tensors_met(), ar.kept_tail(), ar.met_expected_tensors(), ar.take_versions(),
+                ar.take_conversions()};
     } catch (const cereal::Exception& e) {
         throw_error<corrupt_error>(errc::corrupt_values,
                                    std::string("cereal could not decode the values: ") + e.what());
@@ -6187,7 +6260,8 @@ CKPT_INLINE void restore_state(const state_walks& walks, void* obj,
 
 CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const tensor_source& src,
                                       std::span<const std::byte> values, const state_backup* backup,
-                                      std::uint64_t own_tensors, load_gate* gate) {
+                                      std::uint64_t own_tensors, load_gate* gate,
+                                      const std::vector<tensor_record>* checked_before) {
     const auto restore = [&]() noexcept {
         if (backup != nullptr) restore_state(walks, obj, *backup);
     };
@@ -6195,30 +6269,35 @@ CKPT_INLINE schema_report decode_into(const state_walks& walks, void* obj, const
     try {
         // In place (a backup is given), no element that may hold tensors is removed yet.
         met = read_pass(walks, obj, values, &src, read_pass_kind::values, own_tensors,
-                        backup != nullptr);
+                        backup != nullptr, checked_before);
     } catch (...) {
         restore();
         throw;
     }
-    tensor_oarchive shaped(true); // for the tensor list only, as the checkpoint's versions have it
-    shaped.reserve_tensors(static_cast<std::size_t>(met.tensors_met));
-    shaped.use_versions(&met.versions);
-    shaped.containers_as_values(src.containers_as_values);
-    collect(shaped, walks, obj);
-    schema_report checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
-    if (!checked.problems.empty()) {
-        restore();
-        checked.raise();
-    }
-    if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
-        // The kept elements hold tensors the values no longer describe, while the header lists
-        // them: the file contradicts itself.
-        restore();
-        throw_error<corrupt_error>(
-            errc::corrupt_values, "the checkpoint's values describe " +
-                                      std::to_string(met.tensors_met) + " tensors, its header " +
-                                      std::to_string(shaped.tensors().size()) +
-                                      ": a container is shorter in the values than in the tensors");
+    schema_report checked;
+    if (!met.met_expected) {
+        // The values may have changed what the state holds: list its tensors again, as the
+        // checkpoint's class versions have it, and check them.
+        tensor_oarchive shaped(true); // for the tensor list only
+        shaped.reserve_tensors(static_cast<std::size_t>(met.tensors_met));
+        shaped.use_versions(&met.versions);
+        shaped.containers_as_values(src.containers_as_values);
+        collect(shaped, walks, obj);
+        checked = check_tensors(shaped.tensors(), src, problem_cap(src, own_tensors));
+        if (!checked.problems.empty()) {
+            restore();
+            checked.raise();
+        }
+        if (met.kept_tail && met.tensors_met != shaped.tensors().size()) {
+            // The kept elements hold tensors the values no longer describe, while the header lists
+            // them: the file contradicts itself.
+            restore();
+            throw_error<corrupt_error>(
+                errc::corrupt_values,
+                "the checkpoint's values describe " + std::to_string(met.tensors_met) +
+                    " tensors, its header " + std::to_string(shaped.tensors().size()) +
+                    ": a container is shorter in the values than in the tensors");
+        }
     }
     if (gate != nullptr) {
         try {
@@ -6278,7 +6357,11 @@ CKPT_INLINE schema_report load_state(const state_walks& walks, void* state, tens
     if (same_names) check_tensors(now.tensors(), src, problem_cap(src, own)).raise();
     const state_backup backup(now.values(), now.tensors(), src.containers_as_values);
     if (src.allow_missing && !backup.entries.empty()) src.fallback = &backup.tensors;
-    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate);
+    // With the same names (so nothing missing or ignored to report) and no tensor that loading
+    // makes anew, the check just made stands if the values pass meets the same tensors.
+    const bool checked_now = same_names && backup.entries.empty();
+    schema_report checked = decode_into(walks, state, src, values, &backup, own, gate,
+                                        checked_now ? &now.tensors() : nullptr);
     src.fallback = nullptr;
     return checked;
 }

@@ -50,13 +50,14 @@ CKPT_INLINE tensor_iarchive::tensor_iarchive(std::span<const std::byte> values,
 
 CKPT_INLINE bool tensor_iarchive::fill_for(const tensor_record& want, tensor_fill& fill) {
     if (kind_ == read_pass_kind::values) {
-        account_tensor(want.bytes);
+        account_tensor(want);
         return false;
     }
     if (tensors_ == nullptr) return false; // a restore with no tensors to put back
     // A view's memory is written only once the load has succeeded: there is nothing to restore.
     if (kind_ == read_pass_kind::restore && want.view) return false;
-    const std::string name = path();
+    path_into(name_);
+    const std::string& name = name_;
     const std::size_t entry = entry_named(name);
     if (entry == no_entry) {
         // A restore puts back only the tensors its backup holds. A tensor the file lacks was
@@ -90,7 +91,7 @@ CKPT_INLINE bool tensor_iarchive::locate(const tensor_source& src, std::size_t e
     return true;
 }
 
-CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, const std::string& name,
+CKPT_INLINE bool tensor_iarchive::find_fallback(const tensor_record& want, std::string_view name,
                                                 tensor_fill& fill) const {
     const tensor_source* back = tensors_->fallback;
     if (back == nullptr) return false;
@@ -257,24 +258,34 @@ CKPT_INLINE std::uint64_t tensor_iarchive::tensors_left() const noexcept {
 }
 
 CKPT_INLINE std::size_t tensor_iarchive::entry_named(std::string_view name) {
-    // A walk meets the tensors in the file's order more often than not (always when they share
-    // a dtype), so the entry after the last one found is tried first: read in order, where the
-    // index's slots lie anywhere in memory, which the copies of the tensors before have just
-    // evicted from the caches.
-    const std::vector<file_tensor>& entries = *tensors_->entries;
-    std::size_t found = no_entry;
-    if (next_entry_ < entries.size() && tensors_->name_of(next_entry_) == name &&
-        entries[next_entry_].name != values_entry) {
-        found = next_entry_;
-    } else if (const auto* it = tensors_->by_name.find(name); it != tensors_->by_name.end()) {
-        found = it->second;
-    }
-    if (found != no_entry) next_entry_ = found + 1;
-    return found;
+    const std::size_t found = tensors_->find(name, next_entry_);
+    return found == tensor_source::npos ? no_entry : found;
 }
 
-CKPT_INLINE void tensor_iarchive::account_tensor(std::uint64_t bytes_held) {
-    const std::string name = path();
+/// Whether a tensor met now is the one `before` describes: everything the check of the file's
+/// tensors read of it (the data pointer is not: it may move).
+CKPT_INLINE bool same_tensor(const tensor_record& before, const tensor_record& now,
+                             std::string_view name, const placement& place) {
+    if (before.name != name || before.type != now.type || before.rank != now.rank ||
+        before.order != now.order || before.fixed != now.fixed || before.resizes != now.resizes ||
+        before.view != now.view || before.bytes != now.bytes || before.place != place) {
+        return false;
+    }
+    for (std::size_t i = 0; i < now.rank; ++i) {
+        if (before.dims[i] != now.dims[i] || before.max[i] != now.max[i]) return false;
+    }
+    return true;
+}
+
+CKPT_INLINE void tensor_iarchive::account_tensor(const tensor_record& want) {
+    const std::uint64_t bytes_held = want.bytes;
+    path_into(name_);
+    const std::string& name = name_;
+    if (expected_ != nullptr && as_expected_) {
+        as_expected_ = rebuilt_depth_ == 0 && expected_at_ < expected_->size() &&
+                       same_tensor((*expected_)[expected_at_], want, name, place_);
+        ++expected_at_;
+    }
     const std::size_t entry = entry_named(name);
     if (entry != no_entry && claimed_[entry] == 0) {
         const file_tensor& f = (*tensors_->entries)[entry];

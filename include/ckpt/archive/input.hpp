@@ -68,6 +68,23 @@ struct tensor_source {
         return renamed_names.empty() ? std::string_view((*entries)[i].name) : renamed_names[i];
     }
 
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    /// The entry matched by `name` (never the values entry), or npos. Entry `next` is tried
+    /// first, and becomes the one after the entry found: a walk meets the tensors in the
+    /// file's order more often than not (always when they share a dtype), and reading entries
+    /// in order stays in the caches, where the index's slots lie anywhere in memory.
+    [[nodiscard]] std::size_t find(std::string_view name, std::size_t& next) const {
+        std::size_t found = npos;
+        if (next < entries->size() && name_of(next) == name &&
+            (*entries)[next].name != values_entry) {
+            found = next;
+        } else if (const auto* it = by_name.find(name); it != by_name.end()) {
+            found = it->second;
+        }
+        if (found != npos) next = found + 1;
+        return found;
+    }
+
     /// Whether a tensor stored as `from` loads into one of `to` with the conversions allowed.
     [[nodiscard]] bool loads_as(dtype from, dtype to) const noexcept {
         switch (classify_conversion(from, to)) {
@@ -157,6 +174,20 @@ public:
     }
     void enter_rebuilt() noexcept { ++rebuilt_depth_; }
     void leave_rebuilt() noexcept { --rebuilt_depth_; }
+
+    /// A values pass compares the tensors it meets with `tensors`: the list a walk of the state
+    /// made before loading, which the file's tensors were checked against (see decode_into).
+    void expect_tensors(const std::vector<tensor_record>* tensors) noexcept { expected_ = tensors; }
+    /// The values pass met exactly the expected tensors, in their order, each with the same
+    /// path, dtype, axes, bounds, storage order and placement, and none inside an object it
+    /// made anew: the state's list of tensors is still the one checked.
+    [[nodiscard]] bool met_expected_tensors() const noexcept {
+        return expected_ != nullptr && as_expected_ && expected_at_ == expected_->size();
+    }
+    /// The tensors read until end_placement() have placement `p` (ckpt::sharded and
+    /// ckpt::rank_local declare it; the file's entries carry it).
+    void begin_placement(const placement& p) noexcept { place_ = p; }
+    void end_placement() noexcept { place_ = {}; }
 
     template <class T>
     void read_scalar(T& v) {
@@ -267,7 +298,7 @@ private:
                        tensor_fill& fill);
 
     /// The fallback's tensor at `name` (the current path), when it has one that fits `want`.
-    [[nodiscard]] bool find_fallback(const tensor_record& want, const std::string& name,
+    [[nodiscard]] bool find_fallback(const tensor_record& want, std::string_view name,
                                      tensor_fill& fill) const;
 
     /// Copies a found tensor into the state's buffer, which holds fill.dims,
@@ -281,9 +312,10 @@ private:
     /// Tensors the rest of the walk may still meet (see read_size).
     [[nodiscard]] std::uint64_t tensors_left() const noexcept;
 
-    /// The values pass meets a tensor that holds `bytes_held` bytes now: the file pays for it,
-    /// or the state's own tensors do, or the walk stops here.
-    void account_tensor(std::uint64_t bytes_held);
+    /// The values pass meets tensor `want`, which holds want.bytes bytes now: the file pays for
+    /// it, or the state's own tensors do, or the walk stops here. Compared with the expected
+    /// tensors, when there are any.
+    void account_tensor(const tensor_record& want);
 
     static std::string tag_name(std::uint8_t tag);
     void expect_tag(std::uint8_t tag);
@@ -301,6 +333,11 @@ private:
     std::size_t next_entry_ = 0; ///< the entry after the last one entry_named found
     std::uint64_t unpaid_ = 0;
     std::uint32_t rebuilt_depth_ = 0;
+    const std::vector<tensor_record>* expected_ = nullptr;
+    std::size_t expected_at_ = 0; ///< the expected tensor the next one met is compared with
+    bool as_expected_ = true;
+    placement place_{};
+    std::string name_; ///< the current tensor's path (its memory serves every tensor)
     bool containers_as_values_ = false;
     class_versions versions_;
     std::vector<converted_entry> conversions_;

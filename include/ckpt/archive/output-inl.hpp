@@ -50,7 +50,7 @@ CKPT_INLINE void tensor_oarchive::write_class_version(std::uint32_t version) {
 }
 
 CKPT_INLINE void tensor_oarchive::add_tensor(tensor_record&& r) {
-    r.name = path();
+    path_into(r.name);
     r.rebuilt = rebuilt_depth_ != 0;
     r.place = place_;
     tensors_.push_back(std::move(r));

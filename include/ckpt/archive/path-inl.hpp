@@ -8,22 +8,28 @@
 namespace ckpt::detail {
 
 CKPT_INLINE std::string path_tracker::path() const {
-    std::string s = joined();
-    if (s.empty()) s = "value";
+    std::string s;
+    path_into(s);
     return s;
 }
 
+CKPT_INLINE void path_tracker::path_into(std::string& out) const {
+    out.clear();
+    join_into(out);
+    if (out.empty()) out = "value";
+}
+
 CKPT_INLINE std::string path_tracker::child_path(const char* name) const {
-    std::string s = joined();
     if (nodes_.empty()) return name; // the root item itself
+    std::string s;
+    join_into(s);
     if (!s.empty()) s += '.';
     return s + name;
 }
 
-CKPT_INLINE std::string path_tracker::joined() const {
+CKPT_INLINE void path_tracker::join_into(std::string& s) const {
     // Asked for every tensor of every walk: digits go straight into the string (no temporary),
-    // which a short path ("layers.12.weight") holds without allocating.
-    std::string s;
+    // and path_into's string is reused from tensor to tensor.
     for (std::size_t i = 1; i < nodes_.size(); ++i) {
         if (i > 1) s += '.';
         if (nodes_[i].name != nullptr) {
@@ -34,7 +40,6 @@ CKPT_INLINE std::string path_tracker::joined() const {
             s.append(digits, end);
         }
     }
-    return s;
 }
 
 } // namespace ckpt::detail

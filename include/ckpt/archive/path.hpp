@@ -32,6 +32,8 @@ public:
 
     /// The current item's path; the root state is "" and a bare root tensor is "value".
     [[nodiscard]] std::string path() const;
+    /// path(), written into `out` (whose memory is reused from call to call).
+    void path_into(std::string& out) const;
     /// The path of a child of the current item named `name`.
     [[nodiscard]] std::string child_path(const char* name) const;
     /// The current item's path, or "(the state)" for the root object itself.
@@ -40,8 +42,8 @@ public:
     }
 
 private:
-    /// The names of the nodes below the root, joined by dots.
-    [[nodiscard]] std::string joined() const;
+    /// The names of the nodes below the root, joined by dots, appended to `s`.
+    void join_into(std::string& s) const;
     struct node {
         const char* name;
         std::uint64_t index;
