@@ -2199,7 +2199,8 @@ bool read_plain_json(std::string_view json, Handler& handler) {
 /// strings perhaps, then entries `"name":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}`,
 /// `}`, spaces. Every check header_reader makes passes, or this returns false, having filled
 /// `h` partly perhaps: the caller starts again with header_reader, which reports the problem.
-/// An entry costs a few hundred instructions here, against some 3,500 as SAX events.
+/// An entry costs about 1,900 instructions here (most of them for its name, its shape and the
+/// check that no name repeats), against some 3,500 as SAX events.
 CKPT_INLINE bool read_ckpt_header(std::string_view json, parsed_header& h, const limits& lim) {
     const char* p = json.data();
     const char* end = p + json.size();
